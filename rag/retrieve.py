@@ -1,0 +1,115 @@
+"""Search: dense and BM25 candidates, fused by reciprocal rank; the live index is followed on disk."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from rag import store
+from rag.config import Settings
+from rag.embedding import Embedder, load_embedder
+from rag.errors import IndexMismatch, RagError
+from rag.records import Hit
+
+log = logging.getLogger(__name__)
+
+RRF_K = 60
+"""Reciprocal rank fusion constant (Cormack et al. 2009)."""
+
+
+def fuse(rankings: list[list[int]], k: int = RRF_K, weights: list[float] | None = None) -> dict[int, float]:
+    """Reciprocal rank fusion: each list votes 1 / (k + rank) for its items (rank from 1)."""
+    weights = weights or [1.0] * len(rankings)
+    fused: dict[int, float] = {}
+    for ranking, weight in zip(rankings, weights):
+        for rank, item in enumerate(ranking, start=1):
+            fused[item] = fused.get(item, 0.0) + weight / (k + rank)
+    return fused
+
+
+class Retriever:
+    """Answers `search` from the live index version, reloading it when a build swaps in a new one."""
+
+    def __init__(self, settings: Settings, embedder_factory: Callable[[str], Embedder] = load_embedder):
+        self.settings = settings
+        self._embedder_factory = embedder_factory
+        self._lock = threading.Lock()
+        self._loaded: store.LoadedIndex | None = None
+        self._loaded_pointer: str | None = None
+        self.reload_error: str = ""
+        self.refresh()
+
+    @property
+    def index(self) -> store.LoadedIndex:
+        """The index version questions are answered from now."""
+        return self._loaded
+
+    @property
+    def embedder(self) -> Embedder:
+        """The model the live index was built with (queries must use the same one)."""
+        return self._embedder_factory(self._loaded.manifest.model)
+
+    def refresh(self) -> bool:
+        """Load a newer version if the pointer moved; keep serving the old one if the new one is bad."""
+        pointer = self._pointer()
+        if pointer == self._loaded_pointer and self._loaded is not None:
+            return False
+        with self._lock:
+            if pointer == self._loaded_pointer and self._loaded is not None:
+                return False
+            try:
+                loaded = store.load(self.settings.index)
+                self._check_model(loaded)
+                self._embedder_factory(loaded.manifest.model)  # load the model before switching
+            except RagError as error:
+                if self._loaded is None:
+                    raise
+                self.reload_error = str(error)
+                log.error("kept serving %s: new index not loaded: %s", self._loaded.folder.name, error)
+                self._loaded_pointer = pointer  # do not retry the same broken version on every question
+                return False
+            self._loaded, self._loaded_pointer, self.reload_error = loaded, pointer, ""
+            log.info("serving index %s (%d passages)", loaded.folder.name, len(loaded.passages))
+            return True
+
+    def _pointer(self) -> str | None:
+        try:
+            return (Path(self.settings.index) / store.POINTER).read_text(encoding="utf-8").strip()
+        except OSError:
+            return None
+
+    def _check_model(self, loaded: store.LoadedIndex) -> None:
+        if loaded.manifest.model != self.settings.model:
+            raise IndexMismatch(
+                f"the index in {self.settings.index} was built with model {loaded.manifest.model!r} but "
+                f"settings ask for {self.settings.model!r}; run `rag build` to rebuild it, or use "
+                f"--model {loaded.manifest.model}"
+            )
+
+    def search(self, query: str, k: int = 10, query_vector: np.ndarray | None = None) -> list[Hit]:
+        """The `k` best passages for `query`, each with its fused score and dense cosine."""
+        self.refresh()
+        loaded = self._loaded
+        if not loaded.passages:
+            return []
+        if query_vector is None:
+            query_vector = self.embedder.encode([query])[0]
+        depth = max(k, self.settings.candidates)
+        dense = loaded.search_dense(query_vector, depth)
+        lexical = loaded.lexical.search(query, depth) if self.settings.hybrid else []
+        fused = fuse([[r for r, _ in dense], [r for r, _ in lexical]])
+        cosine = dict(dense)
+        bm25 = dict(lexical)
+        rows = sorted(fused, key=lambda r: (-fused[r], r))[:k]
+        missing = [r for r in rows if r not in cosine]
+        if missing:
+            vectors = np.vstack([loaded.faiss.reconstruct(int(r)) for r in missing])
+            cosine.update(zip(missing, (vectors @ query_vector).tolist()))
+        return [
+            Hit(loaded.passages[r], fused[r], dense=float(cosine[r]), lexical=float(bm25.get(r, 0.0)))
+            for r in rows
+        ]

@@ -1,0 +1,197 @@
+"""Everything on disk: FAISS, the passages file, and atomic swaps between index versions.
+
+Layout of the index folder:
+    CURRENT              name of the live version, replaced atomically
+    v-<time>-<id>/       one complete build: manifest.json, passages.jsonl, vectors.npy,
+                         index.faiss, bm25/
+    .lock                held by the build that is running
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rag.errors import IndexDamaged, IndexMissing
+from rag.lexical import LexicalIndex
+from rag.manifest import Manifest
+from rag.records import Passage
+
+POINTER = "CURRENT"
+MANIFEST, PASSAGES, VECTORS, FAISS, BM25 = "manifest.json", "passages.jsonl", "vectors.npy", "index.faiss", "bm25"
+HNSW_THRESHOLD = 200_000
+"""Corpora with more passages than this are searched with HNSW instead of exact search."""
+
+
+def make_faiss(vectors: np.ndarray):
+    """An inner-product index over unit vectors: exact while small, HNSW beyond the threshold."""
+    import faiss
+
+    dimension = vectors.shape[1]
+    if len(vectors) > HNSW_THRESHOLD:
+        index = faiss.IndexHNSWFlat(dimension, 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 80
+        index.hnsw.efSearch = 128
+    else:
+        index = faiss.IndexFlatIP(dimension)
+    if len(vectors):
+        index.add(vectors)
+    return index
+
+
+def faiss_kind(index) -> str:
+    """A short name of the FAISS index type, for the manifest."""
+    return "hnsw" if "HNSW" in type(index).__name__ else "flat"
+
+
+@dataclass
+class LoadedIndex:
+    """A checked, in-memory index version, ready to search."""
+
+    folder: Path
+    manifest: Manifest
+    passages: list[Passage]
+    faiss: object
+    lexical: LexicalIndex
+
+    def search_dense(self, query_vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """Top `k` (row, cosine) pairs for one unit query vector."""
+        if not self.passages:
+            return []
+        k = min(k, len(self.passages))
+        scores, rows = self.faiss.search(query_vector.reshape(1, -1).astype(np.float32), k)
+        return [(int(r), float(s)) for r, s in zip(rows[0], scores[0]) if r >= 0]
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_version(root: Path, manifest: Manifest, passages: list[Passage], vectors: np.ndarray) -> Path:
+    """Write a complete new version beside the live one and fsync it; the pointer is not touched."""
+    import faiss
+
+    root.mkdir(parents=True, exist_ok=True)
+    name = f"v-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    staging = root / f".tmp-{name}"
+    staging.mkdir()
+    with open(staging / PASSAGES, "w", encoding="utf-8") as handle:
+        for passage in passages:
+            handle.write(json.dumps(passage.to_dict(), ensure_ascii=False) + "\n")
+    np.save(staging / VECTORS, vectors)
+    index = make_faiss(vectors)
+    faiss.write_index(index, str(staging / FAISS))
+    LexicalIndex.build([p.text for p in passages]).save(staging / BM25)
+    manifest = _with_index_type(manifest, faiss_kind(index))
+    (staging / MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
+    for path in staging.rglob("*"):
+        if path.is_file():
+            _fsync_file(path)
+    _fsync_dir(staging / BM25)
+    _fsync_dir(staging)
+    final = root / name
+    os.rename(staging, final)
+    _fsync_dir(root)
+    return final
+
+
+def _with_index_type(manifest: Manifest, kind: str) -> Manifest:
+    from dataclasses import replace
+
+    return replace(manifest, index_type=kind)
+
+
+def publish(root: Path, version: Path) -> None:
+    """Make `version` the live index in one atomic step (write, fsync, rename the pointer)."""
+    tmp = root / f".{POINTER}.{uuid.uuid4().hex[:6]}"
+    tmp.write_text(version.name + "\n", encoding="utf-8")
+    _fsync_file(tmp)
+    os.replace(tmp, root / POINTER)
+    _fsync_dir(root)
+
+
+def current_version(root: Path) -> Path | None:
+    """The folder the pointer names, or None when nothing was built yet."""
+    try:
+        name = (Path(root) / POINTER).read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    if not name or "/" in name or name.startswith("."):
+        raise IndexDamaged(f"index pointer {Path(root) / POINTER} is damaged; run `rag build --full`")
+    return Path(root) / name
+
+
+def collect_garbage(root: Path, keep: int = 2) -> None:
+    """Remove unfinished staging folders and all but the newest `keep` versions (the live one stays)."""
+    live = current_version(root)
+    for path in Path(root).glob(".tmp-v-*"):
+        shutil.rmtree(path, ignore_errors=True)
+    for path in Path(root).glob(f".{POINTER}.*"):
+        path.unlink(missing_ok=True)
+    versions = sorted(p for p in Path(root).glob("v-*") if p.is_dir())
+    for path in versions[:-keep]:
+        if path != live:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def read_passages(path: Path) -> list[Passage]:
+    """Passages in row order, or IndexDamaged."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return [Passage(**json.loads(line)) for line in handle]
+    except FileNotFoundError:
+        raise IndexDamaged(f"passages file {path} is missing; run `rag build --full`") from None
+    except (ValueError, TypeError) as error:
+        raise IndexDamaged(f"passages file {path} is damaged ({error}); run `rag build --full`") from None
+
+
+def read_vectors(folder: Path, mmap: bool = True) -> np.ndarray:
+    """The stored vectors of a version (memory-mapped by default)."""
+    try:
+        return np.load(folder / VECTORS, mmap_mode="r" if mmap else None)
+    except (OSError, ValueError) as error:
+        raise IndexDamaged(f"vectors file {folder / VECTORS} is damaged ({error}); run `rag build --full`") from None
+
+
+def load(root: Path) -> LoadedIndex:
+    """Load and check the live version: every file present and all of them the same length."""
+    import faiss
+
+    root = Path(root)
+    folder = current_version(root)
+    if folder is None:
+        raise IndexMissing(f"no index in {root}; run `rag build` first")
+    if not folder.is_dir():
+        raise IndexDamaged(f"index version {folder} named by {root / POINTER} is missing; run `rag build --full`")
+    manifest = Manifest.read(folder / MANIFEST)
+    passages = read_passages(folder / PASSAGES)
+    try:
+        index = faiss.read_index(str(folder / FAISS))
+    except RuntimeError as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else "unreadable"
+        raise IndexDamaged(f"FAISS file {folder / FAISS} is damaged ({first_line}); run `rag build --full`") from None
+    lexical = LexicalIndex.load(folder / BM25, len(passages))
+    counts = {"manifest": manifest.passages, "passages file": len(passages), "FAISS index": index.ntotal}
+    if len(set(counts.values())) != 1 or index.d != manifest.dimension:
+        detail = ", ".join(f"{k} {v}" for k, v in counts.items())
+        raise IndexDamaged(
+            f"index in {folder} is out of step ({detail}; dimension {index.d} vs {manifest.dimension}); "
+            f"run `rag build --full`"
+        )
+    return LoadedIndex(folder, manifest, passages, index, lexical)
