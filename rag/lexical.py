@@ -12,8 +12,6 @@ import numpy as np
 
 from rag.errors import IndexDamaged
 
-logging.getLogger("bm25s").setLevel(logging.WARNING)
-
 _WORD = re.compile(r"(?u)\b\w\w+\b")
 
 # A compact English stop list: function words that carry no topic.
@@ -28,6 +26,14 @@ STOPWORDS = frozenset(
     while who whom why will with would you your yours yourself yourselves also s t don
     """.split()
 )
+
+
+def _bm25s():
+    """bm25s, imported late (it is slow to import) and with its debug logging turned down."""
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    return bm25s
 
 
 @functools.lru_cache(maxsize=1)
@@ -53,8 +59,7 @@ class LexicalIndex:
     @classmethod
     def build(cls, texts: Sequence[str]) -> "LexicalIndex":
         """Index passage texts; an empty passage list still gives a usable (empty) index."""
-        import bm25s
-
+        bm25s = _bm25s()
         corpus = [terms(t) or [""] for t in texts] or [[""]]
         retriever = bm25s.BM25()
         retriever.index(corpus, show_progress=False)
@@ -65,8 +70,7 @@ class LexicalIndex:
 
     @classmethod
     def load(cls, folder: Path, size: int) -> "LexicalIndex":
-        import bm25s
-
+        bm25s = _bm25s()
         try:
             retriever = bm25s.BM25.load(str(folder))
         except (OSError, ValueError, KeyError) as error:
