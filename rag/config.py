@@ -48,6 +48,17 @@ class Settings:
     """Address `rag serve` binds; anything but loopback needs authentication or --no-auth."""
     port: int = 7860
     """Port `rag serve` binds."""
+    auth: str = ""
+    """`user:password` required by the chat when set (RAG_AUTH); needed to bind a non-loopback host."""
+    auth_file: str = ""
+    """File of `user:password` lines, one account per line (RAG_AUTH_FILE)."""
+    examples: str = (
+        "What were the two main tasks of Russia's military operation in Syria?|"
+        "When did the Russian military operation in Syria start?|"
+        "In how many countries will the terrorists now solve their problems?|"
+        "What is the tallest mountain in Africa?"
+    )
+    """Example questions shown under the chat, separated by `|` (the defaults suit the seed corpus)."""
     lock_timeout: float = 600.0
     """Seconds a build waits for another build to finish before giving up."""
     extensions: tuple[str, ...] = field(default=(".txt", ".md"))
@@ -97,3 +108,35 @@ def _parse(name: str, kind: str, raw: str):
             f"environment variable RAG_{name.upper()}={raw!r} is not a valid {kind}; "
             f"fix or unset it"
         ) from None
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach."""
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
+
+
+def credentials(settings: Settings, no_auth: bool = False) -> list[tuple[str, str]] | None:
+    """Accounts the chat asks for, or None; refuses a network-facing server without any."""
+    lines = [settings.auth] if settings.auth else []
+    if settings.auth_file:
+        try:
+            lines += Path(settings.auth_file).read_text(encoding="utf-8").splitlines()
+        except OSError as error:
+            raise ConfigError(f"cannot read RAG_AUTH_FILE {settings.auth_file} ({error.strerror}); fix the path") from None
+    accounts = []
+    for line in (raw.strip() for raw in lines):
+        if not line or line.startswith("#"):
+            continue
+        user, sep, password = line.partition(":")
+        if not sep or not user or not password:
+            raise ConfigError("an account must be written `user:password` (RAG_AUTH or a line of RAG_AUTH_FILE)")
+        accounts.append((user, password))
+    if accounts or is_loopback(settings.host) or no_auth:
+        return accounts or None
+    raise ConfigError(
+        f"binding {settings.host} opens the chat to the network; set RAG_AUTH=user:password or "
+        f"RAG_AUTH_FILE=path, or pass --no-auth if that is really what you want"
+    )

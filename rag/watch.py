@@ -1,0 +1,54 @@
+"""Follow the corpus folder: debounce bursts of changes, then rebuild incrementally."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Callable
+
+from rag.config import Settings
+from rag.errors import RagError
+from rag.indexer import BuildSummary, build
+
+log = logging.getLogger(__name__)
+
+DEBOUNCE_MS = 1500
+
+
+def watch_forever(
+    settings: Settings,
+    report: Callable[[str], None] = print,
+    stop: threading.Event | None = None,
+    on_build: Callable[[BuildSummary], None] | None = None,
+) -> None:
+    """Build once, then rebuild after every burst of changes until `stop` is set (or Ctrl-C)."""
+    from watchfiles import watch
+
+    _rebuild(settings, report, on_build)
+    report(f"watching {settings.corpus} for changes (Ctrl-C to stop)")
+    for _changes in watch(settings.corpus, debounce=DEBOUNCE_MS, stop_event=stop, raise_interrupt=False):
+        _rebuild(settings, report, on_build)
+
+
+def _rebuild(settings, report, on_build) -> None:
+    try:
+        summary = build(settings)
+    except RagError as error:  # a bad moment (say, a half-copied folder) must not end the watch
+        report(f"build failed, index unchanged: {error}")
+        return
+    report(summary.line())
+    if on_build:
+        on_build(summary)
+
+
+def start_watch_thread(settings: Settings, on_build=None) -> threading.Event:
+    """Watch in a daemon thread (for `rag serve --watch`); set the returned event to stop it."""
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=watch_forever,
+        args=(settings, lambda message: log.warning("%s", message), stop, on_build),
+        name="rag-watch",
+        daemon=True,
+    )
+    thread.start()
+    return stop
