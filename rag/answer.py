@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,13 @@ STALE_INDEX = (
 MAX_QUESTION_CHARS = 2000
 PASSAGES_TO_QUOTE = 6
 """How many of the best passages are read sentence by sentence for quotes."""
+_MONTHS = "january|february|march|april|may|june|july|august|september|october|november|december"
+_DATE = re.compile(rf"\b(?:1[0-9]\d\d|20\d\d|\d{{1,2}}(?:st|nd|rd|th)? century|(?:{_MONTHS})\b)", re.IGNORECASE)
+_NUMBER = re.compile(r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|hundred|thousand|million|billion|dozen|half)\b", re.IGNORECASE)
+_ASKS_DATE = re.compile(r"^\s*(?:when\b|what (?:date|year|day|month|time|century)|which (?:date|year|day|month|century)|in what year|since when)|\b(?:what|which) (?:year|date)\b", re.IGNORECASE)
+_ASKS_NUMBER = re.compile(r"\bhow (?:many|much|long|old|far|often|large|big|tall|high)\b|\bwhat (?:number|percentage|percent|proportion|amount)\b", re.IGNORECASE)
+ANSWER_TYPE_BONUS = 0.12
+"""Added to a sentence that holds what the question asks for: a date for "when", a number for "how many"."""
 REFERRING = frozenset("it its they them their this that these those he she him her his there then and also".split())
 
 
@@ -109,13 +117,27 @@ def score_sentences(
     else:
         sentence_sims = np.array([hit.dense for hit, *_ in spans])
     question_terms = set(terms(question))
-    candidates = []
+    wanted = expected_answer_type(question)
+    best: dict[tuple[str, int], Candidate] = {}
     for (hit, start, end, text), sim in zip(spans, sentence_sims.tolist()):
         overlap = len(question_terms & set(terms(text))) / len(question_terms) if question_terms else 0.0
         similarity = 0.6 * sim + 0.4 * hit.dense
         score = similarity + 0.15 * overlap - (0.1 if text.rstrip().endswith("?") else 0.0)
-        candidates.append(Candidate(hit, start, end, text, score, similarity))
-    return candidates
+        if wanted is not None and wanted.search(text):
+            score += ANSWER_TYPE_BONUS
+        key = (hit.passage.source, start)  # overlapping passages repeat sentences: keep the best
+        if key not in best or best[key].score < score:
+            best[key] = Candidate(hit, start, end, text, score, similarity)
+    return list(best.values())
+
+
+def expected_answer_type(question: str) -> re.Pattern | None:
+    """A pattern for what the answer must hold: a date for "when…", a number for "how many…"."""
+    if _ASKS_DATE.search(question):
+        return _DATE
+    if _ASKS_NUMBER.search(question):
+        return _NUMBER
+    return None
 
 
 def choose_quotes(candidates: Sequence[Candidate], limit: int, margin: float = 0.12) -> list[Candidate]:

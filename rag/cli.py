@@ -53,6 +53,15 @@ def make_parser() -> argparse.ArgumentParser:
     watch = commands.add_parser("watch", help="rebuild incrementally whenever the corpus changes")
     _common(watch)
 
+    evaluation = commands.add_parser("eval", help="measure retrieval and quotes on a BEIR folder or SQuAD .json")
+    _common(evaluation)
+    evaluation.add_argument("dataset", type=Path, help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/) or SQuAD .json")
+    evaluation.add_argument("--split", default="test", help="BEIR qrels split (default test)")
+    evaluation.add_argument("--limit", type=int, help="ask this many questions, sampled with --seed (default all)")
+    evaluation.add_argument("--seed", type=int, default=0, help="seed of the --limit sample (default 0)")
+    evaluation.add_argument("--json", action="store_true", help="print one JSON object, per-question records included")
+    evaluation.add_argument("--no-rerank", action="store_true", help="skip sentence-level reranking")
+
     return parser
 
 
@@ -137,8 +146,19 @@ def cmd_watch(args, settings: Settings) -> int:
     return 0
 
 
+def cmd_eval(args, settings: Settings) -> int:
+    from rag.evaluate import evaluate
+
+    report = evaluate(
+        args.dataset, settings, split=args.split, limit=args.limit, seed=args.seed,
+        progress=_stderr if args.verbose else None,
+    )
+    print(json.dumps(report.to_dict(), ensure_ascii=False) if args.json else report.table())
+    return 0
+
+
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-COMMANDS = {"build": cmd_build, "ask": cmd_ask, "serve": cmd_serve, "status": cmd_status, "watch": cmd_watch}
+COMMANDS = {"build": cmd_build, "ask": cmd_ask, "serve": cmd_serve, "status": cmd_status, "watch": cmd_watch, "eval": cmd_eval}

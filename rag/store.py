@@ -88,7 +88,8 @@ def write_version(root: Path, manifest: Manifest, passages: list[Passage], vecto
     import faiss
 
     root.mkdir(parents=True, exist_ok=True)
-    name = f"v-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    now = time.time_ns()  # names sort in build order, also within one second
+    name = f"v-{time.strftime('%Y%m%dT%H%M%S', time.gmtime(now // 10**9))}-{now % 10**9:09d}-{uuid.uuid4().hex[:4]}"
     staging = root / f".tmp-{name}"
     staging.mkdir()
     with open(staging / PASSAGES, "w", encoding="utf-8") as handle:

@@ -1,0 +1,46 @@
+"""Run one build with the fake embedder and stop dead at a named phase, so a test can SIGKILL it there.
+
+Usage: python tests/slow_build.py CORPUS INDEX PHASE
+"""
+
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fakes import FakeEmbedder  # noqa: E402
+from rag import store  # noqa: E402
+from rag.config import Settings  # noqa: E402
+from rag.indexer import build  # noqa: E402
+
+
+def stall(phase):
+    print(f"PHASE {phase}", flush=True)
+    time.sleep(60)
+
+
+def main(corpus, index, phase):
+    fake = FakeEmbedder()
+    if phase == "embedding":
+        original_encode = fake.encode
+        fake.encode = lambda texts, **kw: (stall(phase), original_encode(texts, **kw))[1]
+    if phase == "writing":
+        original_build = store.LexicalIndex.build
+        store.LexicalIndex.build = classmethod(lambda cls, texts: (stall(phase), original_build(texts))[1])
+    if phase in ("publishing", "published"):
+        original_publish = store.publish
+
+        def publish(root, version):
+            if phase == "publishing":
+                stall(phase)
+            original_publish(root, version)
+            stall(phase)
+
+        store.publish = publish
+    build(Settings(corpus=Path(corpus), index=Path(index), model="fake-model"), embedder_factory=lambda name: fake)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:4])

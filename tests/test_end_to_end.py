@@ -1,0 +1,112 @@
+"""The real path: the packaged model, a FAISS index on disk, verified quotes, the CLI's JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import SEED
+from rag.answer import NO_ANSWER, answer
+from rag.retrieve import Retriever
+
+FACTS = [
+    ("In how many countries will the terrorists now solve their problems?", "about 60 countries"),
+    ("On what date did the Russian military operation in Syria begin?", "September 30, 2015"),
+    ("Who is the deputy head of the Council of the Russian Diplomats Association?", "Andrey Baklanov"),
+    ("How often should I descale the kettle?", "every four weeks"),
+]
+OFF_TOPIC = [
+    "What is the tallest mountain in Africa?",
+    "How do I bake sourdough bread at home?",
+    "Who won the football world cup in 1998?",
+]
+
+
+@pytest.fixture(scope="module")
+def retriever(seed_settings):
+    return Retriever(seed_settings)
+
+
+@pytest.mark.parametrize("question,expected", FACTS)
+def test_factual_question_gets_a_correct_verified_quote(seed_settings, retriever, question, expected):
+    result = answer(question, retriever, seed_settings)
+    assert not result.abstained, result.text
+    assert any(expected in c.quote for c in result.citations), result.text
+    for c in result.citations:
+        text = (Path(seed_settings.corpus) / c.source).read_text(encoding="utf-8")
+        assert text[c.start : c.end] == c.quote
+        assert text[: c.start].count("\n") + 1 == c.line_start
+        assert text[: c.end].count("\n") + 1 == c.line_end
+        assert c.passage_id.startswith(c.source + "#")
+        assert f"“{c.quote}” [{c.n}]" in result.text
+
+
+@pytest.mark.parametrize("question", OFF_TOPIC)
+def test_question_the_corpus_cannot_answer_abstains(seed_settings, retriever, question):
+    result = answer(question, retriever, seed_settings)
+    assert result.abstained and result.citations == ()
+    assert result.text.startswith(NO_ANSWER)
+    assert "for reference only" in result.text and result.nearest
+
+
+def test_quote_that_no_longer_stands_in_the_file_is_never_shown(seed_settings, retriever, tmp_path):
+    moved = seed_settings.replace(corpus=tmp_path)  # same index, but the files are not there
+    result = answer(FACTS[0][0], retriever, moved)
+    assert result.abstained and result.citations == ()
+    assert "rag build" in result.text
+
+
+def run_cli(*args, settings=None):
+    env = dict(os.environ)
+    if settings is not None:
+        env.update(RAG_CORPUS=str(settings.corpus), RAG_INDEX=str(settings.index))
+    return subprocess.run([sys.executable, "-m", "rag", *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_cli_ask_json_contract(seed_settings):
+    done = run_cli("ask", "--json", FACTS[0][0], settings=seed_settings)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert set(result) >= {"question", "answer", "abstained", "citations"}
+    assert result["abstained"] is False and result["citations"]
+    for c in result["citations"]:
+        assert set(c) >= {"n", "source", "start", "end", "line_start", "line_end", "quote", "passage_id", "score"}
+        text = (Path(seed_settings.corpus) / c["source"]).read_text(encoding="utf-8")
+        assert text[c["start"] : c["end"]] == c["quote"]
+        assert f"[{c['n']}]" in result["answer"]
+
+
+def test_cli_build_status_and_skips_on_a_fresh_corpus(tmp_path, real_embedder):
+    corpus, index = tmp_path / "docs", tmp_path / "idx"
+    corpus.mkdir()
+    (corpus / SEED.name).write_bytes(SEED.read_bytes())
+    (corpus / "empty.txt").write_bytes(b"")
+    (corpus / "bad.txt").write_bytes(b"\x81\x8d\x00\x90 not text")
+    done = run_cli("build", "--corpus", str(corpus), "--index", str(index))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("full build; files: 1 added")
+    assert "skipped empty.txt: empty file" in done.stderr and "skipped bad.txt: binary" in done.stderr
+    status = json.loads(run_cli("status", "--json", "--corpus", str(corpus), "--index", str(index)).stdout)
+    assert (status["state"], status["files"], status["skipped"]) == ("up to date", 1, 2)
+    again = json.loads(run_cli("build", "--json", "--corpus", str(corpus), "--index", str(index)).stdout)
+    assert (again["files_unchanged"], again["passages_embedded"]) == (1, 0)
+
+
+def test_cli_errors_are_clean_messages(tmp_path):
+    done = run_cli("ask", "anything", "--corpus", str(tmp_path), "--index", str(tmp_path / "none"))
+    assert done.returncode == 2
+    assert done.stderr.startswith("rag: error: no index in") and "rag build" in done.stderr
+    assert "Traceback" not in done.stderr
+    done = run_cli("build", "--corpus", str(tmp_path / "missing"), "--index", str(tmp_path / "i"))
+    assert done.returncode == 2 and "does not exist" in done.stderr
+
+
+def test_asking_with_another_model_than_the_index_names_both(seed_settings):
+    done = run_cli("ask", "anything", "--model", "some-other-model", settings=seed_settings)
+    assert done.returncode == 2
+    assert "all-MiniLM-L6-v2" in done.stderr and "some-other-model" in done.stderr and "rag build" in done.stderr

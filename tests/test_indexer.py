@@ -1,0 +1,239 @@
+"""Incremental, crash-safe builds, with the fake embedder counting what gets embedded."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from conftest import write_corpus
+from fakes import FakeEmbedder
+from rag import store
+from rag.errors import BuildLocked, IndexDamaged, IndexMissing
+from rag.indexer import build, build_lock, is_stale
+from rag.retrieve import Retriever
+
+TOPICS = ["harbour", "glacier", "orchard", "volcano", "library", "bakery", "lighthouse", "meadow"]
+
+
+def topic_text(topic: str, sentences: int = 6) -> str:
+    return "\n\n".join(
+        f"The {topic} report, part {i}, describes the {topic} in plain words. "
+        f"Visitors to the {topic} noted detail number {i} carefully."
+        for i in range(sentences)
+    )
+
+
+@pytest.fixture
+def corpus_settings(make_settings):
+    settings = make_settings()
+    write_corpus(settings.corpus, {f"{t}.txt": topic_text(t) for t in TOPICS})
+    return settings
+
+
+def counting_factory(fake: FakeEmbedder):
+    calls = []
+
+    def factory(name):
+        calls.append(name)
+        return fake
+
+    factory.calls = calls
+    return factory
+
+
+def sources_of(settings, fake, query, k=50):
+    retriever = Retriever(settings, embedder_factory=lambda name: fake)
+    return {hit.passage.source for hit in retriever.search(query, k=k)}
+
+
+def test_first_build_embeds_everything_then_nothing_changed_does_no_model_work(corpus_settings, fake):
+    first = build(corpus_settings, embedder_factory=lambda name: fake)
+    assert first.files_added == len(TOPICS) and first.full
+    assert first.passages_embedded == first.passages == len(fake.embedded) > len(TOPICS)
+
+    factory = counting_factory(FakeEmbedder())
+    second = build(corpus_settings, embedder_factory=factory)
+    assert factory.calls == []
+    assert second.files_unchanged == len(TOPICS)
+    assert (second.passages_embedded, second.version) == (0, "")
+    assert second.line().startswith("index up to date")
+    assert not is_stale(corpus_settings)
+
+
+def test_editing_one_file_among_many_embeds_only_its_changed_passages(corpus_settings, fake):
+    first = build(corpus_settings, embedder_factory=lambda name: fake)
+    path = corpus_settings.corpus / "orchard.txt"
+    path.write_text(path.read_text() + "\n\nA brand new closing paragraph about pruning apple trees.\n")
+    assert is_stale(corpus_settings)
+    again = FakeEmbedder()
+    summary = build(corpus_settings, embedder_factory=lambda name: again)
+    assert (summary.files_changed, summary.files_unchanged) == (1, len(TOPICS) - 1)
+    assert summary.passages_embedded == len(again.embedded) == 1
+    assert "pruning apple trees" in again.embedded[0]
+    assert summary.passages_reused >= first.passages - 1
+    assert summary.passages == summary.passages_embedded + summary.passages_reused
+
+
+def test_deleted_file_is_gone_from_every_search(corpus_settings, fake):
+    build(corpus_settings, embedder_factory=lambda name: fake)
+    assert "volcano.txt" in sources_of(corpus_settings, fake, "volcano")
+    (corpus_settings.corpus / "volcano.txt").unlink()
+    summary = build(corpus_settings, embedder_factory=lambda name: fake)
+    assert summary.files_removed == 1 and summary.passages_removed > 0
+    assert "volcano.txt" not in sources_of(corpus_settings, fake, "volcano report visitors detail")
+    assert "volcano.txt" not in store.load(corpus_settings.index).manifest.files
+
+
+def test_renamed_or_moved_file_reuses_every_vector(corpus_settings, fake):
+    build(corpus_settings, embedder_factory=lambda name: fake)
+    (corpus_settings.corpus / "archive").mkdir()
+    (corpus_settings.corpus / "bakery.txt").rename(corpus_settings.corpus / "archive" / "old-bakery.txt")
+    again = FakeEmbedder()
+    summary = build(corpus_settings, embedder_factory=lambda name: again)
+    assert (summary.files_renamed, summary.passages_embedded) == (1, 0)
+    ids = [p.id for p in store.load(corpus_settings.index).passages if "bakery" in p.source]
+    assert ids and all(i.startswith("archive/old-bakery.txt#") for i in ids)
+
+
+def test_identical_text_in_a_new_file_is_not_embedded_again(corpus_settings, fake):
+    build(corpus_settings, embedder_factory=lambda name: fake)
+    copy = corpus_settings.corpus / "copy-of-meadow.txt"
+    copy.write_text((corpus_settings.corpus / "meadow.txt").read_text())
+    again = FakeEmbedder()
+    summary = build(corpus_settings, embedder_factory=lambda name: again)
+    assert summary.files_added == 1 and summary.passages_embedded == 0 and again.embedded == []
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"model": "another-model"}, {"overlap": 0}, {"max_tokens": 20}],
+    ids=["model", "overlap", "max_tokens"],
+)
+def test_model_or_chunking_change_forces_a_full_rebuild(corpus_settings, fake, change):
+    first = build(corpus_settings, embedder_factory=lambda name: fake)
+    again = FakeEmbedder(name=change.get("model", "fake-model"))
+    changed = corpus_settings.replace(**change)
+    assert is_stale(changed)
+    summary = build(changed, embedder_factory=lambda name: again)
+    assert summary.full and "settings changed" in summary.reason
+    assert summary.passages_reused == 0 and summary.passages_embedded == summary.passages
+    manifest = store.load(changed.index).manifest
+    assert (manifest.model, manifest.overlap, manifest.max_tokens) == (
+        changed.model,
+        changed.overlap,
+        changed.max_tokens,
+    )
+    assert first.version != summary.version
+
+
+def test_full_flag_rebuilds_from_nothing(corpus_settings, fake):
+    first = build(corpus_settings, embedder_factory=lambda name: fake)
+    again = FakeEmbedder()
+    summary = build(corpus_settings, full=True, embedder_factory=lambda name: again)
+    assert summary.full and summary.passages_embedded == first.passages == len(again.embedded)
+
+
+def test_summary_json_has_every_count(corpus_settings, fake):
+    summary = build(corpus_settings, embedder_factory=lambda name: fake).to_dict()
+    for key in (
+        "files_added", "files_changed", "files_removed", "files_unchanged",
+        "passages_embedded", "passages_reused", "passages_removed", "seconds",
+    ):
+        assert key in summary
+    json.dumps(summary)
+
+
+def test_second_build_waits_for_the_first_then_refuses_with_a_clear_message(corpus_settings, fake):
+    with build_lock(corpus_settings.index, timeout=1):
+        with pytest.raises(BuildLocked, match="another build .* is writing"):
+            build(corpus_settings.replace(lock_timeout=0.3), embedder_factory=lambda name: fake)
+    assert build(corpus_settings, embedder_factory=lambda name: fake).passages > 0
+
+
+def test_two_concurrent_builds_leave_one_consistent_index(corpus_settings):
+    results, errors = [], []
+
+    def run():
+        try:
+            results.append(build(corpus_settings.replace(lock_timeout=30), embedder_factory=lambda name: FakeEmbedder(delay=0.002)))
+        except Exception as error:  # noqa: BLE001 - the test reports any failure
+            errors.append(error)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sorted(r.passages_embedded > 0 for r in results) == [False, True]  # the second found nothing to do
+    loaded = store.load(corpus_settings.index)
+    assert len(loaded.passages) == loaded.faiss.ntotal == loaded.manifest.passages
+
+
+def test_missing_index_says_to_build(make_settings):
+    settings = make_settings()
+    with pytest.raises(IndexMissing, match="rag build"):
+        store.load(settings.index)
+
+
+def _damage(version, what):
+    if what == "truncated faiss":
+        data = (version / store.FAISS).read_bytes()
+        (version / store.FAISS).write_bytes(data[: len(data) // 2])
+    elif what == "missing manifest":
+        (version / store.MANIFEST).unlink()
+    elif what == "edited manifest":
+        (version / store.MANIFEST).write_text("{not json")
+    elif what == "missing passages":
+        (version / store.PASSAGES).unlink()
+    elif what == "passages out of step":
+        lines = (version / store.PASSAGES).read_text().splitlines(keepends=True)
+        (version / store.PASSAGES).write_text("".join(lines[:-1]))
+
+
+DAMAGES = ["truncated faiss", "missing manifest", "edited manifest", "missing passages", "passages out of step"]
+
+
+@pytest.mark.parametrize("what", DAMAGES)
+def test_damaged_index_is_detected_and_rebuilt(corpus_settings, fake, what):
+    build(corpus_settings, embedder_factory=lambda name: fake)
+    _damage(store.current_version(corpus_settings.index), what)
+    with pytest.raises(IndexDamaged, match="rag build --full"):
+        store.load(corpus_settings.index)
+    summary = build(corpus_settings, embedder_factory=lambda name: FakeEmbedder())
+    assert summary.full and "unusable" in summary.reason
+    store.load(corpus_settings.index)
+
+
+@pytest.mark.parametrize("what", DAMAGES)
+def test_running_retriever_keeps_serving_when_a_new_version_is_damaged(corpus_settings, fake, what):
+    build(corpus_settings, embedder_factory=lambda name: fake)
+    retriever = Retriever(corpus_settings, embedder_factory=lambda name: fake)
+    before = [h.passage.id for h in retriever.search("glacier visitors", k=5)]
+    (corpus_settings.corpus / "glacier.txt").write_text("Completely different glacier text now.")
+    build(corpus_settings, embedder_factory=lambda name: fake)
+    _damage(store.current_version(corpus_settings.index), what)
+    assert [h.passage.id for h in retriever.search("glacier visitors", k=5)] == before
+    assert "rag build --full" in retriever.reload_error
+
+
+def test_retriever_picks_up_a_new_index_without_restart(corpus_settings, fake):
+    build(corpus_settings, embedder_factory=lambda name: fake)
+    retriever = Retriever(corpus_settings, embedder_factory=lambda name: fake)
+    assert "zeppelin.txt" not in {h.passage.source for h in retriever.search("zeppelin airship", k=3)}
+    write_corpus(corpus_settings.corpus, {"zeppelin.txt": "The zeppelin airship floated over the harbour."})
+    build(corpus_settings, embedder_factory=lambda name: fake)
+    assert retriever.search("zeppelin airship", k=1)[0].passage.source == "zeppelin.txt"
+
+
+def test_staging_left_by_a_dead_build_is_cleaned_and_old_versions_pruned(corpus_settings, fake):
+    build(corpus_settings, embedder_factory=lambda name: fake)
+    (corpus_settings.index / ".tmp-v-dead").mkdir()
+    for topic in TOPICS[:3]:
+        (corpus_settings.corpus / f"{topic}.txt").write_text(f"new {topic} text")
+        build(corpus_settings, embedder_factory=lambda name: fake)
+    names = sorted(p.name for p in corpus_settings.index.iterdir())
+    assert not any(n.startswith(".tmp-") for n in names)
+    assert len([n for n in names if n.startswith("v-")]) == 2
