@@ -83,10 +83,11 @@ def status_line(retriever: Retriever) -> str:
 
 
 def _message_text(message: dict) -> str:
+    """The plain text of a chat message (stored escaped, maybe split into parts by gradio)."""
     content = message.get("content", "")
-    if isinstance(content, list):  # gradio may normalise content to parts
-        return " ".join(part.get("text", "") for part in content if isinstance(part, dict))
-    return str(content)
+    if isinstance(content, list):
+        content = " ".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return html.unescape(str(content))
 
 
 def make_app(settings: Settings, retriever: Retriever):
@@ -102,7 +103,11 @@ def make_app(settings: Settings, retriever: Retriever):
             searched = f"Searched for: {result.searched_for}" if result.searched_for else ""
         except RagError as error:
             reply, sources, searched = f"Sorry, that failed: {error}", "", ""
-        history += [{"role": "user", "content": str(message)}, {"role": "assistant", "content": reply}]
+        # The chatbot renders HTML even without Markdown: escape so document text shows as text.
+        history += [
+            {"role": "user", "content": html.escape(str(message))},
+            {"role": "assistant", "content": html.escape(reply)},
+        ]
         return history, sources, searched, status_line(retriever), ""
 
     def ask(question: str) -> dict:
@@ -147,7 +152,7 @@ def make_app(settings: Settings, retriever: Retriever):
             with gr.Column(scale=3):
                 chatbot = gr.Chatbot(
                     label="Chat", elem_id="rag-chat", height=460, render_markdown=False,
-                    sanitize_html=True, feedback_options=None,
+                    sanitize_html=True, allow_tags=False, feedback_options=None,
                 )
                 question = gr.Textbox(label="Question", placeholder="Ask about your documents…", elem_id="rag-question")
                 with gr.Row():

@@ -1,0 +1,33 @@
+# Two commands on a fresh machine:  `make chat`  and  `make test`.
+# Both create .venv, install the CPU build of torch first, then this package.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+TORCH  ?= torch==2.13.0
+STAMP  := $(VENV)/.installed
+
+.PHONY: chat test setup browser bench clean
+
+chat: $(STAMP)  ## set up, build the index if needed, open the chat on http://127.0.0.1:7860
+	$(BIN)/rag serve
+
+test: $(STAMP) browser  ## set up and run the whole test suite
+	$(BIN)/python -m pytest
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "$(TORCH)"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+browser:  ## Debian's headless Chromium for the browser test
+	@command -v chromium >/dev/null 2>&1 || scripts/install-chromium
+
+bench: $(STAMP)  ## run the benchmarks (see bench/README.md)
+	$(BIN)/python bench/build_speed.py
+
+clean:
+	rm -rf $(VENV) indexes/v-* indexes/CURRENT indexes/.lock

@@ -1,0 +1,98 @@
+"""The chat page in a real headless Chromium: ask, see the quote and citation, open it, stay safe."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import write_corpus
+from rag.indexer import build
+from test_serve import start_server
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+    "--disable-background-networking", "--disable-component-update",
+]
+HOSTILE = (
+    "Evil markup notes.\n\n"
+    "The hostile widget manual says <script>window.__pwned = 1</script> is printed on the box. "
+    "The hostile widget also shows <img src=x onerror=\"window.__pwned = 2\"> on its label. "
+    "Read the hostile widget [safety guide](javascript:window.__pwned=3) before use. "
+    "The hostile widget costs &lt;b&gt;5&lt;/b&gt; &amp; ships fast.\n"
+)
+
+
+@pytest.fixture(scope="module")
+def page_url(seed_settings, tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is not installed; run `make test` (it installs it) or `scripts/install-chromium`")
+    root = tmp_path_factory.mktemp("browser")
+    settings = seed_settings.replace(corpus=root / "corpus", index=root / "index")
+    shutil.copytree(seed_settings.corpus, settings.corpus)
+    shutil.copytree(seed_settings.index, settings.index)
+    write_corpus(settings.corpus, {"hostile.md": HOSTILE})
+    build(settings)
+    process, url = start_server(settings)
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
+
+
+def ask(page, question: str) -> None:
+    page.fill("#rag-question textarea", question)
+    page.click("#rag-ask")
+    page.wait_for_function(
+        "q => document.querySelector('#rag-chat') && document.querySelector('#rag-chat').innerText.split(q).length > 1 "
+        "&& document.querySelectorAll('#rag-chat .message-row, #rag-chat [data-testid=bot]').length >= 2",
+        arg=question,
+        timeout=60_000,
+    )
+    page.wait_for_function("() => document.querySelector('#rag-sources details')", timeout=60_000)
+
+
+def test_ask_see_quote_and_citation_then_open_the_highlighted_passage(browser, page_url):
+    page = browser.new_page()
+    page.goto(page_url)
+    page.wait_for_selector("#rag-question textarea")
+    assert "passages" in page.inner_text("#rag-status")
+    ask(page, "In how many countries will the terrorists now solve their problems?")
+    chat = page.inner_text("#rag-chat")
+    assert "about 60 countries" in chat and "[1]" in chat and "000_46ad57352320fbef.txt, lines 15–15" in chat
+    page.click("#rag-sources details[data-n='1'] summary")
+    mark = page.locator("#rag-sources details[data-n='1'] mark")
+    assert mark.is_visible()
+    assert "about 60 countries" in mark.inner_text()
+    page.close()
+
+
+def test_document_markup_renders_as_text_and_never_runs(browser, page_url):
+    page = browser.new_page()
+    page.goto(page_url)
+    page.wait_for_selector("#rag-question textarea")
+    ask(page, "What does the hostile widget manual print on the box, label and safety guide?")
+    for selector in ("#rag-sources details",):
+        for details in page.locator(selector).all():
+            details.locator("summary").click()
+    sources = page.inner_text("#rag-sources")
+    assert "<script>window.__pwned = 1</script>" in sources
+    chat = page.inner_text("#rag-chat")
+    assert "<script>window.__pwned = 1</script>" in chat  # shown as text, not dropped, not double-escaped
+    assert '<img src=x onerror="window.__pwned = 2">' in chat and "<img src=x onerror=" in sources
+    assert "&lt;b&gt;5&lt;/b&gt; &amp;" in sources
+    assert page.evaluate("() => window.__pwned") is None
+    assert page.locator("#rag-sources script, #rag-sources img, #rag-chat script, #rag-chat img[src='x']").count() == 0
+    assert page.locator("a[href^='javascript:']").count() == 0
+    page.close()
