@@ -12,11 +12,13 @@ TokenCounter = Callable[[Sequence[str]], list[int]]
 # Words that end with a period without ending a sentence.
 ABBREVIATIONS = frozenset(
     """
-    mr mrs ms dr prof sr jr st mt ft vs etc al inc ltd co corp dept univ est approx fig figs eq
-    no nos vol vols pp ed eds rev gen col lt sgt capt cmdr adm gov sen rep pres hon messrs mme
+    mr mrs ms dr prof sr jr st mt ft vs etc al inc ltd co corp dept univ est approx
+    ed eds rev gen col lt sgt capt cmdr adm gov sen rep pres hon messrs mme
     jan feb mar apr jun jul aug sep sept oct nov dec e.g i.e cf viz ca resp
     """.split()
 )
+# Abbreviations only when a number follows ("No. 5", "Fig. 3"); "He said no. She left." ends.
+NUMBERED_ABBREVIATIONS = frozenset("no nos vol vols pp fig figs eq".split())
 
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t\r\f\v]*\n\s*")
 _TERMINATOR = re.compile(r"[.!?…]+[\"'”’»)\]]*(?=\s)")
@@ -43,7 +45,7 @@ def split_paragraphs(text: str) -> list[Span]:
     return [s for s in spans if s]
 
 
-def _is_abbreviation(text: str, start: int, dot: int) -> bool:
+def _is_abbreviation(text: str, start: int, dot: int, following: str = "") -> bool:
     """True when the word ending at the period `dot` is an abbreviation or an initial."""
     word_start = dot
     while word_start > start and not text[word_start - 1].isspace():
@@ -55,6 +57,8 @@ def _is_abbreviation(text: str, start: int, dot: int) -> bool:
         return True  # an initial: "J. Smith"
     if word in ABBREVIATIONS:
         return True
+    if word in NUMBERED_ABBREVIATIONS:
+        return following[:1].isdigit()
     return bool(re.fullmatch(r"(?:[a-z]\.)+[a-z]", word))  # "u.s", "e.g"
 
 
@@ -63,8 +67,8 @@ def _line_blocks(text: str, start: int, end: int) -> list[Span]:
     cuts = [start]
     for match in _LINE_START.finditer(text, start, end):
         cuts.append(match.start())
-    for match in _HEADING_LINE.finditer(text, start, end):
-        cuts.append(match.end() - 1)
+    for match in _HEADING_LINE.finditer(text[start:end]):  # slice so `^` matches at `start`
+        cuts.append(start + match.end() - 1)
     cuts = sorted(set(cuts)) + [end]
     return [s for a, b in zip(cuts, cuts[1:]) if (s := _trim(text, a, b))]
 
@@ -90,9 +94,8 @@ def _sentences_in_block(text: str, start: int, end: int) -> list[Span]:
         nxt = following[0]
         if nxt.islower() or nxt in ",;:)":
             continue
-        gap = text[cut : end - len(following)]
         single_period = text[match.start()] == "." and match.end() - match.start() == 1
-        if single_period and "\n" not in gap and _is_abbreviation(text, pos, match.start()):
+        if single_period and _is_abbreviation(text, pos, match.start(), following):
             continue
         span = _trim(text, pos, cut)
         if span:

@@ -27,7 +27,8 @@ class Settings:
     max_tokens: int = 0
     """Passage size limit in model tokens; 0 means the model's own maximum sequence length."""
     overlap: int = 1
-    """Whole sentences repeated at the start of the next passage of the same paragraph run."""
+    """Whole sentences repeated at the start of the next passage (also across a paragraph break,
+    so an interview question stays with the answer that follows it)."""
     candidates: int = 30
     """Passages fetched from each retriever (dense and BM25) before fusion."""
     hybrid: bool = True

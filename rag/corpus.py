@@ -14,7 +14,7 @@ from rag.records import Document, Skipped
 log = logging.getLogger(__name__)
 
 # Characters beyond ASCII that legacy single-byte text plausibly holds.
-_LEGACY_PUNCTUATION = set("„“”‘’‚–—…«»°§©®€£¥·•¡¿×÷±¼½¾¹²³µ¶ªº¢¤¦¨¯´¸†‡‰‹›™")
+_LEGACY_PUNCTUATION = set("„“”‘’‚–—…«»°§©®€£¥·•¡¿×÷±¼½¾¹²³µ¶ªº¢¤¦¨¯´¸†‡‰‹›™\xa0\xad")
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,8 @@ def read_file(path: Path, source: str, root: Path, max_bytes: int = 20_000_000) 
     """Decode one file, or say in plain words why it was left out."""
     if path.is_symlink():
         target = path.resolve()
+        if not target.exists():
+            return Skipped(source, f"broken symbolic link to {target}; fix or remove the link")
         if not target.is_relative_to(root):
             return Skipped(source, f"symbolic link to {target}, outside the corpus folder; not followed")
     try:
@@ -81,7 +83,7 @@ def read_file(path: Path, source: str, root: Path, max_bytes: int = 20_000_000) 
     if isinstance(decoded, str):
         return Skipped(source, decoded)
     text, encoding = decoded
-    if not text.strip():
+    if not text.lstrip("\ufeff").strip():
         return Skipped(source, "empty file")
     return Document(source, path, text, hashlib.sha256(data).hexdigest(), encoding)
 
@@ -93,7 +95,10 @@ def decode(data: bytes) -> tuple[str, str] | str:
     it can be checked by anyone with the file.
     """
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return _newlines(data.decode("utf-16", errors="strict")), "utf-16"
+        try:
+            return _newlines(data.decode("utf-16", errors="strict")), "utf-16"
+        except UnicodeDecodeError:
+            return "starts with a UTF-16 byte-order mark but is not valid UTF-16; save it as UTF-8"
     if b"\x00" in data:
         return "binary file (holds NUL bytes); only text files are indexed"
     try:

@@ -10,7 +10,7 @@ from rag.errors import IndexDamaged
 from rag.records import Document
 
 FORMAT_VERSION = 1
-SPLITTER = "sentences-v1"
+SPLITTER = "sentences-v2"
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class Manifest:
             return cls(**raw)
         except FileNotFoundError:
             raise IndexDamaged(f"index manifest {path} is missing; run `rag build --full`") from None
-        except (ValueError, TypeError, KeyError) as error:
+        except (ValueError, TypeError, KeyError, AttributeError, OSError) as error:
             raise IndexDamaged(
                 f"index manifest {path} is damaged ({error}); run `rag build --full`"
             ) from None

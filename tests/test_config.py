@@ -1,0 +1,193 @@
+"""rag.config: defaults, then RAG_* environment variables, then explicit overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from rag.config import DEFAULT_MODEL, Settings
+from rag.errors import ConfigError
+
+DEFAULTS = {
+    "corpus": Path("seeds"),
+    "index": Path("indexes"),
+    "model": DEFAULT_MODEL,
+    "batch_size": 32,
+    "max_tokens": 0,
+    "overlap": 1,
+    "candidates": 30,
+    "hybrid": True,
+    "rerank": True,
+    "cross_encoder": "",
+    "max_quotes": 3,
+    "min_score": 0.30,
+    "max_file_bytes": 20_000_000,
+    "max_upload_bytes": 5_000_000,
+    "host": "127.0.0.1",
+    "port": 7860,
+    "auth": "",
+    "auth_file": "",
+    "lock_timeout": 600.0,
+    "extensions": (".txt", ".md"),
+}
+FIELDS = [f.name for f in dataclasses.fields(Settings)]
+
+
+@pytest.mark.parametrize("field, value", DEFAULTS.items())
+def test_defaults(field, value):
+    got = getattr(Settings(), field)
+    assert got == value and type(got) is type(value)
+
+
+def test_default_model_is_the_bundled_one():
+    assert DEFAULT_MODEL == "all-MiniLM-L6-v2"
+
+
+def test_from_empty_env_is_defaults():
+    assert Settings.from_env({}) == Settings()
+
+
+@pytest.mark.parametrize(
+    "variable, raw, field, value",
+    [
+        # bool words, any case, surrounding spaces allowed
+        ("RAG_HYBRID", "0", "hybrid", False),
+        ("RAG_HYBRID", "false", "hybrid", False),
+        ("RAG_HYBRID", "No", "hybrid", False),
+        ("RAG_HYBRID", "OFF", "hybrid", False),
+        ("RAG_HYBRID", " off ", "hybrid", False),
+        ("RAG_RERANK", "1", "rerank", True),
+        ("RAG_RERANK", "True", "rerank", True),
+        ("RAG_RERANK", "yes", "rerank", True),
+        ("RAG_RERANK", "on", "rerank", True),
+        # int
+        ("RAG_BATCH_SIZE", "64", "batch_size", 64),
+        ("RAG_BATCH_SIZE", " 8 ", "batch_size", 8),
+        ("RAG_MAX_TOKENS", "128", "max_tokens", 128),
+        ("RAG_OVERLAP", "0", "overlap", 0),
+        ("RAG_MAX_FILE_BYTES", "1_000", "max_file_bytes", 1000),
+        ("RAG_PORT", "8080", "port", 8080),
+        # float
+        ("RAG_MIN_SCORE", "0.5", "min_score", 0.5),
+        ("RAG_MIN_SCORE", "1e-1", "min_score", 0.1),
+        ("RAG_LOCK_TIMEOUT", "30", "lock_timeout", 30.0),
+        # Path
+        ("RAG_CORPUS", "/data/docs", "corpus", Path("/data/docs")),
+        ("RAG_INDEX", "rel/idx", "index", Path("rel/idx")),
+        # str
+        ("RAG_MODEL", "/models/my model", "model", "/models/my model"),
+        ("RAG_HOST", "0.0.0.0", "host", "0.0.0.0"),
+        ("RAG_CROSS_ENCODER", "models/ce", "cross_encoder", "models/ce"),
+        # tuple of comma-separated parts, blanks dropped
+        ("RAG_EXTENSIONS", ".txt", "extensions", (".txt",)),
+        ("RAG_EXTENSIONS", ".txt, .md ,,.rst ", "extensions", (".txt", ".md", ".rst")),
+        ("RAG_EXTENSIONS", " , ", "extensions", ()),
+    ],
+)
+def test_env_override_parsed_by_type(variable, raw, field, value):
+    settings = Settings.from_env({variable: raw})
+    got = getattr(settings, field)
+    assert got == value and type(got) is type(value)
+    assert settings == Settings().replace(**{field: value})
+
+
+def test_env_empty_string_means_unset():
+    assert Settings.from_env({"RAG_BATCH_SIZE": "", "RAG_HYBRID": "", "RAG_CORPUS": ""}) == Settings()
+
+
+def test_env_unknown_and_unprefixed_variables_ignored():
+    env = {"RAG_UNKNOWN": "x", "BATCH_SIZE": "1", "rag_batch_size": "2", "RAG_batch_size": "3"}
+    assert Settings.from_env(env) == Settings()
+
+
+def test_env_several_at_once():
+    env = {"RAG_PORT": "9000", "RAG_HYBRID": "no", "RAG_CORPUS": "docs", "PATH": "/bin"}
+    assert Settings.from_env(env) == Settings(port=9000, hybrid=False, corpus=Path("docs"))
+
+
+def test_process_environment_is_read_when_none_given(monkeypatch):
+    monkeypatch.setenv("RAG_MAX_QUOTES", "5")
+    monkeypatch.setenv("RAG_MODEL", "from-env")
+    settings = Settings.from_env()
+    assert (settings.max_quotes, settings.model) == (5, "from-env")
+
+
+def test_given_environ_replaces_process_environment(monkeypatch):
+    monkeypatch.setenv("RAG_MAX_QUOTES", "5")
+    assert Settings.from_env({}).max_quotes == 3
+
+
+@pytest.mark.parametrize(
+    "env, overrides, expected",
+    [
+        ({"RAG_PORT": "9000"}, {"port": 9100}, {"port": 9100}),
+        ({"RAG_PORT": "9000"}, {"port": None}, {"port": 9000}),  # None means "flag not given"
+        ({}, {"port": None, "model": None}, {}),
+        ({"RAG_HYBRID": "yes"}, {"hybrid": False}, {"hybrid": False}),  # False is a value, not "unset"
+        ({"RAG_OVERLAP": "2"}, {"overlap": 0}, {"overlap": 0}),  # 0 too
+        ({"RAG_MODEL": "env-model"}, {"model": ""}, {"model": ""}),
+        ({"RAG_CORPUS": "env"}, {"corpus": "flag"}, {"corpus": Path("flag")}),  # str flag becomes a Path
+        ({}, {"index": "idx"}, {"index": Path("idx")}),
+        ({"RAG_INDEX": "env"}, {"index": None}, {"index": Path("env")}),
+        ({"RAG_EXTENSIONS": ".rst"}, {"extensions": (".txt",)}, {"extensions": (".txt",)}),
+    ],
+)
+def test_explicit_overrides_win(env, overrides, expected):
+    assert Settings.from_env(env, **overrides) == Settings().replace(**expected)
+
+
+@pytest.mark.parametrize(
+    "variable, raw, kind",
+    [
+        ("RAG_BATCH_SIZE", "many", "int"),
+        ("RAG_BATCH_SIZE", "3.5", "int"),
+        ("RAG_PORT", "80a", "int"),
+        ("RAG_MIN_SCORE", "high", "float"),
+        ("RAG_LOCK_TIMEOUT", "10s", "float"),
+        ("RAG_HYBRID", "maybe", "bool"),
+        ("RAG_HYBRID", "2", "bool"),
+        ("RAG_RERANK", "y", "bool"),
+    ],
+)
+def test_bad_value_names_the_variable(variable, raw, kind):
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env({variable: raw})
+    message = str(error.value)
+    assert f"{variable}={raw!r}" in message
+    assert f"not a valid {kind}" in message
+    assert "unset" in message
+
+
+def test_bad_env_value_is_an_error_even_when_a_flag_overrides_it():
+    with pytest.raises(ConfigError, match="RAG_BATCH_SIZE"):
+        Settings.from_env({"RAG_BATCH_SIZE": "nonsense"}, batch_size=8)
+
+
+def env_text(value) -> str:
+    """How a user would write `value` in the environment."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(value)
+    return str(value)
+
+
+@pytest.mark.parametrize("field", FIELDS)
+def test_every_field_round_trips_through_env(field):
+    """Each field's type is one the parser knows: writing a value back reads the same value."""
+    default = getattr(Settings(), field)
+    value = default if default != "" else "some text"  # "" in the environment means unset
+    settings = Settings.from_env({f"RAG_{field.upper()}": env_text(value)})
+    assert getattr(settings, field) == value
+    assert type(getattr(settings, field)) is type(value)
+
+
+def test_replace_is_a_copy():
+    original = Settings()
+    changed = original.replace(port=1, corpus=Path("x"))
+    assert (changed.port, changed.corpus) == (1, Path("x"))
+    assert original == Settings()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        original.port = 2  # type: ignore[misc]
