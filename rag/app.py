@@ -166,10 +166,13 @@ def make_app(settings: Settings, retriever: Retriever):
                 sources = gr.HTML("<p class='rag-note'>Citations appear here; open one to see its passage.</p>", elem_id="rag-sources")
         with gr.Accordion("Documents and index", open=False):
             with gr.Row():
-                files = gr.File(label="Add .txt or .md documents", file_count="multiple", file_types=list(settings.extensions))
+                files = gr.File(
+                    label="Add .txt or .md documents", file_count="multiple",
+                    file_types=list(settings.extensions), elem_id="rag-upload",
+                )
                 with gr.Column():
                     chosen = gr.Dropdown(list_documents(settings.corpus, settings.extensions), label="Document", elem_id="rag-doc")
-                    remove = gr.Button("Delete document", variant="stop")
+                    remove = gr.Button("Delete document", variant="stop", elem_id="rag-delete")
                     rebuild_button = gr.Button("Rebuild index", elem_id="rag-rebuild")
             build_log = gr.Textbox(label="Index", lines=3, interactive=False, elem_id="rag-build-log")
 
@@ -180,6 +183,10 @@ def make_app(settings: Settings, retriever: Retriever):
         files.upload(upload, files, [build_log, chosen], api_visibility="private", concurrency_limit=1)
         remove.click(delete, chosen, [build_log, chosen], api_visibility="private", concurrency_limit=1)
         gr.Timer(5).tick(lambda: status_line(retriever), None, status, api_visibility="private")
+        demo.load(  # a page opened later must list the documents as they are now
+            lambda: (status_line(retriever), gr.update(choices=list_documents(settings.corpus, settings.extensions))),
+            None, [status, chosen], api_visibility="private",
+        )
         gr.api(ask, api_name="ask")
     return demo
 

@@ -111,33 +111,59 @@ def _parse(name: str, kind: str, raw: str):
         ) from None
 
 
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+LOOPBACK_HOSTS = ("localhost",)
+"""Host names taken as loopback; any other name must be an IP address in 127.0.0.0/8 or ::1."""
 
 
 def is_loopback(host: str) -> bool:
-    """True for addresses only this machine can reach."""
-    return host in LOOPBACK_HOSTS or host.startswith("127.")
+    """True for addresses only this machine can reach (a name like `127.example.com` is not one)."""
+    import ipaddress
+
+    host = str(host or "").strip()
+    if host.lower() in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def credentials(settings: Settings, no_auth: bool = False) -> list[tuple[str, str]] | None:
     """Accounts the chat asks for, or None; refuses a network-facing server without any."""
-    lines = [settings.auth] if settings.auth else []
+    accounts = [_account(settings.auth, "RAG_AUTH")] if settings.auth.strip() else []
     if settings.auth_file:
-        try:
-            lines += Path(settings.auth_file).read_text(encoding="utf-8").splitlines()
-        except OSError as error:
-            raise ConfigError(f"cannot read RAG_AUTH_FILE {settings.auth_file} ({error.strerror}); fix the path") from None
-    accounts = []
-    for line in (raw.strip() for raw in lines):
-        if not line or line.startswith("#"):
-            continue
-        user, sep, password = line.partition(":")
-        if not sep or not user or not password:
-            raise ConfigError("an account must be written `user:password` (RAG_AUTH or a line of RAG_AUTH_FILE)")
-        accounts.append((user, password))
+        from_file = _accounts_in_file(Path(settings.auth_file))
+        if not from_file:
+            raise ConfigError(
+                f"RAG_AUTH_FILE {settings.auth_file} holds no account; add `user:password` lines or unset it"
+            )
+        accounts += from_file
     if accounts or is_loopback(settings.host) or no_auth:
         return accounts or None
     raise ConfigError(
         f"binding {settings.host} opens the chat to the network; set RAG_AUTH=user:password or "
         f"RAG_AUTH_FILE=path, or pass --no-auth if that is really what you want"
     )
+
+
+def _accounts_in_file(path: Path) -> list[tuple[str, str]]:
+    """The `user:password` lines of an account file; blank lines and `#` comments are passed over."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as error:
+        raise ConfigError(f"cannot read RAG_AUTH_FILE {path} ({error.strerror or error}); fix the path") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"RAG_AUTH_FILE {path} is not UTF-8 text; save it as UTF-8") from None
+    return [
+        _account(line, f"line {number} of RAG_AUTH_FILE {path}")
+        for number, line in enumerate(text.splitlines(), start=1)
+        if line.strip() and not line.strip().startswith("#")
+    ]
+
+
+def _account(line: str, where: str) -> tuple[str, str]:
+    """(user, password) from `user:password`; the message names the place, never the password."""
+    user, sep, password = line.strip().partition(":")
+    if not sep or not user.strip() or not password:
+        raise ConfigError(f"{where} is not an account: write it as `user:password` (the password may hold `:`)")
+    return user.strip(), password

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,14 +36,15 @@ def scan(corpus: Path, extensions: tuple[str, ...] = (".txt", ".md"), max_bytes:
             f"in it, or point --corpus / RAG_CORPUS at your documents"
         )
     root = corpus.resolve()
+    endings = tuple(e.lower() for e in extensions)
     documents, skipped = [], []
-    for path in _walk(corpus):
+    for path, problem in _walk(corpus):
         source = path.relative_to(corpus).as_posix()
-        if not source.lower().endswith(tuple(e.lower() for e in extensions)):
+        if problem is None and not source.lower().endswith(endings):
             continue
-        result = read_file(path, source, root, max_bytes)
+        result = Skipped(printable(source), problem) if problem else read_file(path, source, root, max_bytes)
         if isinstance(result, Skipped):
-            log.warning("skipped %s: %s", source, result.reason)
+            log.warning("skipped %s: %s", result.source, result.reason)
             skipped.append(result)
         else:
             documents.append(result)
@@ -49,36 +52,50 @@ def scan(corpus: Path, extensions: tuple[str, ...] = (".txt", ".md"), max_bytes:
 
 
 def _walk(corpus: Path):
-    """Files under `corpus` in sorted order; hidden names and linked folders are not entered."""
-    for folder, dirs, files in os.walk(corpus, followlinks=False, onerror=_log_walk_error):
+    """(path, None) for files under `corpus` in sorted order, (folder, reason) for a folder not read.
+
+    Hidden names are passed over; linked folders are not entered (a warning names each).
+    """
+    errors: list[OSError] = []
+    for folder, dirs, files in os.walk(corpus, followlinks=False, onerror=errors.append):
+        while errors:
+            error = errors.pop(0)
+            yield Path(error.filename or folder), f"folder cannot be read ({error.strerror or error}); check its permissions"
+        for name in dirs:
+            if not name.startswith(".") and os.path.islink(os.path.join(folder, name)):
+                log.warning("not entered %s: a symbolic link to a folder; linked folders are not read", Path(folder, name))
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             if not name.startswith("."):
-                yield Path(folder) / name
+                yield Path(folder) / name, None
+    for error in errors:  # an unreadable corpus folder itself
+        yield Path(error.filename or corpus), f"folder cannot be read ({error.strerror or error}); check its permissions"
 
 
-def _log_walk_error(error: OSError) -> None:
-    log.warning("skipped folder %s: %s", error.filename, error.strerror)
+def printable(source: str) -> str:
+    """`source` safe to print and store: bytes of a non-UTF-8 file name shown as `\\xNN`."""
+    return source.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def read_file(path: Path, source: str, root: Path, max_bytes: int = 20_000_000) -> Document | Skipped:
     """Decode one file, or say in plain words why it was left out."""
+    if printable(source) != source:
+        return Skipped(printable(source), "its path is not valid UTF-8; rename the file or folder")
     if path.is_symlink():
-        target = path.resolve()
-        if not target.exists():
-            return Skipped(source, f"broken symbolic link to {target}; fix or remove the link")
-        if not target.is_relative_to(root):
-            return Skipped(source, f"symbolic link to {target}, outside the corpus folder; not followed")
+        reason = _link_problem(path, root)
+        if reason:
+            return Skipped(source, reason)
     try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            return Skipped(
-                source,
-                f"{size:,} bytes is over the {max_bytes:,}-byte limit; split the file or raise RAG_MAX_FILE_BYTES",
-            )
-        data = path.read_bytes()
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            return Skipped(source, "not a regular file (a pipe, socket or device); only plain files are read")
+        if info.st_size > max_bytes:
+            return Skipped(source, _too_big(info.st_size, max_bytes))
+        data = read_at_most(path, max_bytes)
     except OSError as error:
         return Skipped(source, f"cannot be read ({error.strerror or error}); check its permissions")
+    if data is None:  # it grew past the limit after stat
+        return Skipped(source, _too_big(max_bytes + 1, max_bytes))
     decoded = decode(data)
     if isinstance(decoded, str):
         return Skipped(source, decoded)
@@ -126,11 +143,44 @@ def _newlines(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
+def _link_problem(path: Path, root: Path) -> str:
+    """Why a symbolic link is not followed, or "" when it leads to a file inside the corpus."""
+    try:
+        target = path.resolve(strict=True)
+    except RuntimeError:  # Python < 3.13 reports a loop this way
+        return "symbolic link that loops back on itself; fix or remove the link"
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "symbolic link that loops back on itself; fix or remove the link"
+        return f"broken symbolic link to {path.resolve()}; fix or remove the link"
+    if not target.is_relative_to(root):
+        return f"symbolic link to {target}, outside the corpus folder; not followed"
+    return ""
+
+
+def _too_big(size: int, max_bytes: int) -> str:
+    return f"{size:,} bytes is over the {max_bytes:,}-byte limit; split the file or raise RAG_MAX_FILE_BYTES"
+
+
+def read_at_most(path: Path, max_bytes: int | None = None) -> bytes | None:
+    """The bytes of a file, or None when it holds more than `max_bytes` (read no further).
+
+    Callers check `stat` first so a pipe is never opened; a device swapped in raises OSError.
+    """
+    with path.open("rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        data = handle.read() if max_bytes is None else handle.read(max_bytes + 1)
+    return None if max_bytes is not None and len(data) > max_bytes else data
+
+
 def read_source(corpus: Path, source: str) -> str | None:
     """The decoded text of one corpus file as it is on disk now, or None if it is gone or unreadable."""
     path = Path(corpus) / source
     try:
-        decoded = decode(path.read_bytes())
-    except OSError:
+        if not stat.S_ISREG(path.stat().st_mode):
+            return None  # a pipe or device put in its place: never open it
+        decoded = decode(read_at_most(path))
+    except (OSError, ValueError, RuntimeError):
         return None
     return decoded[0] if isinstance(decoded, tuple) else None

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import re
 import unicodedata
-from pathlib import Path
+import uuid
+from pathlib import Path, PurePosixPath
 
 from rag.corpus import decode
 from rag.errors import UploadRefused
@@ -41,28 +42,57 @@ def add_document(corpus: Path, name: str, data: bytes, extensions: tuple[str, ..
     decoded = decode(data)
     if isinstance(decoded, str):
         raise UploadRefused(f"{filename}: {decoded}")
-    if not decoded[0].strip():
+    if not decoded[0].lstrip("\ufeff").strip():
         raise UploadRefused(f"{filename} is empty")
     corpus = Path(corpus)
-    corpus.mkdir(parents=True, exist_ok=True)
     target = corpus / filename
-    if target.resolve().parent != corpus.resolve():
-        raise UploadRefused(f"{name!r} would be written outside the corpus folder; refused")
-    tmp = corpus / f".upload-{os.getpid()}-{filename}"
-    tmp.write_bytes(data)
-    os.replace(tmp, target)
+    if target.is_symlink() or (target.exists() and not target.is_file()):
+        raise UploadRefused(f"{filename} already exists in the corpus folder as a link or a folder; rename the upload")
+    try:
+        corpus.mkdir(parents=True, exist_ok=True)
+        _write_new(corpus, target, data)
+    except OSError as error:
+        raise UploadRefused(f"{filename} could not be written to {corpus} ({error.strerror or error})") from None
     return target
 
 
-def delete_document(corpus: Path, source: str) -> None:
-    """Remove one document, named by its path relative to the corpus, from the corpus folder."""
+def _write_new(corpus: Path, target: Path, data: bytes) -> None:
+    """Write to a fresh hidden file (never through a link), then rename it over `target` in one step."""
+    tmp = corpus / f".upload-{uuid.uuid4().hex}.part"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def delete_document(corpus: Path, source: str, extensions: tuple[str, ...] = (".txt", ".md")) -> None:
+    """Remove one document, named by its path relative to the corpus, from the corpus folder.
+
+    Only documents can go: no paths leaving the folder, no hidden files, no other types. A link
+    is removed itself, never the file it points to.
+    """
+    raw = str(source or "")
+    relative = PurePosixPath(raw)
+    if "\x00" in raw or not raw.strip() or relative.is_absolute() or ".." in relative.parts:
+        raise UploadRefused(f"{raw!r} is not a document in the corpus folder")
+    if any(part.startswith(".") for part in relative.parts) or not raw.lower().endswith(tuple(e.lower() for e in extensions)):
+        raise UploadRefused(f"{raw!r} is not a {'/'.join(extensions)} document; only documents can be deleted")
     corpus = Path(corpus).resolve()
-    target = (corpus / str(source)).resolve()
-    if not target.is_relative_to(corpus) or target == corpus:
-        raise UploadRefused(f"{source!r} is not a document in the corpus folder")
-    if not target.is_file():
-        raise UploadRefused(f"{source!r} is not in the corpus folder (already deleted?)")
-    target.unlink()
+    target = corpus / relative
+    if not target.parent.resolve().is_relative_to(corpus):
+        raise UploadRefused(f"{raw!r} is behind a linked folder, outside the corpus folder; refused")
+    if not (target.is_symlink() or target.is_file()):
+        raise UploadRefused(f"{raw!r} is not in the corpus folder (already deleted?)")
+    try:
+        target.unlink()
+    except OSError as error:
+        raise UploadRefused(f"{raw!r} could not be deleted ({error.strerror or error})") from None
 
 
 def list_documents(corpus: Path, extensions: tuple[str, ...]) -> list[str]:

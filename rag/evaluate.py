@@ -23,9 +23,7 @@ DOCUMENTS_RANKED = 100
 """BEIR: distinct documents ranked per query, enough for recall@100."""
 REFERENCE = {"scifact": {"BM25, title+text (Anserini flat)": 0.679, "all-MiniLM-L6-v2, dense (MTEB)": 0.645}}
 """Published test-split nDCG@10 to compare with, by data set name."""
-FORMATS = (
-    "a BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) or a SQuAD v1.1/v2.0 .json file"
-)
+FORMATS = "a BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) or a SQuAD v1.1/v2.0 .json file"
 _UNSAFE = re.compile(r"[^\w.()-]+")
 
 
@@ -42,8 +40,7 @@ class Question:
     qrels: dict[str, float] = field(default_factory=dict)
     answers: tuple[str, ...] = ()
     source: str = ""
-    span: tuple[int, int] = (0, 0)
-    """SQuAD: the question's paragraph as character offsets in `source`."""
+    span: tuple[int, int] = (0, 0)  # SQuAD: the question's paragraph as character offsets in `source`
     impossible: bool = False
 
 
@@ -81,11 +78,11 @@ class EvalReport:
         """A summary a person reads: scores, published figures, timings, index and settings."""
         scope = f"split {self.split}" if self.kind == "beir" else "questions"
         lines = [f"{self.dataset} ({self.kind.upper()}, {scope}): {self.questions} asked", ""]
-        lines += [f"  {name:<32} {_number(value)}" for name, value in self.scores.items()]
+        lines += [f"  {name:<34} {_number(value)}" for name, value in self.scores.items()]
         if self.reference:
             lines += ["", "  published nDCG@10, for comparison:"]
-            lines += [f"  {name:<32} {value:.3f}" for name, value in self.reference.items()]
-        lines += ["", "  seconds:"] + [f"  {name:<32} {_number(value)}" for name, value in self.timings.items()]
+            lines += [f"  {name:<34} {value:.3f}" for name, value in self.reference.items()]
+        lines += ["", "  seconds:"] + [f"  {name:<34} {_number(value)}" for name, value in self.timings.items()]
         lines += ["", f"  index: {self.index['line']}", f"  cache: {self.index['folder']}"]
         lines.append("  settings: " + ", ".join(f"{k}={v}" for k, v in self.settings.items()))
         return "\n".join(lines)
@@ -107,49 +104,46 @@ def evaluate(
     progress: Callable[[str], None] | None = None,
 ) -> EvalReport:
     """Measure retrieval (BEIR) or cited quotes (SQuAD) on a data set, building or reusing its index."""
-    from rag.indexer import build
     from rag.retrieve import Retriever
 
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit {limit} must be at least 1; leave it out to ask every question")
     dataset = load_dataset(Path(path), split)
-    cache = Path(settings.index) / "eval" / dataset.name
-    settings = settings.replace(corpus=cache / "corpus", index=cache / "index")
-    materialise(dataset.files, settings.corpus)
-    summary = build(settings, embedder_factory=embedder_factory, progress=progress)
+    settings, summary = prepare(dataset, settings, embedder_factory, progress)
     started = time.perf_counter()
     retriever = Retriever(settings, embedder_factory)
-    load_seconds = time.perf_counter() - started
+    timings = {"index build": summary.seconds, "index and model load": time.perf_counter() - started}
     questions = sample(dataset.questions, limit, seed)
     if dataset.kind == "beir":
-        records, seconds = _timed(questions, lambda q: beir_record(q, retriever, dataset.doc_ids), progress)
+        records = _timed(questions, lambda q: beir_record(q, retriever, dataset.doc_ids), timings, progress)
         scores = {k: metrics.mean([r[k] for r in records]) for k in ("ndcg@10", "mrr@10", "recall@10", "recall@100")}
     else:
-        records, seconds = _timed(questions, lambda q: squad_record(q, retriever, settings), progress)
+        records = _timed(questions, lambda q: squad_record(q, retriever, settings), timings, progress)
         scores = squad_scores(records)
     return EvalReport(
-        dataset=dataset.name,
-        kind=dataset.kind,
-        split=split if dataset.kind == "beir" else "",
-        questions=len(questions),
-        scores=scores,
-        timings={
-            "index build": summary.seconds,
-            "index and model load": load_seconds,
-            "per question, mean": metrics.mean(seconds),
-            "per question, p50": metrics.percentile(seconds, 50),
-            "per question, p95": metrics.percentile(seconds, 95),
-            "all questions": sum(seconds),
-        },
-        settings={k: getattr(settings, k) for k in ("model", "hybrid", "candidates", "rerank", "min_score", "max_quotes")},
-        index={"folder": str(cache), "line": summary.line(), **summary.to_dict()},
+        dataset.name, dataset.kind, split if dataset.kind == "beir" else "", len(records), scores, timings,
+        settings={k: getattr(settings, k) for k in ("model", "hybrid", "candidates", "rerank", "min_score")},
+        index={"folder": str(settings.index.parent), "line": summary.line(), **summary.to_dict()},
         reference=REFERENCE.get(dataset.name.lower(), {}) if dataset.kind == "beir" else {},
         records=records,
     )
 
 
-def _timed(questions: Sequence[Question], ask: Callable[[Question], dict], progress) -> tuple[list[dict], list[float]]:
-    """Ask every question, timing each one."""
+def prepare(dataset: Dataset, settings: Settings, embedder_factory=load_embedder, progress=None):
+    """Write the data set as a corpus under `<index>/eval/<name>/` and build or reuse its index there.
+
+    Returns the settings that point at that corpus and index, and the build summary.
+    """
+    from rag.indexer import build
+
+    cache = Path(settings.index) / "eval" / dataset.name
+    settings = settings.replace(corpus=cache / "corpus", index=cache / "index")
+    materialise(dataset.files, settings.corpus)
+    return settings, build(settings, embedder_factory=embedder_factory, progress=progress)
+
+
+def _timed(questions: Sequence[Question], ask: Callable[[Question], dict], timings: dict, progress) -> list[dict]:
+    """Ask every question; add the per-question seconds to `timings`."""
     records, seconds = [], []
     for n, question in enumerate(questions, start=1):
         started = time.perf_counter()
@@ -157,7 +151,9 @@ def _timed(questions: Sequence[Question], ask: Callable[[Question], dict], progr
         seconds.append(time.perf_counter() - started)
         if progress and (n % 50 == 0 or n == len(questions)):
             progress(f"asked {n}/{len(questions)} questions")
-    return records, seconds
+    timings.update({"per question, mean": metrics.mean(seconds), "per question, p50": metrics.percentile(seconds, 50),
+                    "per question, p95": metrics.percentile(seconds, 95), "all questions": sum(seconds)})
+    return records
 
 
 def sample(questions: Sequence[Question], limit: int | None, seed: int) -> list[Question]:
@@ -239,7 +235,7 @@ def load_dataset(path: Path, split: str = "test") -> Dataset:
     if path.is_dir():
         missing = [n for n in ("corpus.jsonl", "queries.jsonl", "qrels") if not (path / n).exists()]
         if missing:
-            raise DatasetError(f"{path} is a folder without {', '.join(missing)}, so not a BEIR data set; give {FORMATS}")
+            raise DatasetError(f"{path} is a folder without {', '.join(missing)}, so not BEIR data; give {FORMATS}")
         return load_beir(path, split)
     if path.is_file() and path.suffix.lower() == ".json":
         return load_squad(path)
@@ -266,7 +262,7 @@ def load_beir(folder: Path, split: str) -> Dataset:
     queries = {str(row["_id"]): str(row.get("text") or "") for row in _read_jsonl(folder / "queries.jsonl", "_id")}
     questions = [Question(q, queries[q], qrels=qrels) for q, qrels in judged.items() if q in queries]
     if not questions:
-        raise DatasetError(f"no query in {qrels_path} is in {folder / 'queries.jsonl'}; check that they belong together")
+        raise DatasetError(f"no query of {qrels_path} is in {folder / 'queries.jsonl'}; check they belong together")
     return Dataset(_safe_name(folder.name, set()), "beir", files, questions, doc_ids)
 
 
@@ -285,7 +281,8 @@ def load_squad(path: Path) -> Dataset:
                 for qa in paragraph["qas"]:
                     answers = tuple(a["text"] for a in qa.get("answers") or [])
                     impossible = bool(qa.get("is_impossible")) or not answers
-                    questions.append(Question(str(qa["id"]), qa["question"], answers=answers, source=name, span=span, impossible=impossible))
+                    questions.append(Question(str(qa["id"]), qa["question"], answers=answers, source=name,
+                                              span=span, impossible=impossible))
                 offset = span[1] + 2
             files[name] = "\n\n".join(contexts)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -300,40 +297,38 @@ def load_squad(path: Path) -> Dataset:
     return Dataset(_safe_name(path.stem, set()), "squad", files, questions)
 
 
-def _read_jsonl(path: Path, key: str):
-    """The objects of a JSON Lines file, each checked to have `key`."""
+def _lines(path: Path) -> list[tuple[int, str]]:
+    """Numbered non-blank lines of a UTF-8 text file."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise DatasetError(f"{path} line {number} is not JSON ({error}); fix or remove that line") from None
-                if not isinstance(row, dict) or key not in row:
-                    raise DatasetError(f"{path} line {number} has no {key!r} field; every BEIR line needs one")
-                yield row
+        lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
-        raise DatasetError(f"cannot read {path} ({error}); BEIR files are UTF-8 JSON Lines") from None
+        raise DatasetError(f"cannot read {path} ({error}); BEIR files are UTF-8 text") from None
+    return [(number, line) for number, line in enumerate(lines, start=1) if line.strip()]
+
+
+def _read_jsonl(path: Path, key: str) -> list[dict]:
+    """The objects of a JSON Lines file, each checked to have `key`."""
+    rows = []
+    for number, line in _lines(path):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            raise DatasetError(f"{path} line {number} is not JSON ({error}); fix or remove that line") from None
+        if not isinstance(rows[-1], dict) or key not in rows[-1]:
+            raise DatasetError(f"{path} line {number} has no {key!r} field; every BEIR line needs one")
+    return rows
 
 
 def _read_qrels(path: Path) -> dict[str, dict[str, float]]:
     """query id → {document id: relevance} from a `query-id corpus-id score` TSV with a header."""
     judged: dict[str, dict[str, float]] = {}
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as error:
-        raise DatasetError(f"cannot read {path} ({error}); qrels are UTF-8 tab-separated text") from None
-    for number, line in enumerate(lines, start=1):
-        parts = line.strip().split("\t")
-        if not line.strip() or (number == 1 and parts[0] == "query-id"):
-            continue
+    for number, line in _lines(path):
         try:
-            query, doc, score = parts
-            judged.setdefault(query, {})[doc] = float(score)
+            query, doc, score = line.strip().split("\t")
+            if number > 1 or query != "query-id":
+                judged.setdefault(query, {})[doc] = float(score)
         except ValueError:
-            raise DatasetError(f"{path} line {number} is not `query-id<TAB>corpus-id<TAB>score`; fix that line") from None
+            raise DatasetError(f"{path} line {number} is not `query-id<TAB>corpus-id<TAB>score`; fix it") from None
     return judged
 
 

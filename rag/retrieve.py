@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -12,7 +15,7 @@ import numpy as np
 from rag import store
 from rag.config import Settings
 from rag.embedding import Embedder, load_embedder
-from rag.errors import IndexMismatch, RagError
+from rag.errors import IndexMismatch, ModelError, RagError
 from rag.records import Hit
 
 log = logging.getLogger(__name__)
@@ -104,12 +107,44 @@ class Retriever:
         fused = fuse([[r for r, _ in dense], [r for r, _ in lexical]])
         cosine = dict(dense)
         bm25 = dict(lexical)
-        rows = sorted(fused, key=lambda r: (-fused[r], r))[:k]
+        depth_to_rerank = max(k, RERANK_DEPTH) if self.settings.cross_encoder else k
+        rows = sorted(fused, key=lambda r: (-fused[r], r))[:depth_to_rerank]
         missing = [r for r in rows if r not in cosine]
         if missing:
             vectors = np.vstack([loaded.faiss.reconstruct(int(r)) for r in missing])
             cosine.update(zip(missing, (vectors @ query_vector).tolist()))
-        return [
+        hits = [
             Hit(loaded.passages[r], fused[r], dense=float(cosine[r]), lexical=float(bm25.get(r, 0.0)))
             for r in rows
         ]
+        if self.settings.cross_encoder:
+            hits = rerank(query, hits, load_cross_encoder(self.settings.cross_encoder))
+        return hits[:k]
+
+
+RERANK_DEPTH = 20
+"""Fused candidates a cross-encoder rescores."""
+
+
+@functools.lru_cache(maxsize=2)
+def load_cross_encoder(path: str):
+    """A sentence-transformers CrossEncoder from a local folder, loaded once per process."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from sentence_transformers import CrossEncoder
+
+    try:
+        return CrossEncoder(str(Path(path).expanduser()), device="cpu")
+    except Exception as error:  # the library raises many kinds; all mean "cannot load"
+        raise ModelError(
+            f"cannot load cross-encoder {path!r} ({type(error).__name__}: {error}); set RAG_CROSS_ENCODER "
+            f"to a local sentence-transformers CrossEncoder folder, or leave it empty to skip this stage"
+        ) from None
+
+
+def rerank(query: str, hits: list[Hit], cross_encoder) -> list[Hit]:
+    """Hits reordered by the cross-encoder's score of (query, passage); the score becomes the hit's."""
+    if not hits:
+        return hits
+    scores = cross_encoder.predict([(query, hit.passage.text) for hit in hits], show_progress_bar=False)
+    order = sorted(range(len(hits)), key=lambda i: (-float(scores[i]), i))
+    return [replace(hits[i], score=float(scores[i])) for i in order]

@@ -7,6 +7,7 @@ import threading
 from typing import Callable
 
 from rag.config import Settings
+from rag.embedding import Embedder, load_embedder
 from rag.errors import RagError
 from rag.indexer import BuildSummary, build
 
@@ -20,25 +21,25 @@ def watch_forever(
     report: Callable[[str], None] = print,
     stop: threading.Event | None = None,
     on_build: Callable[[BuildSummary], None] | None = None,
+    embedder_factory: Callable[[str], Embedder] = load_embedder,
 ) -> None:
     """Build once, then rebuild after every burst of changes until `stop` is set (or Ctrl-C)."""
     from watchfiles import watch
 
-    _rebuild(settings, report, on_build)
+    def rebuild() -> None:
+        try:
+            summary = build(settings, embedder_factory=embedder_factory)
+        except RagError as error:  # a bad moment (say, a half-copied folder) must not end the watch
+            report(f"build failed, index unchanged: {error}")
+            return
+        report(summary.line())
+        if on_build:
+            on_build(summary)
+
+    rebuild()
     report(f"watching {settings.corpus} for changes (Ctrl-C to stop)")
     for _changes in watch(settings.corpus, debounce=DEBOUNCE_MS, stop_event=stop, raise_interrupt=False):
-        _rebuild(settings, report, on_build)
-
-
-def _rebuild(settings, report, on_build) -> None:
-    try:
-        summary = build(settings)
-    except RagError as error:  # a bad moment (say, a half-copied folder) must not end the watch
-        report(f"build failed, index unchanged: {error}")
-        return
-    report(summary.line())
-    if on_build:
-        on_build(summary)
+        rebuild()
 
 
 def start_watch_thread(settings: Settings, on_build=None) -> threading.Event:

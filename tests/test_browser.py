@@ -96,3 +96,52 @@ def test_document_markup_renders_as_text_and_never_runs(browser, page_url):
     assert page.locator("#rag-sources script, #rag-sources img, #rag-chat script, #rag-chat img[src='x']").count() == 0
     assert page.locator("a[href^='javascript:']").count() == 0
     page.close()
+
+
+def test_upload_rebuild_ask_then_delete_from_the_page(browser, page_url, tmp_path):
+    page = browser.new_page()
+    page.goto(page_url)
+    page.wait_for_selector("#rag-question textarea")
+    page.click("text=Documents and index")
+    upload = tmp_path / "otters.md"
+    upload.write_text("Sea otters hold hands while they sleep so that they do not drift apart.\n", encoding="utf-8")
+    page.set_input_files("#rag-upload input[type=file]", str(upload))
+    page.wait_for_function(
+        "() => (document.querySelector('#rag-build-log textarea') || {}).value?.includes('incremental build')",
+        timeout=120_000,
+    )
+    assert "added otters.md" in page.input_value("#rag-build-log textarea")
+    ask(page, "Why do sea otters hold hands while they sleep?")
+    assert "so that they do not drift apart" in page.inner_text("#rag-chat")
+    assert "otters.md" in page.inner_text("#rag-chat")
+
+    page.click("#rag-doc input")
+    page.click("#rag-doc [role=option][aria-label='otters.md']")
+    page.click("#rag-delete")
+    page.wait_for_function(
+        "() => (document.querySelector('#rag-build-log textarea') || {}).value?.includes('deleted otters.md')",
+        timeout=120_000,
+    )
+    page.wait_for_function(
+        "() => document.querySelector('#rag-build-log textarea').value.includes('1 removed')", timeout=120_000
+    )
+    ask(page, "Why do sea otters hold hands while they sleep, again?")
+    last_reply = page.locator("#rag-chat .message-row").last.inner_text() if page.locator("#rag-chat .message-row").count() else page.inner_text("#rag-chat")
+    assert "otters.md, lines" not in last_reply.split("again?")[-1]
+    page.close()
+
+
+def test_upload_of_a_disallowed_type_is_refused_with_a_reason(browser, page_url, tmp_path):
+    page = browser.new_page()
+    page.goto(page_url)
+    page.wait_for_selector("#rag-question textarea")
+    page.click("text=Documents and index")
+    bad = tmp_path / "payload.html"
+    bad.write_text("<script>alert(1)</script>")
+    page.set_input_files("#rag-upload input[type=file]", str(bad))
+    page.wait_for_timeout(3000)
+    log_text = page.input_value("#rag-build-log textarea")
+    corpus_listing = page.inner_text("#rag-doc") if page.locator("#rag-doc").count() else ""
+    assert "payload.html" not in corpus_listing
+    assert log_text == "" or "refused" in log_text or "not an accepted type" in log_text
+    page.close()

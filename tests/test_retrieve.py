@@ -1,0 +1,100 @@
+"""Fusion, the order a cross-encoder imposes, and hybrid search finding exact codes."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import write_corpus
+from fakes import FakeEmbedder
+from rag.indexer import build
+from rag.records import Hit, Passage
+from rag.retrieve import RRF_K, Retriever, fuse, load_cross_encoder, rerank
+
+
+@pytest.mark.parametrize(
+    "rankings, weights, expected",
+    [
+        ([[1, 2, 3]], None, {1: 1 / 61, 2: 1 / 62, 3: 1 / 63}),
+        ([[1, 2], [2, 1]], None, {1: 1 / 61 + 1 / 62, 2: 1 / 62 + 1 / 61}),
+        ([[1], [2]], [2.0, 1.0], {1: 2 / 61, 2: 1 / 61}),
+        ([[], [5]], None, {5: 1 / 61}),
+        ([[], []], None, {}),
+    ],
+)
+def test_reciprocal_rank_fusion(rankings, weights, expected):
+    fused = fuse(rankings, k=RRF_K, weights=weights)
+    assert fused.keys() == expected.keys()
+    for item, score in expected.items():
+        assert fused[item] == pytest.approx(score)
+
+
+def test_an_item_both_retrievers_rank_beats_one_only_one_ranks_first():
+    fused = fuse([[7, 8], [9, 8]])
+    assert max(fused, key=fused.get) == 8
+
+
+def test_hybrid_search_finds_an_exact_code_that_dense_search_ranks_low(make_settings):
+    settings = make_settings()
+    filler = {f"memo{i}.txt": f"Memo {i} discusses quarterly error budgets and routine maintenance windows." for i in range(30)}
+    write_corpus(settings.corpus, {**filler, "codes.txt": "Fault XJ-4471 means the coolant valve is stuck."})
+    fake = FakeEmbedder(dimension=8)  # a weak dense model: many collisions
+    build(settings, embedder_factory=lambda name: fake)
+    hybrid = Retriever(settings, embedder_factory=lambda name: fake)
+    assert hybrid.search("What does XJ-4471 mean?", k=1)[0].passage.source == "codes.txt"
+    assert hybrid.search("What does XJ-4471 mean?", k=1)[0].lexical > 0
+
+
+@pytest.fixture(scope="session")
+def tiny_cross_encoder(tmp_path_factory):
+    """A randomly initialised one-layer BERT cross-encoder saved as a local folder (no download)."""
+    from sentence_transformers import CrossEncoder
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    folder = tmp_path_factory.mktemp("cross-encoder")
+    words = "the a of and to in is was coolant valve fault stuck means what does kettle descale weeks".split()
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words, *[f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"], *"abcdefghijklmnopqrstuvwxyz0123456789-?.,"]
+    (folder / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=128, num_labels=1)
+    import torch
+
+    torch.manual_seed(0)
+    BertForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    CrossEncoder(str(folder), device="cpu")  # loads as a sentence-transformers CrossEncoder
+    return str(folder)
+
+
+def _hit(n: int, text: str, score: float) -> Hit:
+    return Hit(Passage(f"f.txt#{n}", "f.txt", 0, len(text), 1, 1, text), score)
+
+
+def test_cross_encoder_reorders_hits_by_its_own_scores(tiny_cross_encoder):
+    model = load_cross_encoder(tiny_cross_encoder)
+    hits = [_hit(i, text, 1.0 - i / 10) for i, text in enumerate(
+        ["the valve is stuck", "descale the kettle", "what does fault mean", "coolant and valve", "a kettle of fish"]
+    )]
+    question = "what does the fault mean?"
+    expected = model.predict([(question, h.passage.text) for h in hits], show_progress_bar=False)
+    reranked = rerank(question, hits, model)
+    assert [h.score for h in reranked] == sorted((float(s) for s in expected), reverse=True)
+    assert sorted(h.passage.id for h in reranked) == sorted(h.passage.id for h in hits)
+
+
+def test_retriever_uses_a_configured_cross_encoder(make_settings, tiny_cross_encoder):
+    settings = make_settings(cross_encoder=tiny_cross_encoder)
+    write_corpus(settings.corpus, {f"n{i}.txt": f"Note {i}: the coolant valve fault number {i}." for i in range(6)})
+    fake = FakeEmbedder()
+    build(settings, embedder_factory=lambda name: fake)
+    hits = Retriever(settings, embedder_factory=lambda name: fake).search("coolant valve fault", k=4)
+    model = load_cross_encoder(tiny_cross_encoder)
+    scores = [float(s) for s in model.predict([("coolant valve fault", h.passage.text) for h in hits], show_progress_bar=False)]
+    assert scores == sorted(scores, reverse=True) and [h.score for h in hits] == pytest.approx(scores)
+
+
+def test_a_missing_cross_encoder_folder_is_a_clear_error(tmp_path):
+    from rag.errors import ModelError
+
+    with pytest.raises(ModelError, match="RAG_CROSS_ENCODER"):
+        load_cross_encoder(str(tmp_path / "nowhere"))
