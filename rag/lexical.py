@@ -72,7 +72,7 @@ class LexicalIndex:
     def load(cls, folder: Path, size: int) -> "LexicalIndex":
         bm25s = _bm25s()
         try:
-            retriever = bm25s.BM25.load(str(folder))
+            retriever = bm25s.BM25.load(str(folder), mmap=True, show_progress=False)
         except (OSError, ValueError, KeyError) as error:
             raise IndexDamaged(f"BM25 files in {folder} are damaged ({error}); run `rag build --full`") from None
         return cls(retriever, size)

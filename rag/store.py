@@ -10,10 +10,12 @@ Layout of the index folder:
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import shutil
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from rag.records import Passage
 
 POINTER = "CURRENT"
 MANIFEST, PASSAGES, VECTORS, FAISS, BM25 = "manifest.json", "passages.jsonl", "vectors.npy", "index.faiss", "bm25"
+OFFSETS = "passages.offsets.npy"
 HNSW_THRESHOLD = 200_000
 """Corpora with more passages than this are searched with HNSW instead of exact search."""
 
@@ -51,13 +54,36 @@ def faiss_kind(index) -> str:
     return "hnsw" if "HNSW" in type(index).__name__ else "flat"
 
 
+class PassageTable(Sequence):
+    """The passages file, read one row at a time through a memory map (1M passages stay on disk)."""
+
+    def __init__(self, path: Path, offsets: np.ndarray):
+        self._offsets = offsets
+        self._map = None
+        if len(offsets) > 1:
+            with open(path, "rb") as handle:
+                self._map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+
+    def __len__(self) -> int:
+        return max(0, len(self._offsets) - 1)
+
+    def __getitem__(self, row):
+        if isinstance(row, slice):
+            return [self[i] for i in range(*row.indices(len(self)))]
+        if not -len(self) <= row < len(self):
+            raise IndexError(row)
+        row %= len(self)
+        line = self._map[int(self._offsets[row]) : int(self._offsets[row + 1])]
+        return Passage(**json.loads(line))
+
+
 @dataclass
 class LoadedIndex:
-    """A checked, in-memory index version, ready to search."""
+    """A checked index version, ready to search; passages and BM25 stay memory-mapped on disk."""
 
     folder: Path
     manifest: Manifest
-    passages: list[Passage]
+    passages: Sequence[Passage]
     faiss: object
     lexical: LexicalIndex
 
@@ -92,9 +118,12 @@ def write_version(root: Path, manifest: Manifest, passages: list[Passage], vecto
     name = f"v-{time.strftime('%Y%m%dT%H%M%S', time.gmtime(now // 10**9))}-{now % 10**9:09d}-{uuid.uuid4().hex[:4]}"
     staging = root / f".tmp-{name}"
     staging.mkdir()
-    with open(staging / PASSAGES, "w", encoding="utf-8") as handle:
-        for passage in passages:
-            handle.write(json.dumps(passage.to_dict(), ensure_ascii=False) + "\n")
+    offsets = np.zeros(len(passages) + 1, dtype=np.int64)
+    with open(staging / PASSAGES, "wb") as handle:
+        for row, passage in enumerate(passages):
+            handle.write(json.dumps(passage.to_dict(), ensure_ascii=False).encode("utf-8") + b"\n")
+            offsets[row + 1] = handle.tell()
+    np.save(staging / OFFSETS, offsets)
     np.save(staging / VECTORS, vectors)
     index = make_faiss(vectors)
     faiss.write_index(index, str(staging / FAISS))
@@ -151,15 +180,25 @@ def collect_garbage(root: Path, keep: int = 2) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def read_passages(path: Path) -> list[Passage]:
-    """Passages in row order, or IndexDamaged."""
+def read_passages(folder: Path) -> PassageTable:
+    """The passages of a version in row order, checked against their offsets, or IndexDamaged."""
+    path = folder / PASSAGES
     try:
-        with open(path, encoding="utf-8") as handle:
-            return [Passage(**json.loads(line)) for line in handle]
-    except FileNotFoundError:
-        raise IndexDamaged(f"passages file {path} is missing; run `rag build --full`") from None
+        offsets = np.load(folder / OFFSETS, mmap_mode="r")
+        size = path.stat().st_size
+    except FileNotFoundError as error:
+        raise IndexDamaged(f"passages file {error.filename} is missing; run `rag build --full`") from None
+    except (OSError, ValueError) as error:
+        raise IndexDamaged(f"passage offsets in {folder} are damaged ({error}); run `rag build --full`") from None
+    if offsets.ndim != 1 or len(offsets) == 0 or int(offsets[-1]) != size or int(offsets[0]) != 0:
+        raise IndexDamaged(f"passages file {path} does not match its offsets (edited or truncated); run `rag build --full`")
+    table = PassageTable(path, offsets)
+    try:
+        for row in {0, len(table) // 2, len(table) - 1} if len(table) else ():
+            table[row]  # spot-check that rows parse
     except (ValueError, TypeError) as error:
         raise IndexDamaged(f"passages file {path} is damaged ({error}); run `rag build --full`") from None
+    return table
 
 
 def read_vectors(folder: Path, mmap: bool = True) -> np.ndarray:
@@ -181,7 +220,7 @@ def load(root: Path) -> LoadedIndex:
     if not folder.is_dir():
         raise IndexDamaged(f"index version {folder} named by {root / POINTER} is missing; run `rag build --full`")
     manifest = Manifest.read(folder / MANIFEST)
-    passages = read_passages(folder / PASSAGES)
+    passages = read_passages(folder)
     try:
         index = faiss.read_index(str(folder / FAISS))
     except RuntimeError as error:
