@@ -58,9 +58,8 @@ def contextualize(question: str, history: Sequence[str] = ()) -> str:
     """What to search for: a short or referring follow-up is joined to the previous question."""
     if not history:
         return question
-    words = question.lower().split()
     content = terms(question)
-    refers = bool(words) and (words[0].strip(",.") in REFERRING or any(w.strip("?,.") in REFERRING for w in words))
+    refers = any(word.strip("?,.!;:") in REFERRING for word in question.lower().split())
     if len(content) <= 2 or (refers and len(content) <= 5):
         return f"{history[-1]} {question}"
     return question
