@@ -79,24 +79,27 @@ def answer(question: str, retriever: Retriever, settings: Settings, history: Seq
     candidates = score_sentences(searched, query_vector, hits[:PASSAGES_TO_QUOTE], embedder, settings)
     best = max(candidates, key=lambda c: c.similarity, default=None)
     if best is None or best.similarity < settings.min_score:
-        return _abstain(question, searched, hits)
-    chosen = choose_quotes(candidates, settings.max_quotes)
+        return _abstain(question, searched, hits, best.similarity if best else 0.0)
+    chosen = widen_all(choose_quotes(candidates, settings.max_quotes), settings.quote_context, settings.quote_chars)
     citations = verify(chosen, Path(settings.corpus))
+    confidence = round(best.similarity, 4)
     if not citations:
-        return Answer(question, STALE_INDEX, True, nearest=tuple(hits[:3]), searched_for=searched)
+        return Answer(question, STALE_INDEX, True, nearest=tuple(hits[:3]), searched_for=searched, confidence=confidence)
     text = "\n\n".join(f"“{c.quote}” [{c.n}]" for c in citations)
     passages = {h.passage.id: h.passage for h in hits}
-    return Answer(question, text, False, tuple(citations), searched_for=searched, passages=passages)
+    return Answer(
+        question, text, False, tuple(citations), searched_for=searched, passages=passages, confidence=confidence
+    )
 
 
-def _abstain(question: str, searched: str, hits: list[Hit]) -> Answer:
+def _abstain(question: str, searched: str, hits: list[Hit], confidence: float) -> Answer:
     nearest = tuple(hits[:3])
     lines = [NO_ANSWER, "", "Nearest passages, for reference only (they do not answer it):"]
     for hit in nearest:
         excerpt = " ".join(hit.passage.text.split())
         excerpt = excerpt[:160] + ("…" if len(excerpt) > 160 else "")
         lines.append(f"- {hit.passage.source}, lines {hit.passage.line_start}–{hit.passage.line_end}: {excerpt}")
-    return Answer(question, "\n".join(lines), True, nearest=nearest, searched_for=searched)
+    return Answer(question, "\n".join(lines), True, nearest=nearest, searched_for=searched, confidence=round(confidence, 4))
 
 
 def score_sentences(
@@ -155,6 +158,41 @@ def choose_quotes(candidates: Sequence[Candidate], limit: int, margin: float = 0
             continue  # a second quote from the same file must be nearly as good as the first
         chosen.append(candidate)
     return chosen
+
+
+def widen(candidate: Candidate, context: int, max_chars: int) -> Candidate:
+    """The chosen sentence with up to `context` neighbours each side from its paragraph, the next one
+    first, while the run stays under `max_chars`: answers often sit in the sentence beside the match."""
+    passage = candidate.hit.passage
+    sentences = [(passage.start + a, passage.start + b) for a, b in split_sentences(passage.text)]
+    try:
+        i = sentences.index((candidate.start, candidate.end))
+    except ValueError:
+        return candidate
+    first = last = i
+    for _ in range(context):
+        for step in (+1, -1):
+            j = (last if step > 0 else first) + step
+            if not 0 <= j < len(sentences):
+                continue
+            start, end = min(sentences[j][0], sentences[first][0]), max(sentences[j][1], sentences[last][1])
+            run = passage.text[start - passage.start : end - passage.start]
+            if "\n\n" in run or len(run) > max_chars:
+                continue
+            first, last = (first, j) if step > 0 else (j, last)
+    start, end = sentences[first][0], sentences[last][1]
+    text = passage.text[start - passage.start : end - passage.start]
+    return Candidate(candidate.hit, start, end, text, candidate.score, candidate.similarity)
+
+
+def widen_all(chosen: Sequence[Candidate], context: int, max_chars: int) -> list[Candidate]:
+    """Widen each quote; a widened quote that overlaps an earlier one is dropped."""
+    result: list[Candidate] = []
+    for candidate in chosen:
+        wide = widen(candidate, context, max_chars) if context > 0 else candidate
+        if not any(_same_place(wide, other) for other in result):
+            result.append(wide)
+    return result
 
 
 def _same_place(a: Candidate, b: Candidate) -> bool:

@@ -37,6 +37,10 @@ class Settings:
     """Second stage: score the candidates' sentences against the question with the embedder."""
     cross_encoder: str = ""
     """Optional local sentence-transformers CrossEncoder folder used to rerank passages."""
+    quote_context: int = 1
+    """Neighbouring sentences of the same paragraph added on each side of a chosen sentence."""
+    quote_chars: int = 600
+    """A quote widened by `quote_context` stays under this many characters."""
     max_quotes: int = 3
     """Most quotes one answer shows."""
     min_score: float = 0.30

@@ -24,6 +24,7 @@ DOCUMENTS_RANKED = 100
 REFERENCE = {"scifact": {"BM25, title+text (Anserini flat)": 0.679, "all-MiniLM-L6-v2, dense (MTEB)": 0.645}}
 """Published test-split nDCG@10 to compare with, by data set name."""
 FORMATS = "a BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) or a SQuAD v1.1/v2.0 .json file"
+REPORTED_SETTINGS = ("model", "hybrid", "candidates", "cross_encoder", "rerank", "min_score")
 _UNSAFE = re.compile(r"[^\w.()-]+")
 
 
@@ -83,7 +84,8 @@ class EvalReport:
             lines += ["", "  published nDCG@10, for comparison:"]
             lines += [f"  {name:<34} {value:.3f}" for name, value in self.reference.items()]
         lines += ["", "  seconds:"] + [f"  {name:<34} {_number(value)}" for name, value in self.timings.items()]
-        lines += ["", f"  index: {self.index['line']}", f"  cache: {self.index['folder']}"]
+        reason = f" ({self.index['reason']})" if self.index.get("reason") else ""
+        lines += ["", f"  index: {self.index['line']}{reason}", f"  cache: {self.index['folder']}"]
         lines.append("  settings: " + ", ".join(f"{k}={v}" for k, v in self.settings.items()))
         return "\n".join(lines)
 
@@ -122,7 +124,7 @@ def evaluate(
         scores = squad_scores(records)
     return EvalReport(
         dataset.name, dataset.kind, split if dataset.kind == "beir" else "", len(records), scores, timings,
-        settings={k: getattr(settings, k) for k in ("model", "hybrid", "candidates", "rerank", "min_score")},
+        settings={k: getattr(settings, k) for k in REPORTED_SETTINGS},
         index={"folder": str(settings.index.parent), "line": summary.line(), **summary.to_dict()},
         reference=REFERENCE.get(dataset.name.lower(), {}) if dataset.kind == "beir" else {},
         records=records,

@@ -80,6 +80,8 @@ class Answer:
     nearest: tuple[Hit, ...] = ()
     searched_for: str = ""
     passages: dict[str, Passage] = field(default_factory=dict)
+    confidence: float = 0.0
+    """Similarity of the best sentence to the question; below `min_score` the answer abstains."""
 
     def to_dict(self) -> dict:
         """The `rag ask --json` object."""
@@ -88,6 +90,7 @@ class Answer:
             "answer": self.text,
             "abstained": self.abstained,
             "searched_for": self.searched_for,
+            "confidence": self.confidence,
             "citations": [c.to_dict() for c in self.citations],
             "nearest": [
                 {

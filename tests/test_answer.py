@@ -128,11 +128,43 @@ def test_answer_quotes_verified_sentences_with_markers(small):
     result = answer("When was the Hoover Dam finished?", retriever, settings)
     assert not result.abstained
     first = result.citations[0]
-    assert first.quote == "The Hoover Dam was finished in 1936."
+    assert first.quote == "The Hoover Dam was finished in 1936. It holds back Lake Mead."  # widened by one
     assert (first.source, first.line_start, first.line_end) == ("dams.txt", 1, 1)
     text = (settings.corpus / "dams.txt").read_text(encoding="utf-8")
     assert text[first.start : first.end] == first.quote
-    assert result.text.startswith("“The Hoover Dam was finished in 1936.” [1]")
+    assert result.text.startswith(f"“{first.quote}” [1]")
+    assert 0 < result.confidence <= 1
+
+
+def test_quote_context_zero_quotes_the_sentence_alone(small):
+    settings, retriever = small
+    result = answer("When was the Hoover Dam finished?", retriever, settings.replace(quote_context=0))
+    assert result.citations[0].quote == "The Hoover Dam was finished in 1936."
+
+
+PARAGRAPHS = "One alpha. Two beta. Three gamma.\n\nFour delta. Five epsilon."
+
+
+@pytest.mark.parametrize(
+    "sentence, context, max_chars, quote",
+    [
+        ("Two beta.", 0, 600, "Two beta."),
+        ("Two beta.", 1, 600, "One alpha. Two beta. Three gamma."),
+        ("Two beta.", 1, 25, "Two beta. Three gamma."),  # the next sentence first, then the budget ends
+        ("Three gamma.", 1, 600, "Two beta. Three gamma."),  # never across the paragraph break
+        ("Four delta.", 2, 600, "Four delta. Five epsilon."),
+        ("One alpha.", 2, 600, "One alpha. Two beta. Three gamma."),
+    ],
+)
+def test_widen_adds_neighbouring_sentences_of_the_same_paragraph(sentence, context, max_chars, quote):
+    from rag.answer import widen
+
+    passage = Passage("p.txt#1", "p.txt", 100, 100 + len(PARAGRAPHS), 1, 3, PARAGRAPHS)
+    start = 100 + PARAGRAPHS.index(sentence)
+    candidate = Candidate(Hit(passage, 1.0), start, start + len(sentence), sentence, 1.0, 1.0)
+    wide = widen(candidate, context, max_chars)
+    assert wide.text == quote
+    assert PARAGRAPHS[wide.start - 100 : wide.end - 100] == quote
 
 
 def test_answer_abstains_below_the_threshold_and_lists_nearest_for_reference(small):
@@ -160,5 +192,5 @@ def test_a_quote_whose_file_changed_is_dropped(small):
 def test_answer_json_shape(small):
     settings, retriever = small
     data = answer("Puffins nest on which cliffs?", retriever, settings).to_dict()
-    assert set(data) == {"question", "answer", "abstained", "searched_for", "citations", "nearest"}
+    assert set(data) == {"question", "answer", "abstained", "searched_for", "confidence", "citations", "nearest"}
     assert data["citations"][0]["source"] == "birds.md"
