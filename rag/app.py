@@ -12,7 +12,7 @@ from pathlib import Path
 from rag.answer import answer
 from rag.config import Settings, credentials, is_loopback
 from rag.documents import add_document, delete_document, list_documents
-from rag.errors import ConfigError, RagError
+from rag.errors import ConfigError, IndexDamaged, RagError
 from rag.indexer import build, is_stale
 from rag.records import Answer
 from rag.retrieve import Retriever
@@ -136,7 +136,7 @@ def make_app(settings: Settings, retriever: Retriever):
         if not source:
             return "choose a document to delete", gr.update()
         try:
-            delete_document(settings.corpus, source)
+            delete_document(settings.corpus, source, settings.extensions)
         except RagError as error:
             return f"refused: {error}", gr.update()
         note = f"deleted {source}"
@@ -225,7 +225,12 @@ def serve(settings: Settings, watch: bool = False, no_auth: bool = False, block:
     if is_stale(settings):
         print(f"rag: building the index of {settings.corpus} …", file=sys.stderr)
         print("rag: " + build(settings).line(), file=sys.stderr)
-    retriever = Retriever(settings)
+    try:
+        retriever = Retriever(settings)
+    except IndexDamaged as error:  # a build replaces an unusable index in full
+        print(f"rag: {error}; rebuilding it now …", file=sys.stderr)
+        print("rag: " + build(settings).line(), file=sys.stderr)
+        retriever = Retriever(settings)
     if watch:
         from rag.watch import start_watch_thread
 

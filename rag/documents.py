@@ -8,7 +8,7 @@ import unicodedata
 import uuid
 from pathlib import Path, PurePosixPath
 
-from rag.corpus import decode
+from rag.corpus import decode, printable
 from rag.errors import UploadRefused
 
 _UNSAFE = re.compile(r"[^\w.\- ]+", re.UNICODE)
@@ -96,12 +96,23 @@ def delete_document(corpus: Path, source: str, extensions: tuple[str, ...] = (".
 
 
 def list_documents(corpus: Path, extensions: tuple[str, ...]) -> list[str]:
-    """Corpus documents by their path relative to the corpus folder."""
+    """Corpus documents by their path relative to the corpus folder: the ones that can be shown and deleted.
+
+    Names that are not valid UTF-8 are left out: they are never indexed and cannot be sent to a browser.
+    """
     corpus = Path(corpus)
     if not corpus.is_dir():
         return []
-    return sorted(
-        p.relative_to(corpus).as_posix()
-        for p in corpus.rglob("*")
-        if p.is_file() and p.name.lower().endswith(extensions) and not any(part.startswith(".") for part in p.relative_to(corpus).parts)
-    )
+    endings = tuple(e.lower() for e in extensions)
+    found = []
+    for path in corpus.rglob("*"):
+        parts = path.relative_to(corpus).parts
+        source = "/".join(parts)
+        if (
+            source.lower().endswith(endings)
+            and printable(source) == source
+            and not any(part.startswith(".") for part in parts)
+            and (path.is_file() or path.is_symlink())
+        ):
+            found.append(source)
+    return sorted(found)

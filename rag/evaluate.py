@@ -210,6 +210,7 @@ def squad_record(question: Question, retriever, settings: Settings) -> dict:
         "answers": list(question.answers),
         "impossible": question.impossible,
         "abstained": result.abstained,
+        "confidence": result.confidence,
         "source": question.source,
         "first_source": first.source if first else None,
         "first_quote": first.quote if first else None,

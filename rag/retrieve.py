@@ -82,7 +82,7 @@ class Retriever:
     def _pointer(self) -> str | None:
         try:
             return (Path(self.settings.index) / store.POINTER).read_text(encoding="utf-8").strip()
-        except OSError:
+        except (OSError, UnicodeDecodeError):  # a damaged pointer: store.load names it, the old index stays
             return None
 
     def _check_model(self, loaded: store.LoadedIndex) -> None:

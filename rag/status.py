@@ -4,21 +4,20 @@ from __future__ import annotations
 
 from rag import store
 from rag.config import Settings
-from rag.errors import RagError
+from rag.errors import IndexMissing, RagError
 from rag.indexer import is_stale
-from rag.manifest import Manifest
 
 
 def index_status(settings: Settings) -> dict:
-    """Files, passages, model and build time of the live index; never loads the model."""
+    """Files, passages, model and build time of the live index, every file of it checked; never loads the model."""
     info: dict = {"corpus": str(settings.corpus), "index": str(settings.index)}
     try:
-        folder = store.current_version(settings.index)
-        if folder is None:
-            return {**info, "state": "missing", "hint": "run `rag build`"}
-        manifest = Manifest.read(folder / store.MANIFEST)
+        loaded = store.load(settings.index)
+    except IndexMissing:
+        return {**info, "state": "missing", "hint": "run `rag build`"}
     except RagError as error:
         return {**info, "state": "damaged", "hint": str(error)}
+    folder, manifest = loaded.folder, loaded.manifest
     info.update(
         version=folder.name,
         files=len(manifest.files),

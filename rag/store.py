@@ -162,6 +162,8 @@ def current_version(root: Path) -> Path | None:
         name = (Path(root) / POINTER).read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         return None
+    except (OSError, UnicodeDecodeError) as error:
+        raise IndexDamaged(f"index pointer {Path(root) / POINTER} cannot be read ({error}); run `rag build --full`") from None
     if not name or "/" in name or name.startswith("."):
         raise IndexDamaged(f"index pointer {Path(root) / POINTER} is damaged; run `rag build --full`")
     return Path(root) / name
@@ -169,7 +171,10 @@ def current_version(root: Path) -> Path | None:
 
 def collect_garbage(root: Path, keep: int = 2) -> None:
     """Remove unfinished staging folders and all but the newest `keep` versions (the live one stays)."""
-    live = current_version(root)
+    try:
+        live = current_version(root)
+    except IndexDamaged:
+        live = None  # a damaged pointer must not stop the build that replaces it
     for path in Path(root).glob(".tmp-v-*"):
         shutil.rmtree(path, ignore_errors=True)
     for path in Path(root).glob(f".{POINTER}.*"):
