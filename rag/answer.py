@@ -31,6 +31,8 @@ _DATE = re.compile(rf"\b(?:1[0-9]\d\d|20\d\d|\d{{1,2}}(?:st|nd|rd|th)? century|(
 _NUMBER = re.compile(r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|hundred|thousand|million|billion|dozen|half)\b", re.IGNORECASE)
 _ASKS_DATE = re.compile(r"^\s*(?:when\b|what (?:date|year|day|month|time|century)|which (?:date|year|day|month|century)|in what year|since when)|\b(?:what|which) (?:year|date)\b", re.IGNORECASE)
 _ASKS_NUMBER = re.compile(r"\bhow (?:many|much|long|old|far|often|large|big|tall|high)\b|\bwhat (?:number|percentage|percent|proportion|amount)\b", re.IGNORECASE)
+LEXICAL_WEIGHT = 0.15
+"""Weight of the share of the question's content words a sentence contains."""
 ANSWER_TYPE_BONUS = 0.12
 """Added to a sentence that holds what the question asks for: a date for "when", a number for "how many"."""
 REFERRING = frozenset("it its they them their this that these those he she him her his there then and also".split())
@@ -46,6 +48,7 @@ class Candidate:
     text: str
     score: float
     similarity: float
+    """Relevance to the question without answer-type and question-form adjustments (abstention uses it)."""
 
 
 def clean_question(raw: str) -> str:
@@ -123,8 +126,10 @@ def score_sentences(
     best: dict[tuple[str, int], Candidate] = {}
     for (hit, start, end, text), sim in zip(spans, sentence_sims.tolist()):
         overlap = len(question_terms & set(terms(text))) / len(question_terms) if question_terms else 0.0
-        similarity = 0.6 * sim + 0.4 * hit.dense
-        score = similarity + 0.15 * overlap - (0.1 if text.rstrip().endswith("?") else 0.0)
+        # relevance decides abstention: meaning (sentence and passage) plus shared words, so a
+        # name or code the model barely knows still counts; the score then ranks quotes.
+        similarity = 0.6 * sim + 0.4 * hit.dense + LEXICAL_WEIGHT * overlap
+        score = similarity - (0.1 if text.rstrip().endswith("?") else 0.0)
         if wanted is not None and wanted.search(text):
             score += ANSWER_TYPE_BONUS
         key = (hit.passage.source, start)  # overlapping passages repeat sentences: keep the best

@@ -9,7 +9,8 @@ from pathlib import Path
 from rag.errors import IndexDamaged
 from rag.records import Document
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: passages are read through passages.offsets.npy and BM25 is memory-mapped."""
 SPLITTER = "sentences-v2"
 
 

@@ -104,7 +104,7 @@ class Retriever:
         depth = max(k, self.settings.candidates)
         dense = loaded.search_dense(query_vector, depth)
         lexical = loaded.lexical.search(query, depth) if self.settings.hybrid else []
-        fused = fuse([[r for r, _ in dense], [r for r, _ in lexical]])
+        fused = fuse([[r for r, _ in dense], [r for r, _ in lexical]], weights=[self.settings.dense_weight, 1.0])
         cosine = dict(dense)
         bm25 = dict(lexical)
         depth_to_rerank = max(k, RERANK_DEPTH) if self.settings.cross_encoder else k

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rag import store
 from rag.config import Settings
-from rag.errors import IndexMissing, RagError
+from rag.errors import IndexMismatch, IndexMissing, RagError
 from rag.indexer import is_stale
 
 
@@ -15,6 +15,8 @@ def index_status(settings: Settings) -> dict:
         loaded = store.load(settings.index)
     except IndexMissing:
         return {**info, "state": "missing", "hint": "run `rag build`"}
+    except IndexMismatch as error:
+        return {**info, "state": "outdated", "hint": str(error)}
     except RagError as error:
         return {**info, "state": "damaged", "hint": str(error)}
     folder, manifest = loaded.folder, loaded.manifest

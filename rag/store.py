@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.errors import IndexDamaged, IndexMissing
+from rag.errors import IndexDamaged, IndexMismatch, IndexMissing
 from rag.lexical import LexicalIndex
-from rag.manifest import Manifest
+from rag.manifest import FORMAT_VERSION, Manifest
 from rag.records import Passage
 
 POINTER = "CURRENT"
@@ -225,6 +225,11 @@ def load(root: Path) -> LoadedIndex:
     if not folder.is_dir():
         raise IndexDamaged(f"index version {folder} named by {root / POINTER} is missing; run `rag build --full`")
     manifest = Manifest.read(folder / MANIFEST)
+    if manifest.format_version != FORMAT_VERSION:
+        raise IndexMismatch(
+            f"index in {folder} has format version {manifest.format_version}, this rag reads "
+            f"{FORMAT_VERSION}; run `rag build --full`"
+        )
     passages = read_passages(folder)
     try:
         index = faiss.read_index(str(folder / FAISS))

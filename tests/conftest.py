@@ -47,6 +47,14 @@ def write_corpus(folder: Path, files: dict[str, str]) -> None:
         path.write_text(text, encoding="utf-8")
 
 
+def copy_index(settings: Settings, root: Path) -> Settings:
+    """A private copy of an indexed corpus under `root`, for tests that change it."""
+    copy = settings.replace(corpus=root / "corpus", index=root / "index")
+    shutil.copytree(settings.corpus, copy.corpus)
+    shutil.copytree(settings.index, copy.index)
+    return copy
+
+
 @pytest.fixture(scope="session")
 def seed_settings(tmp_path_factory, real_embedder) -> Settings:
     """The seed article plus one small document, indexed once with the real model."""

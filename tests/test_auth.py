@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from conftest import copy_index
 
 from rag.config import Settings, credentials, is_loopback
 from rag.errors import ConfigError
@@ -132,9 +133,7 @@ def listening_addresses(port: int) -> set[str]:
 def guarded(seed_settings, tmp_path_factory):
     """`rag serve` with two accounts from RAG_AUTH_FILE and one from RAG_AUTH, on the default host."""
     root = tmp_path_factory.mktemp("guarded")
-    settings = seed_settings.replace(corpus=root / "corpus", index=root / "index")
-    shutil.copytree(seed_settings.corpus, settings.corpus)
-    shutil.copytree(seed_settings.index, settings.index)
+    settings = copy_index(seed_settings, root)
     accounts = root / "accounts"
     accounts.write_text("# people\nalice:s3cret:with:colons\nbob:hunter2\n", encoding="utf-8")
     process, url = start_server(settings, env_extra={"RAG_AUTH": "user:pw", "RAG_AUTH_FILE": str(accounts)})

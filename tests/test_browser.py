@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_corpus
+from conftest import copy_index, write_corpus
 from rag.indexer import build
 from test_serve import start_server
 
@@ -30,9 +30,7 @@ def page_url(seed_settings, tmp_path_factory):
     if not Path(CHROMIUM).exists():
         pytest.fail("Debian's chromium is not installed; run `make test` (it installs it) or `scripts/install-chromium`")
     root = tmp_path_factory.mktemp("browser")
-    settings = seed_settings.replace(corpus=root / "corpus", index=root / "index")
-    shutil.copytree(seed_settings.corpus, settings.corpus)
-    shutil.copytree(seed_settings.index, settings.index)
+    settings = copy_index(seed_settings, root)
     write_corpus(settings.corpus, {"hostile.md": HOSTILE})
     build(settings)
     process, url = start_server(settings)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, write_corpus
+from conftest import ROOT, copy_index, write_corpus
 from fakes import FakeEmbedder
 from rag import store
 from rag.answer import MAX_QUESTION_CHARS, NO_ANSWER, NOT_A_QUESTION, answer
@@ -494,9 +494,7 @@ def ask_raw(url: str, question: str) -> dict:
 def server(seed_settings, tmp_path_factory):
     """A real `rag serve` over a copy of the seed index, stopped when its class of tests ends."""
     root = tmp_path_factory.mktemp("hardened")
-    settings = seed_settings.replace(corpus=root / "corpus", index=root / "index")
-    shutil.copytree(seed_settings.corpus, settings.corpus)
-    shutil.copytree(seed_settings.index, settings.index)
+    settings = copy_index(seed_settings, root)
     process, url = start_server(settings)
     from gradio_client import Client
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import write_corpus
+from conftest import copy_index, write_corpus
 from rag.indexer import build
 
 
@@ -49,9 +48,7 @@ def start_server(settings, *flags, env_extra=None):
 def served(seed_settings, tmp_path_factory):
     """A server over a private copy of the seed index (tests here rebuild it)."""
     root = tmp_path_factory.mktemp("served")
-    settings = seed_settings.replace(corpus=root / "corpus", index=root / "index")
-    shutil.copytree(seed_settings.corpus, settings.corpus)
-    shutil.copytree(seed_settings.index, settings.index)
+    settings = copy_index(seed_settings, root)
     process, url = start_server(settings)
     yield settings, url
     process.terminate()

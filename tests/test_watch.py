@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import threading
 import time
 
-from conftest import write_corpus
+from conftest import copy_index, write_corpus
 from fakes import FakeEmbedder
 from rag import store
 from rag.watch import watch_forever
@@ -54,9 +53,7 @@ def test_watch_debounces_a_burst_into_one_incremental_build(make_settings):
 
 
 def test_rag_watch_command_rebuilds_after_a_change(seed_settings, tmp_path):
-    settings = seed_settings.replace(corpus=tmp_path / "corpus", index=tmp_path / "index")
-    shutil.copytree(seed_settings.corpus, settings.corpus)
-    shutil.copytree(seed_settings.index, settings.index)
+    settings = copy_index(seed_settings, tmp_path)
     env = dict(os.environ, RAG_CORPUS=str(settings.corpus), RAG_INDEX=str(settings.index), PYTHONUNBUFFERED="1")
     process = subprocess.Popen(
         [sys.executable, "-m", "rag", "watch"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
@@ -79,9 +76,7 @@ def test_rag_watch_command_rebuilds_after_a_change(seed_settings, tmp_path):
 def test_serve_watch_answers_from_a_file_added_while_it_runs(seed_settings, tmp_path):
     from gradio_client import Client
 
-    settings = seed_settings.replace(corpus=tmp_path / "corpus", index=tmp_path / "index")
-    shutil.copytree(seed_settings.corpus, settings.corpus)
-    shutil.copytree(seed_settings.index, settings.index)
+    settings = copy_index(seed_settings, tmp_path)
     process, url = start_server(settings, "--watch")
     try:
         client = Client(url, verbose=False)
