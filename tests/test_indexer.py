@@ -237,3 +237,17 @@ def test_staging_left_by_a_dead_build_is_cleaned_and_old_versions_pruned(corpus_
     names = sorted(p.name for p in corpus_settings.index.iterdir())
     assert not any(n.startswith(".tmp-") for n in names)
     assert len([n for n in names if n.startswith("v-")]) == 2
+
+
+def test_an_index_of_an_older_format_is_named_outdated_and_rebuilt_in_full(corpus_settings, fake):
+    from rag.errors import IndexMismatch
+    from rag.status import index_status
+
+    build(corpus_settings, embedder_factory=lambda name: fake)
+    manifest = store.current_version(corpus_settings.index) / store.MANIFEST
+    manifest.write_text(manifest.read_text().replace('"format_version": 2', '"format_version": 1'))
+    with pytest.raises(IndexMismatch, match="format version 1, this rag reads 2; run `rag build --full`"):
+        store.load(corpus_settings.index)
+    assert index_status(corpus_settings)["state"] == "outdated"
+    summary = build(corpus_settings, embedder_factory=lambda name: FakeEmbedder())
+    assert summary.full and summary.passages_embedded == summary.passages
