@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import threading
 
+import numpy as np
+
 import pytest
 
 from conftest import write_corpus
@@ -251,3 +253,15 @@ def test_an_index_of_an_older_format_is_named_outdated_and_rebuilt_in_full(corpu
     assert index_status(corpus_settings)["state"] == "outdated"
     summary = build(corpus_settings, embedder_factory=lambda name: FakeEmbedder())
     assert summary.full and summary.passages_embedded == summary.passages
+
+
+def test_large_corpora_get_an_approximate_index_that_still_finds_the_passage(make_settings, monkeypatch):
+    monkeypatch.setattr(store, "APPROXIMATE_ABOVE", 100)
+    settings = make_settings()
+    write_corpus(settings.corpus, {f"f{i:03}.txt": f"Record {i}: alpha{i} beta{i} gamma{i} delta{i}." for i in range(400)})
+    build(settings, embedder_factory=lambda name: FakeEmbedder())
+    loaded = store.load(settings.index)
+    assert loaded.manifest.index_type == "ivf-sq8" and loaded.faiss.ntotal == 400
+    vectors = store.read_vectors(loaded.folder)
+    for row in (0, 123, 399):  # each passage's own vector finds that passage first
+        assert loaded.search_dense(np.asarray(vectors[row]), 3)[0][0] == row
