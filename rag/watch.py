@@ -9,7 +9,7 @@ from typing import Callable
 from rag.config import Settings
 from rag.embedding import Embedder, load_embedder
 from rag.errors import RagError
-from rag.indexer import BuildSummary, build
+from rag.indexer import BuildSummary, build, is_stale
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,14 @@ def watch_forever(
 
     rebuild()
     report(f"watching {settings.corpus} for changes (Ctrl-C to stop)")
-    for _changes in watch(settings.corpus, debounce=DEBOUNCE_MS, stop_event=stop, raise_interrupt=False):
-        rebuild()
+    started = False
+    for changes in watch(
+        settings.corpus, debounce=DEBOUNCE_MS, stop_event=stop, raise_interrupt=False,
+        yield_on_timeout=True, rust_timeout=1000,
+    ):
+        if changes or (not started and is_stale(settings)):
+            rebuild()  # the first quiet tick catches what changed while the watcher was starting
+        started = True
 
 
 def start_watch_thread(settings: Settings, on_build=None) -> threading.Event:

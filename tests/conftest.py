@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import queue
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -74,3 +76,23 @@ def seed_settings(tmp_path_factory, real_embedder) -> Settings:
     settings = Settings(corpus=corpus, index=root / "index", model=DEFAULT_MODEL)
     build(settings)
     return settings
+
+
+class LineReader:
+    """Lines a child process prints, read in a thread so a silent child fails a test instead of hanging it."""
+
+    def __init__(self, stream):
+        self._lines: queue.Queue = queue.Queue()
+        threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
+
+    def _pump(self, stream) -> None:
+        for line in stream:
+            self._lines.put(line)
+        self._lines.put("")  # end of output
+
+    def next(self, seconds: float) -> str:
+        """The next line ('' at end of output); AssertionError if none comes within `seconds`."""
+        try:
+            return self._lines.get(timeout=seconds)
+        except queue.Empty:
+            raise AssertionError(f"no output within {seconds:.0f}s") from None

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import copy_index, write_corpus
+from conftest import LineReader, copy_index, write_corpus
 from rag.indexer import build
 
 
@@ -31,11 +31,14 @@ def start_server(settings, *flags, env_extra=None):
         text=True,
         env=env,
     )
-    deadline = time.monotonic() + 120
-    lines = []
+    deadline = time.monotonic() + 180
+    lines, output = [], LineReader(process.stdout)
     while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line and process.poll() is not None:
+        try:
+            line = output.next(seconds=max(1.0, deadline - time.monotonic()))
+        except AssertionError:
+            break
+        if not line:
             break
         lines.append(line)
         if "Running on local URL" in line:

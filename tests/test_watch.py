@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 
-from conftest import copy_index, write_corpus
+from conftest import LineReader, copy_index, write_corpus
 from fakes import FakeEmbedder
 from rag import store
 from rag.watch import watch_forever
@@ -59,13 +59,13 @@ def test_rag_watch_command_rebuilds_after_a_change(seed_settings, tmp_path):
         [sys.executable, "-m", "rag", "watch"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )
     try:
-        lines = []
+        lines, output = [], LineReader(process.stdout)
         while not any("watching" in line for line in lines):
-            lines.append(process.stdout.readline())
-            assert process.poll() is None, "".join(lines)
+            lines.append(output.next(seconds=120))
+            assert lines[-1], "".join(lines)
         assert any(line.startswith("index up to date") for line in lines), lines
         write_corpus(settings.corpus, {"new.md": "The watch test adds this sentence about walruses."})
-        line = process.stdout.readline()
+        line = output.next(seconds=120)
         assert line.startswith("incremental build; files: 1 added"), line
         assert "new.md" in store.load(settings.index).manifest.files
     finally:
