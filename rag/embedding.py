@@ -54,6 +54,9 @@ class SentenceTransformerEmbedder:
     def __init__(self, name: str):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        # Idle OpenMP threads that spin steal the CPU from concurrent questions: on a busy 2-core
+        # machine a question took 422 ms with spinning threads and 20 ms without (bench/query_speed.py).
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 

@@ -1,0 +1,148 @@
+"""Shared helpers for the benchmarks: evaluation corpora written under bench/out/, timers, memory, output.
+
+Nothing here copies evaluation data into the repository: the texts are read from
+/work/shared/eval/ (or $RAG_EVAL) by path and written only under bench/out/ (git-ignored) or /tmp.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench" / "out"
+EVAL = Path(os.environ.get("RAG_EVAL", "/work/shared/eval"))
+SCIFACT = EVAL / "scifact"
+SQUAD = EVAL / "squad" / "dev-v1.1.json"
+
+
+def read_jsonl(path: Path, limit: int | None = None) -> list[dict]:
+    """The first `limit` records of a JSON-lines file."""
+    records = []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            if limit is not None and len(records) >= limit:
+                break
+            records.append(json.loads(line))
+    return records
+
+
+def scifact_abstracts(limit: int | None = None) -> list[dict]:
+    """SciFact abstracts in file order: {"_id", "title", "text"}."""
+    path = SCIFACT / "corpus.jsonl"
+    if not path.exists():
+        raise SystemExit(f"bench: {path} is missing; set RAG_EVAL to the folder holding scifact/ and squad/")
+    return read_jsonl(path, limit)
+
+
+def abstract_text(record: dict) -> str:
+    """How SciFact documents are indexed: title + " " + text."""
+    return f"{record['title']} {record['text']}"
+
+
+def scifact_file_name(n: int, record: dict) -> str:
+    return f"{n:05d}_{record['_id']}.txt"
+
+
+def write_scifact_corpus(folder: Path, limit: int) -> list[Path]:
+    """One file per abstract (title + " " + text) in a fresh `folder`; returns the paths."""
+    import shutil
+
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    paths = []
+    for n, record in enumerate(scifact_abstracts(limit)):
+        path = folder / scifact_file_name(n, record)
+        path.write_text(abstract_text(record), encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
+def squad_paragraphs_and_questions() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(article title, paragraph) and (article title, question) pairs of SQuAD v1.1 dev, in order."""
+    data = json.loads(SQUAD.read_text(encoding="utf-8"))["data"]
+    paragraphs, questions = [], []
+    for article in data:
+        for paragraph in article["paragraphs"]:
+            paragraphs.append((article["title"], paragraph["context"]))
+            questions.extend((article["title"], qa["question"]) for qa in paragraph["qas"])
+    return paragraphs, questions
+
+
+def percentile(values, q: float) -> float:
+    """Nearest-rank percentile (q in 0..100); 0 for none."""
+    if not len(values):
+        return 0.0
+    ranked = sorted(values)
+    return float(ranked[max(0, math.ceil(q / 100 * len(ranked)) - 1)])
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MiB (VmHWM; getrusage as a fallback)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rss_mb() -> float:
+    """Current resident memory of this process in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class Timer:
+    """`with Timer() as t: …` then `t.seconds`."""
+
+    def __enter__(self):
+        self.started = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.started
+        return False
+
+
+def machine() -> dict:
+    """What the figures were measured on."""
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (0, 0, 0)
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "loadavg_1m_at_start": round(load[0], 2),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
+    }
+
+
+def print_machine(info: dict) -> None:
+    print(f"machine: {info['cores']} cores ({info['cpu']}), Python {info['python']}, {info['date']}, "
+          f"load average {info['loadavg_1m_at_start']} at start (other work on the machine slows absolute figures; "
+          f"ratios are measured side by side); OMP_WAIT_POLICY {info['omp_wait_policy']}")
+
+
+def json_line(name: str, figures: dict) -> None:
+    """The closing machine-readable line: `BENCH_JSON {...}`."""
+    print("BENCH_JSON " + json.dumps({"bench": name, **figures}, ensure_ascii=False, default=str))
+    sys.stdout.flush()

@@ -1,0 +1,428 @@
+"""Query speed: latency of the real question path at 10k, 100k and 1M passages, memory, server start, concurrency.
+
+    .venv/bin/python bench/query_speed.py --quick       # 2,000 passages, a few questions, 1 and 2 threads
+    .venv/bin/python bench/query_speed.py               # 10k, 100k, 1M passages, server on the 10k index
+
+How the indexes are made: the first --articles SQuAD v1.1 dev articles are written as one file each
+(paragraphs separated by blank lines) under bench/out/query_speed/corpus/, cut into passages by
+rag's own chunker, and embedded for real with the bundled model (cached in bench/out/). An index
+of N passages repeats those real passages (same file, same span, so every quote still verifies)
+with copies' vectors SYNTHETIC: the real vector plus Gaussian noise (cosine ≈ 0.9 to it), renormalised.
+The version is written with `rag.store.write_version` (so N > 200,000 gets rag's HNSW), with a
+manifest whose file hashes match the corpus, so `rag serve` finds it up to date.
+
+Each size is measured in a fresh child process (`--child`): load time, RSS after loading, and
+per question (real SQuAD questions about those articles) the whole `rag.answer.answer` path —
+embed the question with the real model, dense + BM25 search, fuse, score sentences, verify quotes —
+with reranking on and off alternately, plus the dense and BM25 search alone; then its peak RSS
+(VmHWM). Finally `rag serve` on the smallest index: seconds until `/ask` first answers, and N
+threads × M questions through gradio_client, throughput against 1 thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from harness import OUT, Timer, json_line, machine, peak_rss_mb, percentile, print_machine, rss_mb, SQUAD
+
+WORK = OUT / "query_speed"
+NOISE = 0.025
+"""Per-component standard deviation of the noise added to copies' vectors (cosine ≈ 0.9 to the original)."""
+
+
+# ---------------------------------------------------------------- the real base corpus and its vectors
+
+def write_base_corpus(folder: Path, articles: int) -> list[tuple[str, str]]:
+    """The first `articles` SQuAD dev articles, one file each; returns (source, question) pairs about them."""
+    data = json.loads(SQUAD.read_text(encoding="utf-8"))["data"][:articles]
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    questions = []
+    for n, article in enumerate(data):
+        source = f"{n:02d}_{re.sub(r'[^A-Za-z0-9_-]+', '_', article['title'])}.txt"
+        (folder / source).write_text("\n\n".join(p["context"] for p in article["paragraphs"]) + "\n", encoding="utf-8")
+        questions += [(source, qa["question"]) for p in article["paragraphs"] for qa in p["qas"]]
+    return questions
+
+
+def base_passages_and_vectors(corpus: Path, embedder, batch_size: int):
+    """rag's passages of the base corpus and their real vectors (cached under bench/out/)."""
+    from rag.corpus import scan
+    from rag.indexer import chunk_document
+
+    documents = scan(corpus).documents
+    passages = [p for d in documents for p in chunk_document(d, embedder, 0, 1)]
+    key = hashlib.sha1("\n".join(p.text for p in passages).encode()).hexdigest()[:12]
+    cache = WORK / f"base-vectors-{key}.npy"
+    if cache.exists():
+        vectors = np.load(cache)
+        print(f"base: {len(passages)} real passages from {len(documents)} files; vectors from {cache.name}")
+    else:
+        with Timer() as timer:
+            vectors = embedder.encode([p.text for p in passages], batch_size=batch_size)
+        np.save(cache, vectors)
+        print(f"base: {len(passages)} real passages from {len(documents)} files embedded in {timer.seconds:.1f} s "
+              f"({len(passages) / timer.seconds:.1f} passages/s), cached in {cache.name}")
+    return documents, passages, vectors, key
+
+
+def synthetic_vectors(base: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
+    """`size` rows: the real vectors first, then noisy renormalised copies of them in turn."""
+    rng = np.random.default_rng(seed)
+    vectors = np.empty((size, base.shape[1]), dtype=np.float32)
+    block = 50_000
+    for start in range(0, size, block):
+        rows = np.arange(start, min(size, start + block))
+        chunk = base[rows % len(base)].copy()
+        noisy = rows >= len(base)
+        chunk[noisy] += rng.normal(0, NOISE, size=(int(noisy.sum()), base.shape[1])).astype(np.float32)
+        chunk /= np.linalg.norm(chunk, axis=1, keepdims=True)
+        vectors[start:start + len(rows)] = chunk
+    return vectors
+
+
+def make_index(root: Path, documents, base_passages, base_vectors, size: int, key: str) -> dict:
+    """Write an index of `size` passages into `root` (reused when already made from the same base)."""
+    from rag import lexical, store
+    from rag.config import Settings
+    from rag.manifest import FORMAT_VERSION, FileEntry, Manifest
+
+    stamp = root / "bench-made-from.json"
+    wanted = {"base": key, "size": size, "noise": NOISE, "format": FORMAT_VERSION}
+    live = store.current_version(root) if root.exists() else None
+    if stamp.exists() and json.loads(stamp.read_text()) == wanted and live is not None:
+        manifest = Manifest.read(live / store.MANIFEST)
+        if manifest.passages == size and manifest.format_version == FORMAT_VERSION:
+            return {"reused": True}  # (a `rag serve` that found it stale would have rebuilt it smaller)
+    shutil.rmtree(root, ignore_errors=True)
+    passages = [
+        base_passages[i % len(base_passages)] if i < len(base_passages)
+        else replace(base_passages[i % len(base_passages)], id=f"{base_passages[i % len(base_passages)].id}~{i // len(base_passages)}")
+        for i in range(size)
+    ]
+    with Timer() as vec_timer:
+        vectors = synthetic_vectors(base_vectors, size)
+    counts: dict[str, int] = {}
+    for p in passages:
+        counts[p.source] = counts.get(p.source, 0) + 1
+    settings = Settings()
+    manifest = Manifest(
+        model=settings.model, dimension=vectors.shape[1], max_tokens=settings.max_tokens, overlap=settings.overlap,
+        files={d.source: FileEntry(d.sha256, d.encoding, counts.get(d.source, 0)) for d in documents},
+        passages=size, built_at=time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
+    )
+    # Passages repeat, so stemming each distinct text once gives the very same BM25 index, faster.
+    original_terms, memo = lexical.terms, {}
+    lexical.terms = lambda text: memo[text] if text in memo else memo.setdefault(text, original_terms(text))
+    try:
+        with Timer() as write_timer:
+            version = store.write_version(root, manifest, passages, vectors)
+            store.publish(root, version)
+    finally:
+        lexical.terms = original_terms
+    stamp.write_text(json.dumps(wanted))
+    kind = json.loads((version / store.MANIFEST).read_text())["index_type"]
+    disk = sum(p.stat().st_size for p in version.rglob("*") if p.is_file())
+    return {"reused": False, "vectors_s": round(vec_timer.seconds, 1), "write_version_s": round(write_timer.seconds, 1),
+            "index_type": kind, "disk_mb": round(disk / 2**20)}
+
+
+# ---------------------------------------------------------------- one size, measured in a fresh process
+
+def child(args) -> int:
+    """Load the index, answer the questions with reranking on and off, print one JSON line."""
+    from rag.answer import NO_ANSWER, STALE_INDEX, answer
+    from rag.config import Settings
+    from rag.embedding import load_embedder
+    from rag.retrieve import Retriever
+
+    questions = json.loads(Path(args.questions_file).read_text())
+    settings = Settings(corpus=Path(args.corpus), index=Path(args.index))
+    rss_start = rss_mb()
+    with Timer() as model_timer:
+        embedder = load_embedder(settings.model)
+    import torch
+
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
+    rss_model = rss_mb()
+    with Timer() as index_timer:
+        retriever = Retriever(settings)
+    rss_loaded = rss_mb()
+    loaded = retriever.index
+    for q in questions[:3]:  # warm-up, not counted
+        answer(q, retriever, settings)
+    modes = {True: settings, False: settings.replace(rerank=False)}
+    latency = {True: [], False: []}
+    outcome = {True: {"answered": 0, "abstained": 0, "stale": 0}, False: {"answered": 0, "abstained": 0, "stale": 0}}
+    dense_s, lexical_s, embed_s = [], [], []
+    for n, question in enumerate(questions):
+        for rerank in ((True, False) if n % 2 == 0 else (False, True)):
+            started = time.perf_counter()
+            result = answer(question, retriever, modes[rerank])
+            latency[rerank].append(time.perf_counter() - started)
+            tally = outcome[rerank]
+            tally["stale" if result.text == STALE_INDEX else "abstained" if result.abstained else "answered"] += 1
+        with Timer() as t:
+            vector = embedder.encode([question])[0]
+        embed_s.append(t.seconds)
+        with Timer() as t:
+            loaded.search_dense(vector, settings.candidates)
+        dense_s.append(t.seconds)
+        with Timer() as t:
+            loaded.lexical.search(question, settings.candidates)
+        lexical_s.append(t.seconds)
+    ms = lambda values, q: round(1000 * percentile(values, q), 1)  # noqa: E731
+    threads_ab = threads_a_b(questions, retriever, modes, ms) if args.threads_ab else None
+    print(json.dumps({
+        "passages": len(loaded.passages), "index_type": loaded.manifest.index_type, "torch_threads": torch.get_num_threads(),
+        "model_load_s": round(model_timer.seconds, 2), "index_load_s": round(index_timer.seconds, 2),
+        "rss_start_mb": round(rss_start), "rss_after_model_mb": round(rss_model), "rss_after_load_mb": round(rss_loaded),
+        "questions": len(questions),
+        "rerank": {"p50_ms": ms(latency[True], 50), "p95_ms": ms(latency[True], 95), **outcome[True]},
+        "no_rerank": {"p50_ms": ms(latency[False], 50), "p95_ms": ms(latency[False], 95), **outcome[False]},
+        "embed_question_p50_ms": ms(embed_s, 50), "dense_search_p50_ms": ms(dense_s, 50),
+        "dense_search_p95_ms": ms(dense_s, 95), "bm25_search_p50_ms": ms(lexical_s, 50),
+        "bm25_search_p95_ms": ms(lexical_s, 95), "peak_rss_mb": round(peak_rss_mb()),
+        "no_answer_text": NO_ANSWER[:20], "threads_ab": threads_ab,
+    }))
+    return 0
+
+
+def threads_a_b(questions, retriever, modes, ms) -> dict:
+    """The same questions with torch at its default thread count and at 1 thread, alternating, in one process."""
+    import torch
+
+    from rag.answer import answer
+
+    default = torch.get_num_threads() if torch.get_num_threads() > 1 else 2
+    timings = {(t, r): [] for t in (default, 1) for r in (True, False)}
+    for n, question in enumerate(questions):
+        for threads in ((default, 1) if n % 2 == 0 else (1, default)):
+            torch.set_num_threads(threads)
+            for rerank in (True, False):
+                started = time.perf_counter()
+                answer(question, retriever, modes[rerank])
+                timings[(threads, rerank)].append(time.perf_counter() - started)
+    return {f"{'rerank' if r else 'no_rerank'}_{t}_threads": {"p50_ms": ms(v, 50), "p95_ms": ms(v, 95)}
+            for (t, r), v in timings.items()}
+
+
+def measure_size(corpus: Path, index: Path, questions_file: Path, timeout: float, torch_threads: int,
+                 threads_ab: bool = False) -> dict:
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", "--corpus", str(corpus), "--index", str(index),
+         "--questions-file", str(questions_file), "--torch-threads", str(torch_threads)]
+        + (["--threads-ab"] if threads_ab else []),
+        capture_output=True, text=True, timeout=timeout,
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode or not lines:
+        return {"error": f"exit {done.returncode}: {done.stderr.strip()[-1500:]}"}
+    return json.loads(lines[-1])
+
+
+# ---------------------------------------------------------------- the server
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(corpus: Path, index: Path, question: str, torch_threads: int, timeout: float = 300):
+    """`rag serve` on a free loopback port; returns (process, url, seconds to URL line, seconds to first answer)."""
+    from gradio_client import Client
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    if torch_threads:
+        env["OMP_NUM_THREADS"] = str(torch_threads)  # torch's intra-op pool follows it
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rag", "serve", "--host", "127.0.0.1", "--port", str(port),
+         "--corpus", str(corpus), "--index", str(index)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=str(WORK),
+    )
+    seen: list[str] = []
+    listening: dict[str, float] = {}
+
+    def drain():
+        for line in process.stdout:
+            seen.append(line)
+            if "Running on local URL" in line and "s" not in listening:
+                listening["s"] = time.perf_counter() - started
+
+    threading.Thread(target=drain, daemon=True).start()
+    url = f"http://127.0.0.1:{port}/"
+    while time.perf_counter() - started < timeout:
+        if process.poll() is not None:
+            raise SystemExit("query_speed: rag serve exited:\n" + "".join(seen[-30:]))
+        try:
+            Client(url, verbose=False).predict(question, api_name="/ask")
+            return process, url, listening.get("s", float("nan")), time.perf_counter() - started
+        except Exception:  # noqa: BLE001 - not up yet
+            time.sleep(0.25)
+    process.kill()
+    raise SystemExit("query_speed: rag serve did not answer in time:\n" + "".join(seen[-30:]))
+
+
+def concurrent_load(url: str, questions: list[str], threads: int, per_thread: int) -> dict:
+    """`threads` clients in parallel, each asking `per_thread` questions through `/ask`."""
+    from gradio_client import Client
+
+    clients = [Client(url, verbose=False) for _ in range(threads)]
+    latencies, failures, lock = [], [], threading.Lock()
+    barrier = threading.Barrier(threads + 1)
+
+    def work(n: int):
+        barrier.wait()
+        for m in range(per_thread):
+            question = questions[(n * per_thread + m) % len(questions)]
+            started = time.perf_counter()
+            try:
+                reply = clients[n].predict(question, api_name="/ask")
+                ok = isinstance(reply, dict) and "answer" in reply
+            except Exception as error:  # noqa: BLE001
+                ok, reply = False, error
+            with lock:
+                (latencies.append(time.perf_counter() - started) if ok else failures.append(str(reply)[:200]))
+
+    workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    barrier.wait()
+    started = time.perf_counter()
+    for worker in workers:
+        worker.join()
+    wall = time.perf_counter() - started
+    return {"threads": threads, "questions": threads * per_thread, "failed": len(failures), "seconds": round(wall, 2),
+            "throughput_qps": round(len(latencies) / wall, 2), "p50_ms": round(1000 * percentile(latencies, 50)),
+            "p95_ms": round(1000 * percentile(latencies, 95)), "failures": failures[:3]}
+
+
+def server_part(corpus: Path, index: Path, questions: list[str], thread_counts: list[int], per_thread: int,
+                torch_threads: int) -> dict:
+    process, url, listening_s, ready_s = start_server(corpus, index, questions[0], torch_threads)
+    print(f"server: `rag serve` on the {index.name} index printed its URL after {listening_s:.1f} s and first "
+          f"answered /ask after {ready_s:.1f} s")
+    runs = []
+    try:
+        for threads in thread_counts:
+            run = concurrent_load(url, questions, threads, per_thread)
+            run["vs_1_thread"] = round(run["throughput_qps"] / runs[0]["throughput_qps"], 2) if runs else 1.0
+            runs.append(run)
+            print(f"server: {threads:>2} threads × {per_thread} questions: {run['throughput_qps']:.2f} questions/s "
+                  f"({run['vs_1_thread']:.2f}× 1 thread), latency p50 {run['p50_ms']} ms p95 {run['p95_ms']} ms, "
+                  f"{run['failed']} failed {run['failures'] if run['failed'] else ''}")
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    return {"listening_s": round(listening_s, 2), "ready_s": round(ready_s, 2), "runs": runs}
+
+
+# ---------------------------------------------------------------- main
+
+def main(argv=None) -> int:
+    global WORK
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="10000,100000,1000000", help="passages per index, comma-separated")
+    parser.add_argument("--articles", type=int, default=10, help="SQuAD dev articles in the real base corpus (default 10)")
+    parser.add_argument("--questions", type=int, default=40, help="questions timed per size and mode (default 40)")
+    parser.add_argument("--threads", default="1,4,16", help="concurrent clients against the server, comma-separated")
+    parser.add_argument("--per-thread", type=int, default=6, help="questions each client asks (default 6)")
+    parser.add_argument("--no-server", action="store_true", help="skip the `rag serve` part")
+    parser.add_argument("--timeout", type=float, default=1200, help="seconds one size's child process may take")
+    parser.add_argument("--torch-threads", type=int, default=0,
+                        help="torch intra-op threads in the measured processes (default 0: torch's own choice, as rag runs)")
+    parser.add_argument("--omp-passive", action="store_true",
+                        help="run the measured processes with OMP_WAIT_POLICY=PASSIVE (OpenMP threads sleep instead of spinning)")
+    parser.add_argument("--threads-ab", action="store_true",
+                        help="at the first size, also time each question with torch at 2 threads and at 1, alternating")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 2 articles, 2,000 passages, 6 questions")
+    parser.add_argument("--out", type=Path, default=WORK, help=f"folder for the corpus, indexes and caches (default {WORK})")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--corpus", help=argparse.SUPPRESS)
+    parser.add_argument("--index", help=argparse.SUPPRESS)
+    parser.add_argument("--questions-file", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        return child(args)
+    WORK = args.out
+    if args.quick:
+        args.sizes, args.articles, args.questions, args.threads, args.per_thread = "2000", 2, 6, "1,2", 3
+    sizes = [int(s) for s in args.sizes.split(",")]
+    if args.omp_passive:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # inherited by the child processes and the server
+    info = machine()
+    print_machine(info)
+    started = time.perf_counter()
+    WORK.mkdir(parents=True, exist_ok=True)
+    corpus = WORK / f"corpus-{args.articles}"
+    pairs = write_base_corpus(corpus, args.articles)
+    questions = [q for _, q in random.Random(0).sample(pairs, min(len(pairs), args.questions))]
+    questions_file = WORK / "questions.json"
+    questions_file.write_text(json.dumps(questions))
+
+    from rag.embedding import load_embedder
+
+    embedder = load_embedder("all-MiniLM-L6-v2")
+    documents, base_passages, base_vectors, key = base_passages_and_vectors(corpus, embedder, 32)
+    figures = {"machine": info, "base_passages": len(base_passages), "questions": len(questions),
+               "torch_threads": args.torch_threads or "default",
+               "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"), "sizes": {}}
+    for size in sizes:
+        index = WORK / f"index-{size}"
+        made = make_index(index, documents, base_passages, base_vectors, size, key)
+        result = measure_size(corpus, index, questions_file, args.timeout, args.torch_threads,
+                              threads_ab=args.threads_ab and size == sizes[0])
+        result["made"] = made
+        figures["sizes"][size] = result
+        if "error" in result:
+            print(f"{size:>9,} passages: NOT MEASURED: {result['error']}")
+            continue
+        r, n = result["rerank"], result["no_rerank"]
+        print(f"{size:>9,} passages ({result['index_type']}, torch threads {result['torch_threads']}, OMP_WAIT_POLICY "
+              f"{figures['omp_wait_policy']}; index {'reused' if made['reused'] else 'written in %.0f s' % made['write_version_s']}): "
+              f"rerank p50 {r['p50_ms']:.0f} ms p95 {r['p95_ms']:.0f} ms · no rerank p50 {n['p50_ms']:.0f} ms p95 "
+              f"{n['p95_ms']:.0f} ms · question embed p50 {result['embed_question_p50_ms']} ms, dense search p50 "
+              f"{result['dense_search_p50_ms']} ms, BM25 p50 {result['bm25_search_p50_ms']} ms · index load "
+              f"{result['index_load_s']:.1f} s · RSS after model {result['rss_after_model_mb']} MB, after index "
+              f"{result['rss_after_load_mb']} MB, peak {result['peak_rss_mb']} MB "
+              f"({'within' if result['peak_rss_mb'] <= 2048 else 'OVER'} 2 GB) · answered/abstained/stale "
+              f"{r['answered']}/{r['abstained']}/{r['stale']} (rerank), {n['answered']}/{n['abstained']}/{n['stale']} (no rerank)")
+        if result.get("threads_ab"):
+            ab = result["threads_ab"]
+            print(f"{size:>9,} passages, torch threads A/B in one process, alternating per question: " + " · ".join(
+                f"{name.replace('_', ' ')} p50 {v['p50_ms']:.0f} ms p95 {v['p95_ms']:.0f} ms" for name, v in ab.items()))
+    if not args.no_server:
+        index = WORK / f"index-{sizes[0]}"
+        thread_counts = [int(t) for t in args.threads.split(",")]
+        figures["server"] = server_part(corpus, index, questions, thread_counts, args.per_thread, args.torch_threads)
+    figures["seconds"] = round(time.perf_counter() - started, 1)
+    print(f"total {figures['seconds']:.0f} s")
+    json_line("query_speed", figures)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
