@@ -19,10 +19,13 @@ DEFAULTS = {
     "overlap": 1,
     "candidates": 30,
     "hybrid": True,
+    "dense_weight": 1.0,
     "rerank": True,
     "cross_encoder": "",
+    "quote_context": 1,
+    "quote_chars": 600,
     "max_quotes": 3,
-    "min_score": 0.30,
+    "min_score": 0.50,
     "max_file_bytes": 20_000_000,
     "max_upload_bytes": 5_000_000,
     "host": "127.0.0.1",
@@ -70,7 +73,7 @@ def test_from_empty_env_is_defaults():
         ("RAG_MAX_FILE_BYTES", "1_000", "max_file_bytes", 1000),
         ("RAG_PORT", "8080", "port", 8080),
         # float
-        ("RAG_MIN_SCORE", "0.5", "min_score", 0.5),
+        ("RAG_MIN_SCORE", "0.25", "min_score", 0.25),
         ("RAG_MIN_SCORE", "1e-1", "min_score", 0.1),
         ("RAG_LOCK_TIMEOUT", "30", "lock_timeout", 30.0),
         # Path
