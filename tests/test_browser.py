@@ -49,6 +49,16 @@ def browser():
         chromium.close()
 
 
+def open_chat(browser, url: str, documents: bool = False):
+    """A new page on the chat, ready for a question; `documents` opens the documents panel too."""
+    page = browser.new_page()
+    page.goto(url)
+    page.wait_for_selector("#rag-question textarea")
+    if documents:
+        page.click("text=Documents and index")
+    return page
+
+
 def ask(page, question: str) -> None:
     page.fill("#rag-question textarea", question)
     page.click("#rag-ask")
@@ -62,9 +72,7 @@ def ask(page, question: str) -> None:
 
 
 def test_ask_see_quote_and_citation_then_open_the_highlighted_passage(browser, page_url):
-    page = browser.new_page()
-    page.goto(page_url)
-    page.wait_for_selector("#rag-question textarea")
+    page = open_chat(browser, page_url)
     assert "passages" in page.inner_text("#rag-status")
     ask(page, "In how many countries will the terrorists now solve their problems?")
     chat = page.inner_text("#rag-chat")
@@ -77,9 +85,7 @@ def test_ask_see_quote_and_citation_then_open_the_highlighted_passage(browser, p
 
 
 def test_document_markup_renders_as_text_and_never_runs(browser, page_url):
-    page = browser.new_page()
-    page.goto(page_url)
-    page.wait_for_selector("#rag-question textarea")
+    page = open_chat(browser, page_url)
     ask(page, "What does the hostile widget manual print on the box, label and safety guide?")
     for selector in ("#rag-sources details",):
         for details in page.locator(selector).all():
@@ -97,10 +103,7 @@ def test_document_markup_renders_as_text_and_never_runs(browser, page_url):
 
 
 def test_upload_rebuild_ask_then_delete_from_the_page(browser, page_url, tmp_path):
-    page = browser.new_page()
-    page.goto(page_url)
-    page.wait_for_selector("#rag-question textarea")
-    page.click("text=Documents and index")
+    page = open_chat(browser, page_url, documents=True)
     upload = tmp_path / "otters.md"
     upload.write_text("Sea otters hold hands while they sleep so that they do not drift apart.\n", encoding="utf-8")
     page.set_input_files("#rag-upload input[type=file]", str(upload))
@@ -130,10 +133,7 @@ def test_upload_rebuild_ask_then_delete_from_the_page(browser, page_url, tmp_pat
 
 
 def test_upload_of_a_disallowed_type_is_refused_with_a_reason(browser, page_url, tmp_path):
-    page = browser.new_page()
-    page.goto(page_url)
-    page.wait_for_selector("#rag-question textarea")
-    page.click("text=Documents and index")
+    page = open_chat(browser, page_url, documents=True)
     bad = tmp_path / "payload.html"
     bad.write_text("<script>alert(1)</script>")
     page.set_input_files("#rag-upload input[type=file]", str(bad))
