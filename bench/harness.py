@@ -139,7 +139,8 @@ def machine() -> dict:
 def print_machine(info: dict) -> None:
     print(f"machine: {info['cores']} cores ({info['cpu']}), Python {info['python']}, {info['date']}, "
           f"load average {info['loadavg_1m_at_start']} at start (other work on the machine slows absolute figures; "
-          f"ratios are measured side by side); OMP_WAIT_POLICY {info['omp_wait_policy']}")
+          f"ratios are measured side by side); OMP_WAIT_POLICY in the environment: {info['omp_wait_policy']} "
+          f"(rag's embedder sets PASSIVE when it is unset)")
 
 
 def json_line(name: str, figures: dict) -> None:

@@ -8,7 +8,8 @@ How the indexes are made: the first --articles SQuAD v1.1 dev articles are writt
 rag's own chunker, and embedded for real with the bundled model (cached in bench/out/). An index
 of N passages repeats those real passages (same file, same span, so every quote still verifies)
 with copies' vectors SYNTHETIC: the real vector plus Gaussian noise (cosine ≈ 0.9 to it), renormalised.
-The version is written with `rag.store.write_version` (so N > 200,000 gets rag's HNSW), with a
+The version is written with `rag.store.write_version` (so a large N gets whatever approximate index
+rag/store.py picks above its threshold), with a
 manifest whose file hashes match the corpus, so `rag serve` finds it up to date.
 
 Each size is measured in a fresh child process (`--child`): load time, RSS after loading, and

@@ -111,7 +111,10 @@ class Retriever:
         rows = sorted(fused, key=lambda r: (-fused[r], r))[:depth_to_rerank]
         missing = [r for r in rows if r not in cosine]
         if missing:
-            vectors = np.vstack([loaded.faiss.reconstruct(int(r)) for r in missing])
+            if loaded.vectors is not None:
+                vectors = np.asarray(loaded.vectors[np.asarray(missing)], dtype=np.float32)
+            else:
+                vectors = np.vstack([loaded.faiss.reconstruct(int(r)) for r in missing])
             cosine.update(zip(missing, (vectors @ query_vector).tolist()))
         hits = [
             Hit(loaded.passages[r], fused[r], dense=float(cosine[r]), lexical=float(bm25.get(r, 0.0)))

@@ -265,3 +265,11 @@ def test_large_corpora_get_an_approximate_index_that_still_finds_the_passage(mak
     vectors = store.read_vectors(loaded.folder)
     for row in (0, 123, 399):  # each passage's own vector finds that passage first
         assert loaded.search_dense(np.asarray(vectors[row]), 3)[0][0] == row
+    # a candidate only BM25 found (the dense side searches near row 0) gets its cosine from the
+    # stored vectors: an IVF index cannot reconstruct one
+    fake = FakeEmbedder()
+    retriever = Retriever(settings.replace(candidates=5), embedder_factory=lambda name: fake)
+    hits = retriever.search("alpha123", k=5, query_vector=np.asarray(vectors[0]))
+    found = {h.passage.source: h for h in hits}
+    assert "f123.txt" in found and found["f123.txt"].lexical > 0
+    assert found["f123.txt"].dense == pytest.approx(float(np.asarray(vectors[123]) @ np.asarray(vectors[0])), abs=1e-5)
