@@ -21,12 +21,10 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import math
 import random
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
