@@ -15,7 +15,7 @@ import numpy as np
 from rag import store
 from rag.config import Settings
 from rag.embedding import Embedder, load_embedder
-from rag.errors import IndexMismatch, ModelError, RagError
+from rag.errors import IndexDamaged, IndexMismatch, ModelError, RagError
 from rag.records import Hit
 
 log = logging.getLogger(__name__)
@@ -81,9 +81,10 @@ class Retriever:
 
     def _pointer(self) -> str | None:
         try:
-            return (Path(self.settings.index) / store.POINTER).read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError):  # a damaged pointer: store.load names it, the old index stays
+            folder = store.current_version(self.settings.index)
+        except IndexDamaged:  # store.load names the damage; the old index stays
             return None
+        return folder.name if folder else None
 
     def _check_model(self, loaded: store.LoadedIndex) -> None:
         if loaded.manifest.model != self.settings.model:
