@@ -119,6 +119,22 @@ def _parse(name: str, kind: str, raw: str):
         ) from None
 
 
+PRECISIONS = ("auto", "float32", "bfloat16")
+"""Embedding arithmetic: `auto` is bfloat16 where the CPU has it natively (AVX512-BF16 or AMX), else float32."""
+
+
+def precision(environ: dict[str, str] | None = None) -> str:
+    """The embedding precision asked for by RAG_PRECISION (a process-wide, per-machine choice)."""
+    environ = os.environ if environ is None else environ
+    value = (environ.get("RAG_PRECISION") or "auto").strip().lower()
+    if value not in PRECISIONS:
+        raise ConfigError(
+            f"environment variable RAG_PRECISION={environ['RAG_PRECISION']!r} is not one of "
+            f"{', '.join(PRECISIONS)}; fix or unset it"
+        )
+    return value
+
+
 LOOPBACK_HOSTS = ("localhost",)
 """Host names taken as loopback; any other name must be an IP address in 127.0.0.0/8 or ::1."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -12,7 +13,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from rag.config import DEFAULT_MODEL
+from rag.config import DEFAULT_MODEL, precision
 from rag.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -48,10 +49,26 @@ def resolve_model(name: str) -> str:
     return str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
 
 
-class SentenceTransformerEmbedder:
-    """A sentence-transformers model on the CPU, thread-safe for concurrent questions."""
+def resolve_precision(asked: str) -> str:
+    """`float32` or `bfloat16`: `auto` picks bfloat16 only where the CPU computes it natively."""
+    if asked != "auto":
+        return asked
+    import torch
 
-    def __init__(self, name: str):
+    native = (getattr(torch.cpu, name, lambda: False) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    return "bfloat16" if any(check() for check in native) else "float32"
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model on the CPU, thread-safe for concurrent questions.
+
+    With `bfloat16` the linear layers hold bfloat16 weights and run under autocast (layer norms,
+    softmax and pooling stay float32): 2.4x the passages per second of float32 on a 2-core AMX
+    Xeon, cosine agreement with float32 vectors 0.99998, and no slower for a single question
+    (bench/build_speed.py). Vectors of either precision live in one index.
+    """
+
+    def __init__(self, name: str, precision: str = "auto"):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         # Idle OpenMP threads that spin steal the CPU from concurrent questions: on a busy 2-core
@@ -75,19 +92,35 @@ class SentenceTransformerEmbedder:
             ) from None
         self.dimension = int(self.model.get_embedding_dimension())
         self.max_tokens = int(self.model.max_seq_length or 512)
+        self.precision = resolve_precision(precision)
+        if self.precision == "bfloat16":
+            import torch
+
+            for module in self.model.modules():
+                if isinstance(module, torch.nn.Linear):
+                    module.to(torch.bfloat16)  # cast once, not on every call as plain autocast would
         self._lock = threading.Lock()
+
+    def _arithmetic(self):
+        """The context a forward pass runs in: bfloat16 autocast, or nothing for float32."""
+        if self.precision != "bfloat16":
+            return contextlib.nullcontext()
+        import torch
+
+        return torch.autocast("cpu", dtype=torch.bfloat16)
 
     def encode(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
         """Unit-length float32 vectors; batches are length-sorted by sentence-transformers."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = self.model.encode(
-            list(texts),
-            batch_size=batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=progress and sys.stderr.isatty(),
-        )
+        with self._arithmetic():
+            vectors = self.model.encode(
+                list(texts),
+                batch_size=batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=progress and sys.stderr.isatty(),
+            )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
@@ -99,8 +132,13 @@ class SentenceTransformerEmbedder:
         return [len(ids) for ids in encoded["input_ids"]]
 
 
-@functools.lru_cache(maxsize=4)
 def load_embedder(name: str) -> SentenceTransformerEmbedder:
-    """The model called `name`, loaded once per process."""
-    log.info("loading embedding model %s", name)
-    return SentenceTransformerEmbedder(name)
+    """The model called `name` in the precision RAG_PRECISION asks for, loaded once per process."""
+    return _load(name, precision())
+
+
+@functools.lru_cache(maxsize=4)
+def _load(name: str, asked: str) -> SentenceTransformerEmbedder:
+    embedder = SentenceTransformerEmbedder(name, asked)
+    log.info("loaded embedding model %s (%s)", name, embedder.precision)
+    return embedder

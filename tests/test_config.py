@@ -194,3 +194,20 @@ def test_replace_is_a_copy():
     assert original == Settings()
     with pytest.raises(dataclasses.FrozenInstanceError):
         original.port = 2  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [(None, "auto"), ("", "auto"), ("auto", "auto"), ("float32", "float32"), (" BFloat16 ", "bfloat16")],
+)
+def test_precision_from_env(raw, expected):
+    from rag.config import precision
+
+    assert precision({} if raw is None else {"RAG_PRECISION": raw}) == expected
+
+
+def test_bad_precision_names_the_variable_and_the_choices():
+    from rag.config import precision
+
+    with pytest.raises(ConfigError, match=r"RAG_PRECISION='fp8'.*auto, float32, bfloat16"):
+        precision({"RAG_PRECISION": "fp8"})
