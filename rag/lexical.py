@@ -77,14 +77,25 @@ class LexicalIndex:
             raise IndexDamaged(f"BM25 files in {folder} are damaged ({error}); run `rag build --full`") from None
         return cls(retriever, size)
 
-    def search(self, query: str, k: int) -> list[tuple[int, float]]:
-        """Top `k` (row, score) pairs with a positive score, best first."""
+    def scores(self, query: str) -> np.ndarray | None:
+        """The BM25 score of every passage for `query`, or None when no query term is indexed."""
         vocab = self._retriever.vocab_dict
         known = [t for t in terms(query) if t in vocab]
         if not known or self.size == 0:
-            return []
-        scores = np.asarray(self._retriever.get_scores(known))[: self.size]
-        k = min(k, len(scores))
-        top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.argsort(-scores[top])]
-        return [(int(i), float(scores[i])) for i in top if scores[i] > 0]
+            return None
+        return np.asarray(self._retriever.get_scores(known))[: self.size]
+
+    def search(self, query: str, k: int) -> list[tuple[int, float]]:
+        """Top `k` (row, score) pairs with a positive score, best first."""
+        scores = self.scores(query)
+        return [] if scores is None else top(scores, k)
+
+
+def top(scores: np.ndarray, k: int) -> list[tuple[int, float]]:
+    """The `k` highest positive (row, score) pairs of a score array, best first."""
+    k = min(k, len(scores))
+    if k < 1:
+        return []
+    best = np.argpartition(-scores, k - 1)[:k]
+    best = best[np.argsort(-scores[best], kind="stable")]
+    return [(int(i), float(scores[i])) for i in best if scores[i] > 0]

@@ -1,4 +1,4 @@
-"""Search: dense and BM25 candidates, fused by reciprocal rank; the live index is followed on disk."""
+"""Search: dense and BM25 candidates, fused by score (or by rank); the live index is followed on disk."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from rag import store
 from rag.config import Settings
 from rag.embedding import Embedder, load_embedder
 from rag.errors import IndexDamaged, IndexMismatch, ModelError, RagError
+from rag.lexical import top
 from rag.records import Hit
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,18 @@ def fuse(rankings: list[list[int]], k: int = RRF_K, weights: list[float] | None 
         for rank, item in enumerate(ranking, start=1):
             fused[item] = fused.get(item, 0.0) + weight / (k + rank)
     return fused
+
+
+def fuse_scores(cosine: dict[int, float], bm25: dict[int, float], dense_weight: float) -> dict[int, float]:
+    """Convex fusion: `dense_weight` × cosine + (1 − `dense_weight`) × BM25 / the best BM25 score.
+
+    Every candidate needs its cosine; a candidate BM25 did not match scores 0 on that side. Cosines
+    keep their own scale and BM25 is divided by its maximum, the "theoretical min-max" form of
+    Bruch et al. (2023), which does not depend on how many candidates were fetched.
+    """
+    best = max(bm25.values(), default=0.0)
+    share = (1.0 - dense_weight) / best if best > 0 else 0.0
+    return {row: dense_weight * value + share * bm25.get(row, 0.0) for row, value in cosine.items()}
 
 
 class Retriever:
@@ -104,26 +117,34 @@ class Retriever:
             query_vector = self.embedder.encode([query])[0]
         depth = max(k, self.settings.candidates)
         dense = loaded.search_dense(query_vector, depth)
-        lexical = loaded.lexical.search(query, depth) if self.settings.hybrid else []
-        fused = fuse([[r for r, _ in dense], [r for r, _ in lexical]], weights=[self.settings.dense_weight, 1.0])
+        bm25_scores = loaded.lexical.scores(query) if self.settings.hybrid else None
+        lexical = top(bm25_scores, depth) if bm25_scores is not None else []
         cosine = dict(dense)
-        bm25 = dict(lexical)
+        missing = [r for r, _ in lexical if r not in cosine]
+        if missing:
+            cosine.update(zip(missing, (self._vectors(missing) @ query_vector).tolist()))
+        bm25 = {r: float(bm25_scores[r]) for r in cosine} if bm25_scores is not None else {}
+        weight = self.settings.dense_weight if self.settings.hybrid else 1.0
+        if self.settings.fusion == "rrf":
+            fused = fuse([[r for r, _ in dense], [r for r, _ in lexical]], weights=[weight, 1.0 - weight])
+        else:
+            fused = fuse_scores(cosine, bm25, weight)
         depth_to_rerank = max(k, RERANK_DEPTH) if self.settings.cross_encoder else k
         rows = sorted(fused, key=lambda r: (-fused[r], r))[:depth_to_rerank]
-        missing = [r for r in rows if r not in cosine]
-        if missing:
-            if loaded.vectors is not None:
-                vectors = np.asarray(loaded.vectors[np.asarray(missing)], dtype=np.float32)
-            else:
-                vectors = np.vstack([loaded.faiss.reconstruct(int(r)) for r in missing])
-            cosine.update(zip(missing, (vectors @ query_vector).tolist()))
         hits = [
-            Hit(loaded.passages[r], fused[r], dense=float(cosine[r]), lexical=float(bm25.get(r, 0.0)))
+            Hit(loaded.passages[r], fused[r], dense=float(cosine[r]), lexical=bm25.get(r, 0.0))
             for r in rows
         ]
         if self.settings.cross_encoder:
             hits = rerank(query, hits, load_cross_encoder(self.settings.cross_encoder))
         return hits[:k]
+
+    def _vectors(self, rows: list[int]) -> np.ndarray:
+        """Stored vectors of some passages (BM25-only candidates need their cosine too)."""
+        loaded = self._loaded
+        if loaded.vectors is not None:
+            return np.asarray(loaded.vectors[np.asarray(rows)], dtype=np.float32)
+        return np.vstack([loaded.faiss.reconstruct(int(r)) for r in rows])
 
 
 RERANK_DEPTH = 20

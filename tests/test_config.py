@@ -19,7 +19,8 @@ DEFAULTS = {
     "overlap": 1,
     "candidates": 30,
     "hybrid": True,
-    "dense_weight": 1.0,
+    "fusion": "convex",
+    "dense_weight": 0.7,
     "rerank": True,
     "cross_encoder": "",
     "quote_context": 1,
@@ -211,3 +212,21 @@ def test_bad_precision_names_the_variable_and_the_choices():
 
     with pytest.raises(ConfigError, match=r"RAG_PRECISION='fp8'.*auto, float32, bfloat16"):
         precision({"RAG_PRECISION": "fp8"})
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"RAG_FUSION": "sum"}, r"fusion 'sum' \(RAG_FUSION\) is not one of convex, rrf"),
+        ({"RAG_DENSE_WEIGHT": "1.5"}, r"dense_weight 1.5 \(RAG_DENSE_WEIGHT\) must be between 0"),
+        ({"RAG_DENSE_WEIGHT": "-0.1"}, r"dense_weight -0.1 \(RAG_DENSE_WEIGHT\) must be between 0"),
+    ],
+)
+def test_out_of_range_fusion_settings_are_refused_with_the_fix(environ, message):
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env(environ)
+
+
+@pytest.mark.parametrize("weight", ["0", "1", "0.35"])
+def test_dense_weight_accepts_the_whole_range(weight):
+    assert Settings.from_env({"RAG_DENSE_WEIGHT": weight, "RAG_FUSION": "rrf"}).dense_weight == float(weight)

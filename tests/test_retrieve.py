@@ -8,7 +8,8 @@ from conftest import write_corpus
 from fakes import FakeEmbedder
 from rag.indexer import build
 from rag.records import Hit, Passage
-from rag.retrieve import RRF_K, Retriever, fuse, load_cross_encoder, rerank
+from rag.lexical import top
+from rag.retrieve import RRF_K, Retriever, fuse, fuse_scores, load_cross_encoder, rerank
 
 
 @pytest.mark.parametrize(
@@ -33,8 +34,53 @@ def test_an_item_both_retrievers_rank_beats_one_only_one_ranks_first():
     assert max(fused, key=fused.get) == 8
 
 
-def test_hybrid_search_finds_an_exact_code_that_dense_search_ranks_low(make_settings):
-    settings = make_settings()
+@pytest.mark.parametrize(
+    "cosine, bm25, weight, expected",
+    [
+        # BM25 is divided by its best score (8): 0.7 × cosine + 0.3 × bm25 / 8
+        ({1: 0.5, 2: 0.4}, {1: 8.0, 2: 4.0}, 0.7, {1: 0.35 + 0.3, 2: 0.28 + 0.15}),
+        # a dense-only candidate scores 0 on the BM25 side
+        ({1: 0.5, 2: 0.9}, {1: 2.0}, 0.7, {1: 0.35 + 0.3, 2: 0.63}),
+        # no BM25 match at all: the ranking is the dense one
+        ({1: 0.5, 2: 0.9}, {}, 0.7, {1: 0.35, 2: 0.63}),
+        ({1: 0.5, 2: 0.9}, {1: 0.0, 2: 0.0}, 0.7, {1: 0.35, 2: 0.63}),
+        # the ends of the range: BM25 alone, dense alone
+        ({1: 0.5, 2: 0.9}, {1: 3.0, 2: 1.0}, 0.0, {1: 1.0, 2: 1 / 3}),
+        ({1: 0.5, 2: 0.9}, {1: 3.0, 2: 1.0}, 1.0, {1: 0.5, 2: 0.9}),
+        ({}, {}, 0.7, {}),
+    ],
+)
+def test_convex_fusion(cosine, bm25, weight, expected):
+    fused = fuse_scores(cosine, bm25, weight)
+    assert fused.keys() == expected.keys()
+    for item, score in expected.items():
+        assert fused[item] == pytest.approx(score)
+
+
+def test_convex_fusion_lets_a_strong_lexical_match_overtake_a_slightly_closer_vector():
+    fused = fuse_scores({1: 0.62, 2: 0.60}, {1: 1.0, 2: 9.0}, 0.7)
+    assert max(fused, key=fused.get) == 2
+
+
+@pytest.mark.parametrize(
+    "scores, k, expected",
+    [
+        ([0.0, 3.0, 1.0, 2.0], 2, [(1, 3.0), (3, 2.0)]),
+        ([0.0, 3.0, 1.0, 2.0], 10, [(1, 3.0), (3, 2.0), (2, 1.0)]),  # zero scores never count
+        ([2.0, 2.0, 1.0], 2, [(0, 2.0), (1, 2.0)]),
+        ([], 3, []),
+        ([1.0], 0, []),
+    ],
+)
+def test_top_scores(scores, k, expected):
+    import numpy as np
+
+    assert top(np.asarray(scores), k) == expected
+
+
+@pytest.mark.parametrize("fusion", ["convex", "rrf"])
+def test_hybrid_search_finds_an_exact_code_that_dense_search_ranks_low(make_settings, fusion):
+    settings = make_settings(fusion=fusion)
     filler = {f"memo{i}.txt": f"Memo {i} discusses quarterly error budgets and routine maintenance windows." for i in range(30)}
     write_corpus(settings.corpus, {**filler, "codes.txt": "Fault XJ-4471 means the coolant valve is stuck."})
     fake = FakeEmbedder(dimension=8)  # a weak dense model: many collisions
