@@ -70,7 +70,7 @@ def embed_with_budget(embedder, sentences: list[str], budget_s: float) -> tuple[
             break
         batch = sentences[start:start + BLOCK]
         with Timer() as timer:
-            vectors = embedder.model.encode(batch, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+            vectors = embedder.encode(batch, batch_size=64)
         spent += timer.seconds
         new += len(batch)
         np.save(path, vectors.astype(np.float32))
@@ -88,7 +88,7 @@ def question_vectors(embedder, count: int) -> np.ndarray:
     path = WORK / f"questions-{count}-{hashlib.sha1(' '.join(chosen).encode()).hexdigest()[:8]}.npy"
     if path.exists():
         return np.load(path)
-    vectors = embedder.model.encode(chosen, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+    vectors = embedder.encode(chosen, batch_size=64)
     np.save(path, vectors.astype(np.float32))
     return vectors.astype(np.float32)
 

@@ -8,8 +8,10 @@ a. Full build of N SciFact abstracts (one file each, title + " " + text) with `r
    then one file edited and an incremental build, in the same run: times, ratio, passages embedded.
 b. The whole `rag build` (scan, chunk, embed, BM25, FAISS, write + fsync) against a bare
    `SentenceTransformer.encode` of exactly the passages that build produced (read back from its
-   passages file), same model object and batch size; bare first then build, then (if time allows)
-   build first then bare. passages/s, tokens/s, ratio (target ≥ 0.95).
+   passages file), same model object, arithmetic (rag's precision, bfloat16 on CPUs that have it)
+   and batch size; bare first then build, then (if time allows) build first then bare.
+   passages/s, tokens/s, ratio (target ≥ 0.95). Then the same bare encode in float32, the
+   library's default, to show what the precision choice gains.
 c. --peers: the same files through LlamaIndex and LangChain with their default splitters, FAISS
    and the same model folder, each in its own venv under bench/out/ (see bench/README.md);
    chunks, tokens embedded vs tokens in the text, build seconds, rag's ratio against each.
@@ -114,12 +116,29 @@ def part_a(settings: Settings, embedder, corpus_files: list[Path]) -> dict:
 
 
 def bare_encode(embedder, texts: list[str], batch_size: int) -> tuple[np.ndarray, float]:
-    """The model's own `encode`, with the arguments rag uses."""
-    with Timer() as timer:
+    """The model's own `encode`, with the arguments and the arithmetic rag uses."""
+    with Timer() as timer, embedder.arithmetic():
         vectors = embedder.model.encode(
             texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
         )
     return vectors, timer.seconds
+
+
+def float32_encode(settings: Settings, embedder, texts: list[str], rag_s: float) -> dict:
+    """Bare `encode` in float32 (the library's default) over the same passages, against rag's build."""
+    from rag.embedding import SentenceTransformerEmbedder
+
+    if embedder.precision == "float32":
+        return {}
+    float32 = SentenceTransformerEmbedder(settings.model, "float32")
+    vectors, seconds = bare_encode(float32, texts, settings.batch_size)
+    reference, _ = bare_encode(embedder, texts[:200], settings.batch_size)
+    agreement = float(np.min(np.sum(vectors[:200] * reference, axis=1)))
+    print(f"b. bare encode in float32: {len(texts) / seconds:.1f} passages/s ({seconds:.1f} s) · rag build in "
+          f"{embedder.precision} is {seconds / rag_s:.2f}× its speed · min cosine float32 vs {embedder.precision} "
+          f"vectors {agreement:.5f}")
+    return {"bare_float32_s": round(seconds, 2), "rag_over_float32": round(seconds / rag_s, 3),
+            "min_cosine_float32": round(agreement, 5)}
 
 
 def part_b(settings: Settings, embedder, budget_s: float, started: float) -> dict:
@@ -163,7 +182,8 @@ def part_b(settings: Settings, embedder, budget_s: float, started: float) -> dic
     print(f"b. {len(texts)} passages, {tokens['tokens_embedded']} tokens embedded (min(len, {embedder.max_tokens}) with "
           f"[CLS]/[SEP]), {tokens['truncated']} passages truncated, {tokens['tokens_cut_off']} tokens cut off; "
           f"batch size {settings.batch_size}")
-    return {"passages": len(texts), "batch_size": settings.batch_size, **tokens,
+    float32 = float32_encode(settings, embedder, texts, rounds[0]["rag_s"])
+    return {"passages": len(texts), "batch_size": settings.batch_size, "precision": embedder.precision, **tokens, **float32,
             "rounds": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rounds]}
 
 
@@ -248,7 +268,7 @@ def main(argv=None) -> int:
 
     with Timer() as load:
         embedder = load_embedder(settings.model)
-    print(f"model {settings.model} loaded in {load.seconds:.1f} s; torch {torch.__version__}, "
+    print(f"model {settings.model} ({embedder.precision}) loaded in {load.seconds:.1f} s; torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; max_seq_length {embedder.max_tokens}")
     figures = {"machine": info, "docs": args.docs, "model_load_s": round(load.seconds, 2)}
     figures["a"] = part_a(settings, embedder, corpus_files)

@@ -1,4 +1,4 @@
-"""ONNX Runtime vs torch for all-MiniLM-L6-v2: passages/s (fp32, int8) and what it costs in nDCG@10 on SciFact.
+"""ONNX Runtime (fp32, int8) and torch bfloat16 vs torch float32 for all-MiniLM-L6-v2: passages/s and nDCG@10 on SciFact.
 
     .venv/bin/python bench/onnx_speed.py --quick      # 100 passages, 1 round
     .venv/bin/python bench/onnx_speed.py              # 1,000 passages, 2 rounds (orders reversed)
@@ -33,7 +33,7 @@ from harness import OUT, SCIFACT, abstract_text, json_line, machine, print_machi
 
 WORK = OUT / "onnx"
 RUNNER_PYTHON = OUT / "venv-onnx" / "bin" / "python"
-KINDS = ["torch", "onnx-fp32", "onnx-int8"]
+KINDS = ["torch", "torch-bf16", "onnx-fp32", "onnx-int8"]
 
 
 def test_qrels() -> dict[str, dict[str, float]]:
@@ -152,8 +152,10 @@ def main(argv=None) -> int:
               f"{quality:.4f} ({row['ndcg_delta_points']:+.2f} points) · cosine to torch mean {row['cosine_to_torch_mean']:.5f} "
               f"min {row['cosine_to_torch_min']:.5f} · top-10 overlap {overlap:.3f}"
               + ("" if kind == "torch" else f" · adopt: {'yes' if row['adopt'] else 'no'}"))
-    check = float(np.min(np.sum(rag_vectors * vectors["torch"][0][:64], axis=1)))
-    print(f"check: the runner's torch vectors match rag's embedder in the main venv (min cosine {check:.6f} on 64 passages)")
+    same = "torch-bf16" if embedder.precision == "bfloat16" else "torch"
+    check = float(np.min(np.sum(rag_vectors * vectors[same][0][:64], axis=1)))
+    print(f"check: the runner's {same} vectors match rag's embedder ({embedder.precision}) in the main venv "
+          f"(min cosine {check:.6f} on 64 passages)")
     figures["rag_vs_runner_torch_min_cosine"] = round(check, 6)
     figures["seconds"] = round(time.perf_counter() - started, 1)
     print(f"total {figures['seconds']:.0f} s")

@@ -51,7 +51,7 @@ class Settings:
     """A quote widened by `quote_context` stays under this many characters."""
     max_quotes: int = 3
     """Most quotes one answer shows."""
-    min_score: float = 0.50
+    min_score: float = 0.49
     """Abstain when the best sentence's relevance is below this. Chosen by bench/calibrate_abstention.py
     on SQuAD v2.0 questions (answerable) and SciFact train claims (off-corpus): the best balanced
     error among thresholds declining at most 5 % of answerable questions."""

@@ -101,7 +101,7 @@ class SentenceTransformerEmbedder:
                     module.to(torch.bfloat16)  # cast once, not on every call as plain autocast would
         self._lock = threading.Lock()
 
-    def _arithmetic(self):
+    def arithmetic(self):
         """The context a forward pass runs in: bfloat16 autocast, or nothing for float32."""
         if self.precision != "bfloat16":
             return contextlib.nullcontext()
@@ -113,7 +113,7 @@ class SentenceTransformerEmbedder:
         """Unit-length float32 vectors; batches are length-sorted by sentence-transformers."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        with self._arithmetic():
+        with self.arithmetic():
             vectors = self.model.encode(
                 list(texts),
                 batch_size=batch_size,

