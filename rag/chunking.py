@@ -158,7 +158,7 @@ class LineIndex:
     """Maps character offsets to 1-based line numbers."""
 
     def __init__(self, text: str):
-        self._newlines = [i for i, ch in enumerate(text) if ch == "\n"]
+        self._newlines = [match.start() for match in re.finditer("\n", text)]
 
     def line(self, offset: int) -> int:
         """The line that holds the character at `offset`."""

@@ -127,8 +127,15 @@ class SentenceTransformerEmbedder:
         """Model tokens per text, special tokens excluded."""
         if not texts:
             return []
+        tokenizer = self.model.tokenizer
+        backend = getattr(tokenizer, "backend_tokenizer", None)
         with self._lock:  # fast tokenizers are not safe to share across threads
-            encoded = self.model.tokenizer(list(texts), add_special_tokens=False, truncation=False)
+            if backend is not None and backend.truncation is None:
+                # The Rust tokenizer straight, without offsets: half the time of the Python wrapper,
+                # which matters because every sentence of the corpus is counted once per build.
+                encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
+                return [len(encoding.ids) for encoding in encode(list(texts), add_special_tokens=False)]
+            encoded = tokenizer(list(texts), add_special_tokens=False, truncation=False)
         return [len(ids) for ids in encoded["input_ids"]]
 
 

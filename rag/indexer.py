@@ -7,6 +7,7 @@ import hashlib
 import logging
 import os
 import time
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
@@ -169,15 +170,13 @@ def build(
         passages, vectors, embedded, reused, removed = _assemble(
             found.documents, previous, changes.renamed, settings, embedder_factory, say
         )
+        per_file = Counter(p.source for p in passages)
         manifest = Manifest(
             model=settings.model,
             dimension=vectors.shape[1],
             max_tokens=settings.max_tokens,
             overlap=settings.overlap,
-            files={
-                d.source: FileEntry(d.sha256, d.encoding, sum(1 for p in passages if p.source == d.source))
-                for d in found.documents
-            },
+            files={d.source: FileEntry(d.sha256, d.encoding, per_file[d.source]) for d in found.documents},
             passages=len(passages),
             built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             skipped=skipped,

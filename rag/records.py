@@ -38,7 +38,8 @@ class Passage:
     text: str
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {"id": self.id, "source": self.source, "start": self.start, "end": self.end,
+                "line_start": self.line_start, "line_end": self.line_end, "text": self.text}
 
 
 @dataclass(frozen=True)

@@ -76,3 +76,11 @@ def test_bad_rag_precision_stops_loading_with_its_fix(monkeypatch):
     monkeypatch.setenv("RAG_PRECISION", "half")
     with pytest.raises(ConfigError, match="RAG_PRECISION"):
         load_embedder(DEFAULT_MODEL)
+
+
+def test_token_counts_match_the_tokenizer_without_truncation(real_embedder):
+    texts = TEXTS + ["Naïve café — “quoted” ünïcödé 東京 🙂", "word " * 700, ""]
+    wrapper = real_embedder.model.tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"]
+    counts = real_embedder.count_tokens(texts)
+    assert counts == [len(ids) for ids in wrapper]
+    assert counts[-2] == 700 and counts[-1] == 0  # past the 256-token window: counted, not cut
