@@ -10,7 +10,6 @@ Layout of the index folder:
 from __future__ import annotations
 
 import json
-import mmap
 import os
 import shutil
 import time
@@ -65,15 +64,32 @@ def faiss_kind(index) -> str:
     return "ivf-sq8" if "IVF" in type(index).__name__ else "flat"
 
 
+class _RowFile:
+    """A file read in small pieces with `pread`, closed when no longer referenced.
+
+    A memory map would do the same, but every row read through one maps whole cached blocks of
+    the file into the server: at 1M passages the ~30 rows of one question added ~50 MB of
+    resident memory, and peak RSS passed 2.7 GB after 40 questions (bench/query_speed.py).
+    """
+
+    def __init__(self, path: Path):
+        self._fd = os.open(path, os.O_RDONLY)
+
+    def read(self, offset: int, size: int) -> bytes:
+        return os.pread(self._fd, size, offset)
+
+    def __del__(self):
+        fd, self._fd = getattr(self, "_fd", None), None
+        if fd is not None:
+            os.close(fd)
+
+
 class PassageTable(Sequence):
-    """The passages file, read one row at a time through a memory map (1M passages stay on disk)."""
+    """The passages file, read one row at a time (1M passages stay on disk)."""
 
     def __init__(self, path: Path, offsets: np.ndarray):
         self._offsets = offsets
-        self._map = None
-        if len(offsets) > 1:
-            with open(path, "rb") as handle:
-                self._map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        self._file = _RowFile(path)
 
     def __len__(self) -> int:
         return max(0, len(self._offsets) - 1)
@@ -84,21 +100,54 @@ class PassageTable(Sequence):
         if not -len(self) <= row < len(self):
             raise IndexError(row)
         row %= len(self)
-        line = self._map[int(self._offsets[row]) : int(self._offsets[row + 1])]
-        return Passage(**json.loads(line))
+        start, end = int(self._offsets[row]), int(self._offsets[row + 1])
+        return Passage(**json.loads(self._file.read(start, end - start)))
+
+
+class VectorRows:
+    """The stored vectors (`vectors.npy`), read a few rows at a time without loading the file."""
+
+    def __init__(self, path: Path):
+        try:
+            with open(path, "rb") as handle:
+                version = np.lib.format.read_magic(handle)
+                read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, fortran, dtype = read_header(handle)
+                self._start = handle.tell()
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise IndexDamaged(f"vectors file {path} is missing; run `rag build --full`") from None
+        except (OSError, ValueError) as error:
+            raise IndexDamaged(f"vectors file {path} is damaged ({error}); run `rag build --full`") from None
+        if fortran or len(shape) != 2 or dtype != np.float32 or size != self._start + shape[0] * shape[1] * 4:
+            raise IndexDamaged(f"vectors file {path} is damaged (truncated or not float32 rows); run `rag build --full`")
+        self.shape, self.dtype = shape, dtype
+        self._row_bytes = shape[1] * dtype.itemsize
+        self._file = _RowFile(path)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows) -> np.ndarray:
+        """The vectors of `rows` (a sequence of row numbers), one row per number, in that order."""
+        rows = [int(r) for r in np.atleast_1d(rows)]
+        if any(not 0 <= r < self.shape[0] for r in rows):
+            raise IndexError(f"rows out of range 0..{self.shape[0] - 1}")
+        data = b"".join(self._file.read(self._start + r * self._row_bytes, self._row_bytes) for r in rows)
+        return np.frombuffer(data, dtype=self.dtype).reshape(len(rows), self.shape[1])
 
 
 @dataclass
 class LoadedIndex:
-    """A checked index version, ready to search; passages and BM25 stay memory-mapped on disk."""
+    """A checked index version, ready to search; passages, vectors and BM25 stay on disk."""
 
     folder: Path
     manifest: Manifest
     passages: Sequence[Passage]
     faiss: object
     lexical: LexicalIndex
-    vectors: np.ndarray | None = None
-    """The stored vectors, memory-mapped: exact cosines for BM25-only candidates (an IVF index
+    vectors: VectorRows | None = None
+    """The stored vectors, read by row: exact cosines for BM25-only candidates (an IVF index
     cannot `reconstruct` without a direct map, and SQ8 codes would only approximate them)."""
 
     def search_dense(self, query_vector: np.ndarray, k: int) -> list[tuple[int, float]]:
@@ -253,7 +302,7 @@ def load(root: Path) -> LoadedIndex:
     if hasattr(index, "nprobe"):
         index.nprobe = NPROBE
     lexical = LexicalIndex.load(folder / BM25, len(passages))
-    vectors = read_vectors(folder)
+    vectors = VectorRows(folder / VECTORS)
     counts = {"manifest": manifest.passages, "passages file": len(passages), "FAISS index": index.ntotal,
               "vectors file": len(vectors)}
     if len(set(counts.values())) != 1 or index.d != manifest.dimension:

@@ -193,9 +193,19 @@ def _damage(version, what):
     elif what == "passages out of step":
         lines = (version / store.PASSAGES).read_text().splitlines(keepends=True)
         (version / store.PASSAGES).write_text("".join(lines[:-1]))
+    elif what == "truncated vectors":
+        data = (version / store.VECTORS).read_bytes()
+        (version / store.VECTORS).write_bytes(data[:-10])
+    elif what == "missing vectors":
+        (version / store.VECTORS).unlink()
+    elif what == "vectors not an array":
+        (version / store.VECTORS).write_bytes(b"not a numpy file at all")
 
 
-DAMAGES = ["truncated faiss", "missing manifest", "edited manifest", "missing passages", "passages out of step"]
+DAMAGES = [
+    "truncated faiss", "missing manifest", "edited manifest", "missing passages", "passages out of step",
+    "truncated vectors", "missing vectors", "vectors not an array",
+]
 
 
 @pytest.mark.parametrize("what", DAMAGES)
@@ -273,3 +283,16 @@ def test_large_corpora_get_an_approximate_index_that_still_finds_the_passage(mak
     found = {h.passage.source: h for h in hits}
     assert "f123.txt" in found and found["f123.txt"].lexical > 0
     assert found["f123.txt"].dense == pytest.approx(float(np.asarray(vectors[123]) @ np.asarray(vectors[0])), abs=1e-5)
+
+
+def test_vector_rows_read_exactly_the_stored_rows_in_the_order_asked(corpus_settings, fake):
+    build(corpus_settings, embedder_factory=lambda name: fake)
+    folder = store.current_version(corpus_settings.index)
+    stored = np.load(folder / store.VECTORS)
+    rows = store.VectorRows(folder / store.VECTORS)
+    assert len(rows) == len(stored) and rows.shape == stored.shape
+    order = [len(stored) - 1, 0, len(stored) // 2, 0]
+    assert np.array_equal(rows[order], stored[order])
+    assert np.array_equal(rows[np.asarray([1])], stored[[1]])
+    with pytest.raises(IndexError):
+        rows[[len(stored)]]
