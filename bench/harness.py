@@ -133,6 +133,7 @@ def machine() -> dict:
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "loadavg_1m_at_start": round(load[0], 2),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
+        "gomp_spincount": os.environ.get("GOMP_SPINCOUNT", "default"),
     }
 
 
@@ -140,7 +141,7 @@ def print_machine(info: dict) -> None:
     print(f"machine: {info['cores']} cores ({info['cpu']}), Python {info['python']}, {info['date']}, "
           f"load average {info['loadavg_1m_at_start']} at start (other work on the machine slows absolute figures; "
           f"ratios are measured side by side); OMP_WAIT_POLICY in the environment: {info['omp_wait_policy']} "
-          f"(rag's embedder sets PASSIVE when it is unset)")
+          f", GOMP_SPINCOUNT: {info['gomp_spincount']} (rag's embedder sets GOMP_SPINCOUNT=10000 when neither is set)")
 
 
 def json_line(name: str, figures: dict) -> None:

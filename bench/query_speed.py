@@ -390,7 +390,8 @@ def main(argv=None) -> int:
     documents, base_passages, base_vectors, key = base_passages_and_vectors(corpus, embedder, 32)
     figures = {"machine": info, "base_passages": len(base_passages), "questions": len(questions),
                "torch_threads": args.torch_threads or "default",
-               "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"), "sizes": {}}
+               "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
+               "gomp_spincount": os.environ.get("GOMP_SPINCOUNT", "default"), "sizes": {}}
     for size in sizes:
         index = WORK / f"index-{size}"
         made = make_index(index, documents, base_passages, base_vectors, size, key)
@@ -403,7 +404,7 @@ def main(argv=None) -> int:
             continue
         r, n = result["rerank"], result["no_rerank"]
         print(f"{size:>9,} passages ({result['index_type']}, torch threads {result['torch_threads']}, OMP_WAIT_POLICY "
-              f"{figures['omp_wait_policy']}; index {'reused' if made['reused'] else 'written in %.0f s' % made['write_version_s']}): "
+              f"{figures['omp_wait_policy']}, GOMP_SPINCOUNT {figures['gomp_spincount']}; index {'reused' if made['reused'] else 'written in %.0f s' % made['write_version_s']}): "
               f"rerank p50 {r['p50_ms']:.0f} ms p95 {r['p95_ms']:.0f} ms · no rerank p50 {n['p50_ms']:.0f} ms p95 "
               f"{n['p95_ms']:.0f} ms · question embed p50 {result['embed_question_p50_ms']} ms, dense search p50 "
               f"{result['dense_search_p50_ms']} ms, BM25 p50 {result['bm25_search_p50_ms']} ms · index load "

@@ -71,9 +71,13 @@ class SentenceTransformerEmbedder:
     def __init__(self, name: str, precision: str = "auto"):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        # Idle OpenMP threads that spin steal the CPU from concurrent questions: on a busy 2-core
-        # machine a question took 422 ms with spinning threads and 20 ms without (bench/query_speed.py).
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        # OpenMP threads wait between the many small parallel regions of a forward pass. libgomp's
+        # default spins 300,000 rounds before sleeping (a question once took 422 ms on a busy 2-core
+        # machine); OMP_WAIT_POLICY=PASSIVE sleeps at once and doubles the embedding of a question on
+        # a quiet one (16 vs 8 ms). A short spin costs neither (bench/query_speed.py). Set before
+        # torch loads; a user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.
+        if "OMP_WAIT_POLICY" not in os.environ:
+            os.environ.setdefault("GOMP_SPINCOUNT", "10000")
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 
