@@ -83,7 +83,8 @@ def answer(question: str, retriever: Retriever, settings: Settings, history: Seq
     best = max(candidates, key=lambda c: c.similarity, default=None)
     if best is None or best.similarity < settings.min_score:
         return _abstain(question, searched, hits, best.similarity if best else 0.0)
-    chosen = widen_all(choose_quotes(candidates, settings.max_quotes), settings.quote_context, settings.quote_chars)
+    picked = choose_quotes(candidates, settings.max_quotes, wanted=expected_answer_type(searched))
+    chosen = widen_all(picked, settings.quote_context, settings.quote_chars)
     citations = verify(chosen, Path(settings.corpus))
     confidence = round(best.similarity, 4)
     if not citations:
@@ -117,25 +118,45 @@ def score_sentences(
     if not spans:
         return []
     if settings.rerank:
-        vectors = embedder.encode([text for *_, text in spans], batch_size=64)
-        sentence_sims = vectors @ query_vector
+        clauses = [_clauses(text) for *_, text in spans]
+        texts = [text for *_, text in spans] + [c for parts in clauses for c in parts]
+        sims = (embedder.encode(texts, batch_size=64) @ query_vector).tolist()
+        sentence_sims = np.array(sims[: len(spans)])
+        clause_sims, at = [], len(spans)
+        for parts in clauses:
+            clause_sims.append(max(sims[at : at + len(parts)], default=-1.0))
+            at += len(parts)
     else:
         sentence_sims = np.array([hit.dense for hit, *_ in spans])
+        clause_sims = [-1.0] * len(spans)
     question_terms = set(terms(question))
     wanted = expected_answer_type(question)
     best: dict[tuple[str, int], Candidate] = {}
-    for (hit, start, end, text), sim in zip(spans, sentence_sims.tolist()):
+    for (hit, start, end, text), sim, clause_sim in zip(spans, sentence_sims.tolist(), clause_sims):
         overlap = len(question_terms & set(terms(text))) / len(question_terms) if question_terms else 0.0
         # relevance decides abstention: meaning (sentence and passage) plus shared words, so a
         # name or code the model barely knows still counts; the score then ranks quotes.
         similarity = 0.6 * sim + 0.4 * hit.dense + LEXICAL_WEIGHT * overlap
         score = similarity - (0.1 if text.rstrip().endswith("?") else 0.0)
+        # a long sentence whose lead clause matches ("Two main tasks were set …: the first …, and
+        # the second …") ranks by that clause; relevance, and so abstention, keeps the whole sentence
+        score += 0.6 * max(0.0, clause_sim - sim)
         if wanted is not None and wanted.search(text):
             score += ANSWER_TYPE_BONUS
         key = (hit.passage.source, start)  # overlapping passages repeat sentences: keep the best
         if key not in best or best[key].score < score:
             best[key] = Candidate(hit, start, end, text, score, similarity)
     return list(best.values())
+
+
+_CLAUSE_BREAK = re.compile(r"[:;]\s+|\s+[–—-]\s+")
+
+
+def _clauses(sentence: str, min_words: int = 4) -> list[str]:
+    """The clauses of a sentence split at colons, semicolons and dashes; none when it has only one."""
+    parts = [part.strip() for part in _CLAUSE_BREAK.split(sentence)]
+    parts = [part for part in parts if len(part.split()) >= min_words]
+    return parts if len(parts) >= 2 else []
 
 
 def expected_answer_type(question: str) -> re.Pattern | None:
@@ -147,8 +168,14 @@ def expected_answer_type(question: str) -> re.Pattern | None:
     return None
 
 
-def choose_quotes(candidates: Sequence[Candidate], limit: int, margin: float = 0.12) -> list[Candidate]:
-    """The best sentences: no repeats of one place, no near-duplicates, other sources preferred."""
+def choose_quotes(
+    candidates: Sequence[Candidate], limit: int, margin: float = 0.12, wanted: re.Pattern | None = None
+) -> list[Candidate]:
+    """The best sentences: no repeats of one place, no near-duplicates, other sources preferred.
+
+    `wanted` is what the answer must hold (see `expected_answer_type`): while no quote chosen
+    holds it, a sentence that does is not held back for coming from the same file.
+    """
     ranked = sorted(candidates, key=lambda c: -c.score)
     if not ranked:
         return []
@@ -159,7 +186,9 @@ def choose_quotes(candidates: Sequence[Candidate], limit: int, margin: float = 0
             break
         if any(_same_place(candidate, c) or _near_duplicate(candidate.text, c.text) for c in chosen):
             continue
-        if any(c.hit.passage.source == candidate.hit.passage.source for c in chosen) and candidate.score < floor + margin / 2:
+        same_file = any(c.hit.passage.source == candidate.hit.passage.source for c in chosen)
+        supplies_answer = wanted is not None and wanted.search(candidate.text) and not any(wanted.search(c.text) for c in chosen)
+        if same_file and candidate.score < floor + margin / 2 and not supplies_answer:
             continue  # a second quote from the same file must be nearly as good as the first
         chosen.append(candidate)
     return chosen

@@ -101,6 +101,30 @@ def test_choose_quotes_prefers_other_sources_for_a_second_quote():
     assert [c.hit.passage.source for c in choose_quotes(candidates, limit=3)] == ["a.txt", "b.txt"]
 
 
+def test_a_same_file_sentence_holding_the_asked_for_date_is_quoted_when_the_best_one_lacks_it():
+    candidates = [
+        _candidate("a.txt", 0, "The military operation in Syria starts a new stage.", 0.76),
+        _candidate("a.txt", 100, "The tasks were set on September 30, 2015.", 0.69),  # same file, weaker
+    ]
+    date = expected_answer_type("When did the operation start?")
+    assert [c.text for c in choose_quotes(candidates, limit=3)] == [candidates[0].text]
+    assert [c.text for c in choose_quotes(candidates, limit=3, wanted=date)] == [c.text for c in candidates]
+
+
+def test_the_answer_type_exception_needs_the_floor_and_stops_once_a_quote_holds_the_answer():
+    date = expected_answer_type("When did the operation start?")
+    below_floor = [
+        _candidate("a.txt", 0, "The military operation in Syria starts a new stage.", 0.80),
+        _candidate("a.txt", 100, "It rained in May 1990.", 0.60),
+    ]
+    assert len(choose_quotes(below_floor, limit=3, wanted=date)) == 1
+    already_dated = [
+        _candidate("a.txt", 0, "The operation started in 2015, says the army.", 0.80),
+        _candidate("a.txt", 100, "The tasks were set on September 30, 2015.", 0.73),
+    ]
+    assert len(choose_quotes(already_dated, limit=3, wanted=date)) == 1
+
+
 def test_choose_quotes_respects_the_limit_and_empty_input():
     words = "rivers lakes oceans glaciers deserts forests meadows canyons islands volcanoes".split()
     many = [_candidate(f"{i}.txt", 0, f"A fact about {word}.", 0.9 - i / 1000) for i, word in enumerate(words)]
