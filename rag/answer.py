@@ -31,6 +31,8 @@ _DATE = re.compile(rf"\b(?:1[0-9]\d\d|20\d\d|\d{{1,2}}(?:st|nd|rd|th)? century|(
 _NUMBER = re.compile(r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|hundred|thousand|million|billion|dozen|half)\b", re.IGNORECASE)
 _ASKS_DATE = re.compile(r"^\s*(?:when\b|what (?:date|year|day|month|time|century)|which (?:date|year|day|month|century)|in what year|since when)|\b(?:what|which) (?:year|date)\b", re.IGNORECASE)
 _ASKS_NUMBER = re.compile(r"\bhow (?:many|much|long|old|far|often|large|big|tall|high)\b|\bwhat (?:number|percentage|percent|proportion|amount)\b", re.IGNORECASE)
+SENTENCE_WEIGHT = 0.6
+"""Share of the sentence's own similarity in its relevance; its passage's cosine has the rest."""
 LEXICAL_WEIGHT = 0.15
 """Weight of the share of the question's content words a sentence contains."""
 ANSWER_TYPE_BONUS = 0.12
@@ -136,11 +138,11 @@ def score_sentences(
         overlap = len(question_terms & set(terms(text))) / len(question_terms) if question_terms else 0.0
         # relevance decides abstention: meaning (sentence and passage) plus shared words, so a
         # name or code the model barely knows still counts; the score then ranks quotes.
-        similarity = 0.6 * sim + 0.4 * hit.dense + LEXICAL_WEIGHT * overlap
+        similarity = SENTENCE_WEIGHT * sim + (1 - SENTENCE_WEIGHT) * hit.dense + LEXICAL_WEIGHT * overlap
         score = similarity - (0.1 if text.rstrip().endswith("?") else 0.0)
         # a long sentence whose lead clause matches ("Two main tasks were set …: the first …, and
         # the second …") ranks by that clause; relevance, and so abstention, keeps the whole sentence
-        score += 0.6 * max(0.0, clause_sim - sim)
+        score += SENTENCE_WEIGHT * max(0.0, clause_sim - sim)
         if wanted is not None and wanted.search(text):
             score += ANSWER_TYPE_BONUS
         key = (hit.passage.source, start)  # overlapping passages repeat sentences: keep the best
