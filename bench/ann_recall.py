@@ -28,7 +28,7 @@ import time
 
 import numpy as np
 
-from harness import OUT, Timer, json_line, machine, percentile, print_machine, scifact_abstracts, abstract_text
+from harness import OUT, Timer, abstract_text, finish, machine, noisy_copies, percentile, print_machine, scifact_abstracts
 from harness import squad_paragraphs_and_questions
 
 WORK = OUT / "ann"
@@ -91,20 +91,6 @@ def question_vectors(embedder, count: int) -> np.ndarray:
     vectors = embedder.encode(chosen, batch_size=64)
     np.save(path, vectors.astype(np.float32))
     return vectors.astype(np.float32)
-
-
-def noisy_copies(base: np.ndarray, size: int, noise: float = 0.025, seed: int = 0) -> np.ndarray:
-    """`size` rows: `base` then renormalised noisy copies of it (cosine ≈ 0.9 to their originals)."""
-    rng = np.random.default_rng(seed)
-    out = np.empty((size, base.shape[1]), dtype=np.float32)
-    for start in range(0, size, 50_000):
-        rows = np.arange(start, min(size, start + 50_000))
-        chunk = base[rows % len(base)].copy()
-        copies = rows >= len(base)
-        chunk[copies] += rng.normal(0, noise, size=(int(copies.sum()), base.shape[1])).astype(np.float32)
-        chunk /= np.linalg.norm(chunk, axis=1, keepdims=True)
-        out[start:start + len(rows)] = chunk
-    return out
 
 
 # ---------------------------------------------------------------- indexes and measurements
@@ -292,7 +278,7 @@ def main(argv=None) -> int:
             print(f"synthetic 1M: vectors {'and HNSW ' if hnsw is not None else ''}of {QUERY_SPEED_1M} (real passage "
                   f"vectors + noisy copies){'' if hnsw is not None else '; building HNSW here takes ~7 min'}")
         else:
-            synthetic = noisy_copies(vectors, size)
+            synthetic = noisy_copies(vectors, size, noise=0.025)
             print(f"synthetic {size:,}: {len(vectors):,} real sentence vectors + noisy copies")
         results.append(evaluate(f"synthetic-{size // 1000}k", synthetic, queries, min(args.latency_queries, 100), hnsw=hnsw,
                                 synthetic=True))
@@ -304,11 +290,8 @@ def main(argv=None) -> int:
     for name, kinds in verdict["settings_reaching_target"].items():
         for kind, text in kinds.items():
             print(f"recall@10 ≥ {args.target} on {name}: {kind}: {text}")
-    figures = {"machine": info, "embedded": embedded, "queries": len(queries), "results": results, "verdict": verdict,
-               "seconds": round(time.perf_counter() - started, 1)}
-    print(f"total {figures['seconds']:.0f} s")
-    json_line("ann_recall", figures)
-    return 0
+    figures = {"machine": info, "embedded": embedded, "queries": len(queries), "results": results, "verdict": verdict}
+    return finish("ann_recall", figures, started)
 
 
 if __name__ == "__main__":

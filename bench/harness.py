@@ -140,11 +140,37 @@ def machine() -> dict:
 def print_machine(info: dict) -> None:
     print(f"machine: {info['cores']} cores ({info['cpu']}), Python {info['python']}, {info['date']}, "
           f"load average {info['loadavg_1m_at_start']} at start (other work on the machine slows absolute figures; "
-          f"ratios are measured side by side); OMP_WAIT_POLICY in the environment: {info['omp_wait_policy']} "
-          f", GOMP_SPINCOUNT: {info['gomp_spincount']} (rag's embedder sets GOMP_SPINCOUNT=10000 when neither is set)")
+          f"ratios are measured side by side); in the environment OMP_WAIT_POLICY {info['omp_wait_policy']}, "
+          f"GOMP_SPINCOUNT {info['gomp_spincount']} (rag's embedder sets GOMP_SPINCOUNT=10000 when neither is set)")
 
 
 def json_line(name: str, figures: dict) -> None:
     """The closing machine-readable line: `BENCH_JSON {...}`."""
     print("BENCH_JSON " + json.dumps({"bench": name, **figures}, ensure_ascii=False, default=str))
     sys.stdout.flush()
+
+
+def finish(name: str, figures: dict, started: float) -> int:
+    """Close a run: its total seconds (also into `figures`), then the `BENCH_JSON` line; exit status 0."""
+    figures["seconds"] = round(time.perf_counter() - started, 1)
+    print(f"total {figures['seconds']:.0f} s")
+    json_line(name, figures)
+    return 0
+
+
+def noisy_copies(base, size: int, noise: float, seed: int = 0):
+    """`size` unit rows: `base` first, then renormalised noisy copies of its rows in turn
+    (noise 0.025 gives cosine ≈ 0.9 to the originals). Stands in for real vectors at sizes
+    too large to embed here."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    out = np.empty((size, base.shape[1]), dtype=np.float32)
+    for start in range(0, size, 50_000):
+        rows = np.arange(start, min(size, start + 50_000))
+        chunk = base[rows % len(base)].copy()
+        copies = rows >= len(base)
+        chunk[copies] += rng.normal(0, noise, size=(int(copies.sum()), base.shape[1])).astype(np.float32)
+        chunk /= np.linalg.norm(chunk, axis=1, keepdims=True)
+        out[start:start + len(rows)] = chunk
+    return out

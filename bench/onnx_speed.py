@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import OUT, SCIFACT, abstract_text, json_line, machine, print_machine, read_jsonl, scifact_abstracts
+from harness import OUT, SCIFACT, abstract_text, finish, json_line, machine, print_machine, read_jsonl, scifact_abstracts
 
 WORK = OUT / "onnx"
 RUNNER_PYTHON = OUT / "venv-onnx" / "bin" / "python"
@@ -157,10 +157,7 @@ def main(argv=None) -> int:
     print(f"check: the runner's {same} vectors match rag's embedder ({embedder.precision}) in the main venv "
           f"(min cosine {check:.6f} on 64 passages)")
     figures["rag_vs_runner_torch_min_cosine"] = round(check, 6)
-    figures["seconds"] = round(time.perf_counter() - started, 1)
-    print(f"total {figures['seconds']:.0f} s")
-    json_line("onnx_speed", figures)
-    return 0
+    return finish("onnx_speed", figures, started)
 
 
 if __name__ == "__main__":

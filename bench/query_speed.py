@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import OUT, Timer, json_line, machine, peak_rss_mb, percentile, print_machine, rss_mb, SQUAD
+from harness import OUT, SQUAD, Timer, finish, machine, noisy_copies, peak_rss_mb, percentile, print_machine, rss_mb
 
 WORK = OUT / "query_speed"
 NOISE = 0.025
@@ -83,21 +83,6 @@ def base_passages_and_vectors(corpus: Path, embedder, batch_size: int):
     return documents, passages, vectors, key
 
 
-def synthetic_vectors(base: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
-    """`size` rows: the real vectors first, then noisy renormalised copies of them in turn."""
-    rng = np.random.default_rng(seed)
-    vectors = np.empty((size, base.shape[1]), dtype=np.float32)
-    block = 50_000
-    for start in range(0, size, block):
-        rows = np.arange(start, min(size, start + block))
-        chunk = base[rows % len(base)].copy()
-        noisy = rows >= len(base)
-        chunk[noisy] += rng.normal(0, NOISE, size=(int(noisy.sum()), base.shape[1])).astype(np.float32)
-        chunk /= np.linalg.norm(chunk, axis=1, keepdims=True)
-        vectors[start:start + len(rows)] = chunk
-    return vectors
-
-
 def make_index(root: Path, documents, base_passages, base_vectors, size: int, key: str) -> dict:
     """Write an index of `size` passages into `root` (reused when already made from the same base)."""
     from rag import lexical, store
@@ -118,7 +103,7 @@ def make_index(root: Path, documents, base_passages, base_vectors, size: int, ke
         for i in range(size)
     ]
     with Timer() as vec_timer:
-        vectors = synthetic_vectors(base_vectors, size)
+        vectors = noisy_copies(base_vectors, size, NOISE)
     counts: dict[str, int] = {}
     for p in passages:
         counts[p.source] = counts.get(p.source, 0) + 1
@@ -420,10 +405,7 @@ def main(argv=None) -> int:
         index = WORK / f"index-{sizes[0]}"
         thread_counts = [int(t) for t in args.threads.split(",")]
         figures["server"] = server_part(corpus, index, questions, thread_counts, args.per_thread, args.torch_threads)
-    figures["seconds"] = round(time.perf_counter() - started, 1)
-    print(f"total {figures['seconds']:.0f} s")
-    json_line("query_speed", figures)
-    return 0
+    return finish("query_speed", figures, started)
 
 
 if __name__ == "__main__":
