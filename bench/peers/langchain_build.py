@@ -6,31 +6,24 @@ Model loading is timed apart from the build (load → split → embed → FAISS 
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from peer_common import arguments, token_figures  # noqa: E402
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--corpus", required=True)
-    parser.add_argument("--model", required=True, help="local sentence-transformers folder")
-    parser.add_argument("--out", required=True)
-    args = parser.parse_args()
+    args = arguments()
 
     from importlib.metadata import version
     from langchain_community.document_loaders import DirectoryLoader, TextLoader
     from langchain_community.vectorstores import FAISS
     from langchain_huggingface import HuggingFaceEmbeddings
     from langchain_text_splitters import RecursiveCharacterTextSplitter
-    from peer_tokens import token_figures
 
     started = time.perf_counter()
     embeddings = HuggingFaceEmbeddings(model_name=args.model, model_kwargs={"device": "cpu"})

@@ -6,24 +6,18 @@ Model loading is timed apart from the build (read → split → embed → FAISS 
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from peer_common import arguments, token_figures  # noqa: E402
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--corpus", required=True)
-    parser.add_argument("--model", required=True, help="local sentence-transformers folder")
-    parser.add_argument("--out", required=True)
-    args = parser.parse_args()
+    args = arguments()
 
     import faiss
     from importlib.metadata import version
@@ -31,7 +25,6 @@ def main() -> int:
     from llama_index.core.schema import MetadataMode
     from llama_index.embeddings.huggingface import HuggingFaceEmbedding
     from llama_index.vector_stores.faiss import FaissVectorStore
-    from peer_tokens import token_figures
 
     started = time.perf_counter()
     embed_model = HuggingFaceEmbedding(model_name=args.model, device="cpu")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # rag's own embedder times the torch engines
 
 import numpy as np
 
@@ -79,14 +80,10 @@ class Engine:
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
         if kind.startswith("torch"):
             import torch
-            from sentence_transformers import SentenceTransformer
+            from rag.embedding import SentenceTransformerEmbedder
 
             torch.set_num_threads(threads)
-            self.model = SentenceTransformer(model_path, device="cpu")
-            if kind == "torch-bf16":  # as rag/embedding.py does: bfloat16 linear layers under autocast
-                for module in self.model.modules():
-                    if isinstance(module, torch.nn.Linear):
-                        module.to(torch.bfloat16)
+            self.model = SentenceTransformerEmbedder(model_path, "bfloat16" if kind == "torch-bf16" else "float32")
         else:
             import onnxruntime as ort
 
@@ -102,14 +99,7 @@ class Engine:
 
     def encode(self, texts: list[str]) -> np.ndarray:
         if self.kind.startswith("torch"):  # exactly what rag does
-            import contextlib
-
-            import torch
-
-            arithmetic = torch.autocast("cpu", dtype=torch.bfloat16) if self.kind == "torch-bf16" else contextlib.nullcontext()
-            with arithmetic:
-                return self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
-                                         convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
+            return self.model.encode(texts, batch_size=self.batch_size)
         order = np.argsort([-len(t) for t in texts], kind="stable")  # as sentence-transformers sorts
         out = np.zeros((len(texts), 384), dtype=np.float32)
         for start in range(0, len(texts), self.batch_size):

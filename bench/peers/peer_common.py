@@ -1,6 +1,23 @@
-"""Token accounting shared by the peer runners (imported by them, run by their own venvs' pythons)."""
+"""What the LlamaIndex and LangChain runners share: their command line and token accounting.
+
+Imported by them (run by their own venvs' pythons), never by rag.
+"""
 
 from __future__ import annotations
+
+import argparse
+import os
+
+
+def arguments() -> argparse.Namespace:
+    """--corpus, --model, --out; and the model loads offline. Call before importing the peer library."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--corpus", required=True)
+    parser.add_argument("--model", required=True, help="local sentence-transformers folder")
+    parser.add_argument("--out", required=True)
+    return parser.parse_args()
 
 
 def token_figures(model_path: str, embedded_texts: list[str], limit: int) -> dict:
