@@ -25,8 +25,8 @@ RRF_K = 60
 """Reciprocal rank fusion constant (Cormack et al. 2009)."""
 
 
-def fuse(rankings: list[list[int]], k: int = RRF_K, weights: list[float] | None = None) -> dict[int, float]:
-    """Reciprocal rank fusion: each list votes 1 / (k + rank) for its items (rank from 1)."""
+def rank_fusion(rankings: list[list[int]], k: int = RRF_K, weights: list[float] | None = None) -> dict[int, float]:
+    """Reciprocal rank fusion (RRF): each list votes 1 / (k + rank) for its items (rank from 1)."""
     weights = weights or [1.0] * len(rankings)
     fused: dict[int, float] = {}
     for ranking, weight in zip(rankings, weights):
@@ -35,8 +35,8 @@ def fuse(rankings: list[list[int]], k: int = RRF_K, weights: list[float] | None 
     return fused
 
 
-def fuse_scores(cosine: dict[int, float], bm25: dict[int, float], dense_weight: float) -> dict[int, float]:
-    """Convex fusion: `dense_weight` × cosine + (1 − `dense_weight`) × BM25 / the best BM25 score.
+def score_fusion(cosine: dict[int, float], bm25: dict[int, float], dense_weight: float) -> dict[int, float]:
+    """Convex score fusion: `dense_weight` × cosine + (1 − `dense_weight`) × BM25 / the best BM25 score.
 
     Every candidate needs its cosine; a candidate BM25 did not match scores 0 on that side. Cosines
     keep their own scale and BM25 is divided by its maximum, the "theoretical min-max" form of
@@ -114,21 +114,22 @@ class Retriever:
         if not loaded.passages:
             return []
         if query_vector is None:
-            query_vector = self.embedder.encode([query])[0]
+            query_vector = self._embedder_factory(loaded.manifest.model).encode([query])[0]
         depth = max(k, self.settings.candidates)
         dense = loaded.search_dense(query_vector, depth)
         bm25_scores = loaded.lexical.scores(query) if self.settings.hybrid else None
         lexical = top(bm25_scores, depth) if bm25_scores is not None else []
         cosine = dict(dense)
         missing = [r for r, _ in lexical if r not in cosine]
-        if missing:
-            cosine.update(zip(missing, (self._vectors(missing) @ query_vector).tolist()))
+        if missing:  # BM25-only candidates: exact cosines from this version's stored vectors
+            stored = np.asarray(loaded.vectors[np.asarray(missing)], dtype=np.float32)
+            cosine.update(zip(missing, (stored @ query_vector).tolist()))
         bm25 = {r: float(bm25_scores[r]) for r in cosine} if bm25_scores is not None else {}
         weight = self.settings.dense_weight if self.settings.hybrid else 1.0
         if self.settings.fusion == "rrf":
-            fused = fuse([[r for r, _ in dense], [r for r, _ in lexical]], weights=[weight, 1.0 - weight])
+            fused = rank_fusion([[r for r, _ in dense], [r for r, _ in lexical]], weights=[weight, 1.0 - weight])
         else:
-            fused = fuse_scores(cosine, bm25, weight)
+            fused = score_fusion(cosine, bm25, weight)
         depth_to_rerank = max(k, RERANK_DEPTH) if self.settings.cross_encoder else k
         rows = sorted(fused, key=lambda r: (-fused[r], r))[:depth_to_rerank]
         hits = [
@@ -138,13 +139,6 @@ class Retriever:
         if self.settings.cross_encoder:
             hits = rerank(query, hits, load_cross_encoder(self.settings.cross_encoder))
         return hits[:k]
-
-    def _vectors(self, rows: list[int]) -> np.ndarray:
-        """Stored vectors of some passages (BM25-only candidates need their cosine too)."""
-        loaded = self._loaded
-        if loaded.vectors is not None:
-            return np.asarray(loaded.vectors[np.asarray(rows)], dtype=np.float32)
-        return np.vstack([loaded.faiss.reconstruct(int(r)) for r in rows])
 
 
 RERANK_DEPTH = 20

@@ -146,7 +146,7 @@ class LoadedIndex:
     passages: Sequence[Passage]
     faiss: object
     lexical: LexicalIndex
-    vectors: VectorRows | None = None
+    vectors: VectorRows
     """The stored vectors, read by row: exact cosines for BM25-only candidates (an IVF index
     cannot `reconstruct` without a direct map, and SQ8 codes would only approximate them)."""
 

@@ -9,7 +9,7 @@ from fakes import FakeEmbedder
 from rag.indexer import build
 from rag.records import Hit, Passage
 from rag.lexical import top
-from rag.retrieve import RRF_K, Retriever, fuse, fuse_scores, load_cross_encoder, rerank
+from rag.retrieve import RRF_K, Retriever, load_cross_encoder, rank_fusion, rerank, score_fusion
 
 
 @pytest.mark.parametrize(
@@ -23,14 +23,14 @@ from rag.retrieve import RRF_K, Retriever, fuse, fuse_scores, load_cross_encoder
     ],
 )
 def test_reciprocal_rank_fusion(rankings, weights, expected):
-    fused = fuse(rankings, k=RRF_K, weights=weights)
+    fused = rank_fusion(rankings, k=RRF_K, weights=weights)
     assert fused.keys() == expected.keys()
     for item, score in expected.items():
         assert fused[item] == pytest.approx(score)
 
 
 def test_an_item_both_retrievers_rank_beats_one_only_one_ranks_first():
-    fused = fuse([[7, 8], [9, 8]])
+    fused = rank_fusion([[7, 8], [9, 8]])
     assert max(fused, key=fused.get) == 8
 
 
@@ -51,14 +51,14 @@ def test_an_item_both_retrievers_rank_beats_one_only_one_ranks_first():
     ],
 )
 def test_convex_fusion(cosine, bm25, weight, expected):
-    fused = fuse_scores(cosine, bm25, weight)
+    fused = score_fusion(cosine, bm25, weight)
     assert fused.keys() == expected.keys()
     for item, score in expected.items():
         assert fused[item] == pytest.approx(score)
 
 
 def test_convex_fusion_lets_a_strong_lexical_match_overtake_a_slightly_closer_vector():
-    fused = fuse_scores({1: 0.62, 2: 0.60}, {1: 1.0, 2: 9.0}, 0.7)
+    fused = score_fusion({1: 0.62, 2: 0.60}, {1: 1.0, 2: 9.0}, 0.7)
     assert max(fused, key=fused.get) == 2
 
 
@@ -144,3 +144,32 @@ def test_a_missing_cross_encoder_folder_is_a_clear_error(tmp_path):
 
     with pytest.raises(ModelError, match="RAG_CROSS_ENCODER"):
         load_cross_encoder(str(tmp_path / "nowhere"))
+
+
+def test_a_rebuild_landing_mid_search_does_not_mix_versions(make_settings, tmp_path):
+    """BM25-only candidates are scored against the vectors of the version the search started on."""
+    fake = FakeEmbedder()
+    settings = make_settings(candidates=3)
+    filler = {f"memo{i}.txt": f"Memo {i} discusses quarterly error budgets and routine maintenance windows." for i in range(30)}
+    write_corpus(settings.corpus, {**filler, "codes.txt": "Fault XJ-4471 means the coolant valve is stuck."})
+    build(settings, embedder_factory=lambda name: fake)
+    other = make_settings(corpus=tmp_path / "tiny", index=tmp_path / "other")
+    write_corpus(other.corpus, {"tiny.txt": "A single unrelated passage."})
+    build(other, embedder_factory=lambda name: fake)
+    retriever = Retriever(settings, embedder_factory=lambda name: fake)
+    started_on, newer = retriever.index, Retriever(other, embedder_factory=lambda name: fake).index
+    started_on.search_dense = lambda vector, k: []  # every candidate comes from BM25 and needs its stored vector
+    question = "What does fault XJ-4471 mean for the coolant valve?"
+    expected = {h.passage.id: h.dense for h in retriever.search(question, k=3)}
+    scores, swapped = started_on.lexical.scores, []
+
+    def rebuild_lands(query):  # the new version is swapped in while this search is under way
+        retriever._loaded = newer
+        swapped.append(query)
+        return scores(query)
+
+    started_on.lexical.scores = rebuild_lands
+    retriever.refresh = lambda: False  # the search has already looked at the pointer
+    got = {h.passage.id: h.dense for h in retriever.search(question, k=3)}
+    assert swapped and "codes.txt#1" in expected and expected["codes.txt#1"] > 0.5
+    assert got == pytest.approx(expected)
