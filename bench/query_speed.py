@@ -154,7 +154,7 @@ def child(args) -> int:
     loaded = retriever.index
     for q in questions[:3]:  # warm-up, not counted
         answer(q, retriever, settings)
-    modes = {True: settings, False: settings.replace(rerank=False)}
+    modes = {True: settings, False: settings.replace(sentence_scoring=False)}
     latency = {True: [], False: []}
     outcome = {True: {"answered": 0, "abstained": 0, "stale": 0}, False: {"answered": 0, "abstained": 0, "stale": 0}}
     dense_s, lexical_s, embed_s = [], [], []

@@ -119,7 +119,7 @@ def score_sentences(
             spans.append((hit, passage.start + a, passage.start + b, passage.text[a:b]))
     if not spans:
         return []
-    if settings.rerank:
+    if settings.sentence_scoring:
         clauses = [_clauses(text) for *_, text in spans]
         texts = [text for *_, text in spans] + [c for parts in clauses for c in parts]
         sims = (embedder.encode(texts, batch_size=64) @ query_vector).tolist()

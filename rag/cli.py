@@ -21,6 +21,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="log each step")
 
 
+def _no_sentence_scoring(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-sentence-scoring", dest="no_sentence_scoring", action="store_true",
+                        help="rank quotes by passage, without scoring each sentence (env RAG_SENTENCE_SCORING=0)")
+    parser.add_argument("--no-rerank", dest="no_sentence_scoring", action="store_true", help=argparse.SUPPRESS)
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rag",
@@ -37,7 +43,7 @@ def make_parser() -> argparse.ArgumentParser:
     _common(ask)
     ask.add_argument("question", help="the question, in quotes")
     ask.add_argument("--json", action="store_true", help="print the answer as one JSON object")
-    ask.add_argument("--no-rerank", action="store_true", help="skip sentence-level reranking")
+    _no_sentence_scoring(ask)
 
     serve = commands.add_parser("serve", help="open the chat in the browser (builds the index if needed)")
     _common(serve)
@@ -60,7 +66,7 @@ def make_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--limit", type=int, help="ask this many questions, sampled with --seed (default all)")
     evaluation.add_argument("--seed", type=int, default=0, help="seed of the --limit sample (default 0)")
     evaluation.add_argument("--json", action="store_true", help="print one JSON object, per-question records included")
-    evaluation.add_argument("--no-rerank", action="store_true", help="skip sentence-level reranking")
+    _no_sentence_scoring(evaluation)
 
     return parser
 
@@ -73,7 +79,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         model=args.model,
         host=getattr(args, "host", None),
         port=getattr(args, "port", None),
-        rerank=False if getattr(args, "no_rerank", False) else None,
+        sentence_scoring=False if getattr(args, "no_sentence_scoring", False) else None,
     )
 
 

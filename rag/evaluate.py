@@ -24,7 +24,7 @@ DOCUMENTS_RANKED = 100
 REFERENCE = {"scifact": {"BM25, title+text (Anserini flat)": 0.679, "all-MiniLM-L6-v2, dense (MTEB)": 0.645}}
 """Published test-split nDCG@10 to compare with, by data set name."""
 FORMATS = "a BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) or a SQuAD v1.1/v2.0 .json file"
-REPORTED_SETTINGS = ("model", "hybrid", "candidates", "cross_encoder", "rerank", "min_score")
+REPORTED_SETTINGS = ("model", "hybrid", "candidates", "cross_encoder", "sentence_scoring", "min_score")
 _UNSAFE = re.compile(r"[^\w.()-]+")
 
 

@@ -21,7 +21,8 @@ DEFAULTS = {
     "hybrid": True,
     "fusion": "convex",
     "dense_weight": 0.7,
-    "rerank": True,
+    "sentence_scoring": True,
+    "precision": "auto",
     "cross_encoder": "",
     "quote_context": 1,
     "quote_chars": 600,
@@ -62,10 +63,10 @@ def test_from_empty_env_is_defaults():
         ("RAG_HYBRID", "No", "hybrid", False),
         ("RAG_HYBRID", "OFF", "hybrid", False),
         ("RAG_HYBRID", " off ", "hybrid", False),
-        ("RAG_RERANK", "1", "rerank", True),
-        ("RAG_RERANK", "True", "rerank", True),
-        ("RAG_RERANK", "yes", "rerank", True),
-        ("RAG_RERANK", "on", "rerank", True),
+        ("RAG_SENTENCE_SCORING", "1", "sentence_scoring", True),
+        ("RAG_SENTENCE_SCORING", "True", "sentence_scoring", True),
+        ("RAG_SENTENCE_SCORING", "yes", "sentence_scoring", True),
+        ("RAG_SENTENCE_SCORING", "on", "sentence_scoring", True),
         # int
         ("RAG_BATCH_SIZE", "64", "batch_size", 64),
         ("RAG_BATCH_SIZE", " 8 ", "batch_size", 8),
@@ -152,7 +153,7 @@ def test_explicit_overrides_win(env, overrides, expected):
         ("RAG_LOCK_TIMEOUT", "10s", "float"),
         ("RAG_HYBRID", "maybe", "bool"),
         ("RAG_HYBRID", "2", "bool"),
-        ("RAG_RERANK", "y", "bool"),
+        ("RAG_SENTENCE_SCORING", "y", "bool"),
     ],
 )
 def test_bad_value_names_the_variable(variable, raw, kind):
@@ -210,7 +211,7 @@ def test_precision_from_env(raw, expected):
 def test_bad_precision_names_the_variable_and_the_choices():
     from rag.config import precision
 
-    with pytest.raises(ConfigError, match=r"RAG_PRECISION='fp8'.*auto, float32, bfloat16"):
+    with pytest.raises(ConfigError, match=r"'fp8' \(RAG_PRECISION\) is not one of auto, float32, bfloat16"):
         precision({"RAG_PRECISION": "fp8"})
 
 
@@ -230,3 +231,49 @@ def test_out_of_range_fusion_settings_are_refused_with_the_fix(environ, message)
 @pytest.mark.parametrize("weight", ["0", "1", "0.35"])
 def test_dense_weight_accepts_the_whole_range(weight):
     assert Settings.from_env({"RAG_DENSE_WEIGHT": weight, "RAG_FUSION": "rrf"}).dense_weight == float(weight)
+
+
+@pytest.mark.parametrize(
+    "variable, raw, expected",
+    [
+        ("RAG_CANDIDATES", "0", "candidates 0 (RAG_CANDIDATES) must be at least 1"),
+        ("RAG_MAX_QUOTES", "0", "max_quotes 0 (RAG_MAX_QUOTES) must be at least 1"),
+        ("RAG_BATCH_SIZE", "-3", "batch_size -3 (RAG_BATCH_SIZE) must be at least 1"),
+        ("RAG_MAX_TOKENS", "-1", "max_tokens -1 (RAG_MAX_TOKENS) must be at least 0"),
+        ("RAG_OVERLAP", "-1", "overlap -1 (RAG_OVERLAP) must be at least 0"),
+        ("RAG_QUOTE_CHARS", "0", "quote_chars 0 (RAG_QUOTE_CHARS) must be at least 1"),
+        ("RAG_DENSE_WEIGHT", "1.5", "dense_weight 1.5 (RAG_DENSE_WEIGHT) must be between 0.0 and 1.0"),
+        ("RAG_DENSE_WEIGHT", "-0.1", "dense_weight -0.1 (RAG_DENSE_WEIGHT) must be between 0.0 and 1.0"),
+        ("RAG_PORT", "70000", "port 70000 (RAG_PORT) must be between 0 and 65535"),
+        ("RAG_MAX_FILE_BYTES", "0", "max_file_bytes 0 (RAG_MAX_FILE_BYTES) must be at least 1"),
+        ("RAG_FUSION", "sum", "fusion 'sum' (RAG_FUSION) is not one of convex, rrf"),
+        ("RAG_PRECISION", "fp8", "precision 'fp8' (RAG_PRECISION) is not one of auto, float32, bfloat16"),
+    ],
+)
+def test_values_out_of_range_are_refused_at_load_naming_the_variable(variable, raw, expected):
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env({variable: raw})
+    assert str(error.value).startswith(expected) and "fix or unset it" in str(error.value)
+
+
+@pytest.mark.parametrize("field, value", [("candidates", 1), ("dense_weight", 0.0), ("dense_weight", 1.0),
+                                          ("overlap", 0), ("port", 0), ("precision", "bfloat16")])
+def test_values_at_the_edges_of_their_range_are_kept(field, value):
+    assert getattr(Settings().replace(**{field: value}), field) == value
+
+
+def test_a_renamed_variable_is_refused_with_its_new_name():
+    with pytest.raises(ConfigError, match="RAG_RERANK was renamed RAG_SENTENCE_SCORING"):
+        Settings.from_env({"RAG_RERANK": "0"})
+
+
+def test_every_setting_belongs_to_one_stage_and_the_stages_cover_them_all():
+    from rag.config import STAGES
+
+    settings = Settings()
+    groups = [settings.stage(name) for name in STAGES]
+    assert all(groups)
+    assert sorted(name for group in groups for name in group) == sorted(FIELDS)
+    assert "candidates" in settings.stage("retrieval") and "sentence_scoring" in settings.stage("answer")
+    with pytest.raises(ConfigError, match="no settings stage 'search'"):
+        settings.stage("search")

@@ -227,9 +227,9 @@ def test_cli_eval_prints_a_table_or_one_json_object(beir, tmp_path, fake, monkey
     assert "tinybeir (BEIR, split test): 3 asked" in table
     assert "ndcg@10" in table and "index build" in table
     assert cli.main(["eval", str(beir), "--index", str(tmp_path / "index"), "--model", "fake-model",
-                     "--json", "--limit", "1", "--no-rerank"]) == 0
+                     "--json", "--limit", "1", "--no-sentence-scoring"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["questions"] == 1 and report["settings"]["rerank"] is False
+    assert report["questions"] == 1 and report["settings"]["sentence_scoring"] is False
 
 
 def test_cli_eval_error_is_one_clean_line(tmp_path, capsys):
