@@ -112,6 +112,7 @@ def make_index(root: Path, documents, base_passages, base_vectors, size: int, ke
         model=settings.model, dimension=vectors.shape[1], max_tokens=settings.max_tokens, overlap=settings.overlap,
         files={d.source: FileEntry(d.sha256, d.encoding, counts.get(d.source, 0)) for d in documents},
         passages=size, built_at=time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
+        tokenizer=dict(lexical.TOKENIZER),
     )
     # Passages repeat, so stemming each distinct text once gives the very same BM25 index, faster.
     original_terms, memo = lexical.terms, {}

@@ -22,7 +22,7 @@ from rag.config import Settings
 from rag.corpus import scan
 from rag.embedding import Embedder, load_embedder
 from rag.errors import BuildLocked, IndexMissing, RagError
-from rag.manifest import FileEntry, Manifest, diff
+from rag.manifest import FileEntry, Manifest, diff, recipe
 from rag.records import Document, Passage
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ def _previous(root: Path, settings: Settings, full: bool) -> tuple[store.LoadedI
         return None, "no index yet"
     except RagError as error:
         return None, f"previous index unusable ({error})"
-    mismatches = previous.manifest.mismatches(settings.model, settings.max_tokens, settings.overlap)
+    mismatches = previous.manifest.mismatches(recipe(settings))
     if mismatches:
         return None, "settings changed: " + "; ".join(mismatches)
     return previous, ""
@@ -180,6 +180,7 @@ def build(
             passages=len(passages),
             built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             skipped=skipped,
+            tokenizer=recipe(settings)["tokenizer"],
         )
         say(f"writing {len(passages)} passages")
         version = store.write_version(root, manifest, passages, vectors)
@@ -254,7 +255,7 @@ def is_stale(settings: Settings) -> bool:
         manifest = Manifest.read(store.current_version(settings.index) / store.MANIFEST)
     except (RagError, TypeError):
         return True
-    if manifest.mismatches(settings.model, settings.max_tokens, settings.overlap):
+    if manifest.mismatches(recipe(settings)):
         return True
     found = scan(settings.corpus, settings.extensions, settings.max_file_bytes)
     return diff(manifest.files, found.documents).any

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import re
 from pathlib import Path
@@ -26,6 +27,19 @@ STOPWORDS = frozenset(
     while who whom why will with would you your yours yourself yourselves also s t don
     """.split()
 )
+
+
+TOKENIZER = {
+    "name": "rag-bm25-terms",
+    "version": 1,
+    "token_pattern": _WORD.pattern,
+    "lowercase": True,
+    "stopwords": hashlib.sha256(" ".join(sorted(STOPWORDS)).encode()).hexdigest()[:16],
+    "stemmer": "snowball-english",
+}
+"""What decides the BM25 terms of a text. The manifest records it, so an index built with other
+stop words, another token pattern or stemmer is rebuilt, never searched with mismatched terms.
+Raise `version` whenever `terms` changes in a way the other entries do not show."""
 
 
 def _bm25s():

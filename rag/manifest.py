@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from rag.config import Settings
 from rag.errors import IndexDamaged
+from rag import lexical
 from rag.records import Document
 
-FORMAT_VERSION = 2
-"""2: passages are read through passages.offsets.npy and BM25 is memory-mapped."""
+FORMAT_VERSION = 3
+"""2: passages are read through passages.offsets.npy and BM25 is memory-mapped.
+3: the manifest records the BM25 tokenizer with the rest of the index's recipe."""
 SPLITTER = "sentences-v2"
 
 
@@ -39,6 +43,8 @@ class Manifest:
     splitter: str = SPLITTER
     skipped: dict[str, str] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    tokenizer: dict = field(default_factory=dict)
+    """The BM25 tokenizer the terms were made with (`rag.lexical.TOKENIZER`); {} when unknown."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True)
@@ -61,20 +67,48 @@ class Manifest:
         """The parameters that decide passage boundaries."""
         return {"max_tokens": self.max_tokens, "overlap": self.overlap, "splitter": self.splitter}
 
-    def mismatches(self, model: str, max_tokens: int, overlap: int) -> list[str]:
-        """Human-readable differences between this index and the settings asked for."""
+    def recipe(self) -> dict:
+        """Everything that decided this index's passages, vectors and terms."""
+        return {"model": self.model, **self.chunking(), "tokenizer": self.tokenizer}
+
+    def mismatches(self, asked: dict) -> list[str]:
+        """Human-readable differences between this index and the recipe settings ask for (`recipe`)."""
         found = []
         if self.format_version != FORMAT_VERSION:
             found.append(f"format version: index has {self.format_version}, this rag reads {FORMAT_VERSION}")
-        if self.model != model:
-            found.append(f"model: index has {self.model!r}, settings ask for {model!r}")
-        if self.max_tokens != max_tokens:
-            found.append(f"max_tokens: index has {self.max_tokens}, settings ask for {max_tokens}")
-        if self.overlap != overlap:
-            found.append(f"overlap: index has {self.overlap}, settings ask for {overlap}")
-        if self.splitter != SPLITTER:
-            found.append(f"sentence splitter: index has {self.splitter}, this rag uses {SPLITTER}")
+        have = self.recipe()
+        for key, wanted in asked.items():
+            if have.get(key) != wanted:
+                found.append(_difference(key, have.get(key), wanted))
         return found
+
+
+RECIPE_NAMES = {"model": "model", "max_tokens": "max_tokens", "overlap": "overlap",
+                "splitter": "sentence splitter", "tokenizer": "BM25 tokenizer"}
+
+
+def _difference(key: str, have, wanted) -> str:
+    """One mismatch in words; for the tokenizer, which of its parts differ."""
+    name = RECIPE_NAMES.get(key, key)
+    if key == "tokenizer":
+        parts = sorted(k for k in set(have or {}) | set(wanted) if (have or {}).get(k) != wanted.get(k))
+        return f"{name}: index was built with {'an unrecorded one' if not have else 'other ' + ', '.join(parts)}"
+    if key == "splitter":
+        return f"{name}: index has {have}, this rag uses {wanted}"
+    if isinstance(wanted, str):
+        return f"{name}: index has {have!r}, settings ask for {wanted!r}"
+    return f"{name}: index has {have}, settings ask for {wanted}"
+
+
+def recipe(settings: Settings) -> dict:
+    """The recipe `settings` ask for: model, chunking, splitter and BM25 tokenizer."""
+    return {"model": settings.model, "max_tokens": settings.max_tokens, "overlap": settings.overlap,
+            "splitter": SPLITTER, "tokenizer": dict(lexical.TOKENIZER)}
+
+
+def recipe_hash(recipe: dict) -> str:
+    """A short, stable name for a recipe: equal hashes mean indexes made the same way."""
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode("utf-8")).hexdigest()[:12]
 
 
 @dataclass(frozen=True)

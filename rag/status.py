@@ -6,6 +6,7 @@ from rag import store
 from rag.config import Settings
 from rag.errors import IndexMismatch, IndexMissing, RagError
 from rag.indexer import is_stale
+from rag.manifest import recipe_hash
 
 
 def index_status(settings: Settings) -> dict:
@@ -28,6 +29,7 @@ def index_status(settings: Settings) -> dict:
         model=manifest.model,
         dimension=manifest.dimension,
         index_type=manifest.index_type,
+        recipe=recipe_hash(manifest.recipe()),
         built_at=manifest.built_at,
     )
     try:

@@ -13,6 +13,7 @@ from conftest import write_corpus
 from fakes import FakeEmbedder
 from rag import store
 from rag.errors import BuildLocked, IndexDamaged, IndexMissing
+from rag.manifest import FORMAT_VERSION
 from rag.indexer import build, build_lock, is_stale
 from rag.retrieve import Retriever
 
@@ -257,12 +258,28 @@ def test_an_index_of_an_older_format_is_named_outdated_and_rebuilt_in_full(corpu
 
     build(corpus_settings, embedder_factory=lambda name: fake)
     manifest = store.current_version(corpus_settings.index) / store.MANIFEST
-    manifest.write_text(manifest.read_text().replace('"format_version": 2', '"format_version": 1'))
-    with pytest.raises(IndexMismatch, match="format version 1, this rag reads 2; run `rag build --full`"):
+    older = FORMAT_VERSION - 1
+    manifest.write_text(manifest.read_text().replace(f'"format_version": {FORMAT_VERSION}', f'"format_version": {older}'))
+    with pytest.raises(IndexMismatch, match=f"format version {older}, this rag reads {FORMAT_VERSION}; run `rag build --full`"):
         store.load(corpus_settings.index)
     assert index_status(corpus_settings)["state"] == "outdated"
     summary = build(corpus_settings, embedder_factory=lambda name: FakeEmbedder())
     assert summary.full and summary.passages_embedded == summary.passages
+
+
+@pytest.mark.parametrize("change", ["stopwords", "version", "stemmer"])
+def test_a_changed_bm25_tokenizer_rebuilds_the_index_in_full_and_says_why(corpus_settings, fake, monkeypatch, change):
+    from rag import lexical
+    from rag.indexer import is_stale
+
+    build(corpus_settings, embedder_factory=lambda name: fake)
+    assert not is_stale(corpus_settings)
+    monkeypatch.setattr(lexical, "TOKENIZER", {**lexical.TOKENIZER, change: "changed"})
+    assert is_stale(corpus_settings)
+    summary = build(corpus_settings, embedder_factory=lambda name: fake)
+    assert summary.full and f"BM25 tokenizer: index was built with other {change}" in summary.reason
+    assert store.load(corpus_settings.index).manifest.tokenizer[change] == "changed"
+    assert not is_stale(corpus_settings)
 
 
 def test_large_corpora_get_an_approximate_index_that_still_finds_the_passage(make_settings, monkeypatch):

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from rag.errors import IndexDamaged
-from rag.manifest import FORMAT_VERSION, SPLITTER, CorpusChanges, FileEntry, Manifest, diff
+from rag.config import Settings
+from rag.lexical import TOKENIZER
+from rag.manifest import FORMAT_VERSION, SPLITTER, CorpusChanges, FileEntry, Manifest, diff, recipe, recipe_hash
 from rag.records import Document
 
 SHA = {k: k * 64 for k in "xyz"}  # stand-in sha256 hex digests
@@ -139,6 +141,7 @@ def manifest(**changes) -> Manifest:
         },
         passages=5,
         built_at="2025-01-02T03:04:05+00:00",
+        tokenizer=dict(TOKENIZER),
     )
     fields.update(changes)
     return Manifest(**fields)
@@ -181,6 +184,7 @@ def test_manifest_json_is_plain_and_complete():
         "splitter": SPLITTER,
         "skipped": {},
         "format_version": FORMAT_VERSION,
+        "tokenizer": TOKENIZER,
     }
     assert list(raw) == sorted(raw)  # stable, diff-friendly key order
 
@@ -282,7 +286,8 @@ def test_manifest_read_files_not_a_mapping(tmp_path, files):
     ],
 )
 def test_mismatches(m, asked, found):
-    assert m.mismatches(*asked) == found
+    model, max_tokens, overlap = asked
+    assert m.mismatches(recipe(Settings(model=model, max_tokens=max_tokens, overlap=overlap))) == found
 
 
 def test_chunking_parameters():
@@ -291,3 +296,27 @@ def test_chunking_parameters():
         "overlap": 2,
         "splitter": SPLITTER,
     }
+
+
+@pytest.mark.parametrize(
+    "tokenizer, found",
+    [
+        (TOKENIZER, []),
+        ({**TOKENIZER, "version": 0}, ["BM25 tokenizer: index was built with other version"]),
+        ({**TOKENIZER, "stopwords": "0" * 16, "stemmer": "porter"}, ["BM25 tokenizer: index was built with other stemmer, stopwords"]),
+        ({**TOKENIZER, "token_pattern": r"\w+"}, ["BM25 tokenizer: index was built with other token_pattern"]),
+        ({}, ["BM25 tokenizer: index was built with an unrecorded one"]),
+    ],
+)
+def test_a_changed_bm25_tokenizer_is_a_mismatch(tokenizer, found):
+    assert manifest(tokenizer=tokenizer, max_tokens=0).mismatches(recipe(Settings())) == found
+
+
+def test_the_recipe_hash_names_what_decides_the_index():
+    base = recipe(Settings())
+    assert recipe_hash(base) == recipe_hash(dict(reversed(list(base.items()))))  # order does not matter
+    changed = [recipe(Settings(model="other")), recipe(Settings(overlap=2)), {**base, "tokenizer": {**TOKENIZER, "version": 2}}]
+    assert len({recipe_hash(base), *map(recipe_hash, changed)}) == 4
+    assert recipe_hash(manifest(max_tokens=0).recipe()) == recipe_hash(base)
+    # settings that do not decide the index's content leave the recipe alone
+    assert recipe(Settings(candidates=5, max_quotes=1, port=1, hybrid=False)) == base
