@@ -2,18 +2,51 @@
 
 from __future__ import annotations
 
+import os
 import queue
 import shutil
+import socket
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from fakes import FakeEmbedder
+from rag import store
 from rag.config import DEFAULT_MODEL, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT / "seeds" / "000_46ad57352320fbef.txt"
+
+
+REAL_PATH_FIXTURES = {"real_embedder", "seed_settings"}
+"""Fixtures that load the packaged model: a test that uses one, directly or not, is `slow`."""
+REAL_PATH_MODULES = {"test_serve", "test_browser", "test_watch", "test_embedding"}
+"""Modules whose tests start real servers, watchers or browsers, or measure the model itself."""
+
+
+def pytest_collection_modifyitems(config, items):
+    """Two tiers: `pytest -m "not slow"` runs the logic without the model or servers; CI runs all."""
+    for item in items:
+        if REAL_PATH_FIXTURES & set(getattr(item, "fixturenames", ())) or item.module.__name__ in REAL_PATH_MODULES:
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(autouse=True)
+def _fast_tier_never_loads_the_model(request, monkeypatch):
+    """A test outside the slow tier that reaches the real model fails, naming the fix."""
+    if request.node.get_closest_marker("slow"):
+        return
+    import rag.embedding
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"{request.node.nodeid} loads the real model: use the fake embedder or mark it slow")
+
+    monkeypatch.setattr(rag.embedding, "_load", refuse)
+    monkeypatch.setattr(rag.embedding.SentenceTransformerEmbedder, "__init__", refuse)
 
 
 @pytest.fixture(scope="session")
@@ -96,3 +129,75 @@ class LineReader:
             return self._lines.get(timeout=seconds)
         except queue.Empty:
             raise AssertionError(f"no output within {seconds:.0f}s") from None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(settings, *flags, env_extra=None):
+    """Start `rag serve` and wait until it prints its URL; returns (process, url)."""
+    port = free_port()
+    env = dict(os.environ, RAG_CORPUS=str(settings.corpus), RAG_INDEX=str(settings.index), **(env_extra or {}))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rag", "serve", "--port", str(port), *flags],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    deadline = time.monotonic() + 180
+    lines, output = [], LineReader(process.stdout)
+    while time.monotonic() < deadline:
+        try:
+            line = output.next(seconds=max(1.0, deadline - time.monotonic()))
+        except AssertionError:
+            break
+        if not line:
+            break
+        lines.append(line)
+        if "Running on local URL" in line:
+            return process, f"http://127.0.0.1:{port}/"
+    process.kill()
+    raise AssertionError("server did not start:\n" + "".join(lines))
+
+
+TOPICS = ["harbour", "glacier", "orchard", "volcano", "library", "bakery", "lighthouse", "meadow"]
+
+
+def topic_text(topic: str, sentences: int = 6) -> str:
+    return "\n\n".join(
+        f"The {topic} report, part {i}, describes the {topic} in plain words. "
+        f"Visitors to the {topic} noted detail number {i} carefully."
+        for i in range(sentences)
+    )
+
+
+def damage_version(version, what):
+    if what == "truncated faiss":
+        data = (version / store.FAISS).read_bytes()
+        (version / store.FAISS).write_bytes(data[: len(data) // 2])
+    elif what == "missing manifest":
+        (version / store.MANIFEST).unlink()
+    elif what == "edited manifest":
+        (version / store.MANIFEST).write_text("{not json")
+    elif what == "missing passages":
+        (version / store.PASSAGES).unlink()
+    elif what == "passages out of step":
+        lines = (version / store.PASSAGES).read_text().splitlines(keepends=True)
+        (version / store.PASSAGES).write_text("".join(lines[:-1]))
+    elif what == "truncated vectors":
+        data = (version / store.VECTORS).read_bytes()
+        (version / store.VECTORS).write_bytes(data[:-10])
+    elif what == "missing vectors":
+        (version / store.VECTORS).unlink()
+    elif what == "vectors not an array":
+        (version / store.VECTORS).write_bytes(b"not a numpy file at all")
+
+
+DAMAGES = [
+    "truncated faiss", "missing manifest", "edited manifest", "missing passages", "passages out of step",
+    "truncated vectors", "missing vectors", "vectors not an array",
+]

@@ -209,6 +209,7 @@ def test_a_quote_whose_file_changed_is_dropped(small):
     settings, retriever = small
     (settings.corpus / "dams.txt").write_text("Rewritten. The Hoover Dam was finished in 1936.")
     result = answer("When was the Hoover Dam finished?", retriever, settings)
+    assert result.citations or result.abstained  # some answer came back, and none of it is the stale quote
     for c in result.citations:
         assert c.source != "dams.txt" or (settings.corpus / "dams.txt").read_text()[c.start : c.end] == c.quote
 

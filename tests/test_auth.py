@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import copy_index
+from conftest import copy_index, free_port, start_server
 
 from rag.config import Settings, credentials, is_loopback
 from rag.errors import ConfigError
-from test_serve import free_port, start_server
 
 QUESTION = "In how many countries will the terrorists now solve their problems?"
 

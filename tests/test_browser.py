@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import copy_index, write_corpus
+from conftest import copy_index, start_server, write_corpus
 from rag.indexer import build
-from test_serve import start_server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = [

@@ -70,12 +70,14 @@ def test_scan_document_text_and_encoding(found, source, encoding, text):
 
 
 def test_scan_documents_carry_path_and_sha256_of_the_bytes(found):
+    assert found.documents
     for document in found.documents:
         assert document.path == CORPUS / document.source
         assert document.sha256 == hashlib.sha256(document.path.read_bytes()).hexdigest()
 
 
 def test_scan_utf8_documents_match_read_text(found):
+    assert any(d.encoding == "utf-8" for d in found.documents)
     for document in found.documents:
         if document.encoding == "utf-8":
             assert document.text == document.path.read_text(encoding="utf-8")
@@ -328,6 +330,7 @@ def test_read_source(source, expected):
 
 
 def test_read_source_agrees_with_scan(found):
+    assert found.documents
     for document in found.documents:
         assert read_source(CORPUS, document.source) == document.text
 

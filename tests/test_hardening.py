@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, copy_index, write_corpus
+from conftest import DAMAGES, ROOT, copy_index, damage_version, start_server, topic_text, write_corpus
 from fakes import FakeEmbedder
 from rag import store
 from rag.answer import MAX_QUESTION_CHARS, NO_ANSWER, NOT_A_QUESTION, answer
@@ -22,8 +22,6 @@ from rag.cli import main as rag_main
 from rag.corpus import read_source
 from rag.indexer import build
 from rag.retrieve import Retriever
-from test_indexer import DAMAGES, _damage, topic_text
-from test_serve import start_server
 
 # --- 1. bad questions ---------------------------------------------------------------------
 
@@ -398,7 +396,7 @@ def damage(index: Path, what: str) -> None:
     """Break the live index in one of the ways a disk, an editor or a person can."""
     version = store.current_version(index) if what not in POINTER_DAMAGES else None
     if what in DAMAGES:
-        _damage(version, what)
+        damage_version(version, what)
     elif what == "garbage pointer":
         (index / store.POINTER).write_bytes(b"\xff\xfe\x00\x9c not a version name")
     elif what == "pointer to a missing version":
@@ -448,7 +446,7 @@ def test_rag_status_on_a_damaged_index_says_damaged_and_names_the_fix(damaged, c
 
 
 @pytest.mark.parametrize("damaged", EVERY_DAMAGE, indirect=True)
-def test_rag_build_full_repairs_any_damage(damaged):
+def test_rag_build_full_repairs_anydamage_version(damaged):
     summary = build(damaged, full=True, embedder_factory=lambda name: FakeEmbedder())
     assert summary.full and summary.files_added == len(GOOD)
     assert len(store.load(damaged.index).passages) == summary.passages

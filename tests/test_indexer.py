@@ -9,24 +9,13 @@ import numpy as np
 
 import pytest
 
-from conftest import write_corpus
+from conftest import DAMAGES, TOPICS, damage_version, topic_text, write_corpus
 from fakes import FakeEmbedder
 from rag import store
 from rag.errors import BuildLocked, IndexDamaged, IndexMissing
 from rag.manifest import FORMAT_VERSION
 from rag.indexer import build, build_lock, is_stale
 from rag.retrieve import Retriever
-
-TOPICS = ["harbour", "glacier", "orchard", "volcano", "library", "bakery", "lighthouse", "meadow"]
-
-
-def topic_text(topic: str, sentences: int = 6) -> str:
-    return "\n\n".join(
-        f"The {topic} report, part {i}, describes the {topic} in plain words. "
-        f"Visitors to the {topic} noted detail number {i} carefully."
-        for i in range(sentences)
-    )
-
 
 @pytest.fixture
 def corpus_settings(make_settings):
@@ -181,38 +170,10 @@ def test_missing_index_says_to_build(make_settings):
         store.load(settings.index)
 
 
-def _damage(version, what):
-    if what == "truncated faiss":
-        data = (version / store.FAISS).read_bytes()
-        (version / store.FAISS).write_bytes(data[: len(data) // 2])
-    elif what == "missing manifest":
-        (version / store.MANIFEST).unlink()
-    elif what == "edited manifest":
-        (version / store.MANIFEST).write_text("{not json")
-    elif what == "missing passages":
-        (version / store.PASSAGES).unlink()
-    elif what == "passages out of step":
-        lines = (version / store.PASSAGES).read_text().splitlines(keepends=True)
-        (version / store.PASSAGES).write_text("".join(lines[:-1]))
-    elif what == "truncated vectors":
-        data = (version / store.VECTORS).read_bytes()
-        (version / store.VECTORS).write_bytes(data[:-10])
-    elif what == "missing vectors":
-        (version / store.VECTORS).unlink()
-    elif what == "vectors not an array":
-        (version / store.VECTORS).write_bytes(b"not a numpy file at all")
-
-
-DAMAGES = [
-    "truncated faiss", "missing manifest", "edited manifest", "missing passages", "passages out of step",
-    "truncated vectors", "missing vectors", "vectors not an array",
-]
-
-
 @pytest.mark.parametrize("what", DAMAGES)
 def test_damaged_index_is_detected_and_rebuilt(corpus_settings, fake, what):
     build(corpus_settings, embedder_factory=lambda name: fake)
-    _damage(store.current_version(corpus_settings.index), what)
+    damage_version(store.current_version(corpus_settings.index), what)
     with pytest.raises(IndexDamaged, match="rag build --full"):
         store.load(corpus_settings.index)
     summary = build(corpus_settings, embedder_factory=lambda name: FakeEmbedder())
@@ -227,7 +188,7 @@ def test_running_retriever_keeps_serving_when_a_new_version_is_damaged(corpus_se
     before = [h.passage.id for h in retriever.search("glacier visitors", k=5)]
     (corpus_settings.corpus / "glacier.txt").write_text("Completely different glacier text now.")
     build(corpus_settings, embedder_factory=lambda name: fake)
-    _damage(store.current_version(corpus_settings.index), what)
+    damage_version(store.current_version(corpus_settings.index), what)
     assert [h.passage.id for h in retriever.search("glacier visitors", k=5)] == before
     assert "rag build --full" in retriever.reload_error
 

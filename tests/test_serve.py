@@ -10,41 +10,8 @@ import time
 
 import pytest
 
-from conftest import LineReader, copy_index, write_corpus
+from conftest import copy_index, free_port, start_server, write_corpus
 from rag.indexer import build
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(settings, *flags, env_extra=None):
-    """Start `rag serve` and wait until it prints its URL; returns (process, url)."""
-    port = free_port()
-    env = dict(os.environ, RAG_CORPUS=str(settings.corpus), RAG_INDEX=str(settings.index), **(env_extra or {}))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "rag", "serve", "--port", str(port), *flags],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
-    deadline = time.monotonic() + 180
-    lines, output = [], LineReader(process.stdout)
-    while time.monotonic() < deadline:
-        try:
-            line = output.next(seconds=max(1.0, deadline - time.monotonic()))
-        except AssertionError:
-            break
-        if not line:
-            break
-        lines.append(line)
-        if "Running on local URL" in line:
-            return process, f"http://127.0.0.1:{port}/"
-    process.kill()
-    raise AssertionError("server did not start:\n" + "".join(lines))
 
 
 @pytest.fixture(scope="module")

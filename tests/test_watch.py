@@ -8,11 +8,10 @@ import sys
 import threading
 import time
 
-from conftest import LineReader, copy_index, write_corpus
+from conftest import copy_index, LineReader, start_server, write_corpus
 from fakes import FakeEmbedder
 from rag import store
 from rag.watch import watch_forever
-from test_serve import start_server
 
 
 def wait_for(condition, seconds=60.0):
