@@ -5,10 +5,13 @@ from __future__ import annotations
 import html
 import logging
 import queue
+import signal
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
+from rag import client, export
 from rag.answer import answer
 from rag.config import Settings, credentials, is_loopback
 from rag.documents import add_document, delete_document, list_documents
@@ -21,7 +24,9 @@ log = logging.getLogger(__name__)
 
 CSS = """
 .rag-source { border: 1px solid var(--border-color-primary); border-radius: 6px; margin: 0 0 8px; padding: 6px 10px; }
-.rag-source summary { cursor: pointer; font-weight: 600; }
+.rag-source summary { cursor: pointer; font-weight: 600; overflow-wrap: anywhere; }
+#rag-status, #rag-searched { overflow-wrap: anywhere; }
+@media (max-width: 640px) { #rag-chat { height: 380px !important; } .rag-passage { font-size: 0.88em; } }
 .rag-passage { white-space: pre-wrap; font-size: 0.92em; line-height: 1.45; margin-top: 6px; }
 .rag-passage mark { background: #ffe58a; color: #000; padding: 0 1px; }
 .rag-note { color: var(--body-text-color-subdued); font-size: 0.9em; }
@@ -53,8 +58,8 @@ def render_sources(result: Answer) -> str:
             text = passage.text
             body = f"{html.escape(text[:a])}<mark data-n='{c.n}'>{html.escape(text[a:b])}</mark>{html.escape(text[b:])}"
         items.append(
-            f"<details class='rag-source' data-n='{c.n}'><summary>[{c.n}] {html.escape(c.source)} · "
-            f"lines {c.line_start}–{c.line_end} · passage {html.escape(c.passage_id)}</summary>"
+            f"<details class='rag-source' data-n='{c.n}'><summary>[{c.n}] {html.escape(export.where(c.to_dict()))} · "
+            f"passage #{html.escape(c.passage_id.rsplit('#', 1)[-1])}</summary>"
             f"<div class='rag-passage'>{body}</div></details>"
         )
     return "".join(items)
@@ -64,7 +69,7 @@ def chat_text(result: Answer) -> str:
     """The assistant's message: the quotes with markers, then one line per citation."""
     if not result.citations:
         return result.text
-    sources = "\n".join(f"[{c.n}] {c.source}, lines {c.line_start}–{c.line_end}" for c in result.citations)
+    sources = "\n".join(f"[{c.n}] {export.where(c.to_dict())}" for c in result.citations)
     return f"{result.text}\n\n{sources}"
 
 
@@ -72,8 +77,8 @@ def status_line(retriever: Retriever) -> str:
     """Files, passages, model and build time of the index being served."""
     manifest = retriever.index.manifest
     line = (
-        f"{len(manifest.files)} files · {manifest.passages} passages · model {manifest.model} · "
-        f"built {manifest.built_at.replace('T', ' ').replace('+00:00', ' UTC')}"
+        f"{export.plural(len(manifest.files), 'file', 'files')} · {export.plural(manifest.passages, 'passage', 'passages')} · "
+        f"model {manifest.model} · built {manifest.built_at.replace('T', ' ').replace('+00:00', ' UTC')}"
     )
     if manifest.skipped:
         line += f" · {len(manifest.skipped)} skipped"
@@ -94,13 +99,14 @@ def make_app(settings: Settings, retriever: Retriever):
     """The Blocks app: chat, sources panel, status line, documents, and the `/ask` API."""
     import gradio as gr
 
-    def respond(message: str, history: list[dict]):
-        history = list(history or [])
+    def respond(message: str, history: list[dict], answers: list[dict]):
+        history, answers = list(history or []), list(answers or [])
         asked = [_message_text(m) for m in history if m.get("role") == "user"]
         try:
             result = answer(message, retriever, settings, history=asked)
             reply, sources = chat_text(result), render_sources(result)
             searched = f"Searched for: {result.searched_for}" if result.searched_for else ""
+            answers.append(result.to_dict())
         except RagError as error:
             reply, sources, searched = f"Sorry, that failed: {error}", "", ""
         # The chatbot renders HTML even without Markdown: escape so document text shows as text.
@@ -108,7 +114,12 @@ def make_app(settings: Settings, retriever: Retriever):
             {"role": "user", "content": html.escape(str(message))},
             {"role": "assistant", "content": html.escape(reply)},
         ]
-        return history, sources, searched, status_line(retriever), ""
+        markdown, json_file = write_exports(answers)
+        return (history, sources, searched, status_line(retriever), "", answers,
+                gr.update(value=markdown, interactive=True), gr.update(value=json_file, interactive=True))
+
+    def start_over():
+        return [], [], gr.update(value=None, interactive=False), gr.update(value=None, interactive=False)
 
     def ask(question: str) -> dict:
         """Answer one question with verified, cited quotes (the `rag ask --json` object)."""
@@ -157,7 +168,10 @@ def make_app(settings: Settings, retriever: Retriever):
                 question = gr.Textbox(label="Question", placeholder="Ask about your documents…", elem_id="rag-question")
                 with gr.Row():
                     send = gr.Button("Ask", variant="primary", elem_id="rag-ask")
-                    gr.ClearButton([chatbot, question], value="New chat")
+                    new_chat = gr.ClearButton([chatbot, question], value="New chat", elem_id="rag-new-chat")
+                with gr.Row():
+                    save_markdown = gr.DownloadButton("Download as Markdown", interactive=False, size="sm", elem_id="rag-export-md")
+                    save_json = gr.DownloadButton("Download as JSON", interactive=False, size="sm", elem_id="rag-export-json")
                 searched = gr.Markdown(elem_id="rag-searched")
                 if examples:
                     gr.Examples(examples=examples, inputs=question, label="Examples")
@@ -176,9 +190,11 @@ def make_app(settings: Settings, retriever: Retriever):
                     rebuild_button = gr.Button("Rebuild index", elem_id="rag-rebuild")
             build_log = gr.Textbox(label="Index", lines=3, interactive=False, elem_id="rag-build-log")
 
-        outputs = [chatbot, sources, searched, status, question]
-        question.submit(respond, [question, chatbot], outputs, api_visibility="private")
-        send.click(respond, [question, chatbot], outputs, api_visibility="private")
+        answers = gr.State([])
+        outputs = [chatbot, sources, searched, status, question, answers, save_markdown, save_json]
+        question.submit(respond, [question, chatbot, answers], outputs, api_visibility="private")
+        send.click(respond, [question, chatbot, answers], outputs, api_visibility="private")
+        new_chat.click(start_over, None, [chatbot, answers, save_markdown, save_json], api_visibility="private")
         rebuild_button.click(rebuild, None, build_log, api_name="rebuild", concurrency_limit=1)
         files.upload(upload, files, [build_log, chosen], api_visibility="private", concurrency_limit=1)
         remove.click(delete, chosen, [build_log, chosen], api_visibility="private", concurrency_limit=1)
@@ -189,6 +205,17 @@ def make_app(settings: Settings, retriever: Retriever):
         )
         gr.api(ask, api_name="ask")
     return demo
+
+
+def write_exports(answers: list[dict]) -> tuple[str | None, str | None]:
+    """The conversation as a Markdown and a JSON file for the download buttons (None before any answer)."""
+    if not answers:
+        return None, None
+    folder = Path(tempfile.mkdtemp(prefix="rag-export-"))
+    markdown, json_file = folder / "conversation.md", folder / "conversation.json"
+    markdown.write_text(export.as_markdown(answers), encoding="utf-8")
+    json_file.write_text(export.as_json(answers), encoding="utf-8")
+    return str(markdown), str(json_file)
 
 
 def _rebuild_with_progress(settings: Settings, retriever: Retriever):
@@ -243,7 +270,7 @@ def serve(settings: Settings, watch: bool = False, no_auth: bool = False, block:
             server_port=settings.port,
             auth=accounts,
             max_file_size=settings.max_upload_bytes,
-            prevent_thread_lock=not block,
+            prevent_thread_lock=True,
             css=CSS,
             show_error=False,
             footer_links=[],
@@ -252,4 +279,19 @@ def serve(settings: Settings, watch: bool = False, no_auth: bool = False, block:
         raise ConfigError(
             f"cannot listen on {settings.host}:{settings.port} ({error}); pass --port with a free port"
         ) from None
+    client.announce(settings, local_url(settings.host, demo.server_port))
+    if not block:
+        return demo
+    signal.signal(signal.SIGTERM, lambda *_: demo.close())  # a stopped server withdraws its runtime file
+    try:
+        demo.block_thread()
+    finally:
+        client.withdraw(settings)
     return demo
+
+
+def local_url(host: str, port: int) -> str:
+    """The address a program on this machine reaches the server at."""
+    if is_loopback(host) or host in ("0.0.0.0", "::", ""):
+        return f"http://127.0.0.1:{port}/"
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from rag.config import Settings
 from rag.errors import RagError
+from rag.export import FORMATS
 
 EXIT_ERROR = 2
 
@@ -42,8 +43,15 @@ def make_parser() -> argparse.ArgumentParser:
     ask = commands.add_parser("ask", help="answer one question with cited quotes")
     _common(ask)
     ask.add_argument("question", help="the question, in quotes")
-    ask.add_argument("--json", action="store_true", help="print the answer as one JSON object")
+    ask.add_argument("--json", action="store_true", help="print the answer as one JSON object (same as --format json)")
+    ask.add_argument("--format", choices=FORMATS, help="text (default), json, or markdown")
+    ask.add_argument("--server", metavar="URL", help="ask this running `rag serve` (default: the one serving --index, if any)")
+    ask.add_argument("--local", action="store_true", help="answer in this process even when a server is running")
     _no_sentence_scoring(ask)
+
+    chat = commands.add_parser("chat", help="a conversation in the terminal, with citations and follow-ups")
+    _common(chat)
+    _no_sentence_scoring(chat)
 
     serve = commands.add_parser("serve", help="open the chat in the browser (builds the index if needed)")
     _common(serve)
@@ -111,19 +119,41 @@ def cmd_build(args, settings: Settings) -> int:
 
 
 def cmd_ask(args, settings: Settings) -> int:
+    from rag import export
+
+    result = ask_one(args, settings)
+    fmt = "json" if args.json else (args.format or "text")
+    if fmt == "json":
+        print(json.dumps(result, ensure_ascii=False))
+    elif fmt == "markdown":
+        print(export.as_markdown([result]), end="")
+    else:
+        print(export.as_text(result))
+    return 0
+
+
+def ask_one(args, settings: Settings) -> dict:
+    """The answer object, from a running server of this index when there is one, else computed here."""
+    from rag import client
+
+    url = args.server or (None if args.local else client.find_server(settings))
+    if url:
+        try:
+            return client.ask_server(url, args.question, auth=settings.auth)
+        except client.ServerUnavailable as error:
+            if args.server:
+                raise
+            print(f"rag: {error}; answering here instead", file=sys.stderr)
     from rag.answer import answer
     from rag.retrieve import Retriever
 
-    result = answer(args.question, Retriever(settings), settings)
-    if args.json:
-        print(json.dumps(result.to_dict(), ensure_ascii=False))
-        return 0
-    print(result.text)
-    if result.citations:
-        print()
-        for c in result.citations:
-            print(f"[{c.n}] {c.source}, lines {c.line_start}–{c.line_end} (chars {c.start}–{c.end}, passage {c.passage_id})")
-    return 0
+    return answer(args.question, Retriever(settings), settings).to_dict()
+
+
+def cmd_chat(args, settings: Settings) -> int:
+    from rag.terminal import chat
+
+    return chat(settings)
 
 
 def cmd_status(args, settings: Settings) -> int:
@@ -167,4 +197,4 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-COMMANDS = {"build": cmd_build, "ask": cmd_ask, "serve": cmd_serve, "status": cmd_status, "watch": cmd_watch, "eval": cmd_eval}
+COMMANDS = {"build": cmd_build, "ask": cmd_ask, "chat": cmd_chat, "serve": cmd_serve, "status": cmd_status, "watch": cmd_watch, "eval": cmd_eval}

@@ -86,8 +86,8 @@ class Settings:
     # ── server: the chat and its API ──
     host: str = setting("127.0.0.1", "server")
     """Address `rag serve` binds; anything but loopback needs authentication or --no-auth."""
-    port: int = setting(7860, "server", minimum=0, maximum=65535)
-    """Port `rag serve` binds (0: any free port)."""
+    port: int = setting(7860, "server", minimum=1, maximum=65535)
+    """Port `rag serve` binds."""
     auth: str = setting("", "server")
     """`user:password` required by the chat when set (RAG_AUTH); needed to bind a non-loopback host."""
     auth_file: str = setting("", "server")

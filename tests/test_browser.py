@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -24,13 +25,17 @@ HOSTILE = (
 )
 
 
+LONG_NAME = "reports/" + "quarterly_operations_review_of_the_northern_regional_distribution_centre_" * 2 + "final.txt"
+LONG_NAMED = "The northern distribution centre shipped forty thousand parcels in the third quarter.\n"
+
+
 @pytest.fixture(scope="module")
 def page_url(seed_settings, tmp_path_factory):
     if not Path(CHROMIUM).exists():
         pytest.fail("Debian's chromium is not installed; run `make test` (it installs it) or `scripts/install-chromium`")
     root = tmp_path_factory.mktemp("browser")
     settings = copy_index(seed_settings, root)
-    write_corpus(settings.corpus, {"hostile.md": HOSTILE})
+    write_corpus(settings.corpus, {"hostile.md": HOSTILE, LONG_NAME: LONG_NAMED})
     build(settings)
     process, url = start_server(settings)
     yield url
@@ -75,7 +80,7 @@ def test_ask_see_quote_and_citation_then_open_the_highlighted_passage(browser, p
     assert "passages" in page.inner_text("#rag-status")
     ask(page, "In how many countries will the terrorists now solve their problems?")
     chat = page.inner_text("#rag-chat")
-    assert "about 60 countries" in chat and "[1]" in chat and "000_46ad57352320fbef.txt, lines 15–15" in chat
+    assert "about 60 countries" in chat and "[1]" in chat and "000_46ad57352320fbef.txt, line 15" in chat
     page.click("#rag-sources details[data-n='1'] summary")
     mark = page.locator("#rag-sources details[data-n='1'] mark")
     assert mark.is_visible()
@@ -127,7 +132,7 @@ def test_upload_rebuild_ask_then_delete_from_the_page(browser, page_url, tmp_pat
     )
     ask(page, "Why do sea otters hold hands while they sleep, again?")
     last_reply = page.locator("#rag-chat .message-row").last.inner_text() if page.locator("#rag-chat .message-row").count() else page.inner_text("#rag-chat")
-    assert "otters.md, lines" not in last_reply.split("again?")[-1]
+    assert "otters.md, line" not in last_reply.split("again?")[-1]
     page.close()
 
 
@@ -141,4 +146,43 @@ def test_upload_of_a_disallowed_type_is_refused_with_a_reason(browser, page_url,
     corpus_listing = page.inner_text("#rag-doc") if page.locator("#rag-doc").count() else ""
     assert "payload.html" not in corpus_listing
     assert log_text == "" or "refused" in log_text or "not an accepted type" in log_text
+    page.close()
+
+
+def test_the_conversation_downloads_as_markdown_and_json_with_quotes_that_stand(browser, page_url, seed_settings):
+    page = open_chat(browser, page_url)
+    assert page.locator("#rag-export-md").is_disabled()  # nothing to take away yet
+    ask(page, "In how many countries will the terrorists now solve their problems?")
+    ask(page, "How often should I descale the kettle?")
+    page.wait_for_function("() => !document.querySelector('#rag-export-json').disabled", timeout=30_000)
+    files = {}
+    for button in ("#rag-export-md", "#rag-export-json"):
+        with page.expect_download(timeout=30_000) as download:
+            page.click(button)
+        files[button] = Path(download.value.path()).read_text(encoding="utf-8")
+    answers = json.loads(files["#rag-export-json"])
+    markdown = files["#rag-export-md"]
+    assert [a["question"] for a in answers] == ["In how many countries will the terrorists now solve their problems?",
+                                                "How often should I descale the kettle?"]
+    citations = [c for a in answers for c in a["citations"]]
+    assert len(citations) >= 2
+    for c in citations:
+        assert (seed_settings.corpus / c["source"]).read_text(encoding="utf-8")[c["start"]:c["end"]] == c["quote"]
+        assert "> " + c["quote"].splitlines()[0] in markdown and f"characters {c['start']}–{c['end']}" in markdown
+    page.close()
+
+
+def test_the_chat_fits_a_phone_width_window_and_long_file_names_wrap(browser, page_url, tmp_path):
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page.goto(page_url)
+    page.wait_for_selector("#rag-question textarea")
+    ask(page, "How many parcels did the northern distribution centre ship in the third quarter?")
+    page.click("#rag-sources details[data-n='1'] summary")
+    page.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
+    assert (tmp_path / "phone.png").stat().st_size > 10_000
+    assert "forty thousand parcels" in page.inner_text("#rag-chat")
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 390  # no sideways scrolling
+    for selector in ("#rag-question textarea", "#rag-ask", "#rag-sources details[data-n='1'] summary", "#rag-status"):
+        box = page.locator(selector).first.bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390, (selector, box)
     page.close()

@@ -244,7 +244,8 @@ def test_dense_weight_accepts_the_whole_range(weight):
         ("RAG_QUOTE_CHARS", "0", "quote_chars 0 (RAG_QUOTE_CHARS) must be at least 1"),
         ("RAG_DENSE_WEIGHT", "1.5", "dense_weight 1.5 (RAG_DENSE_WEIGHT) must be between 0.0 and 1.0"),
         ("RAG_DENSE_WEIGHT", "-0.1", "dense_weight -0.1 (RAG_DENSE_WEIGHT) must be between 0.0 and 1.0"),
-        ("RAG_PORT", "70000", "port 70000 (RAG_PORT) must be between 0 and 65535"),
+        ("RAG_PORT", "70000", "port 70000 (RAG_PORT) must be between 1 and 65535"),
+        ("RAG_PORT", "0", "port 0 (RAG_PORT) must be between 1 and 65535"),
         ("RAG_MAX_FILE_BYTES", "0", "max_file_bytes 0 (RAG_MAX_FILE_BYTES) must be at least 1"),
         ("RAG_FUSION", "sum", "fusion 'sum' (RAG_FUSION) is not one of convex, rrf"),
         ("RAG_PRECISION", "fp8", "precision 'fp8' (RAG_PRECISION) is not one of auto, float32, bfloat16"),
@@ -257,7 +258,7 @@ def test_values_out_of_range_are_refused_at_load_naming_the_variable(variable, r
 
 
 @pytest.mark.parametrize("field, value", [("candidates", 1), ("dense_weight", 0.0), ("dense_weight", 1.0),
-                                          ("overlap", 0), ("port", 0), ("precision", "bfloat16")])
+                                          ("overlap", 0), ("port", 1), ("port", 65535), ("precision", "bfloat16")])
 def test_values_at_the_edges_of_their_range_are_kept(field, value):
     assert getattr(Settings().replace(**{field: value}), field) == value
 
