@@ -116,7 +116,9 @@ def cmd_ask(args, settings: Settings) -> int:
     if result.citations:
         print()
         for c in result.citations:
-            print(f"[{c.n}] {c.source}, lines {c.line_start}–{c.line_end} (chars {c.start}–{c.end}, passage {c.passage_id})")
+            where = c.where() or f"lines {c.line_start}–{c.line_end}"
+            section = f", § {c.section}" if c.section else ""
+            print(f"[{c.n}] {c.source}, {where}{section} (chars {c.start}–{c.end}, passage {c.passage_id})")
     return 0
 
 

@@ -18,7 +18,7 @@ class Settings:
     """Everything the pipeline can be tuned by. Each field maps to `RAG_<FIELD>` in the environment."""
 
     corpus: Path = Path("seeds")
-    """Folder whose `.txt` and `.md` files are indexed, recursively."""
+    """Folder whose documents (.txt, .md, .pdf, .docx, .html, .htm) are indexed, recursively."""
     index: Path = Path("indexes")
     """Folder that holds the built index versions and the `CURRENT` pointer."""
     model: str = DEFAULT_MODEL
@@ -76,8 +76,11 @@ class Settings:
     """Example questions shown under the chat, separated by `|` (the defaults suit the seed corpus)."""
     lock_timeout: float = 600.0
     """Seconds a build waits for another build to finish before giving up."""
-    extensions: tuple[str, ...] = field(default=(".txt", ".md"))
-    """File name endings that are read as documents."""
+    extensions: tuple[str, ...] = field(default=(".txt", ".md", ".pdf", ".docx", ".html", ".htm"))
+    """File name endings that are read as documents (RAG_EXTENSIONS, comma-separated)."""
+    extract_timeout: float = 60.0
+    """Seconds one PDF, Word or HTML file may take to convert; a file that takes longer is skipped
+    with its reason (the reader runs in a child process that is then killed)."""
 
     def __post_init__(self):
         if self.fusion not in FUSIONS:

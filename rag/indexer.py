@@ -16,14 +16,15 @@ from typing import Callable
 
 import numpy as np
 
-from rag import store
+from rag import readers, store
 from rag.chunking import LineIndex, pack_passages
 from rag.config import Settings
-from rag.corpus import scan
+from rag.corpus import CorpusScan, scan
 from rag.embedding import Embedder, load_embedder
 from rag.errors import BuildLocked, IndexMissing, RagError
 from rag.manifest import FileEntry, Manifest, diff
-from rag.records import Document, Passage
+from rag.readers.worker import Extractor
+from rag.records import Document, Passage, Skipped
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,9 @@ class BuildSummary:
     passages_reused: int = 0
     passages_removed: int = 0
     seconds: float = 0.0
+    files_converted: int = 0
+    """Converted files (PDF, Word, HTML) read this build; unchanged ones reuse their stored text."""
+    conversion_seconds: float = 0.0
     full: bool = False
     reason: str = ""
     version: str = ""
@@ -151,7 +155,16 @@ def build(
         say(f"reading {settings.corpus}")
         found = scan(settings.corpus, settings.extensions, settings.max_file_bytes)
         previous, reason = _previous(root, settings, full)
+        found = known_unreadable(found, previous.manifest if previous else None)
         old_files = previous.manifest.files if previous else {}
+        changes = diff(old_files, found.documents)
+        if previous and not changes.any:
+            skipped = {s.source: s.reason for s in found.skipped}
+            return BuildSummary(
+                files_unchanged=len(changes.unchanged), files_skipped=len(skipped), skipped=skipped,
+                passages=len(previous.passages), seconds=time.perf_counter() - started,
+            )
+        found, unreadable, conversion = convert(found, previous, settings, say)
         changes = diff(old_files, found.documents)
         skipped = {s.source: s.reason for s in found.skipped}
         counts = dict(
@@ -162,11 +175,9 @@ def build(
             files_unchanged=len(changes.unchanged),
             files_skipped=len(skipped),
             skipped=skipped,
+            files_converted=conversion[0],
+            conversion_seconds=round(conversion[1], 3),
         )
-        if previous and not changes.any:
-            return BuildSummary(
-                **counts, passages=len(previous.passages), seconds=time.perf_counter() - started
-            )
         passages, vectors, embedded, reused, removed = _assemble(
             found.documents, previous, changes.renamed, settings, embedder_factory, say
         )
@@ -176,13 +187,18 @@ def build(
             dimension=vectors.shape[1],
             max_tokens=settings.max_tokens,
             overlap=settings.overlap,
-            files={d.source: FileEntry(d.sha256, d.encoding, per_file[d.source]) for d in found.documents},
+            files={
+                d.source: FileEntry(d.sha256, d.encoding, per_file[d.source], d.kind, d.size, d.mtime_ns)
+                for d in found.documents
+            },
             passages=len(passages),
             built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             skipped=skipped,
+            unreadable=unreadable,
         )
         say(f"writing {len(passages)} passages")
-        version = store.write_version(root, manifest, passages, vectors)
+        texts = {d.sha256: d.record for d in found.documents if d.kind != "text"}
+        version = store.write_version(root, manifest, passages, vectors, texts, previous.folder if previous else None)
         store.publish(root, version)
         store.collect_garbage(root)
         return BuildSummary(
@@ -196,6 +212,69 @@ def build(
             reason=reason,
             version=version.name,
         )
+
+
+def known_unreadable(found: CorpusScan, manifest: Manifest | None) -> CorpusScan:
+    """Converted files that failed before with the same bytes are skipped again with their reason, not re-read."""
+    if manifest is None or not manifest.unreadable:
+        return found
+    documents, skipped = [], list(found.skipped)
+    for document in found.documents:
+        reason = manifest.unreadable.get(document.sha256) if document.kind != "text" else None
+        if reason:
+            skipped.append(Skipped(document.source, reason))
+        else:
+            documents.append(document)
+    return CorpusScan(documents, sorted(skipped, key=lambda s: s.source))
+
+
+def convert(found: CorpusScan, previous: store.LoadedIndex | None, settings: Settings, say: Progress):
+    """Give every converted document its text of record: the stored one when its sha256 was indexed
+    before, else read now in a child process with a time limit. Files that cannot be read are skipped.
+
+    Returns the scan with texts filled in, sha256 → reason for the unreadable, and (files read, seconds).
+    """
+    documents, skipped, unreadable = [], list(found.skipped), {}
+    extractor = None
+    read = 0
+    try:
+        for document in found.documents:
+            if document.kind == "text":
+                documents.append(document)
+                continue
+            entry = previous.manifest.files.get(document.source) if previous else None
+            if entry is not None and entry.sha256 == document.sha256:
+                documents.append(document)  # unchanged: its passages and stored text are reused as they are
+                continue
+            record = readers.load_record(previous.folder, document.sha256) if previous else None
+            if record is None:
+                if extractor is None:
+                    extractor = Extractor(settings.extract_timeout)
+                say(f"reading {document.source}")
+                record = _read_converted(extractor, document)
+                read += 1
+                if isinstance(record, str):
+                    log.warning("skipped %s: %s", document.source, record)
+                    skipped.append(Skipped(document.source, record))
+                    unreadable[document.sha256] = record
+                    continue
+            documents.append(replace(document, text=record.text, record=record))
+    finally:
+        seconds = extractor.seconds if extractor else 0.0
+        if extractor is not None:
+            extractor.close()
+    return CorpusScan(documents, sorted(skipped, key=lambda s: s.source)), unreadable, (read, seconds)
+
+
+def _read_converted(extractor: Extractor, document: Document):
+    """The text of record of one file, or the reason; the bytes read must be the bytes hashed."""
+    try:
+        data = document.path.read_bytes()
+    except OSError as error:
+        return f"cannot be read ({error.strerror or error}); check its permissions"
+    if hashlib.sha256(data).hexdigest() != document.sha256:
+        return "it changed while the build read it; run `rag build` again"
+    return extractor.read(document.kind, data)
 
 
 def _assemble(documents, previous, renamed, settings, embedder_factory, say):
@@ -256,5 +335,5 @@ def is_stale(settings: Settings) -> bool:
         return True
     if manifest.mismatches(settings.model, settings.max_tokens, settings.overlap):
         return True
-    found = scan(settings.corpus, settings.extensions, settings.max_file_bytes)
+    found = known_unreadable(scan(settings.corpus, settings.extensions, settings.max_file_bytes), manifest)
     return diff(manifest.files, found.documents).any

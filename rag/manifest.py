@@ -9,8 +9,10 @@ from pathlib import Path
 from rag.errors import IndexDamaged
 from rag.records import Document
 
-FORMAT_VERSION = 2
-"""2: passages are read through passages.offsets.npy and BM25 is memory-mapped."""
+FORMAT_VERSION = 3
+"""2: passages are read through passages.offsets.npy and BM25 is memory-mapped.
+3: converted documents (PDF, Word, HTML): texts/<sha256>.json (+ .boxes.npy) hold their text of
+record; files record their kind, size and mtime; `unreadable` remembers files that failed by sha256."""
 SPLITTER = "sentences-v2"
 
 
@@ -21,6 +23,11 @@ class FileEntry:
     sha256: str
     encoding: str
     passages: int
+    kind: str = "text"
+    """"text" (offsets into the file itself) or a converted format ("pdf", "docx", "html")."""
+    size: int = 0
+    mtime_ns: int = 0
+    """Size and modification time when indexed: the cheap check before the file is hashed again."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,8 @@ class Manifest:
     normalized: bool = True
     splitter: str = SPLITTER
     skipped: dict[str, str] = field(default_factory=dict)
+    unreadable: dict[str, str] = field(default_factory=dict)
+    """sha256 → reason for converted files that could not be read: not tried again while unchanged."""
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> str:

@@ -257,8 +257,8 @@ def test_an_index_of_an_older_format_is_named_outdated_and_rebuilt_in_full(corpu
 
     build(corpus_settings, embedder_factory=lambda name: fake)
     manifest = store.current_version(corpus_settings.index) / store.MANIFEST
-    manifest.write_text(manifest.read_text().replace('"format_version": 2', '"format_version": 1'))
-    with pytest.raises(IndexMismatch, match="format version 1, this rag reads 2; run `rag build --full`"):
+    manifest.write_text(manifest.read_text().replace('"format_version": 3', '"format_version": 1'))
+    with pytest.raises(IndexMismatch, match="format version 1, this rag reads 3; run `rag build --full`"):
         store.load(corpus_settings.index)
     assert index_status(corpus_settings)["state"] == "outdated"
     summary = build(corpus_settings, embedder_factory=lambda name: FakeEmbedder())
