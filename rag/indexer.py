@@ -155,7 +155,7 @@ def build(
         say(f"reading {settings.corpus}")
         found = scan(settings.corpus, settings.extensions, settings.max_file_bytes)
         previous, reason = _previous(root, settings, full)
-        found = known_unreadable(found, previous.manifest if previous else None)
+        found, still_unreadable = known_unreadable(found, previous.manifest if previous else None)
         old_files = previous.manifest.files if previous else {}
         changes = diff(old_files, found.documents)
         if previous and not changes.any:
@@ -165,6 +165,7 @@ def build(
                 passages=len(previous.passages), seconds=time.perf_counter() - started,
             )
         found, unreadable, conversion = convert(found, previous, settings, say)
+        unreadable.update(still_unreadable)
         changes = diff(old_files, found.documents)
         skipped = {s.source: s.reason for s in found.skipped}
         counts = dict(
@@ -214,18 +215,22 @@ def build(
         )
 
 
-def known_unreadable(found: CorpusScan, manifest: Manifest | None) -> CorpusScan:
-    """Converted files that failed before with the same bytes are skipped again with their reason, not re-read."""
+def known_unreadable(found: CorpusScan, manifest: Manifest | None) -> tuple[CorpusScan, dict[str, str]]:
+    """Converted files that failed before with the same bytes are skipped again with their reason, not re-read.
+
+    Returns the scan without them and their sha256 → reason, to remember in the next manifest.
+    """
     if manifest is None or not manifest.unreadable:
-        return found
-    documents, skipped = [], list(found.skipped)
+        return found, {}
+    documents, skipped, still = [], list(found.skipped), {}
     for document in found.documents:
         reason = manifest.unreadable.get(document.sha256) if document.kind != "text" else None
         if reason:
             skipped.append(Skipped(document.source, reason))
+            still[document.sha256] = reason
         else:
             documents.append(document)
-    return CorpusScan(documents, sorted(skipped, key=lambda s: s.source))
+    return CorpusScan(documents, sorted(skipped, key=lambda s: s.source)), still
 
 
 def convert(found: CorpusScan, previous: store.LoadedIndex | None, settings: Settings, say: Progress):
@@ -335,5 +340,5 @@ def is_stale(settings: Settings) -> bool:
         return True
     if manifest.mismatches(settings.model, settings.max_tokens, settings.overlap):
         return True
-    found = known_unreadable(scan(settings.corpus, settings.extensions, settings.max_file_bytes), manifest)
+    found, _ = known_unreadable(scan(settings.corpus, settings.extensions, settings.max_file_bytes), manifest)
     return diff(manifest.files, found.documents).any

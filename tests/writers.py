@@ -8,7 +8,8 @@ from pathlib import Path
 
 PAGE_W, PAGE_H = 595.0, 842.0  # A4 in points
 FONT_SIZE, LEADING = 11, 14
-LEFT_X, RIGHT_X = 60.0, 315.0  # two columns, 220 points wide, 35-point gutter
+LEFT_X, RIGHT_X = 60.0, 315.0
+COLUMN_WIDTH = 220.0  # two columns, 35-point gutter
 TOP_Y = 760.0
 HEADER = "Journal of Reliable Kettles · Volume 7"
 BODY_FONT = "Vera"

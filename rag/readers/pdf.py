@@ -222,7 +222,7 @@ def _band(fragments: list[Fragment], gutter: float) -> list[Fragment]:
 
 def _gutter(body: list[Fragment], frame) -> float | None:
     """The x of an empty vertical band near the middle with lines on both sides, or None (one column)."""
-    if len(body) < 6:
+    if len(body) < 4:
         return None
     left, _, right, _ = frame
     width = right - left
@@ -236,7 +236,7 @@ def _gutter(body: list[Fragment], frame) -> float | None:
     (crossing, _), x = best
     on_left = sum(1 for f in body if f.right <= x)
     on_right = sum(1 for f in body if f.left >= x)
-    if crossing > 0.15 * len(body) or on_left < 3 or on_right < 3:
+    if crossing > 0.15 * len(body) or on_left < 2 or on_right < 2:
         return None
     return x
 
@@ -317,7 +317,7 @@ def _joint(previous: Fragment, current: Fragment, edges, text, chars, words, com
             return "\n\n"
         if ends.endswith(_TERMINAL) and not full:
             return "\n\n"
-    elif not full or ends.endswith(_TERMINAL) or indented:
+    elif ends.endswith(_TERMINAL) or ((not full or indented) and not chars[0][0].islower()):
         return "\n\n"  # a column or page ends with its paragraph
     first = chars[0][0]
     if ends and ends[-1] in _HYPHENS and len(ends) > 1 and ends[-2].isalpha() and first.islower():
@@ -367,7 +367,7 @@ def line_rectangles(boxes) -> list[tuple[float, float, float, float]]:
     rectangles: list[list[float]] = []
     for l, b, r, t in boxes:
         last = rectangles[-1] if rectangles else None
-        if last and abs(b - last[1]) < 0.5 * (t - b) and -0.5 * (t - b) <= l - last[2] < 1.2 * (t - b):
+        if last and abs(b - last[1]) < 0.5 * (t - b) and l >= last[0] - 0.5 and l - last[2] < 1.2 * (t - b):
             last[0], last[1], last[2], last[3] = min(last[0], l), min(last[1], b), max(last[2], r), max(last[3], t)
         else:
             rectangles.append([l, b, r, t])
