@@ -6,6 +6,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import threading
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -233,42 +234,66 @@ def known_unreadable(found: CorpusScan, manifest: Manifest | None) -> tuple[Corp
     return CorpusScan(documents, sorted(skipped, key=lambda s: s.source)), still
 
 
+READERS_AT_ONCE = max(1, min(2, os.cpu_count() or 1))
+"""Files converted side by side, each in its own child process."""
+
+
 def convert(found: CorpusScan, previous: store.LoadedIndex | None, settings: Settings, say: Progress):
     """Give every converted document its text of record: the stored one when its sha256 was indexed
     before, else read now in a child process with a time limit. Files that cannot be read are skipped.
 
     Returns the scan with texts filled in, sha256 → reason for the unreadable, and (files read, seconds).
     """
+    ready: dict[str, Document] = {}
+    to_read = []
+    for document in found.documents:
+        entry = previous.manifest.files.get(document.source) if previous else None
+        if document.kind == "text" or (entry is not None and entry.sha256 == document.sha256):
+            ready[document.source] = document  # text, or unchanged: passages and stored text are reused
+            continue
+        record = readers.load_record(previous.folder, document.sha256) if previous else None
+        if record is None:
+            to_read.append(document)
+        else:
+            ready[document.source] = replace(document, text=record.text, record=record)
+    records, seconds = _read_all(to_read, settings, say)
     documents, skipped, unreadable = [], list(found.skipped), {}
-    extractor = None
-    read = 0
-    try:
-        for document in found.documents:
-            if document.kind == "text":
-                documents.append(document)
-                continue
-            entry = previous.manifest.files.get(document.source) if previous else None
-            if entry is not None and entry.sha256 == document.sha256:
-                documents.append(document)  # unchanged: its passages and stored text are reused as they are
-                continue
-            record = readers.load_record(previous.folder, document.sha256) if previous else None
-            if record is None:
-                if extractor is None:
-                    extractor = Extractor(settings.extract_timeout)
-                say(f"reading {document.source}")
-                record = _read_converted(extractor, document)
-                read += 1
-                if isinstance(record, str):
-                    log.warning("skipped %s: %s", document.source, record)
-                    skipped.append(Skipped(document.source, record))
-                    unreadable[document.sha256] = record
-                    continue
+    for document in found.documents:
+        record = records.get(document.source)
+        if isinstance(record, str):
+            log.warning("skipped %s: %s", document.source, record)
+            skipped.append(Skipped(document.source, record))
+            unreadable[document.sha256] = record
+        elif record is not None:
             documents.append(replace(document, text=record.text, record=record))
-    finally:
-        seconds = extractor.seconds if extractor else 0.0
-        if extractor is not None:
-            extractor.close()
-    return CorpusScan(documents, sorted(skipped, key=lambda s: s.source)), unreadable, (read, seconds)
+        else:
+            documents.append(ready[document.source])
+    return CorpusScan(documents, sorted(skipped, key=lambda s: s.source)), unreadable, (len(to_read), seconds)
+
+
+def _read_all(documents: list[Document], settings: Settings, say: Progress) -> tuple[dict, float]:
+    """source → text of record or reason, converting up to READERS_AT_ONCE files at a time; and the wall seconds."""
+    if not documents:
+        return {}, 0.0
+    from concurrent.futures import ThreadPoolExecutor
+
+    local, extractors = threading.local(), []
+
+    def work(document: Document):
+        if not hasattr(local, "extractor"):
+            local.extractor = Extractor(settings.extract_timeout)
+            extractors.append(local.extractor)
+        say(f"reading {document.source}")
+        return document.source, _read_converted(local.extractor, document)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=min(READERS_AT_ONCE, len(documents)), thread_name_prefix="rag-convert") as pool:
+        try:
+            results = dict(pool.map(work, documents))
+        finally:
+            for extractor in extractors:
+                extractor.close()
+    return results, time.perf_counter() - started
 
 
 def _read_converted(extractor: Extractor, document: Document):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import threading
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from rag.readers import TextRecord, Unreadable
 
@@ -32,7 +32,6 @@ _PAGE_NUMBER = re.compile(r"^(?:page\s*)?(?:#|[ivxlcdm]+)(?:\s*(?:of|/)\s*#)?$|^
 _PDFIUM = threading.Lock()
 """PDFium is not thread-safe: every call into it in one process goes through this lock."""
 
-NAN_BOX = (float("nan"),) * 4
 
 
 def sniff(data: bytes) -> bool:
@@ -42,29 +41,23 @@ def sniff(data: bytes) -> bool:
 
 @dataclass
 class Fragment:
-    """Characters drawn one after another on one baseline: a line of one column."""
+    """Characters drawn one after another on one baseline: a line of one column.
+
+    `boxes[i]` is the box of `text[i]` (NaN for a space the reader put in).
+    """
 
     page: int
-    chars: list = field(default_factory=list)  # (character, box or None)
-    left: float = 0.0
-    bottom: float = 0.0
-    right: float = 0.0
-    top: float = 0.0
-    height: float = 0.0
+    text: str
+    boxes: object
     column: str = "S"
 
-    def add(self, ch: str, box) -> None:
-        if not self.chars:
-            self.left, self.bottom, self.right, self.top = box
-            self.height = max(box[3] - box[1], 0.1)
-        else:
-            self.left, self.bottom = min(self.left, box[0]), min(self.bottom, box[1])
-            self.right, self.top = max(self.right, box[2]), max(self.top, box[3])
-        self.chars.append((ch, box))
+    def __post_init__(self):
+        import numpy as np
 
-    @property
-    def text(self) -> str:
-        return "".join(ch for ch, _ in self.chars)
+        drawn = self.boxes[~np.isnan(self.boxes[:, 0])]
+        self.left, self.bottom = float(drawn[:, 0].min()), float(drawn[:, 1].min())
+        self.right, self.top = float(drawn[:, 2].max()), float(drawn[:, 3].max())
+        self.height = max(float(drawn[0, 3] - drawn[0, 1]), 0.1)
 
 
 def read(data: bytes) -> TextRecord:
@@ -85,7 +78,7 @@ def read(data: bytes) -> TextRecord:
                 labels.append(document.get_page_label(number) or "")
         finally:
             document.close()
-    if not any(f.chars for page in pages for f in page):
+    if not any(f.text.strip() for page in pages for f in page):
         raise Unreadable("no text layer; scanned pages need OCR (run an OCR tool such as ocrmypdf on it first)")
     _check_character_maps(pages)
     body = [_order(fragments, frame, furniture) for fragments, frame, furniture
@@ -111,6 +104,7 @@ def _open_problem(message: str) -> str:
 
 def _fragments(page, number: int) -> list[Fragment]:
     """The page's characters grouped into line fragments, in PDFium's order."""
+    import numpy as np
     import pypdfium2.raw as raw
 
     width, height = page.get_size()
@@ -124,50 +118,95 @@ def _fragments(page, number: int) -> list[Fragment]:
         count = textpage.count_chars()
         if count > MAX_PAGE_CHARS:
             raise Unreadable(f"page {number + 1} holds {count:,} characters, over {MAX_PAGE_CHARS:,}; not a readable page")
-        rect = raw.FS_RECTF()
-        fragments: list[Fragment] = []
-        current = Fragment(number)
+        if count <= 0:
+            return []
+        text = textpage.get_text_range(0, count)
+        handle, rect, get_box = textpage.raw, raw.FS_RECTF(), raw.FPDFText_GetLooseCharBox
+        if len(text) != count:  # PDFium left out or put in characters: ask for each one
+            text = "".join(chr(raw.FPDFText_GetUnicode(handle, i) or 0xFFFD) for i in range(count))
+        flat = []
         for index in range(count):
-            if raw.FPDFText_IsGenerated(textpage, index):
-                continue
-            code = raw.FPDFText_GetUnicode(textpage, index)
-            ch = chr(code) if 0 < code < 0x110000 else "\ufffd"
-            if ch in "\r\n" or (unicodedata.category(ch) == "Cc" and ch not in "\x02\t"):
-                continue
-            if not raw.FPDFText_GetLooseCharBox(textpage, index, rect):
-                continue
-            box = (rect.left, rect.bottom, rect.right, rect.top)
-            if current.chars and _starts_new_fragment(current, box):
-                fragments.append(current)
-                current = Fragment(number)
-            if current.chars and not ch.isspace() and not current.chars[-1][0].isspace():
-                if box[0] - current.chars[-1][1][2] > 0.15 * current.height:
-                    current.chars.append((" ", None))  # a word gap drawn without a space character
-            if ch == "\t":
-                ch = " "
-            if ch.isspace() and (not current.chars or current.chars[-1][0].isspace()):
-                continue
-            current.add(ch, box)
-        fragments.append(current)
+            if not get_box(handle, index, rect):
+                rect.left = rect.right = rect.bottom = rect.top = 0.0
+            flat += (rect.left, rect.bottom, rect.right, rect.top)
     finally:
         textpage.close()
-    return [f for f in fragments if f.text.strip()]
+    boxes = np.asarray(flat, dtype=np.float64).reshape(count, 4)
+    return _split_fragments(number, text, boxes)
 
 
-def _starts_new_fragment(current: Fragment, box) -> bool:
-    """True when a character is not the next one on the current line of the current column."""
-    last = next(b for _, b in reversed(current.chars) if b is not None)
-    h = current.height
-    if abs(box[1] - last[1]) > 0.5 * h:
-        return True  # another baseline
-    if box[0] < last[0] - 0.2 * h:
-        return True  # drawn back to the left (a ligature's letters share one box)
-    return box[0] - last[2] > 1.2 * h  # a gap wider than any word space: a column gutter
+def _split_fragments(number: int, text: str, boxes) -> list[Fragment]:
+    """Cut the page's characters into fragments where the next one is not on the same line of the same column."""
+    import numpy as np
+
+    text = text.replace("\ufffe", "\x02")  # FPDFText_GetText writes PDFium's line-end hyphen mark as U+FFFE
+    codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    spaces = np.isin(codes, (0x20, 0x09, 0xA0))
+    width = boxes[:, 2] - boxes[:, 0]
+    keep = (codes >= 0x20) | (codes == 0x02) | (codes == 0x09)
+    keep &= ~(spaces & (width <= 0.01))  # PDFium's own word breaks: the gaps decide instead
+    keep &= codes != 0xFFFF
+    index = np.nonzero(keep)[0]
+    if not len(index):
+        return []
+    chars = "".join(text[i] for i in index).replace("\t", " ")
+    box = boxes[index]
+    h = np.maximum(box[:, 3] - box[:, 1], 0.1)
+    previous = np.roll(box, 1, axis=0)
+    ph = np.roll(h, 1)
+    gap = box[:, 0] - previous[:, 2]
+    cut = (np.abs(box[:, 1] - previous[:, 1]) > 0.5 * ph) | (box[:, 0] < previous[:, 0] - 0.2 * ph) | (gap > 1.2 * ph)
+    cut[0] = True
+    is_space = np.frombuffer(chars.encode("utf-32-le"), dtype=np.uint32) == 0x20
+    word_gap = (gap > 0.15 * ph) & ~is_space & ~np.roll(is_space, 1) & ~cut  # a word gap drawn without a space
+    starts = np.nonzero(cut)[0].tolist() + [len(chars)]
+    fragments = []
+    nan = np.full((1, 4), np.nan)
+    for a, b in zip(starts, starts[1:]):
+        gaps = (np.nonzero(word_gap[a:b])[0] + a).tolist()
+        if gaps:
+            pieces, parts, at = [], [], a
+            for g in gaps + [b]:
+                pieces.append(chars[at:g])
+                parts.append(box[at:g])
+                if g < b:
+                    pieces.append(" ")
+                    parts.append(nan)
+                at = g
+            fragment_text, fragment_boxes = "".join(pieces), np.vstack(parts)
+        else:
+            fragment_text, fragment_boxes = chars[a:b], box[a:b]
+        fragment_text, fragment_boxes = _clean(fragment_text, fragment_boxes)
+        if fragment_text.strip():
+            fragments.append(Fragment(number, fragment_text, fragment_boxes))
+    return fragments
+
+
+def _clean(text: str, boxes):
+    """A fragment without leading/trailing spaces, with ligatures expanded and PDFium's hyphen marks resolved."""
+    import numpy as np
+
+    stripped = text.lstrip(" ")
+    start = len(text) - len(stripped)
+    stripped = stripped.rstrip(" ")
+    text, boxes = stripped, boxes[start : start + len(stripped)]
+    if "\x02" in text:  # PDFium marks a hyphen it takes for a line-end hyphen: a plain hyphen at the end, dropped inside
+        keep = [i for i, ch in enumerate(text) if ch != "\x02" or i == len(text) - 1]
+        text = "".join("-" if text[i] == "\x02" else text[i] for i in keep)
+        boxes = boxes[keep]
+    if any(ch in _LIGATURES for ch in text):
+        pieces, rows = [], []
+        for ch, row in zip(text, boxes):
+            expanded = unicodedata.normalize("NFKC", ch) if ch in _LIGATURES else ch
+            pieces.append(expanded)
+            rows.extend([row] * len(expanded))
+        text, boxes = "".join(pieces), np.asarray(rows)
+    return text, boxes
 
 
 def _check_character_maps(pages) -> None:
     """Unreadable when the text is mostly unmapped glyphs (fonts without a character map)."""
-    letters = [ch for page in pages for f in page for ch, _ in f.chars if not ch.isspace()]
+    letters = [ch for page in pages for f in page for ch in f.text if not ch.isspace()]
     unmapped = sum(1 for ch in letters if ch == "\ufffd" or "\ue000" <= ch <= "\uf8ff")
     if letters and unmapped > 0.3 * len(letters):
         raise Unreadable("its fonts map glyphs to no characters, so its text cannot be read reliably; OCR it")
@@ -243,49 +282,40 @@ def _gutter(body: list[Fragment], frame) -> float | None:
 
 def _assemble(pages: list[list[Fragment]]):
     """Text of record, one box per character, and the offset where each page begins."""
+    import numpy as np
+
     everything = [f for page in pages for f in page]
-    words = set(re.findall(r"\w+", " ".join(f.text for f in everything).lower()))
-    compounds = set(re.findall(r"\w+-\w+", " ".join(f.text for f in everything).lower()))
+    joined = " ".join(f.text for f in everything).lower()
+    words, compounds = set(re.findall(r"\w+", joined)), set(re.findall(r"\w+-\w+", joined))
     edges = _column_edges(everything)
-    text: list[str] = []
+    texts: list[str] = []
     boxes: list = []
     page_starts = []
+    length = 0
+    tail = ""  # the last characters written, for the joints
     previous = None
     for number, fragments in enumerate(pages):
         for fragment in fragments:
-            chars = _clean(fragment.chars)
-            if not chars:
-                continue
             if previous is not None:
-                joint = _joint(previous, fragment, edges, text, chars, words, compounds)
+                joint = _joint(previous, fragment, edges, tail, words, compounds)
                 if joint == "hyphen":
-                    text.pop(), boxes.pop()
-                for ch in joint if joint != "hyphen" else "":
-                    text.append(ch)
-                    boxes.append(NAN_BOX)
+                    texts[-1], boxes[-1] = texts[-1][:-1], boxes[-1][:-1]
+                    length -= 1
+                elif joint:
+                    texts.append(joint)
+                    boxes.append(np.full((len(joint), 4), np.nan))
+                    length += len(joint)
             while len(page_starts) <= number:
-                page_starts.append(len(text))
-            for ch, box in chars:
-                for piece in unicodedata.normalize("NFKC", ch) if ch in _LIGATURES else ch:
-                    text.append(piece)
-                    boxes.append(box or NAN_BOX)
+                page_starts.append(length)
+            texts.append(fragment.text)
+            boxes.append(fragment.boxes)
+            length += len(fragment.text)
+            tail = fragment.text[-30:]
             previous = fragment
         while len(page_starts) <= number:
-            page_starts.append(len(text))
-    return "".join(text), boxes, page_starts
-
-
-def _clean(chars: list) -> list:
-    """A fragment's characters without leading/trailing spaces and stray control characters."""
-    kept = [(ch, box) for ch, box in chars if ch not in "\ufffe\uffff"]
-    # PDFium marks a hyphen it takes for a line-end hyphen as \x02: a plain hyphen at the end, dropped inside
-    kept = [("-" if i == len(kept) - 1 else "", box) if ch == "\x02" else (ch, box) for i, (ch, box) in enumerate(kept)]
-    kept = [(ch, box) for ch, box in kept if ch]
-    while kept and kept[0][0].isspace():
-        kept.pop(0)
-    while kept and kept[-1][0].isspace():
-        kept.pop()
-    return kept
+            page_starts.append(length)
+    stacked = np.vstack(boxes) if boxes else np.zeros((0, 4))
+    return "".join(texts), stacked, page_starts
 
 
 def _column_edges(fragments: list[Fragment]) -> dict:
@@ -298,12 +328,12 @@ def _column_edges(fragments: list[Fragment]) -> dict:
     return edges
 
 
-def _joint(previous: Fragment, current: Fragment, edges, text, chars, words, compounds):
+def _joint(previous: Fragment, current: Fragment, edges, tail: str, words, compounds):
     """What goes between two fragments: "\\n\\n" (new paragraph), " " (same paragraph) or "hyphen"."""
     h = previous.height
     left, right = edges[(previous.page, previous.column)]
     c_left, _ = edges[(current.page, current.column)]
-    ends = "".join(text[-30:]).rstrip()
+    ends = tail.rstrip()
     full = previous.right >= right - 2.5 * h
     indented = current.left > c_left + 0.8 * h
     same_flow = previous.page == current.page and previous.column == current.column
@@ -317,12 +347,12 @@ def _joint(previous: Fragment, current: Fragment, edges, text, chars, words, com
             return "\n\n"
         if ends.endswith(_TERMINAL) and not full:
             return "\n\n"
-    elif ends.endswith(_TERMINAL) or ((not full or indented) and not chars[0][0].islower()):
+    elif ends.endswith(_TERMINAL) or ((not full or indented) and not current.text[0].islower()):
         return "\n\n"  # a column or page ends with its paragraph
-    first = chars[0][0]
+    first = current.text[0]
     if ends and ends[-1] in _HYPHENS and len(ends) > 1 and ends[-2].isalpha() and first.islower():
         left_word = re.findall(r"\w+$", ends[:-1])
-        right_word = re.match(r"\w+", "".join(ch for ch, _ in chars))
+        right_word = re.match(r"\w+", current.text)
         if ends[-1] == "-" and left_word and right_word:
             joined, hyphened = left_word[0] + right_word.group(), f"{left_word[0]}-{right_word.group()}"
             if hyphened.lower() in compounds and joined.lower() not in words:
