@@ -207,3 +207,32 @@ def test_a_file_that_hangs_its_reader_is_skipped_and_the_build_goes_on(corpus, m
     assert "took longer than 2 s" in summary.skipped["hang.pdf"]
     assert "no text layer" in summary.skipped["scan.pdf"]  # the next file got a fresh reader
     assert "papers/kettles.pdf" in store.load(corpus.index).manifest.files
+
+
+def test_the_sources_panel_shows_the_cited_pdf_page_as_an_image_with_its_page_number(corpus):
+    import base64
+    from io import BytesIO
+
+    from PIL import Image
+
+    from rag.app import chat_text, render_sources
+    from rag.pages import cited_pages
+
+    _, factory = fake_factory()
+    build(corpus, embedder_factory=factory)
+    retriever = Retriever(corpus, embedder_factory=factory)
+    result = answer("When was the first automatic switch sold?", retriever, corpus)
+    first = result.citations[0]
+    images = cited_pages(corpus.corpus, retriever.index, first)
+    assert [image.page for image in images] == list(first.pages)
+    panel = render_sources(result, pages=lambda c: cited_pages(corpus.corpus, retriever.index, c))
+    assert f"page {first.page} of papers/kettles.pdf, quote [1] highlighted" in panel
+    encoded = panel.split("src='data:image/png;base64,", 1)[1].split("'", 1)[0]
+    assert Image.open(BytesIO(base64.b64decode(encoded))).size[1] == 1200
+    assert f"[1] papers/kettles.pdf, {first.where()}" in chat_text(result)
+    word = answer("How much tap water did each kettle hold, at how many degrees?", retriever, corpus)
+    cited = next(c for c in word.citations if c.source == "report.docx")
+    assert cited_pages(corpus.corpus, retriever.index, cited) == []  # Word: the passage, no picture
+    assert "§ 2 Methods › 2.1 Data" in render_sources(word, pages=lambda c: [])
+    (corpus.corpus / "papers" / "kettles.pdf").write_bytes(b"%PDF-1.4 replaced")
+    assert cited_pages(corpus.corpus, retriever.index, first) == []  # a changed file is never drawn

@@ -149,7 +149,7 @@ def _split_fragments(number: int, text: str, boxes) -> list[Fragment]:
     index = np.nonzero(keep)[0]
     if not len(index):
         return []
-    chars = "".join(text[i] for i in index).replace("\t", " ")
+    chars = codes[index].tobytes().decode("utf-32-le").replace("\t", " ")
     box = boxes[index]
     h = np.maximum(box[:, 3] - box[:, 1], 0.1)
     previous = np.roll(box, 1, axis=0)
@@ -206,9 +206,10 @@ def _clean(text: str, boxes):
 
 def _check_character_maps(pages) -> None:
     """Unreadable when the text is mostly unmapped glyphs (fonts without a character map)."""
-    letters = [ch for page in pages for f in page for ch in f.text if not ch.isspace()]
-    unmapped = sum(1 for ch in letters if ch == "\ufffd" or "\ue000" <= ch <= "\uf8ff")
-    if letters and unmapped > 0.3 * len(letters):
+    text = "".join(f.text for page in pages for f in page)
+    letters = len(text) - text.count(" ")
+    unmapped = len(re.findall("[\ufffd\ue000-\uf8ff]", text))
+    if letters and unmapped > 0.3 * letters:
         raise Unreadable("its fonts map glyphs to no characters, so its text cannot be read reliably; OCR it")
 
 

@@ -50,6 +50,14 @@ def _serve(reader: str) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
     except (ImportError, ValueError, OSError):
         pass
+    parent = os.getppid()
+
+    def orphaned():  # a build killed outright must not leave its reader running on
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=orphaned, name="rag-reader-parent", daemon=True).start()
     module, _, name = reader.partition(":")
     read = getattr(importlib.import_module(module), name)
     source, sink = sys.stdin.buffer, sys.stdout.buffer
