@@ -19,11 +19,10 @@ from rag.retrieve import Retriever
 from test_readers import LEFT_1, LEFT_2, PAGE, PAGE_2_LEFT, PAGE_2_RIGHT, RIGHT_1, WORD_BLOCKS
 
 
-@pytest.fixture
-def corpus(make_settings, tmp_path):
-    """A corpus of one of each format, bad files beside them."""
-    settings = make_settings(min_score=0.0)
-    folder = settings.corpus
+@pytest.fixture(scope="module")
+def documents(tmp_path_factory):
+    """One of each format, bad files beside them: written once, copied into each test's corpus."""
+    folder = tmp_path_factory.mktemp("documents")
     (folder / "papers").mkdir()
     writers.two_column_pdf(folder / "papers" / "kettles.pdf", [(LEFT_1 + [""] + LEFT_2, RIGHT_1), (PAGE_2_LEFT, PAGE_2_RIGHT)])
     writers.word_document(folder / "report.docx", WORD_BLOCKS)
@@ -38,6 +37,14 @@ def corpus(make_settings, tmp_path):
     writers.zip_bomb(folder / "bomb.docx", megabytes=20)
     (folder / "menu.html").write_text("<html><body><nav>Home | Shop</nav><script>x()</script></body></html>")
     (folder / "pdf-in-disguise.txt").write_bytes(data)
+    return folder
+
+
+@pytest.fixture
+def corpus(make_settings, documents):
+    """Settings for a private copy of the documents."""
+    settings = make_settings(min_score=0.0)
+    shutil.copytree(documents, settings.corpus, dirs_exist_ok=True)
     return settings
 
 
