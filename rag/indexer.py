@@ -6,6 +6,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import shutil
 import threading
 import time
 from collections import Counter
@@ -165,55 +166,66 @@ def build(
                 files_unchanged=len(changes.unchanged), files_skipped=len(skipped), skipped=skipped,
                 passages=len(previous.passages), seconds=time.perf_counter() - started,
             )
-        found, unreadable, conversion = convert(found, previous, settings, say)
-        unreadable.update(still_unreadable)
-        changes = diff(old_files, found.documents)
-        skipped = {s.source: s.reason for s in found.skipped}
-        counts = dict(
-            files_added=len(changes.added),
-            files_changed=len(changes.changed),
-            files_removed=len(changes.removed),
-            files_renamed=len(changes.renamed),
-            files_unchanged=len(changes.unchanged),
-            files_skipped=len(skipped),
-            skipped=skipped,
-            files_converted=conversion[0],
-            conversion_seconds=round(conversion[1], 3),
-        )
-        passages, vectors, embedded, reused, removed = _assemble(
-            found.documents, previous, changes.renamed, settings, embedder_factory, say
-        )
-        per_file = Counter(p.source for p in passages)
-        manifest = Manifest(
-            model=settings.model,
-            dimension=vectors.shape[1],
-            max_tokens=settings.max_tokens,
-            overlap=settings.overlap,
-            files={
-                d.source: FileEntry(d.sha256, d.encoding, per_file[d.source], d.kind, d.size, d.mtime_ns)
-                for d in found.documents
-            },
-            passages=len(passages),
-            built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            skipped=skipped,
-            unreadable=unreadable,
-        )
-        say(f"writing {len(passages)} passages")
-        texts = {d.sha256: d.record for d in found.documents if d.kind != "text"}
-        version = store.write_version(root, manifest, passages, vectors, texts, previous.folder if previous else None)
-        store.publish(root, version)
-        store.collect_garbage(root)
-        return BuildSummary(
-            **counts,
-            passages=len(passages),
-            passages_embedded=embedded,
-            passages_reused=reused,
-            passages_removed=removed,
-            seconds=time.perf_counter() - started,
-            full=previous is None,
-            reason=reason,
-            version=version.name,
-        )
+        scratch = root / f".tmp-v-texts-{os.getpid()}-{time.time_ns()}"  # removed by the next build if this one dies
+        try:
+            return _build_changed(settings, found, previous, still_unreadable, old_files, reason, scratch,
+                                  embedder_factory, say, started)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _build_changed(settings, found, previous, still_unreadable, old_files, reason, scratch, embedder_factory, say, started):
+    """The part of a build that converts, embeds and writes a new version (the caller holds the lock)."""
+    root = Path(settings.index)
+    found, unreadable, conversion = convert(found, previous, settings, say, scratch)
+    unreadable.update(still_unreadable)
+    changes = diff(old_files, found.documents)
+    skipped = {s.source: s.reason for s in found.skipped}
+    counts = dict(
+        files_added=len(changes.added),
+        files_changed=len(changes.changed),
+        files_removed=len(changes.removed),
+        files_renamed=len(changes.renamed),
+        files_unchanged=len(changes.unchanged),
+        files_skipped=len(skipped),
+        skipped=skipped,
+        files_converted=conversion[0],
+        conversion_seconds=round(conversion[1], 3),
+    )
+    passages, vectors, embedded, reused, removed = _assemble(
+        found.documents, previous, changes.renamed, settings, embedder_factory, say
+    )
+    per_file = Counter(p.source for p in passages)
+    manifest = Manifest(
+        model=settings.model,
+        dimension=vectors.shape[1],
+        max_tokens=settings.max_tokens,
+        overlap=settings.overlap,
+        files={
+            d.source: FileEntry(d.sha256, d.encoding, per_file[d.source], d.kind, d.size, d.mtime_ns)
+            for d in found.documents
+        },
+        passages=len(passages),
+        built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        skipped=skipped,
+        unreadable=unreadable,
+    )
+    say(f"writing {len(passages)} passages")
+    texts = {d.sha256: scratch if d.record is not None else previous.folder for d in found.documents if d.kind != "text"}
+    version = store.write_version(root, manifest, passages, vectors, texts)
+    store.publish(root, version)
+    store.collect_garbage(root)
+    return BuildSummary(
+        **counts,
+        passages=len(passages),
+        passages_embedded=embedded,
+        passages_reused=reused,
+        passages_removed=removed,
+        seconds=time.perf_counter() - started,
+        full=previous is None,
+        reason=reason,
+        version=version.name,
+    )
 
 
 def known_unreadable(found: CorpusScan, manifest: Manifest | None) -> tuple[CorpusScan, dict[str, str]]:
@@ -238,9 +250,12 @@ READERS_AT_ONCE = max(1, min(2, os.cpu_count() or 1))
 """Files converted side by side, each in its own child process."""
 
 
-def convert(found: CorpusScan, previous: store.LoadedIndex | None, settings: Settings, say: Progress):
+def convert(found: CorpusScan, previous: store.LoadedIndex | None, settings: Settings, say: Progress, scratch: Path):
     """Give every converted document its text of record: the stored one when its sha256 was indexed
     before, else read now in a child process with a time limit. Files that cannot be read are skipped.
+
+    New texts of record are written to `scratch` at once (their character boxes do not stay in
+    memory); a document keeps its text, and `record` is set when its text came from `scratch`.
 
     Returns the scan with texts filled in, sha256 → reason for the unreadable, and (files read, seconds).
     """
@@ -255,7 +270,7 @@ def convert(found: CorpusScan, previous: store.LoadedIndex | None, settings: Set
         if record is None:
             to_read.append(document)
         else:
-            ready[document.source] = replace(document, text=record.text, record=record)
+            ready[document.source] = replace(document, text=record.text)  # copied or renamed: stored text reused
     records, seconds = _read_all(to_read, settings, say)
     documents, skipped, unreadable = [], list(found.skipped), {}
     for document in found.documents:
@@ -265,7 +280,8 @@ def convert(found: CorpusScan, previous: store.LoadedIndex | None, settings: Set
             skipped.append(Skipped(document.source, record))
             unreadable[document.sha256] = record
         elif record is not None:
-            documents.append(replace(document, text=record.text, record=record))
+            readers.save_record(scratch, document.sha256, record)
+            documents.append(replace(document, text=record.text, record=replace(record, boxes=None)))
         else:
             documents.append(ready[document.source])
     return CorpusScan(documents, sorted(skipped, key=lambda s: s.source)), unreadable, (len(to_read), seconds)

@@ -175,13 +175,12 @@ def _fsync_dir(path: Path) -> None:
 
 
 def write_version(
-    root: Path, manifest: Manifest, passages: list[Passage], vectors: np.ndarray,
-    texts: dict | None = None, previous: Path | None = None,
+    root: Path, manifest: Manifest, passages: list[Passage], vectors: np.ndarray, texts: dict | None = None
 ) -> Path:
     """Write a complete new version beside the live one and fsync it; the pointer is not touched.
 
-    `texts` maps the sha256 of each converted file to its text of record, or to None to carry the
-    stored one over from the `previous` version folder (hard-linked, never converted again).
+    `texts` maps the sha256 of each converted file to the folder whose `texts/` holds its text of
+    record: an older version or the build's scratch folder. It is hard-linked in, never converted again.
     """
     import faiss
 
@@ -200,11 +199,8 @@ def write_version(
     index = make_faiss(vectors)
     faiss.write_index(index, str(staging / FAISS))
     LexicalIndex.build([p.text for p in passages]).save(staging / BM25)
-    for sha, record in (texts or {}).items():
-        if record is not None:
-            readers.save_record(staging, sha, record)
-        elif previous is not None:
-            readers.link_record(previous, staging, sha)
+    for sha, folder in (texts or {}).items():
+        readers.link_record(folder, staging, sha)
     missing = [sha for sha in (texts or {}) if not readers.record_paths(staging, sha)[0].exists()]
     if missing:
         raise IndexDamaged(

@@ -112,7 +112,7 @@ def save_record(folder: Path, sha256: str, record: TextRecord) -> list[Path]:
     import numpy as np
 
     text_path, boxes_path = record_paths(folder, sha256)
-    text_path.parent.mkdir(exist_ok=True)
+    text_path.parent.mkdir(parents=True, exist_ok=True)
     text_path.write_text(record.to_json(), encoding="utf-8")
     written = [text_path]
     if record.boxes is not None:
