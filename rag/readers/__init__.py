@@ -14,7 +14,7 @@ import bisect
 import importlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 _MODULES = ("rag.readers.pdf", "rag.readers.docx", "rag.readers.html")
@@ -138,20 +138,30 @@ def link_record(source_folder: Path, folder: Path, sha256: str) -> list[Path]:
     return written
 
 
+_RECENT: dict[tuple, TextRecord] = {}
+"""Texts of record read lately, by (path, size, mtime): a question quoting one file reads it once."""
+
+
 def load_record(folder: Path, sha256: str, boxes: bool = False) -> TextRecord | None:
     """The stored text of record of one file (boxes memory-mapped when asked for), or None if absent or damaged."""
     import numpy as np
 
     text_path, boxes_path = record_paths(folder, sha256)
     try:
-        raw = text_path.read_text(encoding="utf-8")
+        info = text_path.stat()
+        key = (str(text_path), info.st_size, info.st_mtime_ns)
+        record = _RECENT.get(key)
+        if record is None:
+            record = TextRecord.from_json(text_path.read_text(encoding="utf-8"))
+            while len(_RECENT) >= 16:
+                _RECENT.pop(next(iter(_RECENT)), None)
+            _RECENT[key] = record
         found = np.load(boxes_path, mmap_mode="r") if boxes and boxes_path.exists() else None
-        record = TextRecord.from_json(raw, found)
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError):
         return None
     if found is not None and len(found) != len(record.text):
         return None
-    return record
+    return replace(record, boxes=found) if found is not None else record
 
 
 def _modules():
