@@ -12,7 +12,7 @@ import numpy as np
 
 from rag.chunking import LineIndex, split_sentences
 from rag.config import Settings
-from rag.corpus import read_source
+from rag.corpus import read_record, read_source
 from rag.lexical import terms
 from rag.records import Answer, Citation, Hit, Passage
 from rag.retrieve import Retriever
@@ -87,7 +87,7 @@ def answer(question: str, retriever: Retriever, settings: Settings, history: Seq
         return _abstain(question, searched, hits, best.similarity if best else 0.0)
     picked = choose_quotes(candidates, settings.max_quotes, wanted=expected_answer_type(searched))
     chosen = widen_all(picked, settings.quote_context, settings.quote_chars)
-    citations = verify(chosen, Path(settings.corpus))
+    citations = verify(chosen, Path(settings.corpus), retriever.index)
     confidence = round(best.similarity, 4)
     if not citations:
         return Answer(question, STALE_INDEX, True, nearest=tuple(hits[:3]), searched_for=searched, confidence=confidence)
@@ -242,18 +242,28 @@ def _near_duplicate(a: str, b: str, threshold: float = 0.7) -> bool:
     return len(sa & sb) / len(sa | sb) >= threshold
 
 
-def verify(chosen: Sequence[Candidate], corpus: Path) -> list[Citation]:
-    """Citations for the quotes that stand, character for character, at their offsets in the file now."""
-    texts: dict[str, str | None] = {}
+def verify(chosen: Sequence[Candidate], corpus: Path, index=None) -> list[Citation]:
+    """Citations for the quotes that stand, character for character, at their offsets in the file now.
+
+    For a converted file (PDF, Word, HTML) the offsets are into its stored text of record, used only
+    while the file on disk still has the sha256 indexed; `index` is the loaded index version.
+    """
+    texts: dict[str, object] = {}
     citations = []
     for candidate in chosen:
         source = candidate.hit.passage.source
         if source not in texts:
-            texts[source] = read_source(corpus, source)
-        text = texts[source]
+            texts[source] = _source_text(corpus, source, index)
+        found = texts[source]
+        text = getattr(found, "text", found)
         if text is None or text[candidate.start : candidate.end] != candidate.text:
             continue
         line_start, line_end = LineIndex(text).lines(candidate.start, candidate.end)
+        place = {}
+        if hasattr(found, "pages_of"):
+            pages = found.pages_of(candidate.start, candidate.end)
+            page = pages[0] if pages else None
+            place = dict(page=page, page_label=found.label_of(page), pages=tuple(pages), section=found.section_of(candidate.start))
         citations.append(
             Citation(
                 n=len(citations) + 1,
@@ -265,9 +275,18 @@ def verify(chosen: Sequence[Candidate], corpus: Path) -> list[Citation]:
                 quote=candidate.text,
                 passage_id=candidate.hit.passage.id,
                 score=round(candidate.score, 4),
+                **place,
             )
         )
     return citations
+
+
+def _source_text(corpus: Path, source: str, index):
+    """The text a quote of `source` is checked against: the file itself, or a converted file's text of record."""
+    entry = index.manifest.files.get(source) if index is not None else None
+    if entry is not None and entry.kind != "text":
+        return read_record(corpus, source, entry, index.folder)
+    return read_source(corpus, source)
 
 
 def highlight_spans(passage: Passage, citations: Sequence[Citation]) -> list[tuple[int, int, int]]:

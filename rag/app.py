@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import html
 import logging
 import queue
@@ -17,7 +18,8 @@ from rag.config import Settings, credentials, is_loopback
 from rag.documents import add_document, delete_document, list_documents
 from rag.errors import ConfigError, IndexDamaged, RagError
 from rag.indexer import build, is_stale
-from rag.records import Answer
+from rag.pages import cited_pages
+from rag.records import Answer, Citation
 from rag.retrieve import Retriever
 
 log = logging.getLogger(__name__)
@@ -30,11 +32,29 @@ CSS = """
 .rag-passage { white-space: pre-wrap; font-size: 0.92em; line-height: 1.45; margin-top: 6px; }
 .rag-passage mark { background: #ffe58a; color: #000; padding: 0 1px; }
 .rag-note { color: var(--body-text-color-subdued); font-size: 0.9em; }
+.rag-page { margin: 6px 0; }
+.rag-page img { max-width: 100%; border: 1px solid var(--border-color-primary); }
+.rag-page figcaption { font-size: 0.85em; color: var(--body-text-color-subdued); }
 """
 
 
-def render_sources(result: Answer) -> str:
-    """HTML for the sources panel: each citation opens its passage with the quote highlighted.
+def render_pages(c: Citation, pages) -> str:
+    """The rendered PDF page(s) of a citation as inline PNG images, each with its page number."""
+    figures = []
+    for image in pages:
+        label = f" (printed {image.label})" if image.label and image.label != str(image.page) else ""
+        caption = f"page {image.page}{label} of {c.source}, quote [{c.n}] highlighted"
+        data = base64.b64encode(image.png).decode("ascii")
+        figures.append(
+            f"<figure class='rag-page' data-page='{image.page}'><img alt='{html.escape(caption, quote=True)}' "
+            f"src='data:image/png;base64,{data}'><figcaption>{html.escape(caption)}</figcaption></figure>"
+        )
+    return "".join(figures)
+
+
+def render_sources(result: Answer, pages=None) -> str:
+    """HTML for the sources panel: each citation opens its passage with the quote highlighted, and a
+    PDF citation its rendered page(s) with the quoted characters marked (`pages(citation)` gives them).
 
     Every piece of document text is escaped, so nothing from a document can run in the browser.
     """
@@ -57,10 +77,11 @@ def render_sources(result: Answer) -> str:
             a, b = c.start - passage.start, c.end - passage.start
             text = passage.text
             body = f"{html.escape(text[:a])}<mark data-n='{c.n}'>{html.escape(text[a:b])}</mark>{html.escape(text[b:])}"
+        figures = render_pages(c, pages(c)) if pages is not None else ""
         items.append(
             f"<details class='rag-source' data-n='{c.n}'><summary>[{c.n}] {html.escape(export.where(c.to_dict()))} · "
             f"passage #{html.escape(c.passage_id.rsplit('#', 1)[-1])}</summary>"
-            f"<div class='rag-passage'>{body}</div></details>"
+            f"{figures}<div class='rag-passage'>{body}</div></details>"
         )
     return "".join(items)
 
@@ -104,7 +125,9 @@ def make_app(settings: Settings, retriever: Retriever):
         asked = [_message_text(m) for m in history if m.get("role") == "user"]
         try:
             result = answer(message, retriever, settings, history=asked)
-            reply, sources = chat_text(result), render_sources(result)
+            index = retriever.index
+            reply = chat_text(result)
+            sources = render_sources(result, pages=lambda c: cited_pages(settings.corpus, index, c))
             searched = f"Searched for: {result.searched_for}" if result.searched_for else ""
             answers.append(result.to_dict())
         except RagError as error:
@@ -181,7 +204,7 @@ def make_app(settings: Settings, retriever: Retriever):
         with gr.Accordion("Documents and index", open=False):
             with gr.Row():
                 files = gr.File(
-                    label="Add .txt or .md documents", file_count="multiple",
+                    label="Add documents (" + ", ".join(settings.extensions) + ")", file_count="multiple",
                     file_types=list(settings.extensions), elem_id="rag-upload",
                 )
                 with gr.Column():

@@ -33,7 +33,7 @@ class Settings:
 
     # ── index: what is read, how it is cut and embedded, where it is kept ──
     corpus: Path = setting(Path("seeds"), "index")
-    """Folder whose documents are indexed, recursively."""
+    """Folder whose documents (.txt, .md, .pdf, .docx, .html, .htm) are indexed, recursively."""
     index: Path = setting(Path("indexes"), "index")
     """Folder that holds the built index versions and the `CURRENT` pointer."""
     model: str = setting(DEFAULT_MODEL, "index")
@@ -49,8 +49,11 @@ class Settings:
     so an interview question stays with the answer that follows it)."""
     max_file_bytes: int = setting(20_000_000, "index", minimum=1)
     """Files larger than this are skipped with a warning."""
-    extensions: tuple[str, ...] = setting((".txt", ".md"), "index")
-    """File name endings that are read as documents."""
+    extensions: tuple[str, ...] = setting((".txt", ".md", ".pdf", ".docx", ".html", ".htm"), "index")
+    """File name endings that are read as documents (RAG_EXTENSIONS, comma-separated)."""
+    extract_timeout: float = setting(60.0, "index", minimum=1)
+    """Seconds one PDF, Word or HTML file may take to convert; a file that takes longer is skipped
+    with its reason (the reader runs in a child process that is then killed)."""
     lock_timeout: float = setting(600.0, "index", minimum=0)
     """Seconds a build waits for another build to finish before giving up."""
 

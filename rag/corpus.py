@@ -10,13 +10,15 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from rag import readers
 from rag.errors import CorpusError
+from rag.readers.text import decode
 from rag.records import Document, Skipped
+
+DOCUMENT_SUFFIXES = (".txt", ".md", ".pdf", ".docx", ".html", ".htm")
 
 log = logging.getLogger(__name__)
 
-# Characters beyond ASCII that legacy single-byte text plausibly holds.
-_LEGACY_PUNCTUATION = set("„“”‘’‚–—…«»°§©®€£¥·•¡¿×÷±¼½¾¹²³µ¶ªº¢¤¦¨¯´¸†‡‰‹›™\xa0\xad")
 
 
 @dataclass(frozen=True)
@@ -27,8 +29,12 @@ class CorpusScan:
     skipped: list[Skipped]
 
 
-def scan(corpus: Path, extensions: tuple[str, ...] = (".txt", ".md"), max_bytes: int = 20_000_000) -> CorpusScan:
-    """Read every matching file under `corpus`, recursively, in a stable order."""
+def scan(corpus: Path, extensions: tuple[str, ...] = DOCUMENT_SUFFIXES, max_bytes: int = 20_000_000) -> CorpusScan:
+    """Read every matching file under `corpus`, recursively, in a stable order.
+
+    Text files are decoded; converted formats (PDF, Word, HTML) are hashed and checked against
+    their name here and converted by the build only when their content is new (`Document.text` is "").
+    """
     corpus = Path(corpus)
     if not corpus.is_dir():
         raise CorpusError(
@@ -96,51 +102,22 @@ def read_file(path: Path, source: str, root: Path, max_bytes: int = 20_000_000) 
         return Skipped(source, f"cannot be read ({error.strerror or error}); check its permissions")
     if data is None:  # it grew past the limit after stat
         return Skipped(source, _too_big(max_bytes + 1, max_bytes))
+    if not data:
+        return Skipped(source, "empty file")
+    kind = readers.kind_of(source) or "text"
+    problem = readers.content_problem(kind, data)
+    if problem:
+        return Skipped(source, problem)
+    sha = hashlib.sha256(data).hexdigest()
+    if kind != "text":
+        return Document(source, path, "", sha, "", kind, len(data), info.st_mtime_ns)
     decoded = decode(data)
     if isinstance(decoded, str):
         return Skipped(source, decoded)
     text, encoding = decoded
     if not text.lstrip("\ufeff").strip():
         return Skipped(source, "empty file")
-    return Document(source, path, text, hashlib.sha256(data).hexdigest(), encoding)
-
-
-def decode(data: bytes) -> tuple[str, str] | str:
-    """Decoded text with universal newlines and the encoding used, or the reason it cannot be read.
-
-    UTF-8 text decodes exactly as `Path.read_text(encoding="utf-8")` does, so offsets into
-    it can be checked by anyone with the file.
-    """
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        try:
-            return _newlines(data.decode("utf-16", errors="strict")), "utf-16"
-        except UnicodeDecodeError:
-            return "starts with a UTF-16 byte-order mark but is not valid UTF-16; save it as UTF-8"
-    if b"\x00" in data:
-        return "binary file (holds NUL bytes); only text files are indexed"
-    try:
-        return _newlines(data.decode("utf-8")), "utf-8"
-    except UnicodeDecodeError:
-        pass
-    try:
-        text = data.decode("cp1252")
-    except UnicodeDecodeError:
-        text = None
-    if text is not None and _looks_like_legacy_text(text):
-        return _newlines(text), "cp1252"
-    return "not valid UTF-8 and its encoding cannot be told reliably; save it as UTF-8"
-
-
-def _looks_like_legacy_text(text: str) -> bool:
-    """True when every non-ASCII character is a letter or common punctuation (Latin-1 / cp1252 prose)."""
-    unusual = [ch for ch in text if ord(ch) > 127 and not ch.isalpha() and ch not in _LEGACY_PUNCTUATION]
-    controls = [ch for ch in text if ord(ch) < 32 and ch not in "\t\n\r\f"]
-    return not unusual and not controls
-
-
-def _newlines(text: str) -> str:
-    """Translate CRLF and CR to LF, as Python's text mode does."""
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+    return Document(source, path, text, sha, encoding, "text", len(data), info.st_mtime_ns)
 
 
 def _link_problem(path: Path, root: Path) -> str:
@@ -172,6 +149,30 @@ def read_at_most(path: Path, max_bytes: int | None = None) -> bytes | None:
             raise OSError(errno.EINVAL, "not a regular file")
         data = handle.read() if max_bytes is None else handle.read(max_bytes + 1)
     return None if max_bytes is not None and len(data) > max_bytes else data
+
+
+def unchanged(corpus: Path, source: str, sha256: str, size: int, mtime_ns: int) -> bool:
+    """True when the file still holds the bytes indexed: same size and mtime, or else the same sha256."""
+    path = Path(corpus) / source
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode) or info.st_size != size:
+            return False
+        if info.st_mtime_ns == mtime_ns:
+            return True
+        return hashlib.sha256(read_at_most(path) or b"").hexdigest() == sha256
+    except (OSError, ValueError, RuntimeError):
+        return False
+
+
+def read_record(corpus: Path, source: str, entry, texts_folder: Path):
+    """The stored text of record of a converted file if the file on disk is still the one indexed, else None.
+
+    `entry` is the file's manifest entry (sha256, size, mtime); `texts_folder` the index version.
+    """
+    if not unchanged(corpus, source, entry.sha256, entry.size, entry.mtime_ns):
+        return None
+    return readers.load_record(texts_folder, entry.sha256)
 
 
 def read_source(corpus: Path, source: str) -> str | None:

@@ -8,7 +8,8 @@ import unicodedata
 import uuid
 from pathlib import Path, PurePosixPath
 
-from rag.corpus import decode, printable
+from rag import readers
+from rag.corpus import DOCUMENT_SUFFIXES, decode, printable
 from rag.errors import UploadRefused
 
 _UNSAFE = re.compile(r"[^\w.\- ]+", re.UNICODE)
@@ -39,11 +40,7 @@ def add_document(corpus: Path, name: str, data: bytes, extensions: tuple[str, ..
             f"{filename} is {len(data):,} bytes, over the {max_bytes:,}-byte upload limit; "
             f"split it or copy it into the corpus folder directly"
         )
-    decoded = decode(data)
-    if isinstance(decoded, str):
-        raise UploadRefused(f"{filename}: {decoded}")
-    if not decoded[0].lstrip("\ufeff").strip():
-        raise UploadRefused(f"{filename} is empty")
+    _check_content(filename, data)
     corpus = Path(corpus)
     target = corpus / filename
     if target.is_symlink() or (target.exists() and not target.is_file()):
@@ -54,6 +51,30 @@ def add_document(corpus: Path, name: str, data: bytes, extensions: tuple[str, ..
     except OSError as error:
         raise UploadRefused(f"{filename} could not be written to {corpus} ({error.strerror or error})") from None
     return target
+
+
+def _check_content(filename: str, data: bytes) -> None:
+    """UploadRefused unless the content is what the name says: the type is decided by the bytes."""
+    if not data:
+        raise UploadRefused(f"{filename} is empty")
+    kind = readers.kind_of(filename) or "text"
+    problem = readers.content_problem(kind, data)
+    if problem:
+        raise UploadRefused(f"{filename}: {problem}")
+    if kind == "docx":
+        from rag.readers.docx import check_archive
+
+        try:
+            check_archive(data)
+        except readers.Unreadable as error:
+            raise UploadRefused(f"{filename}: {error}") from None
+    if kind != "text":
+        return
+    decoded = decode(data)
+    if isinstance(decoded, str):
+        raise UploadRefused(f"{filename}: {decoded}")
+    if not decoded[0].lstrip("\ufeff").strip():
+        raise UploadRefused(f"{filename} is empty")
 
 
 def _write_new(corpus: Path, target: Path, data: bytes) -> None:
@@ -71,7 +92,7 @@ def _write_new(corpus: Path, target: Path, data: bytes) -> None:
         raise
 
 
-def delete_document(corpus: Path, source: str, extensions: tuple[str, ...] = (".txt", ".md")) -> None:
+def delete_document(corpus: Path, source: str, extensions: tuple[str, ...] = DOCUMENT_SUFFIXES) -> None:
     """Remove one document, named by its path relative to the corpus, from the corpus folder.
 
     Only documents can go: no paths leaving the folder, no hidden files, no other types. A link

@@ -21,8 +21,8 @@ def where(citation: dict) -> str:
         span = f"p. {pages[0]}" if len(pages) == 1 else f"pp. {pages[0]}–{pages[-1]}"
         parts.append(span + (f" (printed {label})" if label and str(label) != str(pages[0]) else ""))
     if citation.get("section"):
-        parts.append(citation["section"])
-    if citation.get("line_start"):
+        parts.append(f"§ {citation['section']}")
+    if citation.get("line_start") and not pages and not citation.get("section"):  # lines of a plain-text file
         first, last = citation["line_start"], citation["line_end"]
         parts.append(f"line {first}" if first == last else f"lines {first}–{last}")
     return ", ".join(parts)

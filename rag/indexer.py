@@ -6,6 +6,8 @@ import fcntl
 import hashlib
 import logging
 import os
+import shutil
+import threading
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -16,14 +18,15 @@ from typing import Callable
 
 import numpy as np
 
-from rag import store
+from rag import readers, store
 from rag.chunking import LineIndex, pack_passages
 from rag.config import Settings
-from rag.corpus import scan
+from rag.corpus import CorpusScan, scan
 from rag.embedding import Embedder, load_embedder
 from rag.errors import BuildLocked, IndexMissing, RagError
 from rag.manifest import FileEntry, Manifest, diff, recipe
-from rag.records import Document, Passage
+from rag.readers.worker import Extractor
+from rag.records import Document, Passage, Skipped
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,9 @@ class BuildSummary:
     passages_reused: int = 0
     passages_removed: int = 0
     seconds: float = 0.0
+    files_converted: int = 0
+    """Converted files (PDF, Word, HTML) read this build; unchanged ones reuse their stored text."""
+    conversion_seconds: float = 0.0
     full: bool = False
     reason: str = ""
     version: str = ""
@@ -151,52 +157,171 @@ def build(
         say(f"reading {settings.corpus}")
         found = scan(settings.corpus, settings.extensions, settings.max_file_bytes)
         previous, reason = _previous(root, settings, full)
+        found, still_unreadable = known_unreadable(found, previous.manifest if previous else None)
         old_files = previous.manifest.files if previous else {}
         changes = diff(old_files, found.documents)
-        skipped = {s.source: s.reason for s in found.skipped}
-        counts = dict(
-            files_added=len(changes.added),
-            files_changed=len(changes.changed),
-            files_removed=len(changes.removed),
-            files_renamed=len(changes.renamed),
-            files_unchanged=len(changes.unchanged),
-            files_skipped=len(skipped),
-            skipped=skipped,
-        )
         if previous and not changes.any:
+            skipped = {s.source: s.reason for s in found.skipped}
             return BuildSummary(
-                **counts, passages=len(previous.passages), seconds=time.perf_counter() - started
+                files_unchanged=len(changes.unchanged), files_skipped=len(skipped), skipped=skipped,
+                passages=len(previous.passages), seconds=time.perf_counter() - started,
             )
-        passages, vectors, embedded, reused, removed = _assemble(
-            found.documents, previous, changes.renamed, settings, embedder_factory, say
-        )
-        per_file = Counter(p.source for p in passages)
-        manifest = Manifest(
-            model=settings.model,
-            dimension=vectors.shape[1],
-            max_tokens=settings.max_tokens,
-            overlap=settings.overlap,
-            files={d.source: FileEntry(d.sha256, d.encoding, per_file[d.source]) for d in found.documents},
-            passages=len(passages),
-            built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            skipped=skipped,
-            tokenizer=recipe(settings)["tokenizer"],
-        )
-        say(f"writing {len(passages)} passages")
-        version = store.write_version(root, manifest, passages, vectors)
-        store.publish(root, version)
-        store.collect_garbage(root)
-        return BuildSummary(
-            **counts,
-            passages=len(passages),
-            passages_embedded=embedded,
-            passages_reused=reused,
-            passages_removed=removed,
-            seconds=time.perf_counter() - started,
-            full=previous is None,
-            reason=reason,
-            version=version.name,
-        )
+        scratch = root / f".tmp-v-texts-{os.getpid()}-{time.time_ns()}"  # removed by the next build if this one dies
+        try:
+            return _build_changed(settings, found, previous, still_unreadable, old_files, reason, scratch,
+                                  embedder_factory, say, started)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _build_changed(settings, found, previous, still_unreadable, old_files, reason, scratch, embedder_factory, say, started):
+    """The part of a build that converts, embeds and writes a new version (the caller holds the lock)."""
+    root = Path(settings.index)
+    found, unreadable, conversion = convert(found, previous, settings, say, scratch)
+    unreadable.update(still_unreadable)
+    changes = diff(old_files, found.documents)
+    skipped = {s.source: s.reason for s in found.skipped}
+    counts = dict(
+        files_added=len(changes.added),
+        files_changed=len(changes.changed),
+        files_removed=len(changes.removed),
+        files_renamed=len(changes.renamed),
+        files_unchanged=len(changes.unchanged),
+        files_skipped=len(skipped),
+        skipped=skipped,
+        files_converted=conversion[0],
+        conversion_seconds=round(conversion[1], 3),
+    )
+    passages, vectors, embedded, reused, removed = _assemble(
+        found.documents, previous, changes.renamed, settings, embedder_factory, say
+    )
+    per_file = Counter(p.source for p in passages)
+    manifest = Manifest(
+        model=settings.model,
+        dimension=vectors.shape[1],
+        max_tokens=settings.max_tokens,
+        overlap=settings.overlap,
+        files={
+            d.source: FileEntry(d.sha256, d.encoding, per_file[d.source], d.kind, d.size, d.mtime_ns)
+            for d in found.documents
+        },
+        passages=len(passages),
+        built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        skipped=skipped,
+        unreadable=unreadable,
+        tokenizer=recipe(settings)["tokenizer"],
+    )
+    say(f"writing {len(passages)} passages")
+    texts = {d.sha256: scratch if d.record is not None else previous.folder for d in found.documents if d.kind != "text"}
+    version = store.write_version(root, manifest, passages, vectors, texts)
+    store.publish(root, version)
+    store.collect_garbage(root)
+    return BuildSummary(
+        **counts,
+        passages=len(passages),
+        passages_embedded=embedded,
+        passages_reused=reused,
+        passages_removed=removed,
+        seconds=time.perf_counter() - started,
+        full=previous is None,
+        reason=reason,
+        version=version.name,
+    )
+
+
+def known_unreadable(found: CorpusScan, manifest: Manifest | None) -> tuple[CorpusScan, dict[str, str]]:
+    """Converted files that failed before with the same bytes are skipped again with their reason, not re-read.
+
+    Returns the scan without them and their sha256 → reason, to remember in the next manifest.
+    """
+    if manifest is None or not manifest.unreadable:
+        return found, {}
+    documents, skipped, still = [], list(found.skipped), {}
+    for document in found.documents:
+        reason = manifest.unreadable.get(document.sha256) if document.kind != "text" else None
+        if reason:
+            skipped.append(Skipped(document.source, reason))
+            still[document.sha256] = reason
+        else:
+            documents.append(document)
+    return CorpusScan(documents, sorted(skipped, key=lambda s: s.source)), still
+
+
+READERS_AT_ONCE = max(1, min(2, os.cpu_count() or 1))
+"""Files converted side by side, each in its own child process."""
+
+
+def convert(found: CorpusScan, previous: store.LoadedIndex | None, settings: Settings, say: Progress, scratch: Path):
+    """Give every converted document its text of record: the stored one when its sha256 was indexed
+    before, else read now in a child process with a time limit. Files that cannot be read are skipped.
+
+    New texts of record are written to `scratch` at once (their character boxes do not stay in
+    memory); a document keeps its text, and `record` is set when its text came from `scratch`.
+
+    Returns the scan with texts filled in, sha256 → reason for the unreadable, and (files read, seconds).
+    """
+    ready: dict[str, Document] = {}
+    to_read = []
+    for document in found.documents:
+        entry = previous.manifest.files.get(document.source) if previous else None
+        if document.kind == "text" or (entry is not None and entry.sha256 == document.sha256):
+            ready[document.source] = document  # text, or unchanged: passages and stored text are reused
+            continue
+        record = readers.load_record(previous.folder, document.sha256) if previous else None
+        if record is None:
+            to_read.append(document)
+        else:
+            ready[document.source] = replace(document, text=record.text)  # copied or renamed: stored text reused
+    records, seconds = _read_all(to_read, settings, say)
+    documents, skipped, unreadable = [], list(found.skipped), {}
+    for document in found.documents:
+        record = records.get(document.source)
+        if isinstance(record, str):
+            log.warning("skipped %s: %s", document.source, record)
+            skipped.append(Skipped(document.source, record))
+            unreadable[document.sha256] = record
+        elif record is not None:
+            readers.save_record(scratch, document.sha256, record)
+            documents.append(replace(document, text=record.text, record=replace(record, boxes=None)))
+        else:
+            documents.append(ready[document.source])
+    return CorpusScan(documents, sorted(skipped, key=lambda s: s.source)), unreadable, (len(to_read), seconds)
+
+
+def _read_all(documents: list[Document], settings: Settings, say: Progress) -> tuple[dict, float]:
+    """source → text of record or reason, converting up to READERS_AT_ONCE files at a time; and the wall seconds."""
+    if not documents:
+        return {}, 0.0
+    from concurrent.futures import ThreadPoolExecutor
+
+    local, extractors = threading.local(), []
+
+    def work(document: Document):
+        if not hasattr(local, "extractor"):
+            local.extractor = Extractor(settings.extract_timeout)
+            extractors.append(local.extractor)
+        say(f"reading {document.source}")
+        return document.source, _read_converted(local.extractor, document)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=min(READERS_AT_ONCE, len(documents)), thread_name_prefix="rag-convert") as pool:
+        try:
+            results = dict(pool.map(work, documents))
+        finally:
+            for extractor in extractors:
+                extractor.close()
+    return results, time.perf_counter() - started
+
+
+def _read_converted(extractor: Extractor, document: Document):
+    """The text of record of one file, or the reason; the bytes read must be the bytes hashed."""
+    try:
+        data = document.path.read_bytes()
+    except OSError as error:
+        return f"cannot be read ({error.strerror or error}); check its permissions"
+    if hashlib.sha256(data).hexdigest() != document.sha256:
+        return "it changed while the build read it; run `rag build` again"
+    return extractor.read(document.kind, data)
 
 
 def _assemble(documents, previous, renamed, settings, embedder_factory, say):
@@ -257,5 +382,5 @@ def is_stale(settings: Settings) -> bool:
         return True
     if manifest.mismatches(recipe(settings)):
         return True
-    found = scan(settings.corpus, settings.extensions, settings.max_file_bytes)
+    found, _ = known_unreadable(scan(settings.corpus, settings.extensions, settings.max_file_bytes), manifest)
     return diff(manifest.files, found.documents).any

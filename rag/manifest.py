@@ -14,7 +14,9 @@ from rag.records import Document
 
 FORMAT_VERSION = 3
 """2: passages are read through passages.offsets.npy and BM25 is memory-mapped.
-3: the manifest records the BM25 tokenizer with the rest of the index's recipe."""
+3: the manifest records the BM25 tokenizer with the rest of the index's recipe; converted documents
+(PDF, Word, HTML): texts/<sha256>.json (+ .boxes.npy) hold their text of record; files record their
+kind, size and mtime; `unreadable` remembers files that failed by sha256."""
 SPLITTER = "sentences-v2"
 
 
@@ -25,6 +27,11 @@ class FileEntry:
     sha256: str
     encoding: str
     passages: int
+    kind: str = "text"
+    """"text" (offsets into the file itself) or a converted format ("pdf", "docx", "html")."""
+    size: int = 0
+    mtime_ns: int = 0
+    """Size and modification time when indexed: the cheap check before the file is hashed again."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,8 @@ class Manifest:
     normalized: bool = True
     splitter: str = SPLITTER
     skipped: dict[str, str] = field(default_factory=dict)
+    unreadable: dict[str, str] = field(default_factory=dict)
+    """sha256 → reason for converted files that could not be read: not tried again while unchanged."""
     format_version: int = FORMAT_VERSION
     tokenizer: dict = field(default_factory=dict)
     """The BM25 tokenizer the terms were made with (`rag.lexical.TOKENIZER`); {} when unknown."""

@@ -8,13 +8,21 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class Document:
-    """One decoded corpus file. `source` is its path relative to the corpus folder, with `/`."""
+    """One corpus file and its text. `source` is its path relative to the corpus folder, with `/`.
+
+    For `.txt`/`.md` (`kind` "text") `text` is the decoded file; for converted formats ("pdf",
+    "docx", "html") it is the text of record in `record`, empty until the build converts it.
+    """
 
     source: str
     path: Path
     text: str
     sha256: str
     encoding: str = "utf-8"
+    kind: str = "text"
+    size: int = 0
+    mtime_ns: int = 0
+    record: object = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -65,9 +73,28 @@ class Citation:
     quote: str
     passage_id: str
     score: float
+    page: int | None = None
+    """1-based physical page of the quote's first character (PDF); None where the format has no pages."""
+    page_label: str | None = None
+    """The page's printed label when the PDF defines labels ("iv"), else None."""
+    pages: tuple[int, ...] = ()
+    """Every page the quote runs over (two when it crosses a page break)."""
+    section: str | None = None
+    """Heading path above the quote in Word and HTML documents ("2 Methods › 2.1 Data")."""
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        found = asdict(self)
+        found["pages"] = list(self.pages)
+        return found
+
+    def where(self) -> str:
+        """"p. 4", "pp. 4–5" or "" for a format without pages."""
+        if not self.pages:
+            return ""
+        label = f" (printed {self.page_label})" if self.page_label and self.page_label != str(self.page) else ""
+        if len(self.pages) > 1:
+            return f"pp. {self.pages[0]}–{self.pages[-1]}{label}"
+        return f"p. {self.page}{label}"
 
 
 @dataclass(frozen=True)

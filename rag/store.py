@@ -3,7 +3,8 @@
 Layout of the index folder:
     CURRENT              name of the live version, replaced atomically
     v-<time>-<id>/       one complete build: manifest.json, passages.jsonl, vectors.npy,
-                         index.faiss, bm25/
+                         index.faiss, bm25/, texts/ (the text of record of each PDF, Word
+                         and HTML file by sha256: <sha256>.json and <sha256>.boxes.npy)
     .lock                held by the build that is running
 """
 
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rag import readers
 from rag.errors import IndexDamaged, IndexMismatch, IndexMissing
 from rag.lexical import LexicalIndex
 from rag.manifest import FORMAT_VERSION, Manifest
@@ -172,8 +174,14 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_version(root: Path, manifest: Manifest, passages: list[Passage], vectors: np.ndarray) -> Path:
-    """Write a complete new version beside the live one and fsync it; the pointer is not touched."""
+def write_version(
+    root: Path, manifest: Manifest, passages: list[Passage], vectors: np.ndarray, texts: dict | None = None
+) -> Path:
+    """Write a complete new version beside the live one and fsync it; the pointer is not touched.
+
+    `texts` maps the sha256 of each converted file to the folder whose `texts/` holds its text of
+    record: an older version or the build's scratch folder. It is hard-linked in, never converted again.
+    """
     import faiss
 
     root.mkdir(parents=True, exist_ok=True)
@@ -191,12 +199,21 @@ def write_version(root: Path, manifest: Manifest, passages: list[Passage], vecto
     index = make_faiss(vectors)
     faiss.write_index(index, str(staging / FAISS))
     LexicalIndex.build([p.text for p in passages]).save(staging / BM25)
+    for sha, folder in (texts or {}).items():
+        readers.link_record(folder, staging, sha)
+    missing = [sha for sha in (texts or {}) if not readers.record_paths(staging, sha)[0].exists()]
+    if missing:
+        raise IndexDamaged(
+            f"the stored text of {len(missing)} converted file(s) is missing from the previous index; run `rag build --full`"
+        )
     manifest = _with_index_type(manifest, faiss_kind(index))
     (staging / MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
     for path in staging.rglob("*"):
         if path.is_file():
             _fsync_file(path)
     _fsync_dir(staging / BM25)
+    if (staging / readers.TEXTS).is_dir():
+        _fsync_dir(staging / readers.TEXTS)
     _fsync_dir(staging)
     final = root / name
     os.rename(staging, final)

@@ -29,6 +29,11 @@ def main(corpus, index, phase):
     if phase == "writing":
         original_build = store.LexicalIndex.build
         store.LexicalIndex.build = classmethod(lambda cls, texts: (stall(phase), original_build(texts))[1])
+    if phase == "converting":
+        from rag import indexer
+
+        original_read = indexer._read_converted
+        indexer._read_converted = lambda extractor, document: (stall(phase), original_read(extractor, document))[1]
     if phase in ("publishing", "published"):
         original_publish = store.publish
 

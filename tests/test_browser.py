@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+import writers
 from conftest import copy_index, start_server, write_corpus
 from rag.indexer import build
+from test_readers import LEFT_1, LEFT_2, PAGE_2_LEFT, PAGE_2_RIGHT, RIGHT_1
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
@@ -36,6 +38,7 @@ def page_url(seed_settings, tmp_path_factory):
     root = tmp_path_factory.mktemp("browser")
     settings = copy_index(seed_settings, root)
     write_corpus(settings.corpus, {"hostile.md": HOSTILE, LONG_NAME: LONG_NAMED})
+    writers.two_column_pdf(settings.corpus / "kettles.pdf", [(LEFT_1 + [""] + LEFT_2, RIGHT_1), (PAGE_2_LEFT, PAGE_2_RIGHT)])
     build(settings)
     process, url = start_server(settings)
     yield url
@@ -136,15 +139,51 @@ def test_upload_rebuild_ask_then_delete_from_the_page(browser, page_url, tmp_pat
     page.close()
 
 
+HIGHLIGHTED_PIXELS = """img => {
+    const canvas = document.createElement('canvas');
+    canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+    const context = canvas.getContext('2d');
+    context.drawImage(img, 0, 0);
+    const pixels = context.getImageData(0, 0, canvas.width, canvas.height).data;
+    let yellow = 0;
+    for (let i = 0; i < pixels.length; i += 4) {
+        if (pixels[i] > 200 && pixels[i + 1] > 150 && pixels[i + 2] < 180) yellow++;
+    }
+    return yellow;
+}"""
+
+
+def test_a_pdf_citation_opens_the_rendered_page_with_the_quote_highlighted(browser, page_url):
+    page = open_chat(browser, page_url)
+    ask(page, "When was the first automatic switch for kettles sold?")
+    chat = page.inner_text("#rag-chat")
+    assert "sold in 1955" in chat and ("kettles.pdf, p. 1" in chat or "kettles.pdf, pp. 1–2" in chat)
+    across = "kettles.pdf, pp. 1–2" in chat  # the quote chosen may run on over the page break
+    citation = page.locator("#rag-sources details", has_text="kettles.pdf").first
+    citation.locator("summary").click()
+    images = citation.locator("figure.rag-page img")
+    images.first.wait_for(state="visible", timeout=30_000)
+    assert images.count() == (2 if across else 1)  # a quote across pages shows both
+    for n in range(images.count()):
+        image = images.nth(n)
+        page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle(), timeout=30_000)
+        assert image.evaluate("img => img.naturalWidth") > 500  # a real page picture was decoded, not a broken icon
+        assert image.evaluate(HIGHLIGHTED_PIXELS) > 200  # the quote's boxes are drawn on it
+    captions = citation.locator("figcaption").all_inner_texts()
+    assert captions[0].startswith("page 1 of kettles.pdf") and (not across or captions[1].startswith("page 2 of"))
+    assert "sold in 1955" in citation.locator("mark").inner_text()
+    page.close()
+
+
 def test_upload_of_a_disallowed_type_is_refused_with_a_reason(browser, page_url, tmp_path):
     page = open_chat(browser, page_url, documents=True)
-    bad = tmp_path / "payload.html"
-    bad.write_text("<script>alert(1)</script>")
+    bad = tmp_path / "payload.svg"
+    bad.write_text("<svg onload=alert(1)></svg>")
     page.set_input_files("#rag-upload input[type=file]", str(bad))
     page.wait_for_timeout(3000)
     log_text = page.input_value("#rag-build-log textarea")
     corpus_listing = page.inner_text("#rag-doc") if page.locator("#rag-doc").count() else ""
-    assert "payload.html" not in corpus_listing
+    assert "payload.svg" not in corpus_listing
     assert log_text == "" or "refused" in log_text or "not an accepted type" in log_text
     page.close()
 

@@ -35,7 +35,8 @@ DEFAULTS = {
     "auth": "",
     "auth_file": "",
     "lock_timeout": 600.0,
-    "extensions": (".txt", ".md"),
+    "extensions": (".txt", ".md", ".pdf", ".docx", ".html", ".htm"),
+    "extract_timeout": 60.0,
 }
 FIELDS = [f.name for f in dataclasses.fields(Settings)]
 

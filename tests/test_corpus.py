@@ -42,7 +42,7 @@ def test_scan_skips_are_named_with_their_problem(found):
 
 def test_scan_ignores_other_extensions(found):
     sources = {d.source for d in found.documents} | {s.source for s in found.skipped}
-    assert "ignored.pdf" not in sources
+    assert "ignored.xyz" not in sources
     assert all(s.endswith((".txt", ".md")) for s in sources)
 
 
@@ -95,7 +95,7 @@ def test_scan_latin1_file_is_not_utf8():
     [
         ((".md",), ["notes.md"]),
         ((".MD",), ["notes.md"]),
-        ((".pdf",), ["ignored.pdf"]),
+        ((".xyz",), ["ignored.xyz"]),
         ((), []),
     ],
 )
@@ -346,5 +346,6 @@ def test_read_file_returns_document(tmp_path):
     path = tmp_path / "one.md"
     path.write_bytes(b"# One\r\n")
     assert read_file(path, "one.md", tmp_path) == Document(
-        "one.md", path, "# One\n", hashlib.sha256(b"# One\r\n").hexdigest(), "utf-8"
+        "one.md", path, "# One\n", hashlib.sha256(b"# One\r\n").hexdigest(), "utf-8", "text", 7,
+        path.stat().st_mtime_ns,
     )

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import writers
 from conftest import write_corpus
 from fakes import FakeEmbedder
 from rag import store
@@ -24,7 +25,7 @@ def answers(settings, fake):
     return {q: [h.passage.id for h in retriever.search(q, k=3)] for q in QUESTIONS}
 
 
-@pytest.mark.parametrize("phase", ["embedding", "writing", "publishing", "published"])
+@pytest.mark.parametrize("phase", ["converting", "embedding", "writing", "publishing", "published"])
 def test_sigkill_during_build_keeps_the_old_index_serving(make_settings, phase):
     settings = make_settings()
     write_corpus(
@@ -40,6 +41,7 @@ def test_sigkill_during_build_keeps_the_old_index_serving(make_settings, phase):
     before = answers(settings, fake)
     old_version = store.current_version(settings.index)
     write_corpus(settings.corpus, {"orchard.txt": "Orchard apples were replaced by pears.", "new.txt": "A new harbour note."})
+    writers.text_pdf(settings.corpus / "ferries.pdf", [["The harbour ferries now run at noon as well."]])
 
     child = subprocess.Popen(
         [sys.executable, str(SCRIPT), str(settings.corpus), str(settings.index), phase],
@@ -61,5 +63,5 @@ def test_sigkill_during_build_keeps_the_old_index_serving(make_settings, phase):
         assert answers(settings, fake) == before
     summary = build(settings, embedder_factory=lambda name: fake)  # the next build finishes the job
     assert not any(p.name.startswith(".tmp-") for p in settings.index.iterdir())
-    assert "new.txt" in store.load(settings.index).manifest.files
+    assert {"new.txt", "ferries.pdf"} <= set(store.load(settings.index).manifest.files)
     assert summary.passages == len(store.load(settings.index).passages)

@@ -174,8 +174,9 @@ def test_manifest_json_is_plain_and_complete():
         "max_tokens": 256,
         "overlap": 1,
         "files": {
-            "notes.md": {"sha256": "a" * 64, "encoding": "utf-8", "passages": 4},
-            "sub/latin1.txt": {"sha256": "b" * 64, "encoding": "cp1252", "passages": 1},
+            "notes.md": {"sha256": "a" * 64, "encoding": "utf-8", "passages": 4, "kind": "text", "size": 0, "mtime_ns": 0},
+            "sub/latin1.txt": {"sha256": "b" * 64, "encoding": "cp1252", "passages": 1, "kind": "text", "size": 0,
+                               "mtime_ns": 0},
         },
         "passages": 5,
         "built_at": "2025-01-02T03:04:05+00:00",
@@ -183,6 +184,7 @@ def test_manifest_json_is_plain_and_complete():
         "normalized": True,
         "splitter": SPLITTER,
         "skipped": {},
+        "unreadable": {},
         "format_version": FORMAT_VERSION,
         "tokenizer": TOKENIZER,
     }
