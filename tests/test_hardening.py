@@ -471,21 +471,10 @@ SERVER_DAMAGES = ["truncated faiss", "edited manifest", "passages out of step", 
 
 
 def ask_raw(url: str, question: str) -> dict:
-    """`/ask` over plain HTTP, for input gradio_client cannot send (a lone surrogate)."""
-    import httpx
+    """`/ask` over plain HTTP, for input gradio_client cannot send (a lone surrogate travels JSON-escaped)."""
+    from rag.client import ask_server
 
-    body = json.dumps({"data": [question]})  # ASCII-escaped, so a lone surrogate travels as \\ud800
-    posted = httpx.post(url + "gradio_api/call/ask", content=body, headers={"content-type": "application/json"}, timeout=60)
-    posted.raise_for_status()
-    stream = httpx.get(url + f"gradio_api/call/ask/{posted.json()['event_id']}", timeout=120).text
-    event, data = "", ""
-    for line in stream.splitlines():
-        if line.startswith("event:"):
-            event = line.split(":", 1)[1].strip()
-        elif line.startswith("data:"):
-            data = line.split(":", 1)[1].strip()
-    assert event == "complete", stream[:500]
-    return json.loads(data)[0]
+    return ask_server(url, question, timeout=120)
 
 
 @pytest.fixture(scope="class")
