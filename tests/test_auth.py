@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -225,3 +226,25 @@ def test_no_auth_on_a_network_host_warns_loudly(seed_settings):
         process.wait(timeout=30)
     warning = "".join(seen)
     assert "rag: WARNING: serving 0.0.0.0 without authentication (--no-auth)" in warning
+
+
+@pytest.mark.parametrize("account", ["user:pw", "alice:s3cret:with:colons"])
+def test_rag_ask_logs_in_to_a_guarded_server_with_rag_auth(guarded, seed_settings, account):
+    done = subprocess.run(
+        [sys.executable, "-m", "rag", "ask", "--json", "--server", guarded, QUESTION],
+        capture_output=True, text=True, timeout=120, env=serve_env(seed_settings, RAG_AUTH=account),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "about 60 countries" in json.loads(done.stdout)["citations"][0]["quote"]
+
+
+@pytest.mark.parametrize("account", [None, "user:wrong"])
+def test_rag_ask_without_a_good_account_is_refused_in_one_line(guarded, seed_settings, account):
+    extra = {"RAG_AUTH": account} if account else {}
+    done = subprocess.run(
+        [sys.executable, "-m", "rag", "ask", "--server", guarded, QUESTION],
+        capture_output=True, text=True, timeout=120, env=serve_env(seed_settings, **extra),
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith(f"rag: error: the server at {guarded} ") and "Traceback" not in done.stderr
+    assert ("set RAG_AUTH" in done.stderr) if account is None else ("refused" in done.stderr or "did not answer" in done.stderr)
