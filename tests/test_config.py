@@ -279,3 +279,14 @@ def test_every_setting_belongs_to_one_stage_and_the_stages_cover_them_all():
     assert "candidates" in settings.stage("retrieval") and "sentence_scoring" in settings.stage("answer")
     with pytest.raises(ConfigError, match="no settings stage 'search'"):
         settings.stage("search")
+
+
+def test_the_readme_documents_every_setting():
+    """Each field has a row in README.md's configuration table, so the README stays true."""
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert "## Configuration" in readme
+    documented = set(re.findall(r"`RAG_([A-Z_]+)`", readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]))
+    missing = sorted(f"RAG_{name.upper()}" for name in FIELDS if name.upper() not in documented)
+    assert not missing, f"README.md's Configuration table lacks {', '.join(missing)}"
