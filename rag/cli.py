@@ -21,6 +21,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="log each step")
 
 
+def _ray_flag(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument(
+        "--ray", nargs="?", const="auto", metavar="ADDRESS",
+        help=help_text + " (env RAG_RAY_ADDRESS; needs `pip install 'rag[ray]'`)",
+    )
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rag",
@@ -32,6 +39,7 @@ def make_parser() -> argparse.ArgumentParser:
     _common(build)
     build.add_argument("--full", action="store_true", help="rebuild from nothing")
     build.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _ray_flag(build, "read and embed on the Ray cluster at ADDRESS (`auto`: the one this machine joined)")
 
     ask = commands.add_parser("ask", help="answer one question with cited quotes")
     _common(ask)
@@ -45,6 +53,8 @@ def make_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to bind (default 7860)")
     serve.add_argument("--watch", action="store_true", help="rebuild when the corpus changes")
     serve.add_argument("--no-auth", action="store_true", help="allow a non-loopback address without a password")
+    _ray_flag(serve, "answer from replicas on the Ray cluster at ADDRESS (`auto`: the one this machine joined)")
+    serve.add_argument("--replicas", type=int, default=2, help="answering replicas with --ray (default 2)")
 
     status = commands.add_parser("status", help="what the index holds and whether it is up to date")
     _common(status)
@@ -74,6 +84,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         host=getattr(args, "host", None),
         port=getattr(args, "port", None),
         rerank=False if getattr(args, "no_rerank", False) else None,
+        ray_address=getattr(args, "ray", None),
     )
 
 
@@ -94,9 +105,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_build(args, settings: Settings) -> int:
-    from rag.indexer import build
+    if settings.ray_address:
+        from rag.distributed_build import build_on_cluster as build
+    else:
+        from rag.indexer import build
 
-    summary = build(settings, full=args.full, progress=_stderr if args.verbose else None)
+    summary = build(settings, full=args.full, progress=_stderr if args.verbose or settings.ray_address else None)
     print(json.dumps(summary.to_dict()) if args.json else summary.line())
     for source, reason in summary.skipped.items():
         if not args.json:

@@ -78,6 +78,9 @@ class Settings:
     """Seconds a build waits for another build to finish before giving up."""
     extensions: tuple[str, ...] = field(default=(".txt", ".md"))
     """File name endings that are read as documents."""
+    ray_address: str = ""
+    """Ray cluster that `rag build` and `rag serve` use (RAG_RAY_ADDRESS, flag --ray): `host:port` of its
+    head, or `auto` for the one this machine joined; empty means no Ray (the default, single machine)."""
 
     def __post_init__(self):
         if self.fusion not in FUSIONS:

@@ -19,7 +19,7 @@ import numpy as np
 from rag import store
 from rag.chunking import LineIndex, pack_passages
 from rag.config import Settings
-from rag.corpus import scan
+from rag.corpus import CorpusScan, scan
 from rag.embedding import Embedder, load_embedder
 from rag.errors import BuildLocked, IndexMissing, RagError
 from rag.manifest import FileEntry, Manifest, diff
@@ -141,15 +141,20 @@ def build(
     full: bool = False,
     embedder_factory: Callable[[str], Embedder] = load_embedder,
     progress: Progress | None = None,
+    scanner: Callable[..., CorpusScan] = scan,
 ) -> BuildSummary:
-    """Bring the index in `settings.index` up to date with `settings.corpus`, atomically."""
+    """Bring the index in `settings.index` up to date with `settings.corpus`, atomically.
+
+    `embedder_factory` and `scanner` are where a cluster build plugs in (rag/distributed_build.py):
+    the embedder is asked only for the passages whose vectors are not reused.
+    """
     started = time.perf_counter()
     say = progress or (lambda message: log.info(message))
     root = Path(settings.index)
     with build_lock(root, settings.lock_timeout):
         store.collect_garbage(root)
         say(f"reading {settings.corpus}")
-        found = scan(settings.corpus, settings.extensions, settings.max_file_bytes)
+        found = scanner(settings.corpus, settings.extensions, settings.max_file_bytes)
         previous, reason = _previous(root, settings, full)
         old_files = previous.manifest.files if previous else {}
         changes = diff(old_files, found.documents)

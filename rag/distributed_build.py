@@ -1,0 +1,207 @@
+"""`rag build --ray`: files read and passages embedded on a Ray cluster, the index written here as locally.
+
+The driver runs the ordinary build (rag/indexer.py: same lock, same manifest, same atomic swap)
+with two stages handed to the cluster: reading the corpus files (Ray tasks) and embedding the
+passages whose vectors are not reused (Ray Data over an actor pool that loads the model once per
+actor, on GPUs when the cluster has them). Passages are cut here with the model's own tokenizer,
+so a cluster build gives the same passages, ids and citations as a local one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from rag.cluster import check_nodes, connect, cpus, gpus
+from rag.config import Settings, precision
+from rag.corpus import CorpusScan, _walk, printable, read_file, scan
+from rag.embedding import count_model_tokens, resolve_model
+from rag.errors import ClusterError
+from rag.indexer import BuildSummary, Progress, build
+from rag.records import Document
+
+log = logging.getLogger(__name__)
+
+FILES_PER_TASK = 64
+"""Corpus files one reading task reads."""
+ROWS_PER_BLOCK = 256
+"""Passages per Ray Data block: the unit an actor embeds, a retry redoes, and progress counts."""
+PROGRESS_EVERY = 2.0
+"""Seconds between progress lines while the cluster embeds."""
+
+
+def build_on_cluster(
+    settings: Settings, full: bool = False, progress: Progress | None = None, address: str | None = None
+) -> BuildSummary:
+    """Bring the index up to date like `rag.indexer.build`, reading and embedding on the Ray cluster."""
+    say = progress or (lambda message: log.info(message))
+    ray = connect(address or settings.ray_address)
+    check_nodes(ray, settings.model)
+    say(f"Ray cluster: {len([n for n in ray.nodes() if n.get('Alive')])} nodes, {cpus(ray)} CPUs, {gpus(ray)} GPUs")
+    return build(
+        settings,
+        full=full,
+        embedder_factory=lambda name: ClusterEmbedder(ray, name, say),
+        progress=say,
+        scanner=lambda corpus, extensions, max_bytes: scan_on_cluster(ray, corpus, extensions, max_bytes),
+    )
+
+
+def scan_on_cluster(ray, corpus: Path, extensions: tuple[str, ...], max_bytes: int) -> CorpusScan:
+    """`rag.corpus.scan` with the reading and decoding done by Ray tasks (the corpus is on a shared path)."""
+    corpus = Path(corpus)
+    if not corpus.is_dir():
+        return scan(corpus, extensions, max_bytes)  # names the missing folder as a local build does
+    root = corpus.resolve()
+    endings = tuple(e.lower() for e in extensions)
+    listed = []
+    for path, problem in _walk(corpus):
+        source = path.relative_to(corpus).as_posix()
+        if problem is None and not source.lower().endswith(endings):
+            continue
+        listed.append((str(root / source), source, problem))
+    reader = ray.remote(num_cpus=1, max_retries=3)(read_files)
+    refs = [reader.remote(listed[i : i + FILES_PER_TASK], str(root), max_bytes) for i in range(0, len(listed), FILES_PER_TASK)]
+    try:
+        results = [result for ref in refs for result in ray.get(ref)]
+    except Exception as error:  # a task lost beyond its retries
+        raise ClusterError(_lost("reading the corpus", error)) from None
+    documents, skipped = [], []
+    for result in results:
+        if isinstance(result, Document):
+            documents.append(replace(result, path=corpus / result.source))
+        else:
+            log.warning("skipped %s: %s", result.source, result.reason)
+            skipped.append(result)
+    return CorpusScan(documents, skipped)
+
+
+def read_files(listed: list[tuple[str, str, str | None]], root: str, max_bytes: int) -> list:
+    """On a node: a Document or a Skipped for each (path, source, problem) listed by the driver."""
+    from rag.records import Skipped
+
+    return [
+        Skipped(printable(source), problem) if problem else read_file(Path(path), source, Path(root), max_bytes)
+        for path, source, problem in listed
+    ]
+
+
+class ClusterEmbedder:
+    """Embedder-shaped: token counts here with the model's tokenizer, vectors from actors on the cluster."""
+
+    def __init__(self, ray, name: str, say: Progress):
+        from transformers import AutoTokenizer
+
+        self.name = name
+        self._ray, self._say = ray, say
+        self._precision = precision()
+        facts = ray.remote(num_cpus=1, max_retries=3)(model_facts)
+        try:
+            self.dimension, self.max_tokens = ray.get(facts.remote(name, self._precision), timeout=600)
+        except Exception as error:
+            raise ClusterError(f"the cluster cannot load model {name!r} ({_last_line(error)}); " + _install()) from None
+        self._tokenizer = AutoTokenizer.from_pretrained(resolve_model(name))
+        self._lock = threading.Lock()
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Model tokens per text, special tokens excluded (the same count as the local embedder's)."""
+        with self._lock:
+            return count_model_tokens(self._tokenizer, texts)
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
+        """Unit-length float32 vectors, one row per text, embedded by the cluster's actor pool."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return embed_on_cluster(self._ray, self.name, list(texts), self.dimension, batch_size, self._precision, self._say)
+
+
+def model_facts(name: str, asked: str) -> tuple[int, int]:
+    """On a node: the model's dimension and maximum sequence length (loading it proves it is there)."""
+    from rag.embedding import SentenceTransformerEmbedder
+
+    embedder = SentenceTransformerEmbedder(name, asked)
+    return embedder.dimension, embedder.max_tokens
+
+
+def embed_on_cluster(ray, model: str, texts: list[str], dimension: int, batch_size: int, asked: str, say: Progress) -> np.ndarray:
+    """Vectors of `texts` from a Ray Data actor pool: one actor per GPU, else one per CPU of the cluster."""
+    from ray.data import ActorPoolStrategy
+
+    on_gpu = gpus(ray) > 0
+    actors = max(1, gpus(ray) if on_gpu else cpus(ray))
+    rows = ray.data.from_items(
+        [{"row": i, "text": text} for i, text in enumerate(texts)],
+        override_num_blocks=max(1, math.ceil(len(texts) / ROWS_PER_BLOCK)),
+    )
+    embedded = rows.map_batches(
+        PassageEmbedder,
+        fn_constructor_args=(model, asked, batch_size),
+        batch_size=ROWS_PER_BLOCK,
+        batch_format="numpy",
+        compute=ActorPoolStrategy(min_size=1, max_size=actors, initial_size=actors),
+        num_cpus=0 if on_gpu else 1,
+        num_gpus=1 if on_gpu else 0,
+    )  # Ray Data's actor pools restart a lost actor elsewhere and retry its blocks (max_restarts=-1)
+    say(f"embedding {len(texts)} passages on the cluster ({actors} {'GPU' if on_gpu else 'CPU'} actors at most)")
+    vectors = np.zeros((len(texts), dimension), dtype=np.float32)
+    seen = np.zeros(len(texts), dtype=bool)
+    started = last = time.monotonic()
+    try:
+        for batch in embedded.iter_batches(batch_size=None, batch_format="numpy"):
+            vectors[batch["row"]] = batch["vector"]
+            seen[batch["row"]] = True
+            now = time.monotonic()
+            if now - last >= PROGRESS_EVERY or seen.all():
+                done = int(seen.sum())
+                say(f"embedded {done}/{len(texts)} passages ({done / max(now - started, 1e-9):.1f}/s)")
+                last = now
+    except Exception as error:  # actor, node or object loss beyond Ray's retries
+        raise ClusterError(_lost("embedding", error)) from None
+    if not seen.all():
+        raise ClusterError(_lost("embedding", f"{int((~seen).sum())} passages came back without a vector"))
+    return vectors
+
+
+class PassageEmbedder:
+    """A Ray Data actor: loads the model once, then embeds block after block of passages."""
+
+    def __init__(self, model: str, asked: str, batch_size: int):
+        import ray
+        import torch
+
+        from rag.embedding import SentenceTransformerEmbedder
+
+        on_gpu = bool(ray.get_gpu_ids()) and torch.cuda.is_available()
+        threads = int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1) or 1)
+        torch.set_num_threads(max(1, threads))
+        self.embedder = SentenceTransformerEmbedder(model, "float32" if on_gpu else asked)
+        if on_gpu:
+            self.embedder.model.to("cuda")
+        self.batch_size = batch_size
+
+    def __call__(self, batch: dict) -> dict:
+        return {"row": batch["row"], "vector": self.embedder.encode(list(batch["text"]), batch_size=self.batch_size)}
+
+
+def _last_line(error) -> str:
+    return str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+
+
+def _install() -> str:
+    from rag.cluster import INSTALL_HINT
+
+    return f"run `{INSTALL_HINT}` in the Python environment of every node"
+
+
+def _lost(stage: str, error) -> str:
+    return (
+        f"the Ray cluster lost the {stage} work ({_last_line(error)}); nothing was published and the live "
+        f"index is unchanged: check the cluster (`ray status`) and run `rag build --ray` again"
+    )
