@@ -55,6 +55,7 @@ def make_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-auth", action="store_true", help="allow a non-loopback address without a password")
     _ray_flag(serve, "answer from replicas on the Ray cluster at ADDRESS (`auto`: the one this machine joined)")
     serve.add_argument("--replicas", type=int, default=2, help="answering replicas with --ray (default 2)")
+    serve.add_argument("--api-port", type=int, default=8000, help="port of the replicas' HTTP API with --ray (default 8000)")
 
     status = commands.add_parser("status", help="what the index holds and whether it is up to date")
     _common(status)
@@ -147,6 +148,17 @@ def cmd_status(args, settings: Settings) -> int:
 
 
 def cmd_serve(args, settings: Settings) -> int:
+    if settings.ray_address:
+        from rag.errors import ConfigError
+        from rag.replicas import serve_replicated
+
+        if args.watch:
+            raise ConfigError(
+                "--watch does not combine with --ray; run `rag build --ray` after changing the corpus "
+                "(the replicas pick the new version up by themselves)"
+            )
+        serve_replicated(settings, args.replicas, no_auth=args.no_auth, api_port=args.api_port)
+        return 0
     from rag.app import serve
 
     serve(settings, watch=args.watch, no_auth=args.no_auth)

@@ -157,3 +157,78 @@ def test_node_killed_mid_build_publishes_a_whole_version_or_none(cluster, tmp_pa
     for citation in result.citations:
         text = (settings.corpus / citation.source).read_text(encoding="utf-8")
         assert text[citation.start : citation.end] == citation.quote
+
+
+NEW_FACT = "The lighthouse on Gull Island is painted bright red and white."
+
+
+def ask_http(url: str, question: str) -> dict:
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(url, data=json.dumps({"question": question}).encode(), method="POST")
+    with urllib.request.urlopen(request, timeout=120) as reply:
+        return json.loads(reply.read())
+
+
+def assert_verified(settings, reply: dict):
+    assert not reply["abstained"] and reply["citations"], reply
+    for citation in reply["citations"]:
+        text = (settings.corpus / citation["source"]).read_text(encoding="utf-8")
+        assert text[citation["start"] : citation["end"]] == citation["quote"]
+
+
+def test_two_replicas_answer_concurrently_and_both_follow_a_rebuild(cluster, tmp_path, real_embedder):
+    """Two Ray Serve replicas answer through HTTP and through the chat page's `/ask`, then serve a rebuild."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gradio_client import Client
+    from test_serve import free_port
+
+    from rag import replicas as ray_replicas
+    from rag.app import launch, make_app
+
+    settings = ray_settings(tmp_path / "serve", cluster, port=free_port())
+    build(settings)
+    api = free_port()
+    handle = ray_replicas.start_replicas(settings, 2, api_port=api, cpus_per_replica=0.5)
+    demo = None
+    try:
+        url = f"http://127.0.0.1:{api}/ask"
+        question = "In how many countries will the terrorists now solve their problems?"
+        seen: set[str] = set()
+        deadline = time.monotonic() + 120
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            while len(seen) < 2 and time.monotonic() < deadline:
+                for reply in pool.map(lambda _: ask_http(url, question), range(6)):
+                    assert_verified(settings, reply)
+                    assert "about 60 countries" in reply["citations"][0]["quote"]
+                    seen.add(reply["replica"])
+        assert len(seen) == 2, f"only {seen} answered"
+        old_version = reply["index_version"]
+
+        backend = ray_replicas.ReplicaBackend(settings, handle, 2)
+        demo = launch(make_app(settings, None, backend=backend), settings, None, block=False)
+        chat = Client(f"http://127.0.0.1:{settings.port}/", verbose=False).predict(question, api_name="/ask")
+        assert_verified(settings, chat)
+        assert "2 replicas on Ray" in backend.status()
+
+        with open(settings.corpus / "notes/1.md", "a", encoding="utf-8") as handle_file:
+            handle_file.write(f"\n{NEW_FACT}\n")
+        new_version = build(settings).version
+        assert new_version != old_version
+        moved: set[str] = set()
+        deadline = time.monotonic() + 120
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            while len(moved) < 2 and time.monotonic() < deadline:
+                for reply in pool.map(lambda _: ask_http(url, "What colour is the lighthouse on Gull Island?"), range(6)):
+                    assert reply["index_version"] == new_version  # no replica answers from the old one
+                    assert_verified(settings, reply)
+                    assert any(NEW_FACT in c["quote"] for c in reply["citations"])
+                    moved.add(reply["replica"])
+        assert moved == seen, f"{seen - moved} never answered from the new version"
+    finally:
+        if demo is not None:
+            demo.close()
+        ray_replicas.stop_replicas()
