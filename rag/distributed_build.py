@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -22,7 +21,7 @@ import numpy as np
 from rag.cluster import check_nodes, connect, cpus, gpus
 from rag.config import Settings, precision
 from rag.corpus import CorpusScan, _walk, printable, read_file, scan
-from rag.embedding import count_model_tokens, resolve_model
+from rag.embedding import load_embedder
 from rag.errors import ClusterError
 from rag.indexer import BuildSummary, Progress, build
 from rag.records import Document
@@ -94,40 +93,26 @@ def read_files(listed: list[tuple[str, str, str | None]], root: str, max_bytes: 
 
 
 class ClusterEmbedder:
-    """Embedder-shaped: token counts here with the model's tokenizer, vectors from actors on the cluster."""
+    """Embedder-shaped: token counts and facts from the model here, vectors from actors on the cluster.
+
+    The driver keeps its own copy of the model for cutting passages (its tokenizer decides where
+    passages end, so they match a local build's exactly); it never embeds with it.
+    """
 
     def __init__(self, ray, name: str, say: Progress):
-        from transformers import AutoTokenizer
-
-        self.name = name
+        self._local = load_embedder(name)
+        self.name, self.dimension, self.max_tokens = name, self._local.dimension, self._local.max_tokens
         self._ray, self._say = ray, say
-        self._precision = precision()
-        facts = ray.remote(num_cpus=1, max_retries=3)(model_facts)
-        try:
-            self.dimension, self.max_tokens = ray.get(facts.remote(name, self._precision), timeout=600)
-        except Exception as error:
-            raise ClusterError(f"the cluster cannot load model {name!r} ({_last_line(error)}); " + _install()) from None
-        self._tokenizer = AutoTokenizer.from_pretrained(resolve_model(name))
-        self._lock = threading.Lock()
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        """Model tokens per text, special tokens excluded (the same count as the local embedder's)."""
-        with self._lock:
-            return count_model_tokens(self._tokenizer, texts)
+        """Model tokens per text, special tokens excluded (the local embedder's own count)."""
+        return self._local.count_tokens(texts)
 
     def encode(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
         """Unit-length float32 vectors, one row per text, embedded by the cluster's actor pool."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        return embed_on_cluster(self._ray, self.name, list(texts), self.dimension, batch_size, self._precision, self._say)
-
-
-def model_facts(name: str, asked: str) -> tuple[int, int]:
-    """On a node: the model's dimension and maximum sequence length (loading it proves it is there)."""
-    from rag.embedding import SentenceTransformerEmbedder
-
-    embedder = SentenceTransformerEmbedder(name, asked)
-    return embedder.dimension, embedder.max_tokens
+        return embed_on_cluster(self._ray, self.name, list(texts), self.dimension, batch_size, precision(), self._say)
 
 
 def embed_on_cluster(ray, model: str, texts: list[str], dimension: int, batch_size: int, asked: str, say: Progress) -> np.ndarray:
@@ -192,12 +177,6 @@ class PassageEmbedder:
 
 def _last_line(error) -> str:
     return str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-
-
-def _install() -> str:
-    from rag.cluster import INSTALL_HINT
-
-    return f"run `{INSTALL_HINT}` in the Python environment of every node"
 
 
 def _lost(stage: str, error) -> str:

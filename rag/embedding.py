@@ -130,22 +130,18 @@ class SentenceTransformerEmbedder:
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Model tokens per text, special tokens excluded."""
+        if not texts:
+            return []
+        tokenizer = self.model.tokenizer
+        backend = getattr(tokenizer, "backend_tokenizer", None)
         with self._lock:  # fast tokenizers are not safe to share across threads
-            return count_model_tokens(self.model.tokenizer, texts)
-
-
-def count_model_tokens(tokenizer, texts: Sequence[str]) -> list[int]:
-    """Tokens per text by a Hugging Face tokenizer, special tokens excluded (one caller at a time)."""
-    if not texts:
-        return []
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None and backend.truncation is None:
-        # The Rust tokenizer straight, without offsets: half the time of the Python wrapper,
-        # which matters because every sentence of the corpus is counted once per build.
-        encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
-        return [len(encoding.ids) for encoding in encode(list(texts), add_special_tokens=False)]
-    encoded = tokenizer(list(texts), add_special_tokens=False, truncation=False)
-    return [len(ids) for ids in encoded["input_ids"]]
+            if backend is not None and backend.truncation is None:
+                # The Rust tokenizer straight, without offsets: half the time of the Python wrapper,
+                # which matters because every sentence of the corpus is counted once per build.
+                encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
+                return [len(encoding.ids) for encoding in encode(list(texts), add_special_tokens=False)]
+            encoded = tokenizer(list(texts), add_special_tokens=False, truncation=False)
+        return [len(ids) for ids in encoded["input_ids"]]
 
 
 def load_embedder(name: str) -> SentenceTransformerEmbedder:

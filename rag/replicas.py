@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import socket
 import sys
 from dataclasses import dataclass
@@ -178,4 +179,10 @@ def serve_replicated(settings: Settings, replicas: int, no_auth: bool = False, b
     handle = start_replicas(settings, replicas, api_port=api_port)
     print(f"rag: {replicas} replicas answer on Ray; HTTP API at http://127.0.0.1:{api_port}{ROUTE}", file=sys.stderr)
     backend = ReplicaBackend(settings, handle, replicas)
-    return launch(make_app(settings, None, backend=backend), settings, accounts, block)
+    if not block:
+        return launch(make_app(settings, None, backend=backend), settings, accounts, block=False)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # so a plain `kill` also removes the replicas
+    try:
+        return launch(make_app(settings, None, backend=backend), settings, accounts, block=True)
+    finally:
+        stop_replicas()
