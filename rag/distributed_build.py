@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import math
+import queue
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -34,6 +36,8 @@ ROWS_PER_BLOCK = 256
 """Passages per Ray Data block: the unit an actor embeds, a retry redoes, and progress counts."""
 PROGRESS_EVERY = 2.0
 """Seconds between progress lines while the cluster embeds."""
+STALL_SECONDS = 600.0
+"""A build gives up when no embedded block comes back for this long (the first includes model loading)."""
 
 
 def build_on_cluster(
@@ -49,11 +53,11 @@ def build_on_cluster(
         full=full,
         embedder_factory=lambda name: ClusterEmbedder(ray, name, say),
         progress=say,
-        scanner=lambda corpus, extensions, max_bytes: scan_on_cluster(ray, corpus, extensions, max_bytes),
+        scanner=lambda corpus, extensions, max_bytes: scan_on_cluster(ray, corpus, extensions, max_bytes, say),
     )
 
 
-def scan_on_cluster(ray, corpus: Path, extensions: tuple[str, ...], max_bytes: int) -> CorpusScan:
+def scan_on_cluster(ray, corpus: Path, extensions: tuple[str, ...], max_bytes: int, say: Progress = log.info) -> CorpusScan:
     """`rag.corpus.scan` with the reading and decoding done by Ray tasks (the corpus is on a shared path)."""
     corpus = Path(corpus)
     if not corpus.is_dir():
@@ -68,8 +72,16 @@ def scan_on_cluster(ray, corpus: Path, extensions: tuple[str, ...], max_bytes: i
         listed.append((str(root / source), source, problem))
     reader = ray.remote(num_cpus=1, max_retries=3)(read_files)
     refs = [reader.remote(listed[i : i + FILES_PER_TASK], str(root), max_bytes) for i in range(0, len(listed), FILES_PER_TASK)]
+    say(f"reading {len(listed)} files on the cluster")
     try:
-        results = [result for ref in refs for result in ray.get(ref)]
+        results = [result for chunk in ray.get(refs, timeout=STALL_SECONDS) for result in chunk]
+    except ray.exceptions.GetTimeoutError:
+        for ref in refs:
+            ray.cancel(ref)
+        raise ClusterError(
+            f"the Ray cluster read no corpus files within {STALL_SECONDS:.0f} s; its CPUs may all be taken "
+            f"(see `ray status`); nothing was published and the live index is unchanged"
+        ) from None
     except Exception as error:  # a task lost beyond its retries
         raise ClusterError(_lost("reading the corpus", error)) from None
     documents, skipped = [], []
@@ -138,20 +150,49 @@ def embed_on_cluster(ray, model: str, texts: list[str], dimension: int, batch_si
     vectors = np.zeros((len(texts), dimension), dtype=np.float32)
     seen = np.zeros(len(texts), dtype=bool)
     started = last = time.monotonic()
-    try:
-        for batch in embedded.iter_batches(batch_size=None, batch_format="numpy"):
-            vectors[batch["row"]] = batch["vector"]
-            seen[batch["row"]] = True
-            now = time.monotonic()
-            if now - last >= PROGRESS_EVERY or seen.all():
-                done = int(seen.sum())
-                say(f"embedded {done}/{len(texts)} passages ({done / max(now - started, 1e-9):.1f}/s)")
-                last = now
-    except Exception as error:  # actor, node or object loss beyond Ray's retries
-        raise ClusterError(_lost("embedding", error)) from None
+    for batch in _batches_or_stall(embedded, STALL_SECONDS):
+        vectors[batch["row"]] = batch["vector"]
+        seen[batch["row"]] = True
+        now = time.monotonic()
+        if now - last >= PROGRESS_EVERY or seen.all():
+            done = int(seen.sum())
+            say(f"embedded {done}/{len(texts)} passages ({done / max(now - started, 1e-9):.1f}/s)")
+            last = now
     if not seen.all():
         raise ClusterError(_lost("embedding", f"{int((~seen).sum())} passages came back without a vector"))
     return vectors
+
+
+def _batches_or_stall(dataset, seconds: float):
+    """The dataset's output batches, read in a thread; ClusterError when none comes for `seconds`.
+
+    Ray Data waits as long as it takes for resources: without this, a cluster whose CPUs are all
+    held (say, by answering replicas) would make a build wait forever without a word.
+    """
+    arrived: queue.Queue = queue.Queue(maxsize=4)
+
+    def pump():
+        try:
+            for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+                arrived.put(("batch", batch))
+            arrived.put(("end", None))
+        except Exception as error:  # actor, node or object loss beyond Ray's retries
+            arrived.put(("error", error))
+
+    threading.Thread(target=pump, name="rag-ray-embed", daemon=True).start()
+    while True:
+        try:
+            kind, value = arrived.get(timeout=seconds)
+        except queue.Empty:
+            raise ClusterError(
+                f"no passage came back from the Ray cluster for {seconds:.0f} s; its CPUs or GPUs may all be "
+                f"taken (see `ray status`); nothing was published and the live index is unchanged"
+            ) from None
+        if kind == "end":
+            return
+        if kind == "error":
+            raise ClusterError(_lost("embedding", value))
+        yield value
 
 
 class PassageEmbedder:

@@ -232,3 +232,25 @@ def test_two_replicas_answer_concurrently_and_both_follow_a_rebuild(cluster, tmp
         if demo is not None:
             demo.close()
         ray_replicas.stop_replicas()
+
+
+def test_a_cluster_with_no_free_cpu_stops_the_build_with_a_clear_line(cluster, tmp_path, monkeypatch):
+    from rag import distributed_build
+
+    @ray.remote(num_cpus=1)
+    class Holder:
+        def ready(self):
+            return True
+
+    settings = ray_settings(tmp_path / "full", cluster)
+    distributed_build.connect(cluster.address)
+    holders = [Holder.remote() for _ in range(int(ray.cluster_resources()["CPU"]))]
+    try:
+        ray.get([h.ready.remote() for h in holders], timeout=60)
+        monkeypatch.setattr(distributed_build, "STALL_SECONDS", 5.0)
+        with pytest.raises(ClusterError, match=r"CPUs may all be taken .*nothing was published"):
+            distributed_build.build_on_cluster(settings)
+    finally:
+        for holder in holders:
+            ray.kill(holder)
+    assert store.current_version(settings.index) is None
