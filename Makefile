@@ -6,13 +6,14 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
+TESTED := $(VENV)/.installed-test
 
 .PHONY: chat test setup browser bench clean
 
 chat: $(STAMP)  ## set up, build the index if needed, open the chat on http://127.0.0.1:7860
 	$(BIN)/rag serve
 
-test: $(STAMP) browser  ## set up and run the whole test suite
+test: $(TESTED) browser  ## set up (with the test and ray extras) and run the whole test suite
 	$(BIN)/python -m pytest
 
 setup: $(STAMP)
@@ -20,7 +21,11 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "$(TORCH)"
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
+	touch $@
+
+$(TESTED): $(STAMP)  ## the chat needs neither the test tools nor Ray
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,ray]'
 	touch $@
 
 browser:  ## Debian's headless Chromium for the browser test

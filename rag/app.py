@@ -17,7 +17,7 @@ from rag.answer import answer
 from rag.config import Settings, credentials, is_loopback
 from rag.documents import add_document, delete_document, list_documents
 from rag.errors import ConfigError, IndexDamaged, RagError
-from rag.indexer import build, is_stale
+from rag.indexer import BuildSummary, build, is_stale
 from rag.pages import cited_pages
 from rag.records import Answer, Citation
 from rag.retrieve import Retriever
@@ -116,18 +116,49 @@ def _message_text(message: dict) -> str:
     return html.unescape(str(content))
 
 
-def make_app(settings: Settings, retriever: Retriever):
-    """The Blocks app: chat, sources panel, status line, documents, and the `/ask` API."""
+class LocalBackend:
+    """Where the chat's questions are answered and its rebuilds run: this process, from the live index.
+
+    `rag serve --ray` swaps in rag.replicas.ReplicaBackend, whose answers come from Ray Serve replicas.
+    """
+
+    def __init__(self, settings: Settings, retriever: Retriever):
+        self.settings, self.retriever = settings, retriever
+
+    def answer(self, question: str, history: list[str] = ()) -> Answer:
+        """A verified, cited answer (or the corpus-does-not-answer one)."""
+        return answer(question, self.retriever, self.settings, history=history)
+
+    def pages(self, citation: Citation) -> list:
+        """The rendered PDF pages of a citation, its quote highlighted ([] for other formats)."""
+        return cited_pages(self.settings.corpus, self.retriever.index, citation)
+
+    def status(self) -> str:
+        """The status line of the index being served."""
+        return status_line(self.retriever)
+
+    def build(self, progress) -> BuildSummary:
+        """An incremental build of the corpus."""
+        return build(self.settings, progress=progress)
+
+    def refresh(self) -> None:
+        """Start serving a version a build just published."""
+        self.retriever.refresh()
+
+
+def make_app(settings: Settings, retriever: Retriever | None, backend: LocalBackend | None = None):
+    """The Blocks app: chat, sources panel, status line, documents, downloads, and the `/ask` API."""
     import gradio as gr
+
+    backend = backend or LocalBackend(settings, retriever)
 
     def respond(message: str, history: list[dict], answers: list[dict]):
         history, answers = list(history or []), list(answers or [])
         asked = [_message_text(m) for m in history if m.get("role") == "user"]
         try:
-            result = answer(message, retriever, settings, history=asked)
-            index = retriever.index
+            result = backend.answer(message, asked)
             reply = chat_text(result)
-            sources = render_sources(result, pages=lambda c: cited_pages(settings.corpus, index, c))
+            sources = render_sources(result, pages=backend.pages)
             searched = f"Searched for: {result.searched_for}" if result.searched_for else ""
             answers.append(result.to_dict())
         except RagError as error:
@@ -138,7 +169,7 @@ def make_app(settings: Settings, retriever: Retriever):
             {"role": "assistant", "content": html.escape(reply)},
         ]
         markdown, json_file = write_exports(answers)
-        return (history, sources, searched, status_line(retriever), "", answers,
+        return (history, sources, searched, backend.status(), "", answers,
                 gr.update(value=markdown, interactive=True), gr.update(value=json_file, interactive=True))
 
     def start_over():
@@ -146,10 +177,10 @@ def make_app(settings: Settings, retriever: Retriever):
 
     def ask(question: str) -> dict:
         """Answer one question with verified, cited quotes (the `rag ask --json` object)."""
-        return answer(question, retriever, settings).to_dict()
+        return backend.answer(question).to_dict()
 
     def rebuild():
-        yield from _rebuild_with_progress(settings, retriever)
+        yield from _rebuild_with_progress(backend)
 
     def upload(files):
         notes = []
@@ -163,7 +194,7 @@ def make_app(settings: Settings, retriever: Retriever):
             except RagError as error:
                 notes.append(f"refused: {error}")
         yield "; ".join(notes) or "nothing uploaded", gr.update(choices=list_documents(settings.corpus, settings.extensions))
-        for progress in _rebuild_with_progress(settings, retriever):
+        for progress in _rebuild_with_progress(backend):
             yield "; ".join(notes) + "\n" + progress, gr.update()
 
     def delete(source: str | None):
@@ -174,14 +205,14 @@ def make_app(settings: Settings, retriever: Retriever):
         except RagError as error:
             return f"refused: {error}", gr.update()
         note = f"deleted {source}"
-        for progress in _rebuild_with_progress(settings, retriever):
+        for progress in _rebuild_with_progress(backend):
             note = f"deleted {source}\n{progress}"
         return note, gr.update(choices=list_documents(settings.corpus, settings.extensions), value=None)
 
     examples = [q.strip() for q in settings.examples.split("|") if q.strip()]
     with gr.Blocks(title="rag — ask your documents") as demo:
         gr.Markdown("## Ask your documents\nEvery answer is made of verbatim quotes, each checked against its source file.")
-        status = gr.Markdown(status_line(retriever), elem_id="rag-status")
+        status = gr.Markdown(backend.status(), elem_id="rag-status")
         with gr.Row():
             with gr.Column(scale=3):
                 chatbot = gr.Chatbot(
@@ -221,9 +252,9 @@ def make_app(settings: Settings, retriever: Retriever):
         rebuild_button.click(rebuild, None, build_log, api_name="rebuild", concurrency_limit=1)
         files.upload(upload, files, [build_log, chosen], api_visibility="private", concurrency_limit=1)
         remove.click(delete, chosen, [build_log, chosen], api_visibility="private", concurrency_limit=1)
-        gr.Timer(5).tick(lambda: status_line(retriever), None, status, api_visibility="private")
+        gr.Timer(5).tick(lambda: backend.status(), None, status, api_visibility="private")
         demo.load(  # a page opened later must list the documents as they are now
-            lambda: (status_line(retriever), gr.update(choices=list_documents(settings.corpus, settings.extensions))),
+            lambda: (backend.status(), gr.update(choices=list_documents(settings.corpus, settings.extensions))),
             None, [status, chosen], api_visibility="private",
         )
         gr.api(ask, api_name="ask")
@@ -241,14 +272,14 @@ def write_exports(answers: list[dict]) -> tuple[str | None, str | None]:
     return str(markdown), str(json_file)
 
 
-def _rebuild_with_progress(settings: Settings, retriever: Retriever):
+def _rebuild_with_progress(backend: LocalBackend):
     """Run an incremental build in a thread, yielding its progress lines and then its summary."""
     messages: queue.Queue = queue.Queue()
     outcome: dict = {}
 
     def work():
         try:
-            outcome["summary"] = build(settings, progress=messages.put)
+            outcome["summary"] = backend.build(progress=messages.put)
         except RagError as error:
             outcome["error"] = error
         finally:
@@ -263,7 +294,7 @@ def _rebuild_with_progress(settings: Settings, retriever: Retriever):
     if "error" in outcome:
         yield f"build failed, the index in use is unchanged: {outcome['error']}"
         return
-    retriever.refresh()
+    backend.refresh()
     yield outcome["summary"].line()
 
 
@@ -285,7 +316,11 @@ def serve(settings: Settings, watch: bool = False, no_auth: bool = False, block:
         from rag.watch import start_watch_thread
 
         start_watch_thread(settings, on_build=lambda summary: retriever.refresh())
-    demo = make_app(settings, retriever)
+    return launch(make_app(settings, retriever), settings, accounts, block)
+
+
+def launch(demo, settings: Settings, accounts: list[tuple[str, str]] | None, block: bool = True):
+    """Serve the Blocks app on settings.host:settings.port, announced to `rag ask`; returns it when not blocking."""
     demo.queue(default_concurrency_limit=16)
     try:
         demo.launch(

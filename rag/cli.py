@@ -28,6 +28,13 @@ def _no_sentence_scoring(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-rerank", dest="no_sentence_scoring", action="store_true", help=argparse.SUPPRESS)
 
 
+def _ray_flag(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument(
+        "--ray", nargs="?", const="auto", metavar="ADDRESS",
+        help=help_text + " (env RAG_RAY_ADDRESS; needs `pip install 'rag[ray]'`)",
+    )
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rag",
@@ -39,6 +46,7 @@ def make_parser() -> argparse.ArgumentParser:
     _common(build)
     build.add_argument("--full", action="store_true", help="rebuild from nothing")
     build.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _ray_flag(build, "read and embed on the Ray cluster at ADDRESS (`auto`: the one this machine joined)")
 
     ask = commands.add_parser("ask", help="answer one question with cited quotes")
     _common(ask)
@@ -59,6 +67,9 @@ def make_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to bind (default 7860)")
     serve.add_argument("--watch", action="store_true", help="rebuild when the corpus changes")
     serve.add_argument("--no-auth", action="store_true", help="allow a non-loopback address without a password")
+    _ray_flag(serve, "answer from replicas on the Ray cluster at ADDRESS (`auto`: the one this machine joined)")
+    serve.add_argument("--replicas", type=int, default=2, help="answering replicas with --ray (default 2)")
+    serve.add_argument("--api-port", type=int, default=8000, help="port of the replicas' HTTP API with --ray (default 8000)")
 
     status = commands.add_parser("status", help="what the index holds and whether it is up to date")
     _common(status)
@@ -88,6 +99,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         host=getattr(args, "host", None),
         port=getattr(args, "port", None),
         sentence_scoring=False if getattr(args, "no_sentence_scoring", False) else None,
+        ray_address=getattr(args, "ray", None),
     )
 
 
@@ -108,9 +120,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_build(args, settings: Settings) -> int:
-    from rag.indexer import build
+    if settings.ray_address:
+        from rag.distributed_build import build_on_cluster as build
+    else:
+        from rag.indexer import build
 
-    summary = build(settings, full=args.full, progress=_stderr if args.verbose else None)
+    summary = build(settings, full=args.full, progress=_stderr if args.verbose or settings.ray_address else None)
     print(json.dumps(summary.to_dict()) if args.json else summary.line())
     for source, reason in summary.skipped.items():
         if not args.json:
@@ -169,6 +184,17 @@ def cmd_status(args, settings: Settings) -> int:
 
 
 def cmd_serve(args, settings: Settings) -> int:
+    if settings.ray_address:
+        from rag.errors import ConfigError
+        from rag.replicas import serve_replicated
+
+        if args.watch:
+            raise ConfigError(
+                "--watch does not combine with --ray; run `rag build --ray` after changing the corpus "
+                "(the replicas pick the new version up by themselves)"
+            )
+        serve_replicated(settings, args.replicas, no_auth=args.no_auth, api_port=args.api_port)
+        return 0
     from rag.app import serve
 
     serve(settings, watch=args.watch, no_auth=args.no_auth)

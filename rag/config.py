@@ -105,6 +105,9 @@ class Settings:
         "server",
     )
     """Example questions shown under the chat, separated by `|` (the defaults suit the seed corpus)."""
+    ray_address: str = setting("", "index")
+    """Ray cluster that `rag build` and `rag serve` use (RAG_RAY_ADDRESS, flag --ray): `host:port` of its
+    head, or `auto` for the one this machine joined; empty means no Ray (the default, single machine)."""
 
     def __post_init__(self):
         for f in dataclasses.fields(self):

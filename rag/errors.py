@@ -35,3 +35,7 @@ class BuildLocked(RagError):
 
 class UploadRefused(RagError):
     """An uploaded or deleted document was refused; the message says why."""
+
+
+class ClusterError(RagError):
+    """The Ray cluster cannot be reached, lacks what `rag` needs on its nodes, or lost the work."""

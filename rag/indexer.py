@@ -147,15 +147,20 @@ def build(
     full: bool = False,
     embedder_factory: Callable[[str], Embedder] = load_embedder,
     progress: Progress | None = None,
+    scanner: Callable[..., CorpusScan] = scan,
 ) -> BuildSummary:
-    """Bring the index in `settings.index` up to date with `settings.corpus`, atomically."""
+    """Bring the index in `settings.index` up to date with `settings.corpus`, atomically.
+
+    `embedder_factory` and `scanner` are where a cluster build plugs in (rag/distributed_build.py):
+    the embedder is asked only for the passages whose vectors are not reused.
+    """
     started = time.perf_counter()
     say = progress or (lambda message: log.info(message))
     root = Path(settings.index)
     with build_lock(root, settings.lock_timeout):
         store.collect_garbage(root)
         say(f"reading {settings.corpus}")
-        found = scan(settings.corpus, settings.extensions, settings.max_file_bytes)
+        found = scanner(settings.corpus, settings.extensions, settings.max_file_bytes)
         previous, reason = _previous(root, settings, full)
         found, still_unreadable = known_unreadable(found, previous.manifest if previous else None)
         old_files = previous.manifest.files if previous else {}
