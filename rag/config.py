@@ -134,8 +134,9 @@ def _parse(name: str, kind: str, raw: str):
         ) from None
 
 
-PRECISIONS = ("auto", "float32", "bfloat16")
-"""Embedding arithmetic: `auto` is bfloat16 where the CPU has it natively (AVX512-BF16 or AMX), else float32."""
+PRECISIONS = ("auto", "float32", "bfloat16", "int8")
+"""Embedding arithmetic: `auto` is bfloat16 where the CPU has it natively (AVX512-BF16 or AMX), else int8
+where it has AVX2, else float32 (rag/embedding.py, `choose_arithmetic`)."""
 
 
 def precision(environ: dict[str, str] | None = None) -> str:

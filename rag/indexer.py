@@ -18,9 +18,9 @@ import numpy as np
 
 from rag import store
 from rag.chunking import LineIndex, pack_passages
-from rag.config import Settings
+from rag.config import Settings, precision
 from rag.corpus import scan
-from rag.embedding import Embedder, load_embedder
+from rag.embedding import Arithmetic, Embedder, build_arithmetic, load_embedder
 from rag.errors import BuildLocked, IndexMissing, RagError
 from rag.manifest import FileEntry, Manifest, diff
 from rag.records import Document, Passage
@@ -48,6 +48,9 @@ class BuildSummary:
     full: bool = False
     reason: str = ""
     version: str = ""
+    precision: str = ""
+    arithmetic: str = ""
+    """Which arithmetic embedded the passages and why (`auto: int8, no native bfloat16 on this CPU`)."""
     skipped: dict[str, str] = field(default_factory=dict)
 
     def line(self) -> str:
@@ -63,7 +66,8 @@ class BuildSummary:
         kind = "full build" if self.full else "incremental build"
         if not self.version:
             kind = "index up to date"
-        return f"{kind}; {files}; {passages}; {self.seconds:.1f}s"
+        arithmetic = f"; arithmetic {self.arithmetic}" if self.passages_embedded else ""
+        return f"{kind}; {files}; {passages}{arithmetic}; {self.seconds:.1f}s"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -120,29 +124,33 @@ def chunk_document(document: Document, embedder: Embedder, max_tokens: int, over
     ]
 
 
-def _previous(root: Path, settings: Settings, full: bool) -> tuple[store.LoadedIndex | None, str]:
-    """The live index if it can be extended, else None and why a full build is needed."""
+def _previous(root: Path, settings: Settings, full: bool) -> tuple[store.LoadedIndex | None, str, Arithmetic]:
+    """The live index if it can be extended, else None and why a full build is needed; and the arithmetic."""
+    asked = precision()
     if full:
-        return None, "--full asked for"
+        return None, "--full asked for", build_arithmetic(asked, None)
     try:
         previous = store.load(root)
     except IndexMissing:
-        return None, "no index yet"
+        return None, "no index yet", build_arithmetic(asked, None)
     except RagError as error:
-        return None, f"previous index unusable ({error})"
-    mismatches = previous.manifest.mismatches(settings.model, settings.max_tokens, settings.overlap)
+        return None, f"previous index unusable ({error})", build_arithmetic(asked, None)
+    arithmetic = build_arithmetic(asked, previous.manifest.precision)
+    mismatches = previous.manifest.mismatches(settings.model, settings.max_tokens, settings.overlap, arithmetic.precision)
     if mismatches:
-        return None, "settings changed: " + "; ".join(mismatches)
-    return previous, ""
+        return None, "settings changed: " + "; ".join(mismatches), build_arithmetic(asked, None)
+    return previous, "", arithmetic
 
 
 def build(
     settings: Settings,
     full: bool = False,
-    embedder_factory: Callable[[str], Embedder] = load_embedder,
+    embedder_factory: Callable[[str], Embedder] | None = None,
     progress: Progress | None = None,
 ) -> BuildSummary:
-    """Bring the index in `settings.index` up to date with `settings.corpus`, atomically."""
+    """Bring the index in `settings.index` up to date with `settings.corpus`, atomically.
+
+    The model is rag's own in the arithmetic RAG_PRECISION asks for unless `embedder_factory` is given."""
     started = time.perf_counter()
     say = progress or (lambda message: log.info(message))
     root = Path(settings.index)
@@ -150,7 +158,8 @@ def build(
         store.collect_garbage(root)
         say(f"reading {settings.corpus}")
         found = scan(settings.corpus, settings.extensions, settings.max_file_bytes)
-        previous, reason = _previous(root, settings, full)
+        previous, reason, arithmetic = _previous(root, settings, full)
+        factory = embedder_factory or (lambda name: load_embedder(name, arithmetic.precision))
         old_files = previous.manifest.files if previous else {}
         changes = diff(old_files, found.documents)
         skipped = {s.source: s.reason for s in found.skipped}
@@ -168,8 +177,11 @@ def build(
                 **counts, passages=len(previous.passages), seconds=time.perf_counter() - started
             )
         passages, vectors, embedded, reused, removed = _assemble(
-            found.documents, previous, changes.renamed, settings, embedder_factory, say
+            found.documents, previous, changes.renamed, settings, factory, say
         )
+        ran = (arithmetic.precision, arithmetic.describe())
+        if previous is not None and not embedded:  # nothing embedded: the vectors are as they were
+            ran = (previous.manifest.precision, previous.manifest.arithmetic)
         per_file = Counter(p.source for p in passages)
         manifest = Manifest(
             model=settings.model,
@@ -180,6 +192,8 @@ def build(
             passages=len(passages),
             built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             skipped=skipped,
+            precision=ran[0],
+            arithmetic=ran[1],
         )
         say(f"writing {len(passages)} passages")
         version = store.write_version(root, manifest, passages, vectors)
@@ -195,6 +209,8 @@ def build(
             full=previous is None,
             reason=reason,
             version=version.name,
+            precision=ran[0],
+            arithmetic=ran[1],
         )
 
 
@@ -231,7 +247,7 @@ def _assemble(documents, previous, renamed, settings, embedder_factory, say):
     if reused:
         vectors[reused] = old_vectors[[rows[i] for i in reused]]
     if missing:
-        say(f"embedding {len(missing)} passages with {settings.model}")
+        say(f"embedding {len(missing)} passages with {settings.model} ({getattr(embedder, 'precision', 'its own arithmetic')})")
         vectors[missing] = embedder.encode(
             [passages[i].text for i in missing], batch_size=settings.batch_size, progress=True
         )
@@ -254,7 +270,8 @@ def is_stale(settings: Settings) -> bool:
         manifest = Manifest.read(store.current_version(settings.index) / store.MANIFEST)
     except (RagError, TypeError):
         return True
-    if manifest.mismatches(settings.model, settings.max_tokens, settings.overlap):
+    arithmetic = build_arithmetic(precision(), manifest.precision)
+    if manifest.mismatches(settings.model, settings.max_tokens, settings.overlap, arithmetic.precision):
         return True
     found = scan(settings.corpus, settings.extensions, settings.max_file_bytes)
     return diff(manifest.files, found.documents).any

@@ -6,11 +6,12 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from rag.embedding import compatible
 from rag.errors import IndexDamaged
 from rag.records import Document
 
-FORMAT_VERSION = 2
-"""2: passages are read through passages.offsets.npy and BM25 is memory-mapped."""
+FORMAT_VERSION = 3
+"""2: passages are read through passages.offsets.npy and BM25 is memory-mapped. 3: the arithmetic is recorded."""
 SPLITTER = "sentences-v2"
 
 
@@ -38,6 +39,10 @@ class Manifest:
     normalized: bool = True
     splitter: str = SPLITTER
     skipped: dict[str, str] = field(default_factory=dict)
+    precision: str = "float32"
+    """The arithmetic the vectors were computed in (float32, bfloat16, int8); queries use the same."""
+    arithmetic: str = ""
+    """Why: `auto: int8, no native bfloat16 on this CPU`."""
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> str:
@@ -61,8 +66,8 @@ class Manifest:
         """The parameters that decide passage boundaries."""
         return {"max_tokens": self.max_tokens, "overlap": self.overlap, "splitter": self.splitter}
 
-    def mismatches(self, model: str, max_tokens: int, overlap: int) -> list[str]:
-        """Human-readable differences between this index and the settings asked for."""
+    def mismatches(self, model: str, max_tokens: int, overlap: int, precision: str | None = None) -> list[str]:
+        """Human-readable differences between this index and the settings (and arithmetic) asked for."""
         found = []
         if self.format_version != FORMAT_VERSION:
             found.append(f"format version: index has {self.format_version}, this rag reads {FORMAT_VERSION}")
@@ -74,6 +79,8 @@ class Manifest:
             found.append(f"overlap: index has {self.overlap}, settings ask for {overlap}")
         if self.splitter != SPLITTER:
             found.append(f"sentence splitter: index has {self.splitter}, this rag uses {SPLITTER}")
+        if precision is not None and not compatible(self.precision, precision):
+            found.append(f"arithmetic: index has {self.precision}, RAG_PRECISION asks for {precision}")
         return found
 
 

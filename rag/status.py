@@ -28,6 +28,7 @@ def index_status(settings: Settings) -> dict:
         model=manifest.model,
         dimension=manifest.dimension,
         index_type=manifest.index_type,
+        arithmetic=manifest.arithmetic or manifest.precision,
         built_at=manifest.built_at,
     )
     try:

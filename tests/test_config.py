@@ -199,7 +199,7 @@ def test_replace_is_a_copy():
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [(None, "auto"), ("", "auto"), ("auto", "auto"), ("float32", "float32"), (" BFloat16 ", "bfloat16")],
+    [(None, "auto"), ("", "auto"), ("auto", "auto"), ("float32", "float32"), (" BFloat16 ", "bfloat16"), ("INT8", "int8")],
 )
 def test_precision_from_env(raw, expected):
     from rag.config import precision
@@ -210,8 +210,9 @@ def test_precision_from_env(raw, expected):
 def test_bad_precision_names_the_variable_and_the_choices():
     from rag.config import precision
 
-    with pytest.raises(ConfigError, match=r"RAG_PRECISION='fp8'.*auto, float32, bfloat16"):
-        precision({"RAG_PRECISION": "fp8"})
+    for bad in ("fp8", "int4", "float16"):
+        with pytest.raises(ConfigError, match=rf"RAG_PRECISION='{bad}'.*auto, float32, bfloat16, int8; fix or unset it"):
+            precision({"RAG_PRECISION": bad})
 
 
 @pytest.mark.parametrize(

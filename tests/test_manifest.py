@@ -151,6 +151,7 @@ def manifest(**changes) -> Manifest:
         manifest(files={}, passages=0),
         manifest(index_type="hnsw", normalized=False, skipped={"empty.txt": "empty file"}),
         manifest(splitter="sentences-v0", format_version=0),
+        manifest(precision="int8", arithmetic="auto: int8, no native bfloat16 on this CPU"),
         manifest(model="/models/local model \u00e9", files={"caf\u00e9.txt": FileEntry("c" * 64, "utf-16", 2)}),
     ],
 )
@@ -180,6 +181,8 @@ def test_manifest_json_is_plain_and_complete():
         "normalized": True,
         "splitter": SPLITTER,
         "skipped": {},
+        "precision": "float32",
+        "arithmetic": "",
         "format_version": FORMAT_VERSION,
     }
     assert list(raw) == sorted(raw)  # stable, diff-friendly key order
@@ -278,6 +281,22 @@ def test_manifest_read_files_not_a_mapping(tmp_path, files):
             manifest(dimension=768, passages=99, index_type="hnsw", skipped={"a": "b"}, built_at="x"),
             ("all-MiniLM-L6-v2", 256, 1),
             [],
+        ),
+        # the arithmetic: float32 and bfloat16 vectors agree to 0.9999 and share an index; int8 ones do not
+        (manifest(), ("all-MiniLM-L6-v2", 256, 1, "float32"), []),
+        (manifest(), ("all-MiniLM-L6-v2", 256, 1, "bfloat16"), []),
+        (manifest(precision="bfloat16"), ("all-MiniLM-L6-v2", 256, 1, "float32"), []),
+        (manifest(precision="int8"), ("all-MiniLM-L6-v2", 256, 1, "int8"), []),
+        (manifest(precision="int8"), ("all-MiniLM-L6-v2", 256, 1), []),
+        (
+            manifest(),
+            ("all-MiniLM-L6-v2", 256, 1, "int8"),
+            ["arithmetic: index has float32, RAG_PRECISION asks for int8"],
+        ),
+        (
+            manifest(precision="int8"),
+            ("all-MiniLM-L6-v2", 256, 1, "bfloat16"),
+            ["arithmetic: index has int8, RAG_PRECISION asks for bfloat16"],
         ),
     ],
 )
