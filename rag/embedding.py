@@ -140,6 +140,10 @@ class SentenceTransformerEmbedder:
     Xeon, cosine agreement with float32 vectors 0.99997 or better, SciFact nDCG@10 +0.03 points,
     and no slower for a single question (bench/build_speed.py, bench/onnx_speed.py). Vectors of
     either precision live in one index.
+
+    With `int8` (for CPUs without native bfloat16) the linear layers but each block's feed-forward
+    output run as PyTorch int8 dynamic quantization after SmoothQuant-style smoothing: vectors within
+    cosine ~0.997 of float32's, so an int8 index holds only int8 vectors (bench/precision.py).
     """
 
     def __init__(self, name: str, precision: str = "auto"):
