@@ -155,6 +155,18 @@ def test_the_arithmetic_is_recorded_and_an_int8_index_is_never_mixed_with_float_
     assert not is_stale(corpus_settings)
 
 
+def test_status_says_when_questions_to_a_bfloat16_index_run_in_float32_here(corpus_settings, monkeypatch):
+    import rag.embedding
+    from rag.status import index_status
+
+    monkeypatch.setenv("RAG_PRECISION", "bfloat16")
+    build(corpus_settings, embedder_factory=lambda name: FakeEmbedder())
+    monkeypatch.setattr(rag.embedding, "cpu_flags", lambda: frozenset({"avx2"}))  # a CPU without native bfloat16
+    info = index_status(corpus_settings)
+    assert info["arithmetic"] == "bfloat16, set by RAG_PRECISION" and info["state"] == "up to date"
+    assert info["question_arithmetic"].startswith("float32: the index is bfloat16, not native on this CPU")
+
+
 def test_the_default_model_is_loaded_in_the_arithmetic_of_the_build_and_of_the_index(corpus_settings, monkeypatch):
     import rag.indexer
     import rag.retrieve
