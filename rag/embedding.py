@@ -8,12 +8,14 @@ import logging
 import os
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Iterable, Protocol, Sequence
 
 import numpy as np
 
-from rag.config import DEFAULT_MODEL, precision
+from rag.config import DEFAULT_MODEL
+from rag.config import precision as config_precision
 from rag.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -49,14 +51,85 @@ def resolve_model(name: str) -> str:
     return str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
 
 
-def resolve_precision(asked: str) -> str:
-    """`float32` or `bfloat16`: `auto` picks bfloat16 only where the CPU computes it natively."""
-    if asked != "auto":
-        return asked
-    import torch
+NATIVE_BFLOAT16 = {"amx_bf16": "AMX", "avx512_bf16": "AVX512-BF16"}
+"""CPU flags, as /proc/cpuinfo names them, of bfloat16 arithmetic done in hardware."""
+INT8_FLAG = "avx2"
+"""The least a CPU needs for PyTorch's int8 linear layers (FBGEMM) to beat float32."""
+_ONEDNN_ISAS_WITHOUT_BFLOAT16 = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX512_CORE", "AVX512_CORE_VNNI"}
 
-    native = (getattr(torch.cpu, name, lambda: False) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
-    return "bfloat16" if any(check() for check in native) else "float32"
+
+@dataclass(frozen=True)
+class Arithmetic:
+    """The precision vectors are computed in, and why it was chosen (for the build summary and `rag status`)."""
+
+    precision: str
+    reason: str
+    asked: str = "auto"
+
+    def describe(self) -> str:
+        """`auto: int8, no native bfloat16 on this CPU` or `float32, set by RAG_PRECISION`."""
+        if self.asked == "auto":
+            return f"auto: {self.precision}, {self.reason}"
+        return f"{self.precision}, {self.reason}"
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo"), environ: dict[str, str] | None = None) -> frozenset[str]:
+    """The CPU's feature flags (empty where /proc/cpuinfo is unreadable), less the bfloat16 ones where
+    ONEDNN_MAX_CPU_ISA (or DNNL_MAX_CPU_ISA) keeps PyTorch's oneDNN below them. Reads a file: no benchmark."""
+    environ = os.environ if environ is None else environ
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as handle:
+            line = next((line for line in handle if line.startswith(("flags", "Features"))), "")
+    except OSError:
+        return frozenset()
+    flags = set(line.partition(":")[2].split())
+    cap = (environ.get("ONEDNN_MAX_CPU_ISA") or environ.get("DNNL_MAX_CPU_ISA") or "").strip().upper()
+    if cap in _ONEDNN_ISAS_WITHOUT_BFLOAT16:
+        flags -= set(NATIVE_BFLOAT16)
+    return frozenset(flags)
+
+
+def choose_arithmetic(asked: str, flags: Iterable[str] | None = None) -> Arithmetic:
+    """What `asked` means on a CPU with these flags: `auto` is bfloat16 where it is native, else int8
+    where the CPU has AVX2, else float32. `flags` defaults to this CPU's (see `cpu_flags`)."""
+    if asked != "auto":
+        return Arithmetic(asked, "set by RAG_PRECISION", asked)
+    flags = cpu_flags() if flags is None else frozenset(flags)
+    native = [name for flag, name in NATIVE_BFLOAT16.items() if flag in flags]
+    if native:
+        return Arithmetic("bfloat16", f"native on this CPU ({', '.join(native)})")
+    if INT8_FLAG in flags:
+        return Arithmetic("int8", "no native bfloat16 on this CPU")
+    return Arithmetic("float32", "no native bfloat16 and no AVX2 for int8 on this CPU")
+
+
+def resolve_precision(asked: str, flags: Iterable[str] | None = None) -> str:
+    """`float32`, `bfloat16` or `int8`: what `asked` means on this CPU (see `choose_arithmetic`)."""
+    return choose_arithmetic(asked, flags).precision
+
+
+def compatible(a: str, b: str) -> bool:
+    """True when vectors of precisions `a` and `b` may share an index: float32 and bfloat16 agree to a
+    cosine of 0.9999 (tests/test_embedding.py); int8 vectors (about 0.99) only go with int8 ones."""
+    return (a == "int8") == (b == "int8")
+
+
+def build_arithmetic(asked: str, indexed: str | None, flags: Iterable[str] | None = None) -> Arithmetic:
+    """The arithmetic a build embeds with: what `asked` means here, except that `auto` extends an existing
+    index in the index's own arithmetic rather than mixing vectors or rebuilding everything."""
+    chosen = choose_arithmetic(asked, flags)
+    if indexed is None or asked != "auto" or compatible(chosen.precision, indexed):
+        return chosen
+    kept = query_arithmetic(indexed, flags).precision
+    return Arithmetic(kept, "the index's arithmetic (`rag build --full` chooses afresh)")
+
+
+def query_arithmetic(indexed: str, flags: Iterable[str] | None = None) -> Arithmetic:
+    """The arithmetic questions to an index are embedded with: the index's own, except float32 for a
+    bfloat16 index on a CPU without native bfloat16 (the vectors agree, and emulated bfloat16 is slow)."""
+    if indexed == "bfloat16" and choose_arithmetic("auto", flags).precision != "bfloat16":
+        return Arithmetic("float32", "the index is bfloat16, not native on this CPU; float32 vectors agree", indexed)
+    return Arithmetic(indexed, "the index's arithmetic", indexed)
 
 
 class SentenceTransformerEmbedder:
@@ -67,6 +140,10 @@ class SentenceTransformerEmbedder:
     Xeon, cosine agreement with float32 vectors 0.99997 or better, SciFact nDCG@10 +0.03 points,
     and no slower for a single question (bench/build_speed.py, bench/onnx_speed.py). Vectors of
     either precision live in one index.
+
+    With `int8` (for CPUs without native bfloat16) the linear layers but each block's feed-forward
+    output run as PyTorch int8 dynamic quantization after SmoothQuant-style smoothing: vectors within
+    cosine ~0.997 of float32's, so an int8 index holds only int8 vectors (bench/precision.py).
     """
 
     def __init__(self, name: str, precision: str = "auto"):
@@ -97,17 +174,21 @@ class SentenceTransformerEmbedder:
             ) from None
         self.dimension = int(self.model.get_embedding_dimension())
         self.max_tokens = int(self.model.max_seq_length or 512)
-        self.precision = resolve_precision(precision)
+        self.chosen = choose_arithmetic(precision)
+        """The arithmetic this model runs in and why."""
+        self.precision = self.chosen.precision
         if self.precision == "bfloat16":
             import torch
 
             for module in self.model.modules():
                 if isinstance(module, torch.nn.Linear):
                     module.to(torch.bfloat16)  # cast once, not on every call as plain autocast would
+        elif self.precision == "int8":
+            _to_int8(self.model, name)
         self._lock = threading.Lock()
 
     def arithmetic(self):
-        """The context a forward pass runs in: bfloat16 autocast, or nothing for float32."""
+        """The context a forward pass runs in: bfloat16 autocast, or nothing for float32 and int8."""
         if self.precision != "bfloat16":
             return contextlib.nullcontext()
         import torch
@@ -144,9 +225,116 @@ class SentenceTransformerEmbedder:
         return [len(ids) for ids in encoded["input_ids"]]
 
 
-def load_embedder(name: str) -> SentenceTransformerEmbedder:
-    """The model called `name` in the precision RAG_PRECISION asks for, loaded once per process."""
-    return _load(name, precision())
+def _to_int8(model, name: str) -> None:
+    """Swap the model's linear layers for int8 ones in place: PyTorch dynamic quantization (int8 weights per
+    output channel, activations quantized per batch), after SmoothQuant-style smoothing; see INT8_KEEPS_FLOAT32."""
+    import warnings
+
+    import torch
+
+    engines = torch.backends.quantized.supported_engines
+    engine = next((e for e in ("x86", "fbgemm", "qnnpack") if e in engines), None)
+    if engine is None:
+        raise ModelError(
+            f"this PyTorch has no int8 engine (it offers {', '.join(engines)}) to run {name!r} in int8; "
+            f"set RAG_PRECISION=float32 and run `rag build --full`"
+        )
+    torch.backends.quantized.engine = engine
+    layers = [path for path, module in model.named_modules() if isinstance(module, torch.nn.Linear) and _int8_suits(path)]
+    _smooth(model, layers, _input_peaks(model, layers))
+    with warnings.catch_warnings():  # torch.ao.quantization warns of its move to torchao; it still ships
+        warnings.simplefilter("ignore")
+        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+        spec = {f"{path}.linear": per_channel_dynamic_qconfig for path in layers}
+        quantize_dynamic(model, spec, dtype=torch.qint8, inplace=True)
+
+
+def _int8_suits(path: str) -> bool:
+    """True for the linear layers that run in int8 (all but the feed-forward output, see INT8_KEEPS_FLOAT32)."""
+    return not (path.endswith(INT8_KEEPS_FLOAT32) and ".attention." not in path)
+
+
+INT8_KEEPS_FLOAT32 = "output.dense"
+"""The feed-forward output layer of each block (input: 1,536 GELU activations) stays float32 in `int8`:
+quantizing it too took the cosine to float32 vectors from 0.997 to 0.98 (bench/precision.py, README)."""
+SMOOTHING = 0.5
+"""SmoothQuant's alpha: how much of an input channel's activation range moves into its weights."""
+CALIBRATION = [
+    "The quick brown fox jumps over the lazy dog.",
+    "When did the Russian military operation in Syria start?",
+    "Mitochondria are the powerhouse of the cell, producing most of its ATP.",
+    "Descale the kettle every four weeks with white vinegar.",
+    "In 1998 the company reported revenue of 4.2 billion dollars, up 12 % on the year before.",
+    "x",
+    "Chapter 3: Results",
+    "def main(argv=None) -> int:",
+    "Patients (n = 312) received 20 mg daily for six weeks.",
+]
+"""Fixed texts whose activations set the smoothing scales, so every process computes the same int8 model."""
+
+
+def _input_peaks(model, layers: list[str]):
+    """The largest |input| each layer's input channels see over CALIBRATION, in float32."""
+    import torch
+
+    modules = dict(model.named_modules())
+    peaks: dict = {}
+
+    def record(path):
+        def hook(module, inputs, output):
+            seen = inputs[0].detach().abs().reshape(-1, inputs[0].shape[-1]).amax(0)
+            peaks[path] = torch.maximum(peaks[path], seen) if path in peaks else seen
+        return hook
+
+    hooks = [modules[path].register_forward_hook(record(path)) for path in layers]
+    try:
+        with torch.inference_mode():
+            model.encode(CALIBRATION, batch_size=len(CALIBRATION), show_progress_bar=False)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return peaks
+
+
+def _smooth(model, layers: list[str], peaks) -> None:
+    """Divide each layer's inputs by s and multiply its weights by s (the same product), s = a^α / w^(1-α)
+    per input channel, so that int8 activations lose less to the few channels with large values."""
+    import torch
+
+    modules = dict(model.named_modules())
+    for path in layers:
+        parent_path, _, child = path.rpartition(".")
+        linear = modules[path]
+        weight_peak = linear.weight.detach().abs().amax(0).clamp(min=1e-5)
+        scale = (peaks[path].clamp(min=1e-5) ** SMOOTHING / weight_peak ** (1 - SMOOTHING)).clamp(min=1e-5)
+        with torch.no_grad():
+            linear.weight.mul_(scale)
+        setattr(modules[parent_path], child, _smoothed_linear()(linear, 1.0 / scale))
+
+
+@functools.cache
+def _smoothed_linear():
+    """The module type of a smoothed layer (made on first use, so that importing rag does not import torch)."""
+    import torch
+
+    class SmoothedLinear(torch.nn.Module):
+        """A linear layer whose input is first multiplied by `inverse_scale`, channel by channel."""
+
+        def __init__(self, linear, inverse_scale):
+            super().__init__()
+            self.linear = linear
+            self.register_buffer("inverse_scale", inverse_scale)
+
+        def forward(self, inputs):
+            return self.linear(inputs * self.inverse_scale)
+
+    return SmoothedLinear
+
+
+def load_embedder(name: str, precision: str | None = None) -> SentenceTransformerEmbedder:
+    """The model called `name` in `precision` (by default what RAG_PRECISION asks for), loaded once per process."""
+    return _load(name, resolve_precision(config_precision() if precision is None else precision))
 
 
 @functools.lru_cache(maxsize=4)

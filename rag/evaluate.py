@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 
 from rag import metrics
 from rag.config import Settings
-from rag.embedding import Embedder, load_embedder
+from rag.embedding import Embedder
 from rag.errors import ConfigError, RagError
 
 DOCUMENTS_RANKED = 100
@@ -102,7 +102,7 @@ def evaluate(
     split: str = "test",
     limit: int | None = None,
     seed: int = 0,
-    embedder_factory: Callable[[str], Embedder] = load_embedder,
+    embedder_factory: Callable[[str], Embedder] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> EvalReport:
     """Measure retrieval (BEIR) or cited quotes (SQuAD) on a data set, building or reusing its index."""
@@ -131,7 +131,7 @@ def evaluate(
     )
 
 
-def prepare(dataset: Dataset, settings: Settings, embedder_factory=load_embedder, progress=None):
+def prepare(dataset: Dataset, settings: Settings, embedder_factory=None, progress=None):
     """Write the data set as a corpus under `<index>/eval/<name>/` and build or reuse its index there.
 
     Returns the settings that point at that corpus and index, and the build summary.

@@ -20,9 +20,9 @@ import numpy as np
 
 from rag import readers, store
 from rag.chunking import LineIndex, pack_passages
-from rag.config import Settings
+from rag.config import Settings, precision
 from rag.corpus import CorpusScan, scan
-from rag.embedding import Embedder, load_embedder
+from rag.embedding import Arithmetic, Embedder, build_arithmetic, load_embedder
 from rag.errors import BuildLocked, IndexMissing, RagError
 from rag.manifest import FileEntry, Manifest, diff, recipe
 from rag.readers.worker import Extractor
@@ -54,6 +54,9 @@ class BuildSummary:
     full: bool = False
     reason: str = ""
     version: str = ""
+    precision: str = ""
+    arithmetic: str = ""
+    """Which arithmetic embedded the passages and why (`auto: int8, no native bfloat16 on this CPU`)."""
     skipped: dict[str, str] = field(default_factory=dict)
 
     def line(self) -> str:
@@ -69,7 +72,8 @@ class BuildSummary:
         kind = "full build" if self.full else "incremental build"
         if not self.version:
             kind = "index up to date"
-        return f"{kind}; {files}; {passages}; {self.seconds:.1f}s"
+        arithmetic = f"; arithmetic {self.arithmetic}" if self.passages_embedded else ""
+        return f"{kind}; {files}; {passages}{arithmetic}; {self.seconds:.1f}s"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -126,31 +130,34 @@ def chunk_document(document: Document, embedder: Embedder, max_tokens: int, over
     ]
 
 
-def _previous(root: Path, settings: Settings, full: bool) -> tuple[store.LoadedIndex | None, str]:
-    """The live index if it can be extended, else None and why a full build is needed."""
+def _previous(root: Path, settings: Settings, full: bool) -> tuple[store.LoadedIndex | None, str, Arithmetic]:
+    """The live index if it can be extended, else None and why a full build is needed; and the arithmetic."""
+    asked = precision()
     if full:
-        return None, "--full asked for"
+        return None, "--full asked for", build_arithmetic(asked, None)
     try:
         previous = store.load(root)
     except IndexMissing:
-        return None, "no index yet"
+        return None, "no index yet", build_arithmetic(asked, None)
     except RagError as error:
-        return None, f"previous index unusable ({error})"
-    mismatches = previous.manifest.mismatches(recipe(settings))
+        return None, f"previous index unusable ({error})", build_arithmetic(asked, None)
+    arithmetic = build_arithmetic(asked, previous.manifest.precision)
+    mismatches = previous.manifest.mismatches(recipe(settings), arithmetic.precision)
     if mismatches:
-        return None, "settings changed: " + "; ".join(mismatches)
-    return previous, ""
+        return None, "settings changed: " + "; ".join(mismatches), build_arithmetic(asked, None)
+    return previous, "", arithmetic
 
 
 def build(
     settings: Settings,
     full: bool = False,
-    embedder_factory: Callable[[str], Embedder] = load_embedder,
+    embedder_factory: Callable[[str], Embedder] | None = None,
     progress: Progress | None = None,
     scanner: Callable[..., CorpusScan] = scan,
 ) -> BuildSummary:
     """Bring the index in `settings.index` up to date with `settings.corpus`, atomically.
 
+    The model is rag's own in the arithmetic RAG_PRECISION asks for unless `embedder_factory` is given;
     `embedder_factory` and `scanner` are where a cluster build plugs in (rag/distributed_build.py):
     the embedder is asked only for the passages whose vectors are not reused.
     """
@@ -161,7 +168,8 @@ def build(
         store.collect_garbage(root)
         say(f"reading {settings.corpus}")
         found = scanner(settings.corpus, settings.extensions, settings.max_file_bytes)
-        previous, reason = _previous(root, settings, full)
+        previous, reason, arithmetic = _previous(root, settings, full)
+        factory = embedder_factory or (lambda name: load_embedder(name, arithmetic.precision))
         found, still_unreadable = known_unreadable(found, previous.manifest if previous else None)
         old_files = previous.manifest.files if previous else {}
         changes = diff(old_files, found.documents)
@@ -174,12 +182,13 @@ def build(
         scratch = root / f".tmp-v-texts-{os.getpid()}-{time.time_ns()}"  # removed by the next build if this one dies
         try:
             return _build_changed(settings, found, previous, still_unreadable, old_files, reason, scratch,
-                                  embedder_factory, say, started)
+                                  factory, arithmetic, say, started)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _build_changed(settings, found, previous, still_unreadable, old_files, reason, scratch, embedder_factory, say, started):
+def _build_changed(settings, found, previous, still_unreadable, old_files, reason, scratch, embedder_factory,
+                   arithmetic: Arithmetic, say, started):
     """The part of a build that converts, embeds and writes a new version (the caller holds the lock)."""
     root = Path(settings.index)
     found, unreadable, conversion = convert(found, previous, settings, say, scratch)
@@ -200,6 +209,9 @@ def _build_changed(settings, found, previous, still_unreadable, old_files, reaso
     passages, vectors, embedded, reused, removed = _assemble(
         found.documents, previous, changes.renamed, settings, embedder_factory, say
     )
+    ran = (arithmetic.precision, arithmetic.describe())
+    if previous is not None and not embedded:  # nothing embedded: the vectors are as they were
+        ran = (previous.manifest.precision, previous.manifest.arithmetic)
     per_file = Counter(p.source for p in passages)
     manifest = Manifest(
         model=settings.model,
@@ -215,6 +227,8 @@ def _build_changed(settings, found, previous, still_unreadable, old_files, reaso
         skipped=skipped,
         unreadable=unreadable,
         tokenizer=recipe(settings)["tokenizer"],
+        precision=ran[0],
+        arithmetic=ran[1],
     )
     say(f"writing {len(passages)} passages")
     texts = {d.sha256: scratch if d.record is not None else previous.folder for d in found.documents if d.kind != "text"}
@@ -231,6 +245,8 @@ def _build_changed(settings, found, previous, still_unreadable, old_files, reaso
         full=previous is None,
         reason=reason,
         version=version.name,
+        precision=ran[0],
+        arithmetic=ran[1],
     )
 
 
@@ -362,7 +378,7 @@ def _assemble(documents, previous, renamed, settings, embedder_factory, say):
     if reused:
         vectors[reused] = old_vectors[[rows[i] for i in reused]]
     if missing:
-        say(f"embedding {len(missing)} passages with {settings.model}")
+        say(f"embedding {len(missing)} passages with {settings.model} ({getattr(embedder, 'precision', 'its own arithmetic')})")
         vectors[missing] = embedder.encode(
             [passages[i].text for i in missing], batch_size=settings.batch_size, progress=True
         )
@@ -385,7 +401,8 @@ def is_stale(settings: Settings) -> bool:
         manifest = Manifest.read(store.current_version(settings.index) / store.MANIFEST)
     except (RagError, TypeError):
         return True
-    if manifest.mismatches(recipe(settings)):
+    arithmetic = build_arithmetic(precision(), manifest.precision)
+    if manifest.mismatches(recipe(settings), arithmetic.precision):
         return True
     found, _ = known_unreadable(scan(settings.corpus, settings.extensions, settings.max_file_bytes), manifest)
     return diff(manifest.files, found.documents).any

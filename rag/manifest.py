@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rag.config import Settings
+from rag.embedding import compatible
 from rag.errors import IndexDamaged
 from rag import lexical
 from rag.records import Document
@@ -16,7 +17,8 @@ FORMAT_VERSION = 3
 """2: passages are read through passages.offsets.npy and BM25 is memory-mapped.
 3: the manifest records the BM25 tokenizer with the rest of the index's recipe; converted documents
 (PDF, Word, HTML): texts/<sha256>.json (+ .boxes.npy) hold their text of record; files record their
-kind, size and mtime; `unreadable` remembers files that failed by sha256."""
+kind, size and mtime; `unreadable` remembers files that failed by sha256; the arithmetic of the
+vectors is recorded."""
 SPLITTER = "sentences-v2"
 
 
@@ -51,6 +53,10 @@ class Manifest:
     skipped: dict[str, str] = field(default_factory=dict)
     unreadable: dict[str, str] = field(default_factory=dict)
     """sha256 → reason for converted files that could not be read: not tried again while unchanged."""
+    precision: str = "float32"
+    """The arithmetic the vectors were computed in (float32, bfloat16, int8); queries use the same."""
+    arithmetic: str = ""
+    """Why: `auto: int8, no native bfloat16 on this CPU`."""
     format_version: int = FORMAT_VERSION
     tokenizer: dict = field(default_factory=dict)
     """The BM25 tokenizer the terms were made with (`rag.lexical.TOKENIZER`); {} when unknown."""
@@ -78,10 +84,11 @@ class Manifest:
 
     def recipe(self) -> dict:
         """Everything that decided this index's passages, vectors and terms."""
-        return {"model": self.model, **self.chunking(), "tokenizer": self.tokenizer}
+        return {"model": self.model, **self.chunking(), "tokenizer": self.tokenizer, "precision": self.precision}
 
-    def mismatches(self, asked: dict) -> list[str]:
-        """Human-readable differences between this index and the recipe settings ask for (`recipe`)."""
+    def mismatches(self, asked: dict, precision: str | None = None) -> list[str]:
+        """Human-readable differences between this index and the recipe settings ask for (`recipe`),
+        and the arithmetic a build would embed in when `precision` is given."""
         found = []
         if self.format_version != FORMAT_VERSION:
             found.append(f"format version: index has {self.format_version}, this rag reads {FORMAT_VERSION}")
@@ -89,6 +96,8 @@ class Manifest:
         for key, wanted in asked.items():
             if have.get(key) != wanted:
                 found.append(_difference(key, have.get(key), wanted))
+        if precision is not None and not compatible(self.precision, precision):
+            found.append(f"arithmetic: index has {self.precision}, RAG_PRECISION asks for {precision}")
         return found
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from rag import store
 from rag.config import Settings
-from rag.embedding import Embedder, load_embedder
+from rag.embedding import Embedder, compatible, load_embedder, query_arithmetic
 from rag.errors import IndexDamaged, IndexMismatch, ModelError, RagError
 from rag.lexical import top
 from rag.records import Hit
@@ -50,7 +50,8 @@ def score_fusion(cosine: dict[int, float], bm25: dict[int, float], dense_weight:
 class Retriever:
     """Answers `search` from the live index version, reloading it when a build swaps in a new one."""
 
-    def __init__(self, settings: Settings, embedder_factory: Callable[[str], Embedder] = load_embedder):
+    def __init__(self, settings: Settings, embedder_factory: Callable[[str], Embedder] | None = None):
+        """`embedder_factory` defaults to rag's own model in the index's arithmetic."""
         self.settings = settings
         self._embedder_factory = embedder_factory
         self._lock = threading.Lock()
@@ -66,8 +67,22 @@ class Retriever:
 
     @property
     def embedder(self) -> Embedder:
-        """The model the live index was built with (queries must use the same one)."""
-        return self._embedder_factory(self._loaded.manifest.model)
+        """The model the live index was built with, in its arithmetic (queries must use the same)."""
+        return self._query_embedder(self._loaded)
+
+    def _query_embedder(self, loaded: store.LoadedIndex) -> Embedder:
+        """The index's model in the index's arithmetic, or a compatible one; refuses an incompatible one."""
+        manifest = loaded.manifest
+        if self._embedder_factory is None:
+            return load_embedder(manifest.model, query_arithmetic(manifest.precision).precision)
+        embedder = self._embedder_factory(manifest.model)
+        ran = getattr(embedder, "precision", None)
+        if ran is not None and not compatible(ran, manifest.precision):
+            raise IndexMismatch(
+                f"the index in {self.settings.index} holds {manifest.precision} vectors but questions would be "
+                f"embedded in {ran}; embed them in {manifest.precision} or run `rag build --full`"
+            )
+        return embedder
 
     def refresh(self) -> bool:
         """Load a newer version if the pointer moved; keep serving the old one if the new one is bad."""
@@ -80,7 +95,7 @@ class Retriever:
             try:
                 loaded = store.load(self.settings.index)
                 self._check_model(loaded)
-                self._embedder_factory(loaded.manifest.model)  # load the model before switching
+                self._query_embedder(loaded)  # load the model before switching
             except RagError as error:
                 if self._loaded is None:
                     raise
@@ -114,7 +129,7 @@ class Retriever:
         if not loaded.passages:
             return []
         if query_vector is None:
-            query_vector = self._embedder_factory(loaded.manifest.model).encode([query])[0]
+            query_vector = self._query_embedder(loaded).encode([query])[0]
         depth = max(k, self.settings.candidates)
         dense = loaded.search_dense(query_vector, depth)
         bm25_scores = loaded.lexical.scores(query) if self.settings.hybrid else None

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from rag import store
 from rag.config import Settings
+from rag.embedding import query_arithmetic
 from rag.errors import IndexMismatch, IndexMissing, RagError
 from rag.indexer import is_stale
 from rag.manifest import recipe_hash
 
 
 def index_status(settings: Settings) -> dict:
-    """Files, passages, model and build time of the live index, every file of it checked; never loads the model."""
+    """Files, passages, model, arithmetic and build time of the live index, every file checked; never loads the model."""
     info: dict = {"corpus": str(settings.corpus), "index": str(settings.index)}
     try:
         loaded = store.load(settings.index)
@@ -30,8 +31,12 @@ def index_status(settings: Settings) -> dict:
         dimension=manifest.dimension,
         index_type=manifest.index_type,
         recipe=recipe_hash(manifest.recipe()),
+        arithmetic=manifest.arithmetic or manifest.precision,
         built_at=manifest.built_at,
     )
+    questions = query_arithmetic(manifest.precision)
+    if questions.precision != manifest.precision:
+        info["question_arithmetic"] = f"{questions.precision}: {questions.reason}"
     try:
         stale = is_stale(settings)
     except RagError as error:

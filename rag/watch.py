@@ -7,7 +7,7 @@ import threading
 from typing import Callable
 
 from rag.config import Settings
-from rag.embedding import Embedder, load_embedder
+from rag.embedding import Embedder
 from rag.errors import RagError
 from rag.indexer import BuildSummary, build, is_stale
 
@@ -21,7 +21,7 @@ def watch_forever(
     report: Callable[[str], None] = print,
     stop: threading.Event | None = None,
     on_build: Callable[[BuildSummary], None] | None = None,
-    embedder_factory: Callable[[str], Embedder] = load_embedder,
+    embedder_factory: Callable[[str], Embedder] | None = None,
 ) -> None:
     """Build once, then rebuild after every burst of changes until `stop` is set (or Ctrl-C)."""
     from watchfiles import watch

@@ -201,7 +201,7 @@ def test_replace_is_a_copy():
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [(None, "auto"), ("", "auto"), ("auto", "auto"), ("float32", "float32"), (" BFloat16 ", "bfloat16")],
+    [(None, "auto"), ("", "auto"), ("auto", "auto"), ("float32", "float32"), (" BFloat16 ", "bfloat16"), ("INT8", "int8")],
 )
 def test_precision_from_env(raw, expected):
     from rag.config import precision
@@ -212,8 +212,9 @@ def test_precision_from_env(raw, expected):
 def test_bad_precision_names_the_variable_and_the_choices():
     from rag.config import precision
 
-    with pytest.raises(ConfigError, match=r"'fp8' \(RAG_PRECISION\) is not one of auto, float32, bfloat16"):
-        precision({"RAG_PRECISION": "fp8"})
+    for bad in ("fp8", "int4", "float16"):
+        with pytest.raises(ConfigError, match=rf"'{bad}' \(RAG_PRECISION\) is not one of auto, float32, bfloat16, int8; fix or unset it"):
+            precision({"RAG_PRECISION": bad})
 
 
 @pytest.mark.parametrize(
@@ -249,7 +250,7 @@ def test_dense_weight_accepts_the_whole_range(weight):
         ("RAG_PORT", "0", "port 0 (RAG_PORT) must be between 1 and 65535"),
         ("RAG_MAX_FILE_BYTES", "0", "max_file_bytes 0 (RAG_MAX_FILE_BYTES) must be at least 1"),
         ("RAG_FUSION", "sum", "fusion 'sum' (RAG_FUSION) is not one of convex, rrf"),
-        ("RAG_PRECISION", "fp8", "precision 'fp8' (RAG_PRECISION) is not one of auto, float32, bfloat16"),
+        ("RAG_PRECISION", "fp8", "precision 'fp8' (RAG_PRECISION) is not one of auto, float32, bfloat16, int8"),
     ],
 )
 def test_values_out_of_range_are_refused_at_load_naming_the_variable(variable, raw, expected):

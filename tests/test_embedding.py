@@ -1,12 +1,22 @@
-"""The real model in both precisions: same vectors to within bfloat16 rounding, one load per process."""
+"""The real model in each arithmetic: bfloat16 and int8 vectors agree with float32; `auto` follows the CPU flags."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from conftest import SEED
 from rag.config import DEFAULT_MODEL
-from rag.embedding import SentenceTransformerEmbedder, load_embedder, resolve_precision
+from rag.embedding import (
+    SentenceTransformerEmbedder,
+    build_arithmetic,
+    choose_arithmetic,
+    compatible,
+    cpu_flags,
+    load_embedder,
+    query_arithmetic,
+    resolve_precision,
+)
 
 TEXTS = [
     "When did the Russian military operation in Syria start?",
@@ -22,6 +32,7 @@ def both():
     return SentenceTransformerEmbedder(DEFAULT_MODEL, "float32"), SentenceTransformerEmbedder(DEFAULT_MODEL, "bfloat16")
 
 
+@pytest.mark.slow
 def test_bfloat16_vectors_agree_with_float32(both):
     float32, bfloat16 = both
     a, b = float32.encode(TEXTS), bfloat16.encode(TEXTS)
@@ -32,12 +43,65 @@ def test_bfloat16_vectors_agree_with_float32(both):
     assert not np.array_equal(a, b)  # the bfloat16 path really ran
 
 
+@pytest.fixture(scope="module")
+def int8(both):
+    """The bundled model with int8 linear layers."""
+    return SentenceTransformerEmbedder(DEFAULT_MODEL, "int8")
+
+
+@pytest.fixture(scope="module")
+def seed_passages(both):
+    """Every passage of the seed news article, as rag cuts it."""
+    from rag.indexer import chunk_document
+    from rag.records import Document
+
+    document = Document(SEED.name, SEED, SEED.read_text(encoding="utf-8"), "")
+    return [p.text for p in chunk_document(document, both[0], 0, 1)]
+
+
+@pytest.mark.slow
+def test_int8_vectors_agree_with_float32_on_real_passages(both, int8, seed_passages):
+    float32 = both[0]
+    texts = seed_passages + TEXTS
+    a, b = float32.encode(texts), int8.encode(texts)
+    assert len(seed_passages) >= 5 and a.shape == b.shape and b.dtype == np.float32
+    assert np.allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
+    agreement = (a * b).sum(axis=1)
+    assert agreement.min() >= 0.99
+    assert agreement.min() < 0.9999  # the int8 path really ran: closer than bfloat16 would be suspicious
+    again = SentenceTransformerEmbedder(DEFAULT_MODEL, "int8")  # fixed calibration: every load is the same model
+    assert np.array_equal(again.encode(texts), b)
+
+
+@pytest.mark.slow
+def test_int8_keeps_the_ranking_of_real_passages(both, int8, seed_passages):
+    question = ["When did the Russian military operation in Syria start?"]
+    rankings = [np.argsort(-(e.encode(seed_passages) @ e.encode(question)[0]))[:3].tolist() for e in (both[0], int8)]
+    assert rankings[0][0] == rankings[1][0] and set(rankings[0]) == set(rankings[1])
+
+
+@pytest.mark.slow
+def test_int8_swaps_only_linear_layers(int8):
+    import torch
+
+    layers = {path: type(m).__module__ for path, m in int8.model.named_modules() if type(m).__name__ == "Linear"}
+    int8_layers = {path for path, kind in layers.items() if "quantized.dynamic" in kind}
+    float32_layers = {path for path, kind in layers.items() if kind == "torch.nn.modules.linear"}
+    assert any(".attention.self.query" in path for path in int8_layers)
+    assert any(".intermediate.dense" in path for path in int8_layers)
+    assert float32_layers and all(path.endswith(".output.dense") and ".attention." not in path for path in float32_layers)
+    assert {m.weight.dtype for m in int8.model.modules() if isinstance(m, torch.nn.LayerNorm)} == {torch.float32}
+    assert int8.precision == "int8"
+
+
+@pytest.mark.slow
 def test_bfloat16_keeps_the_ranking(both):
     float32, bfloat16 = both
     rankings = [np.argsort(-(e.encode(TEXTS[1:]) @ e.encode(TEXTS[:1])[0])).tolist() for e in both]
     assert rankings[0] == rankings[1]
 
 
+@pytest.mark.slow
 def test_bfloat16_casts_only_the_linear_layers(both):
     import torch
 
@@ -49,25 +113,91 @@ def test_bfloat16_casts_only_the_linear_layers(both):
 
 
 def test_precision_is_named_and_explicit_choices_are_kept():
-    assert resolve_precision("float32") == "float32"
-    assert resolve_precision("bfloat16") == "bfloat16"
-    assert resolve_precision("auto") in ("float32", "bfloat16")
+    for asked in ("float32", "bfloat16", "int8"):
+        assert resolve_precision(asked) == asked
+        assert choose_arithmetic(asked, set()).describe() == f"{asked}, set by RAG_PRECISION"
+    assert resolve_precision("auto") in ("float32", "bfloat16", "int8")
 
 
-def test_auto_follows_the_cpu(monkeypatch):
-    import torch
-
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
-    assert resolve_precision("auto") == "float32"
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
-    assert resolve_precision("auto") == "bfloat16"
+# /proc/cpuinfo flags of real CPUs (trimmed to what matters)
+SAPPHIRE_RAPIDS = {"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile", "amx_int8"}
+COOPER_LAKE = {"avx2", "avx512f", "avx512_vnni", "avx512_bf16"}
+CASCADE_LAKE = {"avx2", "avx512f", "avx512_vnni"}
+EPYC_ZEN3 = {"avx2", "fma", "sse4_2"}
+OLD_ATOM = {"sse4_2"}
 
 
+@pytest.mark.parametrize(
+    "flags, precision, reason",
+    [
+        (SAPPHIRE_RAPIDS, "bfloat16", "auto: bfloat16, native on this CPU (AMX, AVX512-BF16)"),
+        (COOPER_LAKE, "bfloat16", "auto: bfloat16, native on this CPU (AVX512-BF16)"),
+        (CASCADE_LAKE, "int8", "auto: int8, no native bfloat16 on this CPU"),
+        (EPYC_ZEN3, "int8", "auto: int8, no native bfloat16 on this CPU"),
+        (OLD_ATOM, "float32", "auto: float32, no native bfloat16 and no AVX2 for int8 on this CPU"),
+        (set(), "float32", "auto: float32, no native bfloat16 and no AVX2 for int8 on this CPU"),
+    ],
+)
+def test_auto_chooses_by_the_cpu_flags(flags, precision, reason):
+    chosen = choose_arithmetic("auto", flags)
+    assert (chosen.precision, chosen.describe()) == (precision, reason)
+    assert resolve_precision("auto", flags) == precision
+
+
+def test_cpu_flags_are_read_from_cpuinfo_and_onednn_limits_take_bfloat16_away(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Xeon\nflags\t\t: fpu avx2 avx512_bf16 amx_bf16 amx_tile\n\n"
+                       "processor\t: 1\nflags\t\t: fpu avx2 avx512_bf16 amx_bf16 amx_tile\n")
+    assert cpu_flags(cpuinfo, {}) == {"fpu", "avx2", "avx512_bf16", "amx_bf16", "amx_tile"}
+    limited = cpu_flags(cpuinfo, {"ONEDNN_MAX_CPU_ISA": "avx2"})
+    assert limited == {"fpu", "avx2", "amx_tile"} and choose_arithmetic("auto", limited).precision == "int8"
+    assert cpu_flags(cpuinfo, {"DNNL_MAX_CPU_ISA": "AVX512_CORE_AMX"}) == cpu_flags(cpuinfo, {})
+    assert cpu_flags(tmp_path / "missing", {}) == frozenset()
+
+
+def test_only_float32_and_bfloat16_vectors_share_an_index():
+    assert compatible("float32", "bfloat16") and compatible("bfloat16", "float32") and compatible("int8", "int8")
+    assert not compatible("int8", "float32") and not compatible("bfloat16", "int8")
+
+
+@pytest.mark.parametrize(
+    "asked, indexed, flags, expected",
+    [
+        ("auto", None, EPYC_ZEN3, "int8"),
+        ("auto", "int8", SAPPHIRE_RAPIDS, "int8"),  # auto extends an index in its own arithmetic
+        ("auto", "bfloat16", EPYC_ZEN3, "float32"),  # ... or a compatible one this CPU runs fast
+        ("auto", "float32", SAPPHIRE_RAPIDS, "bfloat16"),
+        ("float32", "int8", EPYC_ZEN3, "float32"),  # an explicit choice is kept (the index is rebuilt)
+    ],
+)
+def test_a_build_continues_an_index_in_its_arithmetic_unless_told_otherwise(asked, indexed, flags, expected):
+    assert build_arithmetic(asked, indexed, flags).precision == expected
+
+
+@pytest.mark.parametrize(
+    "indexed, flags, expected",
+    [
+        ("int8", SAPPHIRE_RAPIDS, "int8"),
+        ("float32", SAPPHIRE_RAPIDS, "float32"),
+        ("bfloat16", SAPPHIRE_RAPIDS, "bfloat16"),
+        ("bfloat16", EPYC_ZEN3, "float32"),  # proven compatible: see test_bfloat16_vectors_agree_with_float32
+    ],
+)
+def test_questions_are_embedded_in_the_index_arithmetic(indexed, flags, expected):
+    assert query_arithmetic(indexed, flags).precision == expected
+
+
+@pytest.mark.slow
 def test_load_embedder_reads_rag_precision_and_loads_once(monkeypatch):
     monkeypatch.setenv("RAG_PRECISION", "float32")
     first = load_embedder(DEFAULT_MODEL)
     assert first.precision == "float32" and load_embedder(DEFAULT_MODEL) is first
+
+
+@pytest.mark.slow
+def test_load_embedder_takes_the_precision_it_is_given(monkeypatch):
+    monkeypatch.setenv("RAG_PRECISION", "bfloat16")
+    assert load_embedder(DEFAULT_MODEL, "float32").precision == "float32"
 
 
 def test_bad_rag_precision_stops_loading_with_its_fix(monkeypatch):
@@ -78,6 +208,7 @@ def test_bad_rag_precision_stops_loading_with_its_fix(monkeypatch):
         load_embedder(DEFAULT_MODEL)
 
 
+@pytest.mark.slow
 def test_token_counts_match_the_tokenizer_without_truncation(real_embedder):
     texts = TEXTS + ["Naïve café — “quoted” ünïcödé 東京 🙂", "word " * 700, ""]
     wrapper = real_embedder.model.tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"]

@@ -154,6 +154,7 @@ def manifest(**changes) -> Manifest:
         manifest(files={}, passages=0),
         manifest(index_type="hnsw", normalized=False, skipped={"empty.txt": "empty file"}),
         manifest(splitter="sentences-v0", format_version=0),
+        manifest(precision="int8", arithmetic="auto: int8, no native bfloat16 on this CPU"),
         manifest(model="/models/local model \u00e9", files={"caf\u00e9.txt": FileEntry("c" * 64, "utf-16", 2)}),
     ],
 )
@@ -185,6 +186,8 @@ def test_manifest_json_is_plain_and_complete():
         "splitter": SPLITTER,
         "skipped": {},
         "unreadable": {},
+        "precision": "float32",
+        "arithmetic": "",
         "format_version": FORMAT_VERSION,
         "tokenizer": TOKENIZER,
     }
@@ -285,11 +288,27 @@ def test_manifest_read_files_not_a_mapping(tmp_path, files):
             ("all-MiniLM-L6-v2", 256, 1),
             [],
         ),
+        # the arithmetic: float32 and bfloat16 vectors agree to 0.9999 and share an index; int8 ones do not
+        (manifest(), ("all-MiniLM-L6-v2", 256, 1, "float32"), []),
+        (manifest(), ("all-MiniLM-L6-v2", 256, 1, "bfloat16"), []),
+        (manifest(precision="bfloat16"), ("all-MiniLM-L6-v2", 256, 1, "float32"), []),
+        (manifest(precision="int8"), ("all-MiniLM-L6-v2", 256, 1, "int8"), []),
+        (manifest(precision="int8"), ("all-MiniLM-L6-v2", 256, 1), []),
+        (
+            manifest(),
+            ("all-MiniLM-L6-v2", 256, 1, "int8"),
+            ["arithmetic: index has float32, RAG_PRECISION asks for int8"],
+        ),
+        (
+            manifest(precision="int8"),
+            ("all-MiniLM-L6-v2", 256, 1, "bfloat16"),
+            ["arithmetic: index has int8, RAG_PRECISION asks for bfloat16"],
+        ),
     ],
 )
 def test_mismatches(m, asked, found):
-    model, max_tokens, overlap = asked
-    assert m.mismatches(recipe(Settings(model=model, max_tokens=max_tokens, overlap=overlap))) == found
+    model, max_tokens, overlap, *precision = asked
+    assert m.mismatches(recipe(Settings(model=model, max_tokens=max_tokens, overlap=overlap)), *precision) == found
 
 
 def test_chunking_parameters():
@@ -319,6 +338,7 @@ def test_the_recipe_hash_names_what_decides_the_index():
     assert recipe_hash(base) == recipe_hash(dict(reversed(list(base.items()))))  # order does not matter
     changed = [recipe(Settings(model="other")), recipe(Settings(overlap=2)), {**base, "tokenizer": {**TOKENIZER, "version": 2}}]
     assert len({recipe_hash(base), *map(recipe_hash, changed)}) == 4
-    assert recipe_hash(manifest(max_tokens=0).recipe()) == recipe_hash(base)
+    built = manifest(max_tokens=0).recipe()
+    assert built.pop("precision") == "float32" and recipe_hash(built) == recipe_hash(base)  # the index adds its arithmetic
     # settings that do not decide the index's content leave the recipe alone
     assert recipe(Settings(candidates=5, max_quotes=1, port=1, hybrid=False)) == base
