@@ -20,7 +20,7 @@ import numpy as np
 
 from rag import readers, store
 from rag.chunking import LineIndex, pack_passages
-from rag.config import Settings, precision
+from rag.config import Settings
 from rag.corpus import CorpusScan, scan
 from rag.embedding import Arithmetic, Embedder, build_arithmetic, load_embedder
 from rag.errors import BuildLocked, IndexMissing, RagError
@@ -132,7 +132,7 @@ def chunk_document(document: Document, embedder: Embedder, max_tokens: int, over
 
 def _previous(root: Path, settings: Settings, full: bool) -> tuple[store.LoadedIndex | None, str, Arithmetic]:
     """The live index if it can be extended, else None and why a full build is needed; and the arithmetic."""
-    asked = precision()
+    asked = settings.precision
     if full:
         return None, "--full asked for", build_arithmetic(asked, None)
     try:
@@ -401,7 +401,7 @@ def is_stale(settings: Settings) -> bool:
         manifest = Manifest.read(store.current_version(settings.index) / store.MANIFEST)
     except (RagError, TypeError):
         return True
-    arithmetic = build_arithmetic(precision(), manifest.precision)
+    arithmetic = build_arithmetic(settings.precision, manifest.precision)
     if manifest.mismatches(recipe(settings), arithmetic.precision):
         return True
     found, _ = known_unreadable(scan(settings.corpus, settings.extensions, settings.max_file_bytes), manifest)

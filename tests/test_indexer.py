@@ -124,35 +124,35 @@ def test_model_or_chunking_change_forces_a_full_rebuild(corpus_settings, fake, c
 def test_the_arithmetic_is_recorded_and_an_int8_index_is_never_mixed_with_float_vectors(corpus_settings, monkeypatch):
     from rag.status import index_status
 
-    monkeypatch.setenv("RAG_PRECISION", "int8")
-    first = build(corpus_settings, embedder_factory=lambda name: FakeEmbedder())
+    settings = corpus_settings.replace(precision="int8")
+    first = build(settings, embedder_factory=lambda name: FakeEmbedder())
     assert first.precision == "int8" and first.line().endswith(f"; arithmetic int8, set by RAG_PRECISION; {first.seconds:.1f}s")
-    assert store.load(corpus_settings.index).manifest.precision == "int8"
-    assert index_status(corpus_settings)["arithmetic"] == "int8, set by RAG_PRECISION"
-    monkeypatch.setenv("RAG_PRECISION", "auto")  # auto extends the index in its own arithmetic, whatever the CPU
-    assert not is_stale(corpus_settings)
-    (corpus_settings.corpus / "extra.txt").write_text("The harbour crane lifts forty tonnes.", encoding="utf-8")
-    extended = build(corpus_settings, embedder_factory=lambda name: FakeEmbedder())
+    assert store.load(settings.index).manifest.precision == "int8"
+    assert index_status(settings)["arithmetic"] == "int8, set by RAG_PRECISION"
+    settings = corpus_settings.replace(precision="auto")  # auto extends the index in its own arithmetic, whatever the CPU
+    assert not is_stale(settings)
+    (settings.corpus / "extra.txt").write_text("The harbour crane lifts forty tonnes.", encoding="utf-8")
+    extended = build(settings, embedder_factory=lambda name: FakeEmbedder())
     assert not extended.full and extended.passages_embedded == 1 and extended.precision == "int8"
     assert "int8, the index's arithmetic" in extended.arithmetic
-    monkeypatch.setenv("RAG_PRECISION", "float32")  # an explicit other arithmetic rebuilds everything, saying why
-    assert is_stale(corpus_settings)
-    rebuilt = build(corpus_settings, embedder_factory=lambda name: FakeEmbedder())
+    settings = corpus_settings.replace(precision="float32")  # an explicit other arithmetic rebuilds everything, saying why
+    assert is_stale(settings)
+    rebuilt = build(settings, embedder_factory=lambda name: FakeEmbedder())
     assert rebuilt.full and "arithmetic: index has int8, RAG_PRECISION asks for float32" in rebuilt.reason
     assert rebuilt.passages_reused == 0 and rebuilt.passages_embedded == rebuilt.passages
-    assert store.load(corpus_settings.index).manifest.precision == "float32"
-    monkeypatch.setenv("RAG_PRECISION", "bfloat16")  # float32 and bfloat16 vectors agree: no rebuild
-    assert not is_stale(corpus_settings)
+    assert store.load(settings.index).manifest.precision == "float32"
+    settings = corpus_settings.replace(precision="bfloat16")  # float32 and bfloat16 vectors agree: no rebuild
+    assert not is_stale(settings)
 
 
 def test_status_says_when_questions_to_a_bfloat16_index_run_in_float32_here(corpus_settings, monkeypatch):
     import rag.embedding
     from rag.status import index_status
 
-    monkeypatch.setenv("RAG_PRECISION", "bfloat16")
-    build(corpus_settings, embedder_factory=lambda name: FakeEmbedder())
+    settings = corpus_settings.replace(precision="bfloat16")
+    build(settings, embedder_factory=lambda name: FakeEmbedder())
     monkeypatch.setattr(rag.embedding, "cpu_flags", lambda: frozenset({"avx2"}))  # a CPU without native bfloat16
-    info = index_status(corpus_settings)
+    info = index_status(settings)
     assert info["arithmetic"] == "bfloat16, set by RAG_PRECISION" and info["state"] == "up to date"
     assert info["question_arithmetic"].startswith("float32: the index is bfloat16, not native on this CPU")
 
@@ -171,22 +171,22 @@ def test_the_default_model_is_loaded_in_the_arithmetic_of_the_build_and_of_the_i
 
     monkeypatch.setattr(rag.indexer, "load_embedder", load)
     monkeypatch.setattr(rag.retrieve, "load_embedder", load)
-    monkeypatch.setenv("RAG_PRECISION", "int8")
-    build(corpus_settings)
-    monkeypatch.setenv("RAG_PRECISION", "float32")  # what the config says now does not decide the questions'
-    Retriever(corpus_settings).search("reactor coolant")
+    settings = corpus_settings.replace(precision="int8")
+    build(settings)
+    settings = corpus_settings.replace(precision="float32")  # what the config says now does not decide the questions'
+    Retriever(settings).search("reactor coolant")
     assert asked == ["int8", "int8", "int8"]
 
 
 def test_questions_in_an_arithmetic_the_index_was_not_built_in_are_refused(corpus_settings, monkeypatch):
     from rag.errors import IndexMismatch
 
-    monkeypatch.setenv("RAG_PRECISION", "int8")
-    build(corpus_settings, embedder_factory=lambda name: FakeEmbedder())
+    settings = corpus_settings.replace(precision="int8")
+    build(settings, embedder_factory=lambda name: FakeEmbedder())
     float32 = FakeEmbedder()
     float32.precision = "float32"
     with pytest.raises(IndexMismatch, match="holds int8 vectors but questions would be embedded in float32"):
-        Retriever(corpus_settings, embedder_factory=lambda name: float32)
+        Retriever(settings, embedder_factory=lambda name: float32)
 
 
 def test_full_flag_rebuilds_from_nothing(corpus_settings, fake):
