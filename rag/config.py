@@ -46,15 +46,16 @@ class Settings:
     cross_encoder: str = ""
     """Optional local sentence-transformers CrossEncoder folder used to rerank passages."""
     quote_context: int = 1
-    """Neighbouring sentences of the same paragraph added on each side of a chosen sentence."""
+    """Neighbouring sentences of the same paragraph shown on each side of a quote as its context
+    (`context_before`/`context_after`); the quote itself is the answering sentence."""
     quote_chars: int = 600
-    """A quote widened by `quote_context` stays under this many characters."""
+    """A quote with its context stays under this many characters."""
     max_quotes: int = 3
     """Most quotes one answer shows."""
-    min_score: float = 0.49
-    """Abstain when the best sentence's relevance is below this. Chosen by bench/calibrate_abstention.py
-    on SQuAD v2.0 questions (answerable) and SciFact train claims (off-corpus): the best balanced
-    error among thresholds declining at most 5 % of answerable questions."""
+    min_score: float = -1.0
+    """Abstain when the best sentence's relevance (0–1) is below this. Negative, the default: the
+    threshold of the scoring mode that bench/fit_answer_model.py calibrated and wrote into
+    rag/answer_model.json (on one half of SQuAD v2.0's articles and SciFact train claims)."""
     max_file_bytes: int = 20_000_000
     """Files larger than this are skipped with a warning."""
     max_upload_bytes: int = 5_000_000
