@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -15,7 +15,9 @@ from rag.config import Settings
 from rag.corpus import read_record, read_source
 from rag.lexical import terms
 from rag.records import Answer, Citation, Hit, Passage
+from rag.relevance import Sentence, feature_rows, load_model, mode
 from rag.retrieve import Retriever
+from rag.spans import answer_span, expected_answer_type  # noqa: F401  (expected_answer_type: part of this module's API)
 
 NO_ANSWER = "The corpus does not seem to answer this question."
 NOT_A_QUESTION = "Please type a question in words, for example: What is this document about?"
@@ -26,31 +28,35 @@ STALE_INDEX = (
 MAX_QUESTION_CHARS = 2000
 PASSAGES_TO_QUOTE = 6
 """How many of the best passages are read sentence by sentence for quotes."""
-_MONTHS = "january|february|march|april|may|june|july|august|september|october|november|december"
-_DATE = re.compile(rf"\b(?:1[0-9]\d\d|20\d\d|\d{{1,2}}(?:st|nd|rd|th)? century|(?:{_MONTHS})\b)", re.IGNORECASE)
-_NUMBER = re.compile(r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|hundred|thousand|million|billion|dozen|half)\b", re.IGNORECASE)
-_ASKS_DATE = re.compile(r"^\s*(?:when\b|what (?:date|year|day|month|time|century)|which (?:date|year|day|month|century)|in what year|since when)|\b(?:what|which) (?:year|date)\b", re.IGNORECASE)
-_ASKS_NUMBER = re.compile(r"\bhow (?:many|much|long|old|far|often|large|big|tall|high)\b|\bwhat (?:number|percentage|percent|proportion|amount)\b", re.IGNORECASE)
-SENTENCE_WEIGHT = 0.6
-"""Share of the sentence's own similarity in its relevance; its passage's cosine has the rest."""
-LEXICAL_WEIGHT = 0.15
-"""Weight of the share of the question's content words a sentence contains."""
-ANSWER_TYPE_BONUS = 0.12
-"""Added to a sentence that holds what the question asks for: a date for "when", a number for "how many"."""
-REFERRING = frozenset("it its they them their this that these those he she him her his there then and also".split())
+SECOND_QUOTE_SHARE = 0.5
+"""A further quote needs at least this share of the best quote's relevance (and the threshold)."""
+SAME_FILE_SHARE = 0.75
+"""…and this share when it comes from a file already quoted: other sources are preferred."""
+REFERRING = frozenset("it its they them their theirs he she him her his hers this these those there then such".split())
+"""Words that point back at something named earlier in the conversation."""
+ELLIPSIS = re.compile(r"^\s*(?:and|also|but|or|so|then|what about|how about|same for|and what about)\b", re.IGNORECASE)
+"""Openings of a question that continues the previous one ("and when?", "what about Paris?")."""
+FOLLOW_UP_SIMILARITY = 0.5
+"""A question whose embedding is at least this close to the previous question's is a follow-up."""
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """One sentence that could be quoted, with where it stands and how well it answers."""
+    """One sentence that could be quoted, where it stands, and how well it answers (`relevance`, 0–1).
+
+    `context_start`/`context_end` take in the neighbouring sentences shown around the quote;
+    `answer_start`/`answer_end` mark the answer inside it, when one can be told (all source offsets).
+    """
 
     hit: Hit
     start: int
     end: int
     text: str
-    score: float
-    similarity: float
-    """Relevance to the question without answer-type and question-form adjustments (abstention uses it)."""
+    relevance: float
+    context_start: int | None = None
+    context_end: int | None = None
+    answer_start: int | None = None
+    answer_end: int | None = None
 
 
 def clean_question(raw: str) -> str:
@@ -59,15 +65,46 @@ def clean_question(raw: str) -> str:
     return " ".join(text.split())[:MAX_QUESTION_CHARS]
 
 
-def contextualize(question: str, history: Sequence[str] = ()) -> str:
-    """What to search for: a short or referring follow-up is joined to the previous question."""
-    if not history:
-        return question
-    content = terms(question)
-    refers = any(word.strip("?,.!;:") in REFERRING for word in question.lower().split())
-    if len(content) <= 2 or (refers and len(content) <= 5):
+def refers_back(question: str) -> bool:
+    """True when the question leans on an earlier one: a pointing word ("it", "there"), an opening
+    that continues ("and…", "what about…"), or no words of its own to search for ("Why?")."""
+    words = [w.strip("?,.!;:\"'()").lower() for w in question.split()]
+    if ELLIPSIS.match(question) or not terms(question):
+        return True
+    # "there is/are…" and "is there…" are existential, not the place named before
+    pointing = [w for i, w in enumerate(words) if w in REFERRING and not (w == "there" and _existential(words, i))]
+    return bool(pointing)
+
+
+def _existential(words: list[str], i: int) -> bool:
+    return (i + 1 < len(words) and words[i + 1] in {"is", "are", "was", "were", "be", "been"}) or (
+        i > 0 and words[i - 1] in {"is", "are", "was", "were"})
+
+
+def is_follow_up(question: str, previous: str, embedder=None) -> bool:
+    """Whether `question` continues `previous`: it refers back, or (given the embedder) it means
+    nearly the same thing as the previous question, so searching the two together loses nothing."""
+    if refers_back(question):
+        return True
+    if embedder is None:
+        return False
+    vectors = embedder.encode([question, previous])
+    return float(vectors[0] @ vectors[1]) >= FOLLOW_UP_SIMILARITY
+
+
+def contextualize(question: str, history: Sequence[str] = (), embedder=None) -> str:
+    """What to search for: a follow-up (see `is_follow_up`) is joined to the previous question."""
+    if history and is_follow_up(question, history[-1], embedder):
         return f"{history[-1]} {question}"
     return question
+
+
+def threshold(settings: Settings) -> float:
+    """The relevance below which the answer abstains: `min_score` when set (0–1), else the threshold
+    calibrated for the scoring mode and written into the model file by bench/fit_answer_model.py."""
+    if settings.min_score >= 0:
+        return settings.min_score
+    return load_model(mode(settings.sentence_scoring)).threshold
 
 
 def answer(question: str, retriever: Retriever, settings: Settings, history: Sequence[str] = ()) -> Answer:
@@ -75,80 +112,81 @@ def answer(question: str, retriever: Retriever, settings: Settings, history: Seq
     cleaned = clean_question(question)
     if not any(ch.isalnum() for ch in cleaned):
         return Answer(question, NOT_A_QUESTION, abstained=True)
-    searched = contextualize(cleaned, history)
-    embedder = retriever.embedder
+    index = retriever.snapshot()  # the one version this question is answered from, start to end
+    embedder = retriever.query_embedder(index)
+    searched = contextualize(cleaned, history, embedder)
     query_vector = embedder.encode([searched])[0]
-    hits = retriever.search(searched, k=max(PASSAGES_TO_QUOTE, settings.max_quotes), query_vector=query_vector)
+    hits = retriever.search(searched, k=max(PASSAGES_TO_QUOTE, settings.max_quotes), query_vector=query_vector, index=index)
     if not hits:
         return Answer(question, NO_ANSWER + " The index holds no passages yet.", True, searched_for=searched)
     candidates = score_sentences(searched, query_vector, hits[:PASSAGES_TO_QUOTE], embedder, settings)
-    best = max(candidates, key=lambda c: c.similarity, default=None)
-    if best is None or best.similarity < settings.min_score:
-        return _abstain(question, searched, hits, best.similarity if best else 0.0)
-    picked = choose_quotes(candidates, settings.max_quotes, wanted=expected_answer_type(searched))
-    chosen = widen_all(picked, settings.quote_context, settings.quote_chars)
-    citations = verify(chosen, Path(settings.corpus), retriever.index)
-    confidence = round(best.similarity, 4)
+    best = max(candidates, key=lambda c: c.relevance, default=None)
+    floor = threshold(settings)
+    relevance = round(best.relevance, 4) if best else 0.0
+    if best is None or best.relevance < floor:
+        return _abstain(question, searched, hits, relevance)
+    picked = choose_quotes(candidates, settings.max_quotes, floor=floor)
+    chosen = [mark_answer(with_context(c, settings.quote_context, settings.quote_chars), searched) for c in picked]
+    citations = verify(chosen, Path(settings.corpus), index)
     if not citations:
-        return Answer(question, STALE_INDEX, True, nearest=tuple(hits[:3]), searched_for=searched, confidence=confidence)
+        return Answer(question, STALE_INDEX, True, nearest=tuple(hits[:3]), searched_for=searched, relevance=relevance)
     text = "\n\n".join(f"“{c.quote}” [{c.n}]" for c in citations)
     passages = {h.passage.id: h.passage for h in hits}
     return Answer(
-        question, text, False, tuple(citations), searched_for=searched, passages=passages, confidence=confidence
+        question, text, False, tuple(citations), searched_for=searched, passages=passages, relevance=relevance
     )
 
 
-def _abstain(question: str, searched: str, hits: list[Hit], confidence: float) -> Answer:
+def _abstain(question: str, searched: str, hits: list[Hit], relevance: float) -> Answer:
     nearest = tuple(hits[:3])
     lines = [NO_ANSWER, "", "Nearest passages, for reference only (they do not answer it):"]
     for hit in nearest:
         excerpt = " ".join(hit.passage.text.split())
         excerpt = excerpt[:160] + ("…" if len(excerpt) > 160 else "")
         lines.append(f"- {hit.passage.source}, lines {hit.passage.line_start}–{hit.passage.line_end}: {excerpt}")
-    return Answer(question, "\n".join(lines), True, nearest=nearest, searched_for=searched, confidence=round(confidence, 4))
+    return Answer(question, "\n".join(lines), True, nearest=nearest, searched_for=searched, relevance=relevance)
+
+
+def candidate_sentences(hits: Sequence[Hit]) -> list[Sentence]:
+    """Every sentence of the hits once (overlapping passages repeat some: the better-ranked one keeps it)."""
+    seen: set[tuple[str, int]] = set()
+    sentences = []
+    for rank, hit in enumerate(hits):
+        passage = hit.passage
+        spans = split_sentences(passage.text)
+        for i, (a, b) in enumerate(spans):
+            key = (passage.source, passage.start + a)
+            if key not in seen:
+                seen.add(key)
+                sentences.append(Sentence(hit, passage.start + a, passage.start + b, passage.text[a:b], rank, i, len(spans)))
+    return sentences
+
+
+def sentence_cosines(sentences: Sequence[Sentence], query_vector: np.ndarray, embedder) -> tuple[list[float], list[float]]:
+    """Each sentence's cosine with the question, and its best clause's (the sentence's own when it has one)."""
+    clauses = [_clauses(s.text) for s in sentences]
+    texts = [s.text for s in sentences] + [c for parts in clauses for c in parts]
+    sims = (embedder.encode(texts, batch_size=64) @ query_vector).tolist()
+    whole = sims[: len(sentences)]
+    best_clause, at = [], len(sentences)
+    for sim, parts in zip(whole, clauses):
+        best_clause.append(max(sims[at : at + len(parts)], default=sim))
+        at += len(parts)
+    return whole, best_clause
 
 
 def score_sentences(
     question: str, query_vector: np.ndarray, hits: Sequence[Hit], embedder, settings: Settings
 ) -> list[Candidate]:
-    """Every sentence of the hits, scored against the question itself, not only by its passage."""
-    spans = []
-    for hit in hits:
-        passage = hit.passage
-        for a, b in split_sentences(passage.text):
-            spans.append((hit, passage.start + a, passage.start + b, passage.text[a:b]))
-    if not spans:
+    """Every sentence of the hits with its relevance from the fitted model (rag/answer_model.json)."""
+    sentences = candidate_sentences(hits)
+    if not sentences:
         return []
-    if settings.sentence_scoring:
-        clauses = [_clauses(text) for *_, text in spans]
-        texts = [text for *_, text in spans] + [c for parts in clauses for c in parts]
-        sims = (embedder.encode(texts, batch_size=64) @ query_vector).tolist()
-        sentence_sims = np.array(sims[: len(spans)])
-        clause_sims, at = [], len(spans)
-        for parts in clauses:
-            clause_sims.append(max(sims[at : at + len(parts)], default=-1.0))
-            at += len(parts)
-    else:
-        sentence_sims = np.array([hit.dense for hit, *_ in spans])
-        clause_sims = [-1.0] * len(spans)
-    question_terms = set(terms(question))
-    wanted = expected_answer_type(question)
-    best: dict[tuple[str, int], Candidate] = {}
-    for (hit, start, end, text), sim, clause_sim in zip(spans, sentence_sims.tolist(), clause_sims):
-        overlap = len(question_terms & set(terms(text))) / len(question_terms) if question_terms else 0.0
-        # relevance decides abstention: meaning (sentence and passage) plus shared words, so a
-        # name or code the model barely knows still counts; the score then ranks quotes.
-        similarity = SENTENCE_WEIGHT * sim + (1 - SENTENCE_WEIGHT) * hit.dense + LEXICAL_WEIGHT * overlap
-        score = similarity - (0.1 if text.rstrip().endswith("?") else 0.0)
-        # a long sentence whose lead clause matches ("Two main tasks were set …: the first …, and
-        # the second …") ranks by that clause; relevance, and so abstention, keeps the whole sentence
-        score += SENTENCE_WEIGHT * max(0.0, clause_sim - sim)
-        if wanted is not None and wanted.search(text):
-            score += ANSWER_TYPE_BONUS
-        key = (hit.passage.source, start)  # overlapping passages repeat sentences: keep the best
-        if key not in best or best[key].score < score:
-            best[key] = Candidate(hit, start, end, text, score, similarity)
-    return list(best.values())
+    scoring = settings.sentence_scoring
+    cosines, clauses = sentence_cosines(sentences, query_vector, embedder) if scoring else (None, None)
+    rows = feature_rows(question, sentences, cosines, clauses)
+    relevance = load_model(mode(scoring)).relevance(rows)
+    return [Candidate(s.hit, s.start, s.end, s.text, float(r)) for s, r in zip(sentences, relevance)]
 
 
 _CLAUSE_BREAK = re.compile(r"[:;]\s+|\s+[–—-]\s+")
@@ -161,50 +199,39 @@ def _clauses(sentence: str, min_words: int = 4) -> list[str]:
     return parts if len(parts) >= 2 else []
 
 
-def expected_answer_type(question: str) -> re.Pattern | None:
-    """A pattern for what the answer must hold: a date for "when…", a number for "how many…"."""
-    if _ASKS_DATE.search(question):
-        return _DATE
-    if _ASKS_NUMBER.search(question):
-        return _NUMBER
-    return None
+def choose_quotes(candidates: Sequence[Candidate], limit: int, floor: float = 0.0) -> list[Candidate]:
+    """The best sentences, best first: no repeats of one place, no near-duplicates, other sources preferred.
 
-
-def choose_quotes(
-    candidates: Sequence[Candidate], limit: int, margin: float = 0.12, wanted: re.Pattern | None = None
-) -> list[Candidate]:
-    """The best sentences: no repeats of one place, no near-duplicates, other sources preferred.
-
-    `wanted` is what the answer must hold (see `expected_answer_type`): while no quote chosen
-    holds it, a sentence that does is not held back for coming from the same file.
+    A further quote needs `SECOND_QUOTE_SHARE` of the best one's relevance (`SAME_FILE_SHARE` from a
+    file already quoted) and at least `floor`, the abstention threshold.
     """
-    ranked = sorted(candidates, key=lambda c: -c.score)
+    ranked = sorted(candidates, key=lambda c: -c.relevance)
     if not ranked:
         return []
-    floor = ranked[0].score - margin
+    best = ranked[0].relevance
     chosen: list[Candidate] = []
     for candidate in ranked:
-        if len(chosen) >= limit or candidate.score < floor:
+        if len(chosen) >= limit or (chosen and candidate.relevance < max(floor, SECOND_QUOTE_SHARE * best)):
             break
         if any(_same_place(candidate, c) or _near_duplicate(candidate.text, c.text) for c in chosen):
             continue
         same_file = any(c.hit.passage.source == candidate.hit.passage.source for c in chosen)
-        supplies_answer = wanted is not None and wanted.search(candidate.text) and not any(wanted.search(c.text) for c in chosen)
-        if same_file and candidate.score < floor + margin / 2 and not supplies_answer:
-            continue  # a second quote from the same file must be nearly as good as the first
+        if same_file and candidate.relevance < SAME_FILE_SHARE * best:
+            continue
         chosen.append(candidate)
     return chosen
 
 
-def widen(candidate: Candidate, context: int, max_chars: int) -> Candidate:
-    """The chosen sentence with up to `context` neighbours each side from its paragraph, the next one
-    first, while the run stays under `max_chars`: answers often sit in the sentence beside the match."""
+def with_context(candidate: Candidate, context: int, max_chars: int) -> Candidate:
+    """The chosen sentence with up to `context` neighbours each side from its paragraph as context
+    (the next one first, while the whole stays under `max_chars`): answers often sit beside the match.
+    The quote stays the sentence itself."""
     passage = candidate.hit.passage
     sentences = [(passage.start + a, passage.start + b) for a, b in split_sentences(passage.text)]
     try:
         i = sentences.index((candidate.start, candidate.end))
     except ValueError:
-        return candidate
+        return replace(candidate, context_start=candidate.start, context_end=candidate.end)
     first = last = i
     for _ in range(context):
         for step in (+1, -1):
@@ -216,19 +243,15 @@ def widen(candidate: Candidate, context: int, max_chars: int) -> Candidate:
             if "\n\n" in run or len(run) > max_chars:
                 continue
             first, last = (first, j) if step > 0 else (j, last)
-    start, end = sentences[first][0], sentences[last][1]
-    text = passage.text[start - passage.start : end - passage.start]
-    return Candidate(candidate.hit, start, end, text, candidate.score, candidate.similarity)
+    return replace(candidate, context_start=sentences[first][0], context_end=sentences[last][1])
 
 
-def widen_all(chosen: Sequence[Candidate], context: int, max_chars: int) -> list[Candidate]:
-    """Widen each quote; a widened quote that overlaps an earlier one is dropped."""
-    result: list[Candidate] = []
-    for candidate in chosen:
-        wide = widen(candidate, context, max_chars) if context > 0 else candidate
-        if not any(_same_place(wide, other) for other in result):
-            result.append(wide)
-    return result
+def mark_answer(candidate: Candidate, question: str) -> Candidate:
+    """The candidate with the answer to `question` marked inside its quote, when it can be told."""
+    span = answer_span(question, candidate.text)
+    if span is None:
+        return candidate
+    return replace(candidate, answer_start=candidate.start + span[0], answer_end=candidate.start + span[1])
 
 
 def _same_place(a: Candidate, b: Candidate) -> bool:
@@ -264,6 +287,8 @@ def verify(chosen: Sequence[Candidate], corpus: Path, index=None) -> list[Citati
             pages = found.pages_of(candidate.start, candidate.end)
             page = pages[0] if pages else None
             place = dict(page=page, page_label=found.label_of(page), pages=tuple(pages), section=found.section_of(candidate.start))
+        context_start = candidate.start if candidate.context_start is None else candidate.context_start
+        context_end = candidate.end if candidate.context_end is None else candidate.context_end
         citations.append(
             Citation(
                 n=len(citations) + 1,
@@ -274,7 +299,11 @@ def verify(chosen: Sequence[Candidate], corpus: Path, index=None) -> list[Citati
                 line_end=line_end,
                 quote=candidate.text,
                 passage_id=candidate.hit.passage.id,
-                score=round(candidate.score, 4),
+                relevance=round(candidate.relevance, 4),
+                context_before=text[context_start : candidate.start],
+                context_after=text[candidate.end : context_end],
+                answer_start=candidate.answer_start,
+                answer_end=candidate.answer_end,
                 **place,
             )
         )

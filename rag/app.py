@@ -31,6 +31,7 @@ CSS = """
 @media (max-width: 640px) { #rag-chat { height: 380px !important; } .rag-passage { font-size: 0.88em; } }
 .rag-passage { white-space: pre-wrap; font-size: 0.92em; line-height: 1.45; margin-top: 6px; }
 .rag-passage mark { background: #ffe58a; color: #000; padding: 0 1px; }
+.rag-passage .rag-context { background: #fff8dc; color: #000; }
 .rag-note { color: var(--body-text-color-subdued); font-size: 0.9em; }
 .rag-page { margin: 6px 0; }
 .rag-page img { max-width: 100%; border: 1px solid var(--border-color-primary); }
@@ -53,8 +54,9 @@ def render_pages(c: Citation, pages) -> str:
 
 
 def render_sources(result: Answer, pages=None) -> str:
-    """HTML for the sources panel: each citation opens its passage with the quote highlighted, and a
-    PDF citation its rendered page(s) with the quoted characters marked (`pages(citation)` gives them).
+    """HTML for the sources panel: each citation opens its passage with the quote highlighted, the
+    neighbouring sentences (its context) shaded and the marked answer in bold, and a PDF citation
+    its rendered page(s) with the quoted characters marked (`pages(citation)` gives them).
 
     Every piece of document text is escaped, so nothing from a document can run in the browser.
     """
@@ -70,13 +72,13 @@ def render_sources(result: Answer, pages=None) -> str:
         return "<p class='rag-note'>Nearest passages, for reference only (not an answer):</p>" + items
     items = []
     for c in result.citations:
+        body = (f"<span class='rag-context'>{html.escape(c.context_before)}</span><mark data-n='{c.n}'>{_quote_html(c)}</mark>"
+                f"<span class='rag-context'>{html.escape(c.context_after)}</span>")
         passage = result.passages.get(c.passage_id)
-        if passage is None:
-            body = f"<mark>{html.escape(c.quote)}</mark>"
-        else:
-            a, b = c.start - passage.start, c.end - passage.start
+        a, b = c.start - len(c.context_before), c.end + len(c.context_after)
+        if passage is not None and passage.start <= a and b <= passage.end:
             text = passage.text
-            body = f"{html.escape(text[:a])}<mark data-n='{c.n}'>{html.escape(text[a:b])}</mark>{html.escape(text[b:])}"
+            body = f"{html.escape(text[: a - passage.start])}{body}{html.escape(text[b - passage.start :])}"
         figures = render_pages(c, pages(c)) if pages is not None else ""
         items.append(
             f"<details class='rag-source' data-n='{c.n}'><summary>[{c.n}] {html.escape(export.where(c.to_dict()))} · "
@@ -86,12 +88,32 @@ def render_sources(result: Answer, pages=None) -> str:
     return "".join(items)
 
 
+def _quote_html(citation) -> str:
+    """The escaped quote with its marked answer, if any, in <strong>."""
+    quote = citation.quote
+    if citation.answer_start is None or citation.answer_end is None:
+        return html.escape(quote)
+    a, b = citation.answer_start - citation.start, citation.answer_end - citation.start
+    if not 0 <= a < b <= len(quote):
+        return html.escape(quote)
+    return f"{html.escape(quote[:a])}<strong>{html.escape(quote[a:b])}</strong>{html.escape(quote[b:])}"
+
+
 def chat_text(result: Answer) -> str:
     """The assistant's message: the quotes with markers, then one line per citation."""
     if not result.citations:
         return result.text
     sources = "\n".join(f"[{c.n}] {export.where(c.to_dict())}" for c in result.citations)
     return f"{result.text}\n\n{sources}"
+
+
+def chat_html(result: Answer) -> str:
+    """`chat_text` as escaped HTML, with each quote's marked answer in <strong>."""
+    if not result.citations:
+        return html.escape(chat_text(result))
+    quotes = "\n\n".join(f"“{_quote_html(c)}” [{c.n}]" for c in result.citations)
+    sources = "\n".join(f"[{c.n}] {html.escape(export.where(c.to_dict()))}" for c in result.citations)
+    return f"{quotes}\n\n{sources}"
 
 
 def status_line(retriever: Retriever) -> str:
@@ -157,16 +179,16 @@ def make_app(settings: Settings, retriever: Retriever | None, backend: LocalBack
         asked = [_message_text(m) for m in history if m.get("role") == "user"]
         try:
             result = backend.answer(message, asked)
-            reply = chat_text(result)
+            reply = chat_html(result)
             sources = render_sources(result, pages=backend.pages)
             searched = f"Searched for: {result.searched_for}" if result.searched_for else ""
             answers.append(result.to_dict())
         except RagError as error:
-            reply, sources, searched = f"Sorry, that failed: {error}", "", ""
+            reply, sources, searched = html.escape(f"Sorry, that failed: {error}"), "", ""
         # The chatbot renders HTML even without Markdown: escape so document text shows as text.
         history += [
             {"role": "user", "content": html.escape(str(message))},
-            {"role": "assistant", "content": html.escape(reply)},
+            {"role": "assistant", "content": reply},  # already escaped: chat_html
         ]
         markdown, json_file = write_exports(answers)
         return (history, sources, searched, backend.status(), "", answers,

@@ -86,6 +86,9 @@ def make_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--seed", type=int, default=0, help="seed of the --limit sample (default 0)")
     evaluation.add_argument("--json", action="store_true", help="print one JSON object, per-question records included")
     _no_sentence_scoring(evaluation)
+    evaluation.add_argument("--half", choices=("train", "held-out"),
+                            help="SQuAD: ask only the questions of one half of the articles (alternating in file order; "
+                                 "the answer model was fitted on v2.0's train half)")
 
     return parser
 
@@ -213,7 +216,7 @@ def cmd_eval(args, settings: Settings) -> int:
 
     report = evaluate(
         args.dataset, settings, split=args.split, limit=args.limit, seed=args.seed,
-        progress=_stderr if args.verbose else None,
+        progress=_stderr if args.verbose else None, half=args.half,
     )
     print(json.dumps(report.to_dict(), ensure_ascii=False) if args.json else report.table())
     return 0

@@ -77,15 +77,16 @@ class Settings:
     sentence_scoring: bool = setting(True, "answer")
     """Score the candidates' sentences against the question with the embedder (off: by passage cosine)."""
     quote_context: int = setting(1, "answer", minimum=0)
-    """Neighbouring sentences of the same paragraph added on each side of a chosen sentence."""
+    """Neighbouring sentences of the same paragraph shown on each side of a quote as its context
+    (`context_before`/`context_after`); the quote itself is the answering sentence."""
     quote_chars: int = setting(600, "answer", minimum=1)
-    """A quote widened by `quote_context` stays under this many characters."""
+    """A quote with its context stays under this many characters."""
     max_quotes: int = setting(3, "answer", minimum=1)
     """Most quotes one answer shows."""
-    min_score: float = setting(0.49, "answer")
-    """Abstain when the best sentence's relevance is below this. Chosen by bench/calibrate_abstention.py
-    on SQuAD v2.0 questions (answerable) and SciFact train claims (off-corpus): the best balanced
-    error among thresholds declining at most 5 % of answerable questions."""
+    min_score: float = setting(-1.0, "answer", maximum=1.0)
+    """Abstain when the best sentence's relevance (0–1) is below this. Negative, the default: the
+    threshold of the scoring mode that bench/fit_answer_model.py calibrated and wrote into
+    rag/answer_model.json (on one half of SQuAD v2.0's articles and SciFact train claims)."""
 
     # ── server: the chat and its API ──
     host: str = setting("127.0.0.1", "server")

@@ -10,7 +10,7 @@ import json
 import random
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -25,6 +25,11 @@ REFERENCE = {"scifact": {"BM25, title+text (Anserini flat)": 0.679, "all-MiniLM-
 """Published test-split nDCG@10 to compare with, by data set name."""
 FORMATS = "a BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) or a SQuAD v1.1/v2.0 .json file"
 REPORTED_SETTINGS = ("model", "hybrid", "candidates", "cross_encoder", "sentence_scoring", "min_score")
+HALVES = ("train", "held-out")
+"""SQuAD halves by article: articles in file order alternate train, held-out, train, … The answer
+model is fitted on the train half of SQuAD v2.0 only (bench/fit_answer_model.py)."""
+THRESHOLDS = tuple(round(0.02 * i, 2) for i in range(51))
+"""Abstention thresholds the SQuAD report sweeps (relevance 0–1)."""
 _UNSAFE = re.compile(r"[^\w.()-]+")
 
 
@@ -79,7 +84,12 @@ class EvalReport:
         """A summary a person reads: scores, published figures, timings, index and settings."""
         scope = f"split {self.split}" if self.kind == "beir" else "questions"
         lines = [f"{self.dataset} ({self.kind.upper()}, {scope}): {self.questions} asked", ""]
-        lines += [f"  {name:<34} {_number(value)}" for name, value in self.scores.items()]
+        lines += [f"  {name:<34} {_number(value)}" for name, value in self.scores.items() if not isinstance(value, list)]
+        curve = self.scores.get("threshold_curve") or []
+        if curve:
+            lines += ["", "  threshold   declined answerable   answered unanswerable"]
+            lines += [f"  {row['threshold']:<11.2f} {_number(row['declined_answerable']):<21} "
+                      f"{_number(row['answered_unanswerable'])}" for row in curve[::5]]
         if self.reference:
             lines += ["", "  published nDCG@10, for comparison:"]
             lines += [f"  {name:<34} {value:.3f}" for name, value in self.reference.items()]
@@ -104,13 +114,21 @@ def evaluate(
     seed: int = 0,
     embedder_factory: Callable[[str], Embedder] | None = None,
     progress: Callable[[str], None] | None = None,
+    half: str | None = None,
 ) -> EvalReport:
-    """Measure retrieval (BEIR) or cited quotes (SQuAD) on a data set, building or reusing its index."""
+    """Measure retrieval (BEIR) or cited quotes (SQuAD) on a data set, building or reusing its index.
+
+    `half` ("train" or "held-out") asks only the questions of that half of a SQuAD file's articles.
+    """
     from rag.retrieve import Retriever
 
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit {limit} must be at least 1; leave it out to ask every question")
     dataset = load_dataset(Path(path), split)
+    if half is not None:
+        if dataset.kind != "squad" or half not in HALVES:
+            raise ConfigError(f"--half {half} needs a SQuAD .json file and one of {', '.join(HALVES)}")
+        dataset = in_half(dataset, half)
     settings, summary = prepare(dataset, settings, embedder_factory, progress)
     started = time.perf_counter()
     retriever = Retriever(settings, embedder_factory)
@@ -123,12 +141,34 @@ def evaluate(
         records = _timed(questions, lambda q: squad_record(q, retriever, settings), timings, progress)
         scores = squad_scores(records)
     return EvalReport(
-        dataset.name, dataset.kind, split if dataset.kind == "beir" else "", len(records), scores, timings,
-        settings={k: getattr(settings, k) for k in REPORTED_SETTINGS},
+        dataset.name, dataset.kind, split if dataset.kind == "beir" else (f"{half} half" if half else ""),
+        len(records), scores, timings,
+        settings=_reported(settings),
         index={"folder": str(settings.index.parent), "line": summary.line(), **summary.to_dict()},
         reference=REFERENCE.get(dataset.name.lower(), {}) if dataset.kind == "beir" else {},
         records=records,
     )
+
+
+def _reported(settings: Settings) -> dict:
+    """The settings that shape the figures; the abstention threshold as actually used."""
+    from rag.answer import threshold
+
+    found = {k: getattr(settings, k) for k in REPORTED_SETTINGS if hasattr(settings, k)}
+    found["threshold"] = threshold(settings)
+    return found
+
+
+def halves(dataset: Dataset) -> dict[str, str]:
+    """Article file → "train" or "held-out": articles in file order alternate, starting with train."""
+    order = list(dict.fromkeys(q.source for q in dataset.questions))
+    return {source: HALVES[i % 2] for i, source in enumerate(order)}
+
+
+def in_half(dataset: Dataset, half: str) -> Dataset:
+    """The same corpus (every article stays searchable) with only the questions of one half's articles."""
+    which = halves(dataset)
+    return replace(dataset, questions=[q for q in dataset.questions if which[q.source] == half])
 
 
 def prepare(dataset: Dataset, settings: Settings, embedder_factory=None, progress=None):
@@ -196,40 +236,60 @@ def beir_record(question: Question, retriever, doc_ids: dict[str, str]) -> dict:
 
 
 def squad_record(question: Question, retriever, settings: Settings) -> dict:
-    """One question's answer, checked against its gold answers, article and paragraph."""
-    from rag.answer import answer
+    """One question's answer, checked against its gold answers, article and paragraph.
 
-    result = answer(question.text, retriever, settings)
-    first = result.citations[0] if result.citations else None
+    Nothing abstains while measuring: the record keeps the best relevance and whether the answer
+    would have been shown at the threshold in force, so the report can sweep other thresholds.
+    """
+    from rag.answer import answer, threshold
+
+    result = answer(question.text, retriever, settings.replace(min_score=0.0))
+    abstained = result.abstained or result.relevance < threshold(settings)
+    quoted = [] if abstained else list(result.citations)
+    first = quoted[0] if quoted else None
     start, end = question.span
     in_article = first is not None and first.source == question.source
     retrieved = list(result.passages.values()) or [hit.passage for hit in result.nearest]
+    best = result.citations[0] if result.citations else None
     return {
         "id": question.id,
         "question": question.text,
         "answers": list(question.answers),
         "impossible": question.impossible,
-        "abstained": result.abstained,
-        "confidence": result.confidence,
+        "abstained": abstained,
+        "relevance": result.relevance,
         "source": question.source,
         "first_source": first.source if first else None,
         "first_quote": first.quote if first else None,
-        "first_score": first.score if first else None,
-        "answer_in_first_quote": first is not None and metrics.contains_answer(first.quote, question.answers),
-        "answer_in_any_quote": any(metrics.contains_answer(c.quote, question.answers) for c in result.citations),
+        "first_answer": first.answer if first else None,
+        "first_relevance": first.relevance if first else None,
+        "first_context": (first.context_before + first.quote + first.context_after) if first else None,
+        "answer_in_first_sentence": first is not None and metrics.contains_answer(first.quote, question.answers),
+        "answer_in_marked_span": first is not None and metrics.contains_answer(first.answer, question.answers),
+        "answer_in_first_quote_with_context": first is not None and metrics.contains_answer(
+            first.context_before + first.quote + first.context_after, question.answers),
+        "answer_in_any_quote": any(metrics.contains_answer(c.quote, question.answers) for c in quoted),
         "citation_accuracy": in_article,
         "quote_in_gold_paragraph": in_article and first.start < end and start < first.end,
         "answer_in_retrieved_passages": any(metrics.contains_answer(p.text, question.answers) for p in retrieved),
+        "quote_chars": len(best.quote) if best else None,
+        "marked": best is not None and best.answer_start is not None,
     }
 
 
 def squad_scores(records: Sequence[dict]) -> dict:
-    """Shares over the answerable questions (an abstention counts as a miss), then the abstention rates."""
+    """Shares over the answerable questions (an abstention counts as a miss), quote length, then the
+    abstention rates and their curve over `THRESHOLDS`."""
     answerable = [r for r in records if not r["impossible"]]
-    keys = ("answer_in_first_quote", "answer_in_any_quote", "citation_accuracy", "quote_in_gold_paragraph",
-            "answer_in_retrieved_passages")
+    keys = ("answer_in_first_sentence", "answer_in_marked_span", "answer_in_first_quote_with_context",
+            "answer_in_any_quote", "citation_accuracy", "quote_in_gold_paragraph", "answer_in_retrieved_passages")
     scores = {k: metrics.mean([float(r[k]) for r in answerable]) for k in keys}
-    scores.update(metrics.abstention_rates([not r["impossible"] for r in records], [r["abstained"] for r in records]))
+    shown = [r["quote_chars"] for r in records if r["quote_chars"] is not None and not r["abstained"]]
+    scores["mean_quote_chars"] = metrics.mean(shown)
+    scores["marked_share"] = metrics.mean([float(r["marked"]) for r in records if not r["abstained"]])
+    flags = [not r["impossible"] for r in records]
+    scores.update(metrics.abstention_rates(flags, [r["abstained"] for r in records]))
+    scores["threshold_curve"] = metrics.threshold_sweep(flags, [r["relevance"] for r in records], THRESHOLDS)
     return scores
 
 

@@ -62,7 +62,13 @@ class Hit:
 
 @dataclass(frozen=True)
 class Citation:
-    """One verified quote: `quote` is exactly the source's decoded text from `start` to `end`."""
+    """One verified quote: `quote` is exactly the source's decoded text from `start` to `end`.
+
+    The quote is the answering sentence itself; `context_before`/`context_after` are the source's
+    text right around it (neighbouring sentences of its paragraph), shown on request, never as the
+    quote. `answer_start`/`answer_end` mark the answer inside the quote (source offsets, within
+    `start`–`end`), or are None when it cannot be told.
+    """
 
     n: int
     source: str
@@ -72,7 +78,8 @@ class Citation:
     line_end: int
     quote: str
     passage_id: str
-    score: float
+    relevance: float
+    """How well the sentence answers the question, 0–1, from the fitted model (rag/answer_model.json)."""
     page: int | None = None
     """1-based physical page of the quote's first character (PDF); None where the format has no pages."""
     page_label: str | None = None
@@ -81,6 +88,17 @@ class Citation:
     """Every page the quote runs over (two when it crosses a page break)."""
     section: str | None = None
     """Heading path above the quote in Word and HTML documents ("2 Methods › 2.1 Data")."""
+    context_before: str = ""
+    context_after: str = ""
+    answer_start: int | None = None
+    answer_end: int | None = None
+
+    @property
+    def answer(self) -> str:
+        """The marked answer inside the quote, or "" when none is marked."""
+        if self.answer_start is None or self.answer_end is None:
+            return ""
+        return self.quote[self.answer_start - self.start : self.answer_end - self.start]
 
     def to_dict(self) -> dict:
         found = asdict(self)
@@ -108,8 +126,8 @@ class Answer:
     nearest: tuple[Hit, ...] = ()
     searched_for: str = ""
     passages: dict[str, Passage] = field(default_factory=dict)
-    confidence: float = 0.0
-    """Similarity of the best sentence to the question; below `min_score` the answer abstains."""
+    relevance: float = 0.0
+    """Relevance of the best sentence to the question (0–1); below the threshold the answer abstains."""
 
     def to_dict(self) -> dict:
         """The `rag ask --json` object."""
@@ -118,7 +136,7 @@ class Answer:
             "answer": self.text,
             "abstained": self.abstained,
             "searched_for": self.searched_for,
-            "confidence": self.confidence,
+            "relevance": self.relevance,
             "citations": [c.to_dict() for c in self.citations],
             "nearest": [
                 {

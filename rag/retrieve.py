@@ -68,9 +68,15 @@ class Retriever:
     @property
     def embedder(self) -> Embedder:
         """The model the live index was built with, in its arithmetic (queries must use the same)."""
-        return self._query_embedder(self._loaded)
+        return self.query_embedder(self._loaded)
 
-    def _query_embedder(self, loaded: store.LoadedIndex) -> Embedder:
+    def snapshot(self) -> store.LoadedIndex:
+        """The live version, reloaded first if a build published a newer one; a question that keeps
+        this value is answered from one version, whatever lands meanwhile."""
+        self.refresh()
+        return self._loaded
+
+    def query_embedder(self, loaded: store.LoadedIndex) -> Embedder:
         """The index's model in the index's arithmetic, or a compatible one; refuses an incompatible one."""
         manifest = loaded.manifest
         if self._embedder_factory is None:
@@ -95,7 +101,7 @@ class Retriever:
             try:
                 loaded = store.load(self.settings.index)
                 self._check_model(loaded)
-                self._query_embedder(loaded)  # load the model before switching
+                self.query_embedder(loaded)  # load the model before switching
             except RagError as error:
                 if self._loaded is None:
                     raise
@@ -122,14 +128,15 @@ class Retriever:
                 f"--model {loaded.manifest.model}"
             )
 
-    def search(self, query: str, k: int = 10, query_vector: np.ndarray | None = None) -> list[Hit]:
-        """The `k` best passages for `query`, each with its fused score and dense cosine."""
-        self.refresh()
-        loaded = self._loaded
+    def search(self, query: str, k: int = 10, query_vector: np.ndarray | None = None,
+               index: store.LoadedIndex | None = None) -> list[Hit]:
+        """The `k` best passages for `query`, each with its fused score and dense cosine, from `index`
+        (a `snapshot`) or the live version."""
+        loaded = index or self.snapshot()
         if not loaded.passages:
             return []
         if query_vector is None:
-            query_vector = self._query_embedder(loaded).encode([query])[0]
+            query_vector = self.query_embedder(loaded).encode([query])[0]
         depth = max(k, self.settings.candidates)
         dense = loaded.search_dense(query_vector, depth)
         bm25_scores = loaded.lexical.scores(query) if self.settings.hybrid else None

@@ -88,20 +88,22 @@ def test_ask_see_quote_and_citation_then_open_the_highlighted_passage(browser, p
     mark = page.locator("#rag-sources details[data-n='1'] mark")
     assert mark.is_visible()
     assert "about 60 countries" in mark.inner_text()
+    # the answer is bold inside the quote, in the sources panel and in the chat
+    assert mark.locator("strong").inner_text() == "about 60 countries"
+    assert "about 60 countries" in page.locator("#rag-chat strong").first.inner_text()
     page.close()
 
 
 def test_document_markup_renders_as_text_and_never_runs(browser, page_url):
     page = open_chat(browser, page_url)
-    ask(page, "What does the hostile widget manual print on the box, label and safety guide?")
-    for selector in ("#rag-sources details",):
-        for details in page.locator(selector).all():
-            details.locator("summary").click()
+    ask(page, "What does the hostile widget manual print on the box?")
+    for details in page.locator("#rag-sources details").all():
+        details.locator("summary").click()
     sources = page.inner_text("#rag-sources")
-    assert "<script>window.__pwned = 1</script>" in sources
-    chat = page.inner_text("#rag-chat")
-    assert "<script>window.__pwned = 1</script>" in chat  # shown as text, not dropped, not double-escaped
-    assert '<img src=x onerror="window.__pwned = 2">' in chat and "<img src=x onerror=" in sources
+    assert "<script>window.__pwned = 1</script>" in sources and "<img src=x onerror=" in sources  # the passage
+    assert "<script>window.__pwned = 1</script>" in page.inner_text("#rag-chat")  # as text, not dropped, not double-escaped
+    ask(page, "What does the hostile widget show on its label?")
+    assert '<img src=x onerror="window.__pwned = 2">' in page.inner_text("#rag-chat")
     assert "&lt;b&gt;5&lt;/b&gt; &amp;" in sources
     assert page.evaluate("() => window.__pwned") is None
     assert page.locator("#rag-sources script, #rag-sources img, #rag-chat script, #rag-chat img[src='x']").count() == 0

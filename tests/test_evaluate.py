@@ -138,14 +138,49 @@ def test_other_split_and_limit_with_a_fixed_seed(beir, settings, fake):
 def test_squad_quotes_the_answer_from_the_right_article_and_abstains_when_it_cannot(squad, settings, fake):
     report = run(squad, settings, fake)
     assert (report.dataset, report.kind, report.questions) == ("tiny-squad", "squad", 5)
-    for key in ("answer_in_first_quote", "answer_in_any_quote", "citation_accuracy", "quote_in_gold_paragraph",
-                "answer_in_retrieved_passages"):
+    for key in ("answer_in_first_sentence", "answer_in_first_quote_with_context", "answer_in_any_quote",
+                "citation_accuracy", "quote_in_gold_paragraph", "answer_in_retrieved_passages"):
         assert report.scores[key] == 1.0, key
     assert (report.scores["answerable"], report.scores["unanswerable"]) == (4, 1)
     assert report.scores["declined_answerable"] == 0.0
     assert report.scores["answered_unanswerable"] == 0.0
     assert report.records[0]["first_source"] == "Lighthouse_(Harbour).txt"
     assert report.timings["per question, p95"] >= report.timings["per question, p50"] > 0
+
+
+def test_squad_reports_the_marked_span_quote_length_and_the_threshold_curve(squad, settings, fake):
+    report = run(squad, settings, fake)
+    records = {r["question"]: r for r in report.records}
+    built = records["In what year was the lighthouse built by the port authority?"]
+    assert (built["first_quote"], built["first_answer"]) == ("It was built in 1871 by the port authority.", "1871")
+    assert built["answer_in_marked_span"] is True
+    steps = records["How many steps does the keeper climb every evening?"]
+    assert steps["first_answer"] == "ninety steps" and steps["answer_in_marked_span"] is True
+    shown = [r["quote_chars"] for r in report.records if not r["abstained"]]
+    assert report.scores["mean_quote_chars"] == pytest.approx(sum(shown) / len(shown))
+    assert 0.5 <= report.scores["answer_in_marked_span"] <= 1.0
+    curve = report.scores["threshold_curve"]
+    assert [row["threshold"] for row in curve] == list(evaluation.THRESHOLDS)
+    assert curve[0]["declined_answerable"] == 0.0 and curve[0]["answered_unanswerable"] == 1.0  # 0: nothing declined
+    declined = [row["declined_answerable"] for row in curve]
+    assert declined == sorted(declined) and declined[-1] == 1.0  # a higher threshold declines more
+    assert 0 < report.settings["threshold"] < 1  # the calibrated one: min_score is unset
+    assert "threshold   declined answerable" in report.table()
+
+
+def test_squad_half_asks_only_the_questions_of_alternate_articles(squad, settings, fake):
+    train = run(squad, settings, fake, half="train")
+    held_out = run(squad, settings, fake, half="held-out")
+    assert {r["source"] for r in train.records} == {"Lighthouse_(Harbour).txt"}
+    assert {r["source"] for r in held_out.records} == {"Glacier.txt"}
+    assert (train.questions, held_out.questions, train.split) == (3, 2, "train half")
+    corpus = settings.index / "eval" / "tiny-squad" / "corpus"
+    assert len(list(corpus.iterdir())) == 2  # every article stays searchable
+
+
+def test_half_needs_squad_data(beir, settings, fake):
+    with pytest.raises(cli.RagError, match="--half train needs a SQuAD"):
+        run(beir, settings, fake, half="train")
 
 
 def test_squad_article_file_keeps_each_paragraph_at_its_offsets(squad, settings, fake):
