@@ -35,8 +35,9 @@ CSS = """
 
 def place(c: Citation) -> str:
     """Where a quote stands, for a person: "p. 4", "pp. 4–5", the section path, or the lines."""
-    where = c.where() or f"lines {c.line_start}–{c.line_end}"
-    return f"{where} · § {c.section}" if c.section else where
+    if c.section:
+        return f"{c.where()} · § {c.section}" if c.pages else f"§ {c.section}"
+    return c.where() or f"lines {c.line_start}–{c.line_end}"
 
 
 def render_pages(c: Citation, pages) -> str:

@@ -116,9 +116,9 @@ def cmd_ask(args, settings: Settings) -> int:
     if result.citations:
         print()
         for c in result.citations:
-            where = c.where() or f"lines {c.line_start}–{c.line_end}"
-            section = f", § {c.section}" if c.section else ""
-            print(f"[{c.n}] {c.source}, {where}{section} (chars {c.start}–{c.end}, passage {c.passage_id})")
+            where = c.where() or ("" if c.section else f"lines {c.line_start}–{c.line_end}")
+            where = ", ".join(part for part in (where, f"§ {c.section}" if c.section else "") if part)
+            print(f"[{c.n}] {c.source}, {where} (chars {c.start}–{c.end}, passage {c.passage_id})")
     return 0
 
 
