@@ -264,3 +264,18 @@ def test_the_real_reader_runs_in_a_child_and_names_bad_files(typeset):
     with Extractor(timeout=60) as extractor:
         assert extractor.read("pdf", typeset[0].read_bytes()).text == typeset[2].text
         assert extractor.read("docx", b"not a zip").startswith("not a Word file")
+
+
+def test_words_placed_one_by_one_with_wide_justified_gaps_stay_one_line():
+    def draw(canvas):
+        canvas.setFont("Helvetica", 11)
+        y = 700
+        for words in (["Justified", "lines", "have", "wide", "gaps."], ["Between", "the", "words", "they", "grow."]):
+            x = 72
+            for word in words:
+                canvas.drawString(x, y, word)  # no space characters at all, as many typesetters write
+                x += canvas.stringWidth(word, "Helvetica", 11) + 30
+            y -= 14
+
+    record = pdf.read(writers.pdf_bytes(draw))
+    assert record.text == "Justified lines have wide gaps. Between the words they grow."

@@ -274,11 +274,22 @@ def _gutter(body: list[Fragment], frame) -> float | None:
         if best is None or rank < best[0]:
             best = (rank, x)
     (crossing, _), x = best
-    on_left = sum(1 for f in body if f.right <= x)
-    on_right = sum(1 for f in body if f.left >= x)
-    if crossing > 0.15 * len(body) or on_left < 2 or on_right < 2:
+    on_left = [f for f in body if f.right <= x]
+    on_right = [f for f in body if f.left >= x]
+    if crossing > 0.15 * len(body) or len(on_left) < 2 or len(on_right) < 2:
+        return None
+    # columns hold lines, not scattered words: their typical line fills a good part of the column
+    left_width = x - min(f.left for f in on_left)
+    right_width = max(f.right for f in on_right) - x
+    if (_median([f.right - f.left for f in on_left]) < 0.4 * left_width
+            or _median([f.right - f.left for f in on_right]) < 0.4 * right_width):
         return None
     return x
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2] if ordered else 0.0
 
 
 def _assemble(pages: list[list[Fragment]]):
@@ -340,6 +351,8 @@ def _joint(previous: Fragment, current: Fragment, edges, tail: str, words, compo
     same_flow = previous.page == current.page and previous.column == current.column
     if abs(current.height - h) > 0.15 * h:
         return "\n\n"  # a size change: heading or caption
+    if same_flow and abs(current.bottom - previous.bottom) < 0.3 * h and current.left >= previous.right:
+        return " "  # the same line, cut by a wide justified word gap
     if same_flow:
         gap = previous.bottom - current.top
         if gap > 0.6 * h or current.bottom > previous.bottom:
