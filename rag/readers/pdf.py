@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import threading
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass
 
 from rag.readers import TextRecord, Unreadable
@@ -298,7 +299,7 @@ def _assemble(pages: list[list[Fragment]]):
 
     everything = [f for page in pages for f in page]
     joined = " ".join(f.text for f in everything).lower()
-    words, compounds = set(re.findall(r"\w+", joined)), set(re.findall(r"\w+-\w+", joined))
+    words, compounds = Counter(re.findall(r"\w+", joined)), set(re.findall(r"\w+-\w+", joined))
     edges = _column_edges(everything)
     texts: list[str] = []
     boxes: list = []
@@ -363,16 +364,32 @@ def _joint(previous: Fragment, current: Fragment, edges, tail: str, words, compo
             return "\n\n"
     elif ends.endswith(_TERMINAL) or ((not full or indented) and not current.text[0].islower()):
         return "\n\n"  # a column or page ends with its paragraph
-    first = current.text[0]
-    if ends and ends[-1] in _HYPHENS and len(ends) > 1 and ends[-2].isalpha() and first.islower():
-        left_word = re.findall(r"\w+$", ends[:-1])
-        right_word = re.match(r"\w+", current.text)
-        if ends[-1] == "-" and left_word and right_word:
-            joined, hyphened = left_word[0] + right_word.group(), f"{left_word[0]}-{right_word.group()}"
-            if hyphened.lower() in compounds and joined.lower() not in words:
-                return ""  # a real compound, broken at its own hyphen
-        return "hyphen"
+    if ends and ends[-1] in _HYPHENS and len(ends) > 1 and ends[-2].isalpha() and current.text[0].isalpha():
+        return _line_end_hyphen(ends, current.text, words, compounds)
     return " "
+
+
+_SUSPENDING = frozenset("and or nor to und oder et ou".split())
+"""Words after a suspended hyphen ("English- and German-speaking"), where the hyphen and a space stay."""
+
+
+def _line_end_hyphen(ends: str, following: str, words, compounds) -> str:
+    """"hyphen" (drop it and join the word), "" (a compound: keep it, no space) or " " (a suspended hyphen).
+
+    The document itself decides where it can: a word seen whole elsewhere is joined, a compound
+    seen hyphenated elsewhere keeps its hyphen; otherwise a lower-case continuation is joined.
+    """
+    left, right = re.findall(r"\w+$", ends[:-1]), re.match(r"\w+", following)
+    if not left or not right:
+        return "hyphen"
+    left, right = left[0].lower(), right.group().lower()
+    if words.get(left + right, 0) >= 1:
+        return "hyphen"
+    if f"{left}-{right}" in compounds:
+        return ""
+    if right in _SUSPENDING and words.get(left, 0) >= 2:
+        return " "
+    return "hyphen" if following[0].islower() else ""
 
 
 def render_page(data: bytes, page_number: int, boxes, max_pixels: int = 1400) -> bytes:
