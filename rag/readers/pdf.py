@@ -164,17 +164,12 @@ def _split_fragments(number: int, text: str, boxes) -> list[Fragment]:
     fragments = []
     nan = np.full((1, 4), np.nan)
     for a, b in zip(starts, starts[1:]):
-        gaps = (np.nonzero(word_gap[a:b])[0] + a).tolist()
-        if gaps:
-            pieces, parts, at = [], [], a
-            for g in gaps + [b]:
-                pieces.append(chars[at:g])
-                parts.append(box[at:g])
-                if g < b:
-                    pieces.append(" ")
-                    parts.append(nan)
-                at = g
-            fragment_text, fragment_boxes = "".join(pieces), np.vstack(parts)
+        gaps = np.nonzero(word_gap[a:b])[0]
+        if len(gaps):
+            bounds = [0, *gaps.tolist(), b - a]
+            piece = chars[a:b]
+            fragment_text = " ".join(piece[i:j] for i, j in zip(bounds, bounds[1:]))
+            fragment_boxes = np.insert(box[a:b], gaps, nan, axis=0)
         else:
             fragment_text, fragment_boxes = chars[a:b], box[a:b]
         fragment_text, fragment_boxes = _clean(fragment_text, fragment_boxes)
@@ -265,16 +260,15 @@ def _gutter(body: list[Fragment], frame) -> float | None:
     """The x of an empty vertical band near the middle with lines on both sides, or None (one column)."""
     if len(body) < 4:
         return None
+    import numpy as np
+
     left, _, right, _ = frame
     width = right - left
-    best = None
-    for step in range(0, 81):
-        x = left + width * (0.3 + 0.4 * step / 80)
-        crossing = sum(1 for f in body if f.left < x < f.right)
-        rank = (crossing, abs(x - (left + width / 2)))
-        if best is None or rank < best[0]:
-            best = (rank, x)
-    (crossing, _), x = best
+    xs = left + width * (0.3 + 0.4 * np.arange(81) / 80)
+    lefts, rights = np.array([f.left for f in body]), np.array([f.right for f in body])
+    crossings = ((lefts[None, :] < xs[:, None]) & (xs[:, None] < rights[None, :])).sum(axis=1)
+    best = min(range(len(xs)), key=lambda i: (crossings[i], abs(xs[i] - (left + width / 2))))
+    crossing, x = int(crossings[best]), float(xs[best])
     on_left = [f for f in body if f.right <= x]
     on_right = [f for f in body if f.left >= x]
     if crossing > 0.15 * len(body) or len(on_left) < 2 or len(on_right) < 2:
