@@ -213,6 +213,11 @@ def test_html_keeps_the_main_text_and_drops_scripts_and_navigation():
     assert record.section_of(record.text.index("Sea otters hold")) == "Sea otters"
 
 
+def test_html_line_breaks_stay_inside_their_paragraph():
+    record = html.read(b"<html><body><p>The kettle sang<br>and then it stopped.</p><p>Next.</p></body></html>")
+    assert record.text == "The kettle sang\nand then it stopped.\n\nNext."
+
+
 def test_html_that_is_only_scripts_and_navigation_is_unreadable():
     page = "<html><body><nav>Home | About</nav><script>" + "var x = 1;" * 500 + "</script></body></html>"
     with pytest.raises(Unreadable, match="no main text"):
