@@ -58,7 +58,7 @@ class Fragment:
         drawn = self.boxes[~np.isnan(self.boxes[:, 0])]
         self.left, self.bottom = float(drawn[:, 0].min()), float(drawn[:, 1].min())
         self.right, self.top = float(drawn[:, 2].max()), float(drawn[:, 3].max())
-        self.height = max(float(drawn[0, 3] - drawn[0, 1]), 0.1)
+        self.height = max(float(np.median(drawn[:, 3] - drawn[:, 1])), 0.1)
 
 
 def read(data: bytes) -> TextRecord:
@@ -230,7 +230,8 @@ def _furniture(pages, frames) -> list[set[int]]:
 def _order(fragments: list[Fragment], frame, furniture: set[int]) -> list[Fragment]:
     """The page's body fragments in reading order: column by column where the page has two."""
     body = [f for f in fragments if id(f) not in furniture]
-    by_row = sorted(body, key=lambda f: (-round(f.bottom / max(f.height * 0.5, 0.1)), f.left))
+    quantum = max(_median([f.height for f in body]) * 0.5, 0.1)  # one row height for the whole page
+    by_row = sorted(body, key=lambda f: (-round(f.bottom / quantum), f.left))
     gutter = _gutter(body, frame)
     if gutter is None:
         return by_row
@@ -356,8 +357,8 @@ def _joint(previous: Fragment, current: Fragment, edges, tail: str, words, compo
             return "\n\n"
         if ends.endswith(_TERMINAL) and not full:
             return "\n\n"
-    elif ends.endswith(_TERMINAL) or ((not full or indented) and not current.text[0].islower()):
-        return "\n\n"  # a column or page ends with its paragraph
+    elif (ends.endswith(_TERMINAL) and not full) or ((not full or indented) and not current.text[0].islower()):
+        return "\n\n"  # a column or page ends with its paragraph (a full last line runs on, sentence or not)
     if ends and ends[-1] in _HYPHENS and len(ends) > 1 and ends[-2].isalpha() and current.text[0].isalpha():
         return _line_end_hyphen(ends, current.text, words, compounds)
     return " "
