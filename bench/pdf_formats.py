@@ -12,12 +12,15 @@ b. Extraction throughput on those PDFs, pages/s: rag's PDF reader (pypdfium2 plu
    columns, hyphens, headers), bare pypdfium2 text, pypdf and pdfminer.six; and how many of the
    source paragraphs each gives back verbatim (whitespace-normalised).
 c. The share of the PDF build's wall time spent converting (target under 10 %).
+
+Per-question first quotes of both runs are written to bench/out/pdf_formats/records-{txt,pdf}.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import random
 import re
 import shutil
@@ -65,15 +68,17 @@ def quality(settings: Settings, questions) -> dict:
 
     retriever = Retriever(settings)
     first_hits = article_hits = 0
+    records = []
     for question in questions:
         result = answer(question.text, retriever, settings)
         first = result.citations[0] if result.citations else None
-        if first is None:
-            continue
-        first_hits += metrics.contains_answer(first.quote, question.answers)
-        article_hits += Path(first.source).stem == Path(question.source).stem
+        hit = first is not None and metrics.contains_answer(first.quote, question.answers)
+        first_hits += hit
+        article_hits += first is not None and Path(first.source).stem == Path(question.source).stem
+        records.append({"id": question.id, "question": question.text, "hit": bool(hit),
+                        "first_quote": first.quote if first else None, "page": first.page if first else None})
     return {"answer_in_first_quote": round(first_hits / len(questions), 4),
-            "cited_article_right": round(article_hits / len(questions), 4)}
+            "cited_article_right": round(article_hits / len(questions), 4), "records": records}
 
 
 def _normal(text: str) -> str:
@@ -164,6 +169,7 @@ def main() -> int:
     for kind, corpus in (("txt", text_dir), ("pdf", pdf_dir)):
         settings, summary = build_fresh(corpus)
         scores = quality(settings, sample)
+        (folder / f"records-{kind}.json").write_text(json.dumps(scores.pop("records"), indent=1), encoding="utf-8")
         figures[kind] = {"build_seconds": round(summary.seconds, 2), "passages": summary.passages,
                          "conversion_seconds": summary.conversion_seconds, **scores}
         print(f"a. {kind}: build {summary.seconds:.1f} s ({summary.passages} passages, converting "
