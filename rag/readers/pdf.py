@@ -58,7 +58,7 @@ class Fragment:
         drawn = self.boxes[~np.isnan(self.boxes[:, 0])]
         self.left, self.bottom = float(drawn[:, 0].min()), float(drawn[:, 1].min())
         self.right, self.top = float(drawn[:, 2].max()), float(drawn[:, 3].max())
-        self.height = max(float(np.median(drawn[:, 3] - drawn[:, 1])), 0.1)
+        self.height = max(_median((drawn[:, 3] - drawn[:, 1]).tolist()), 0.1)  # accents must not count
 
 
 def read(data: bytes) -> TextRecord:
