@@ -160,19 +160,15 @@ def _split_fragments(number: int, text: str, boxes) -> list[Fragment]:
     cut[0] = True
     is_space = np.frombuffer(chars.encode("utf-32-le"), dtype=np.uint32) == 0x20
     word_gap = (gap > 0.15 * ph) & ~is_space & ~np.roll(is_space, 1) & ~cut  # a word gap drawn without a space
-    starts = np.nonzero(cut)[0].tolist() + [len(chars)]
+    gap_at = np.nonzero(word_gap)[0]  # a space goes in before each of these characters, for the whole page at once
+    bounds = [0, *gap_at.tolist(), len(chars)]
+    spaced = " ".join(chars[i:j] for i, j in zip(bounds, bounds[1:]))
+    spaced_boxes = np.insert(box, gap_at, np.nan, axis=0)
+    starts = np.nonzero(cut)[0]
+    starts = (starts + np.searchsorted(gap_at, starts)).tolist() + [len(spaced)]
     fragments = []
-    nan = np.full((1, 4), np.nan)
     for a, b in zip(starts, starts[1:]):
-        gaps = np.nonzero(word_gap[a:b])[0]
-        if len(gaps):
-            bounds = [0, *gaps.tolist(), b - a]
-            piece = chars[a:b]
-            fragment_text = " ".join(piece[i:j] for i, j in zip(bounds, bounds[1:]))
-            fragment_boxes = np.insert(box[a:b], gaps, nan, axis=0)
-        else:
-            fragment_text, fragment_boxes = chars[a:b], box[a:b]
-        fragment_text, fragment_boxes = _clean(fragment_text, fragment_boxes)
+        fragment_text, fragment_boxes = _clean(spaced[a:b], spaced_boxes[a:b])
         if fragment_text.strip():
             fragments.append(Fragment(number, fragment_text, fragment_boxes))
     return fragments
