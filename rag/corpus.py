@@ -20,7 +20,6 @@ DOCUMENT_SUFFIXES = (".txt", ".md", ".pdf", ".docx", ".html", ".htm")
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class CorpusScan:
     """What a walk of the corpus folder found."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 
 import pytest
@@ -210,8 +211,8 @@ def test_a_file_that_hangs_its_reader_is_skipped_and_the_build_goes_on(corpus, m
 
     monkeypatch.setattr(indexer, "Extractor", functools.partial(indexer.Extractor, reader="hanging_reader:read"))
     (corpus.corpus / "hang.pdf").write_bytes(b"%PDF-1.4 hang-me")
-    summary = build(corpus.replace(extract_timeout=2.0), embedder_factory=fake_factory()[1])
-    assert "took longer than 2 s" in summary.skipped["hang.pdf"]
+    summary = build(corpus.replace(extract_timeout=3.0), embedder_factory=fake_factory()[1])
+    assert "took longer than 3 s" in summary.skipped["hang.pdf"]
     assert "no text layer" in summary.skipped["scan.pdf"]  # the next file got a fresh reader
     assert "papers/kettles.pdf" in store.load(corpus.index).manifest.files
 
@@ -240,6 +241,32 @@ def test_the_sources_panel_shows_the_cited_pdf_page_as_an_image_with_its_page_nu
     word = answer("How much tap water did each kettle hold, at how many degrees?", retriever, corpus)
     cited = next(c for c in word.citations if c.source == "report.docx")
     assert cited_pages(corpus.corpus, retriever.index, cited) == []  # Word: the passage, no picture
-    assert "§ 2 Methods › 2.1 Data" in render_sources(word, pages=lambda c: [])
+    assert "report.docx, § 2 Methods › 2.1 Data · passage" in render_sources(word, pages=lambda c: [])
     (corpus.corpus / "papers" / "kettles.pdf").write_bytes(b"%PDF-1.4 replaced")
     assert cited_pages(corpus.corpus, retriever.index, first) == []  # a changed file is never drawn
+
+
+def test_uploads_of_the_new_types_are_checked_by_their_content(tmp_path, documents):
+    from rag.config import Settings
+    from rag.documents import add_document, delete_document, list_documents
+    from rag.errors import UploadRefused
+
+    corpus, types, limit = tmp_path / "uploads", Settings().extensions, 5_000_000
+    pdf_bytes = (documents / "papers" / "kettles.pdf").read_bytes()
+    assert add_document(corpus, "kettles.pdf", pdf_bytes, types, limit).name == "kettles.pdf"
+    assert add_document(corpus, "report.docx", (documents / "report.docx").read_bytes(), types, limit)
+    assert add_document(corpus, "otters.htm", PAGE.encode(), types, limit)
+    refusals = {
+        "fake.pdf": (b"plain words", "named .pdf but its content is not a PDF file"),
+        "report2.docx": (pdf_bytes, "named .docx but its content is a PDF file"),
+        "bomb.docx": ((documents / "bomb.docx").read_bytes(), "refused as a zip bomb"),
+        "notes.txt": (pdf_bytes, "named as text but its content is a PDF file"),
+        "big.pdf": (pdf_bytes + b" " * limit, "over the 5,000,000-byte upload limit"),
+        "payload.svg": (b"<svg/>", "not an accepted type"),
+    }
+    for name, (data, reason) in refusals.items():
+        with pytest.raises(UploadRefused, match=re.escape(reason)):
+            add_document(corpus, name, data, types, limit)
+    assert list_documents(corpus, types) == ["kettles.pdf", "otters.htm", "report.docx"]
+    delete_document(corpus, "kettles.pdf", types)
+    assert list_documents(corpus, types) == ["otters.htm", "report.docx"]

@@ -213,6 +213,11 @@ def test_html_keeps_the_main_text_and_drops_scripts_and_navigation():
     assert record.section_of(record.text.index("Sea otters hold")) == "Sea otters"
 
 
+def test_html_line_breaks_stay_inside_their_paragraph():
+    record = html.read(b"<html><body><p>The kettle sang<br>and then it stopped.</p><p>Next.</p></body></html>")
+    assert record.text == "The kettle sang\nand then it stopped.\n\nNext."
+
+
 def test_html_that_is_only_scripts_and_navigation_is_unreadable():
     page = "<html><body><nav>Home | About</nav><script>" + "var x = 1;" * 500 + "</script></body></html>"
     with pytest.raises(Unreadable, match="no main text"):
@@ -252,9 +257,9 @@ def test_records_round_trip_through_the_index_folder(tmp_path, typeset):
 
 
 def test_a_reader_that_hangs_is_stopped_and_the_next_file_still_converts(typeset):
-    with Extractor(timeout=3, reader="hanging_reader:read") as extractor:
+    with Extractor(timeout=2, reader="hanging_reader:read") as extractor:
         reason = extractor.read("pdf", b"hang-me")
-        assert "took longer than 3 s" in reason and "RAG_EXTRACT_TIMEOUT" in reason
+        assert "took longer than 2 s" in reason and "RAG_EXTRACT_TIMEOUT" in reason
         assert extractor.read("pdf", b"crash-me").startswith("the pdf reader crashed on it")
         record = extractor.read("pdf", typeset[0].read_bytes())
         assert record.text == typeset[2].text
@@ -264,3 +269,18 @@ def test_the_real_reader_runs_in_a_child_and_names_bad_files(typeset):
     with Extractor(timeout=60) as extractor:
         assert extractor.read("pdf", typeset[0].read_bytes()).text == typeset[2].text
         assert extractor.read("docx", b"not a zip").startswith("not a Word file")
+
+
+def test_words_placed_one_by_one_with_wide_justified_gaps_stay_one_line():
+    def draw(canvas):
+        canvas.setFont("Helvetica", 11)
+        y = 700
+        for words in (["Justified", "lines", "have", "wide", "gaps."], ["Between", "the", "words", "they", "grow."]):
+            x = 72
+            for word in words:
+                canvas.drawString(x, y, word)  # no space characters at all, as many typesetters write
+                x += canvas.stringWidth(word, "Helvetica", 11) + 30
+            y -= 14
+
+    record = pdf.read(writers.pdf_bytes(draw))
+    assert record.text == "Justified lines have wide gaps. Between the words they grow."

@@ -18,7 +18,7 @@ SUFFIXES = (".html", ".htm")
 DROPPED = frozenset("script style noscript template svg math nav header footer aside form button select "
                     "textarea iframe object canvas head".split())
 BLOCKS = frozenset("p div section article main li ul ol dl dt dd table tr thead tbody tfoot caption blockquote "
-                   "pre figure figcaption address h1 h2 h3 h4 h5 h6 hr br td th title body html details summary".split())
+                   "pre figure figcaption address h1 h2 h3 h4 h5 h6 hr td th title body html details summary".split())
 VOID = frozenset("area base br col embed hr img input link meta source track wbr".split())
 _START = re.compile(rb"^\s*(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html|head|body)\b", re.IGNORECASE | re.DOTALL)
 _CHARSET = re.compile(rb"<meta[^>]+charset\s*=\s*[\"']?([\w-]+)", re.IGNORECASE)
@@ -68,7 +68,9 @@ class _MainText(HTMLParser):
 
     def handle_starttag(self, tag, attrs):
         if tag in VOID:
-            if tag in ("br", "hr"):
+            if tag == "br" and not self.dropped:
+                self.current.append("\n")  # a line break inside the paragraph, not a new one
+            elif tag == "hr":
                 self._flush()
             return
         marks_main = tag in ("main", "article") or dict(attrs).get("role") == "main"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import threading
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass
 
 from rag.readers import TextRecord, Unreadable
@@ -57,7 +58,7 @@ class Fragment:
         drawn = self.boxes[~np.isnan(self.boxes[:, 0])]
         self.left, self.bottom = float(drawn[:, 0].min()), float(drawn[:, 1].min())
         self.right, self.top = float(drawn[:, 2].max()), float(drawn[:, 3].max())
-        self.height = max(float(drawn[0, 3] - drawn[0, 1]), 0.1)
+        self.height = max(_median((drawn[:, 3] - drawn[:, 1]).tolist()), 0.1)  # accents must not count
 
 
 def read(data: bytes) -> TextRecord:
@@ -159,24 +160,15 @@ def _split_fragments(number: int, text: str, boxes) -> list[Fragment]:
     cut[0] = True
     is_space = np.frombuffer(chars.encode("utf-32-le"), dtype=np.uint32) == 0x20
     word_gap = (gap > 0.15 * ph) & ~is_space & ~np.roll(is_space, 1) & ~cut  # a word gap drawn without a space
-    starts = np.nonzero(cut)[0].tolist() + [len(chars)]
+    gap_at = np.nonzero(word_gap)[0]  # a space goes in before each of these characters, for the whole page at once
+    bounds = [0, *gap_at.tolist(), len(chars)]
+    spaced = " ".join(chars[i:j] for i, j in zip(bounds, bounds[1:]))
+    spaced_boxes = np.insert(box, gap_at, np.nan, axis=0)
+    starts = np.nonzero(cut)[0]
+    starts = (starts + np.searchsorted(gap_at, starts)).tolist() + [len(spaced)]
     fragments = []
-    nan = np.full((1, 4), np.nan)
     for a, b in zip(starts, starts[1:]):
-        gaps = (np.nonzero(word_gap[a:b])[0] + a).tolist()
-        if gaps:
-            pieces, parts, at = [], [], a
-            for g in gaps + [b]:
-                pieces.append(chars[at:g])
-                parts.append(box[at:g])
-                if g < b:
-                    pieces.append(" ")
-                    parts.append(nan)
-                at = g
-            fragment_text, fragment_boxes = "".join(pieces), np.vstack(parts)
-        else:
-            fragment_text, fragment_boxes = chars[a:b], box[a:b]
-        fragment_text, fragment_boxes = _clean(fragment_text, fragment_boxes)
+        fragment_text, fragment_boxes = _clean(spaced[a:b], spaced_boxes[a:b])
         if fragment_text.strip():
             fragments.append(Fragment(number, fragment_text, fragment_boxes))
     return fragments
@@ -234,7 +226,8 @@ def _furniture(pages, frames) -> list[set[int]]:
 def _order(fragments: list[Fragment], frame, furniture: set[int]) -> list[Fragment]:
     """The page's body fragments in reading order: column by column where the page has two."""
     body = [f for f in fragments if id(f) not in furniture]
-    by_row = sorted(body, key=lambda f: (-round(f.bottom / max(f.height * 0.5, 0.1)), f.left))
+    quantum = max(_median([f.height for f in body]) * 0.5, 0.1)  # one row height for the whole page
+    by_row = sorted(body, key=lambda f: (-round(f.bottom / quantum), f.left))
     gutter = _gutter(body, frame)
     if gutter is None:
         return by_row
@@ -264,21 +257,31 @@ def _gutter(body: list[Fragment], frame) -> float | None:
     """The x of an empty vertical band near the middle with lines on both sides, or None (one column)."""
     if len(body) < 4:
         return None
+    import numpy as np
+
     left, _, right, _ = frame
     width = right - left
-    best = None
-    for step in range(0, 81):
-        x = left + width * (0.3 + 0.4 * step / 80)
-        crossing = sum(1 for f in body if f.left < x < f.right)
-        rank = (crossing, abs(x - (left + width / 2)))
-        if best is None or rank < best[0]:
-            best = (rank, x)
-    (crossing, _), x = best
-    on_left = sum(1 for f in body if f.right <= x)
-    on_right = sum(1 for f in body if f.left >= x)
-    if crossing > 0.15 * len(body) or on_left < 2 or on_right < 2:
+    xs = left + width * (0.3 + 0.4 * np.arange(81) / 80)
+    lefts, rights = np.array([f.left for f in body]), np.array([f.right for f in body])
+    crossings = ((lefts[None, :] < xs[:, None]) & (xs[:, None] < rights[None, :])).sum(axis=1)
+    best = min(range(len(xs)), key=lambda i: (crossings[i], abs(xs[i] - (left + width / 2))))
+    crossing, x = int(crossings[best]), float(xs[best])
+    on_left = [f for f in body if f.right <= x]
+    on_right = [f for f in body if f.left >= x]
+    if crossing > 0.15 * len(body) or len(on_left) < 2 or len(on_right) < 2:
+        return None
+    # columns hold lines, not scattered words: their typical line fills a good part of the column
+    left_width = x - min(f.left for f in on_left)
+    right_width = max(f.right for f in on_right) - x
+    if (_median([f.right - f.left for f in on_left]) < 0.4 * left_width
+            or _median([f.right - f.left for f in on_right]) < 0.4 * right_width):
         return None
     return x
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2] if ordered else 0.0
 
 
 def _assemble(pages: list[list[Fragment]]):
@@ -287,7 +290,7 @@ def _assemble(pages: list[list[Fragment]]):
 
     everything = [f for page in pages for f in page]
     joined = " ".join(f.text for f in everything).lower()
-    words, compounds = set(re.findall(r"\w+", joined)), set(re.findall(r"\w+-\w+", joined))
+    words, compounds = Counter(re.findall(r"\w+", joined)), set(re.findall(r"\w+-\w+", joined))
     edges = _column_edges(everything)
     texts: list[str] = []
     boxes: list = []
@@ -340,6 +343,8 @@ def _joint(previous: Fragment, current: Fragment, edges, tail: str, words, compo
     same_flow = previous.page == current.page and previous.column == current.column
     if abs(current.height - h) > 0.15 * h:
         return "\n\n"  # a size change: heading or caption
+    if same_flow and abs(current.bottom - previous.bottom) < 0.3 * h and current.left >= previous.right:
+        return " "  # the same line, cut by a wide justified word gap
     if same_flow:
         gap = previous.bottom - current.top
         if gap > 0.6 * h or current.bottom > previous.bottom:
@@ -348,18 +353,34 @@ def _joint(previous: Fragment, current: Fragment, edges, tail: str, words, compo
             return "\n\n"
         if ends.endswith(_TERMINAL) and not full:
             return "\n\n"
-    elif ends.endswith(_TERMINAL) or ((not full or indented) and not current.text[0].islower()):
-        return "\n\n"  # a column or page ends with its paragraph
-    first = current.text[0]
-    if ends and ends[-1] in _HYPHENS and len(ends) > 1 and ends[-2].isalpha() and first.islower():
-        left_word = re.findall(r"\w+$", ends[:-1])
-        right_word = re.match(r"\w+", current.text)
-        if ends[-1] == "-" and left_word and right_word:
-            joined, hyphened = left_word[0] + right_word.group(), f"{left_word[0]}-{right_word.group()}"
-            if hyphened.lower() in compounds and joined.lower() not in words:
-                return ""  # a real compound, broken at its own hyphen
-        return "hyphen"
+    elif (ends.endswith(_TERMINAL) and not full) or ((not full or indented) and not current.text[0].islower()):
+        return "\n\n"  # a column or page ends with its paragraph (a full last line runs on, sentence or not)
+    if ends and ends[-1] in _HYPHENS and len(ends) > 1 and ends[-2].isalpha() and current.text[0].isalpha():
+        return _line_end_hyphen(ends, current.text, words, compounds)
     return " "
+
+
+_SUSPENDING = frozenset("and or nor to und oder et ou".split())
+"""Words after a suspended hyphen ("English- and German-speaking"), where the hyphen and a space stay."""
+
+
+def _line_end_hyphen(ends: str, following: str, words, compounds) -> str:
+    """"hyphen" (drop it and join the word), "" (a compound: keep it, no space) or " " (a suspended hyphen).
+
+    The document itself decides where it can: a word seen whole elsewhere is joined, a compound
+    seen hyphenated elsewhere keeps its hyphen; otherwise a lower-case continuation is joined.
+    """
+    left, right = re.findall(r"\w+$", ends[:-1]), re.match(r"\w+", following)
+    if not left or not right:
+        return "hyphen"
+    left, right = left[0].lower(), right.group().lower()
+    if words.get(left + right, 0) >= 1:
+        return "hyphen"
+    if f"{left}-{right}" in compounds:
+        return ""
+    if right in _SUSPENDING and words.get(left, 0) >= 2:
+        return " "
+    return "hyphen" if following[0].islower() else ""
 
 
 def render_page(data: bytes, page_number: int, boxes, max_pixels: int = 1400) -> bytes:

@@ -21,6 +21,8 @@ from rag.readers import TextRecord, Unreadable
 
 log = logging.getLogger(__name__)
 
+STARTUP_SECONDS = 120
+"""How long a new reader process may take to import its libraries (a loaded machine is slow)."""
 MEMORY_LIMIT = 8 << 30
 """Address space a reader child may use; a file that needs more is named, not allowed to exhaust the machine."""
 
@@ -62,6 +64,7 @@ def _serve(reader: str) -> None:
     read = getattr(importlib.import_module(module), name)
     source, sink = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # a library that prints must not corrupt the answers
+    _send(sink, ("ready", None))  # the time limit counts from here: starting up is not reading a file
     while True:
         try:
             job = _receive(source)
@@ -102,7 +105,10 @@ class Extractor:
 
     def _read(self, kind: str, data: bytes) -> TextRecord | str:
         if self._process is None or self._process.poll() is not None:
-            self._start()
+            try:
+                self._start()
+            except (OSError, EOFError) as error:
+                return f"the {kind} reader could not be started ({error}); build again"
         answer: list = []
         process = self._process
 
@@ -133,6 +139,13 @@ class Extractor:
             [sys.executable, "-m", "rag.readers.worker", self.reader],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=environment,
         )
+        ready: list = []
+        waiting = threading.Thread(target=lambda: ready.append(_receive(self._process.stdout)), daemon=True)
+        waiting.start()
+        waiting.join(STARTUP_SECONDS)
+        if not ready:
+            self._kill()
+            raise OSError(f"the reader process did not start within {STARTUP_SECONDS} s")
 
     def _kill(self) -> None:
         process, self._process = self._process, None
