@@ -82,8 +82,12 @@ def assert_same_index(local_index, ray_index):
     assert cosines.min() >= 0.9999, f"lowest cosine {cosines.min():.6f}"
 
 
-def test_ray_build_equals_local_build_and_increments_by_what_changed(cluster, tmp_path, real_embedder):
+def test_ray_build_equals_local_build_and_increments_by_what_changed(cluster, tmp_path, real_embedder, monkeypatch):
+    from rag import distributed_build
     from rag.distributed_build import build_on_cluster
+
+    monkeypatch.setattr(distributed_build, "ROWS_PER_BLOCK", 4)  # several blocks, so progress has a rate
+    monkeypatch.setattr(distributed_build, "PROGRESS_EVERY", 0.0)
 
     settings = ray_settings(tmp_path / "ray", cluster)
     local = settings.replace(index=tmp_path / "local-index")
@@ -92,6 +96,7 @@ def test_ray_build_equals_local_build_and_increments_by_what_changed(cluster, tm
     summary = build_on_cluster(settings, progress=lines.append)
     assert summary.full and summary.passages_embedded == summary.passages > 10
     assert any(line.startswith(f"embedded {summary.passages}/{summary.passages} passages") for line in lines), lines
+    assert any(line.startswith("embedded ") and "/s since the first" in line for line in lines), lines
     assert_same_index(local.index, settings.index)
 
     with open(settings.corpus / "notes/2.md", "a", encoding="utf-8") as handle:
