@@ -7,8 +7,11 @@ rebuilds. One cluster for the whole session; every wait is bounded.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -21,7 +24,7 @@ from conftest import SEED, write_corpus  # noqa: E402
 from rag import store  # noqa: E402
 from rag.config import DEFAULT_MODEL, Settings  # noqa: E402
 from rag.errors import ClusterError  # noqa: E402
-from rag.indexer import build  # noqa: E402
+from rag.indexer import BuildSummary, build  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -102,7 +105,14 @@ def test_ray_build_equals_local_build_and_increments_by_what_changed(cluster, tm
     with open(settings.corpus / "notes/2.md", "a", encoding="utf-8") as handle:
         handle.write("\nA brand new paragraph: the kettle was replaced by a samovar.\n")
     local_summary = build(local)
-    ray_summary = build_on_cluster(settings)
+    done = subprocess.run(  # this time through the command line, as a user runs it
+        [sys.executable, "-m", "rag", "build", "--ray", cluster.address, "--json",
+         "--corpus", str(settings.corpus), "--index", str(settings.index)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "embedded " in done.stderr and "embedded " not in done.stdout  # progress goes to stderr
+    ray_summary = BuildSummary(**json.loads(done.stdout.strip().splitlines()[-1]))
     assert not ray_summary.full
     assert 0 < ray_summary.passages_embedded == local_summary.passages_embedded < ray_summary.passages // 4
     assert ray_summary.passages_reused == local_summary.passages_reused
