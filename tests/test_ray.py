@@ -152,13 +152,14 @@ def test_node_killed_mid_build_publishes_a_whole_version_or_none(cluster, tmp_pa
     build(settings)  # the live version, built locally
     before = store.current_version(settings.index).name
     write_corpus(settings.corpus, {f"more/{n}.md": note(n + 10) for n in range(12)})
-    monkeypatch.setattr(distributed_build, "ROWS_PER_BLOCK", 8)
+    monkeypatch.setattr(distributed_build, "ROWS_PER_BLOCK", 2)  # 12 blocks: the killed node has some in hand
     monkeypatch.setattr(distributed_build, "PROGRESS_EVERY", 0.0)
     victim = cluster.add_node(**NODE)
     cluster.wait_for_nodes(timeout=120)
     killed = threading.Event()
 
     def progress(line: str) -> None:
+        print(line)  # shown when the test fails: how far the build got and what it said
         if line.startswith("embedded ") and not killed.is_set():
             killed.set()
             cluster.remove_node(victim, allow_graceful=False)
@@ -166,6 +167,7 @@ def test_node_killed_mid_build_publishes_a_whole_version_or_none(cluster, tmp_pa
     try:
         summary = distributed_build.build_on_cluster(settings, progress=progress)
     except ClusterError as error:
+        print(f"build stopped: {error}")
         assert "nothing was published and the live index is unchanged" in str(error)
         assert store.current_version(settings.index).name == before
         summary = None
