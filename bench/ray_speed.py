@@ -61,8 +61,8 @@ def ray_build(settings: Settings) -> dict:
     started = time.perf_counter()
     summary = build_on_cluster(settings, full=True, progress=lines.append)
     seconds = time.perf_counter() - started
-    rate = [line for line in lines if line.startswith("embedded ")][-1]
-    return {"seconds": round(seconds, 1), "passages": summary.passages, "embedding_line": rate}
+    embedded = [line for line in lines if line.startswith("embedded ")]
+    return {"seconds": round(seconds, 1), "passages": summary.passages, "embedding_line": f"{embedded[0]}; {embedded[-1]}"}
 
 
 def measure_builds(cluster, corpus: Path, scratch: Path) -> dict:

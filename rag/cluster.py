@@ -112,7 +112,7 @@ def _quiet(ray) -> None:
     context.enable_progress_bars = False
     context.print_on_execution_start = False
     for name in ("ray", "ray.data", "ray.serve"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def gpus(ray) -> int:

@@ -150,13 +150,17 @@ def embed_on_cluster(ray, model: str, texts: list[str], dimension: int, batch_si
     vectors = np.zeros((len(texts), dimension), dtype=np.float32)
     seen = np.zeros(len(texts), dtype=bool)
     started = last = time.monotonic()
+    first = None  # (time, passages) when the first block came back: the rate after the actors are up
     for batch in _batches_or_stall(embedded, STALL_SECONDS):
         vectors[batch["row"]] = batch["vector"]
         seen[batch["row"]] = True
-        now = time.monotonic()
-        if now - last >= PROGRESS_EVERY or seen.all():
-            done = int(seen.sum())
-            say(f"embedded {done}/{len(texts)} passages ({done / max(now - started, 1e-9):.1f}/s)")
+        now, done = time.monotonic(), int(seen.sum())
+        if first is None:
+            first = (now, done)
+            say(f"embedded {done}/{len(texts)} passages, the first {now - started:.1f} s after the start")
+        elif now - last >= PROGRESS_EVERY or seen.all():
+            rate = (done - first[1]) / max(now - first[0], 1e-9)
+            say(f"embedded {done}/{len(texts)} passages ({rate:.1f}/s since the first)")
             last = now
     if not seen.all():
         raise ClusterError(_lost("embedding", f"{int((~seen).sum())} passages came back without a vector"))

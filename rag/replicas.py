@@ -76,13 +76,15 @@ class AnswerReplica:
             body = await request.json()
         except ValueError:
             body = None
+        from starlette.responses import JSONResponse
+
         if not isinstance(body, dict) or not isinstance(body.get("question"), str):
-            return {"error": 'send JSON like {"question": "What is ...?"}'}
+            return JSONResponse({"error": 'send JSON like {"question": "What is ...?"}'}, status_code=400)
         history = tuple(str(h) for h in body.get("history") or ())
         try:  # in a thread, so the replica's event loop keeps answering health checks
             replied = await asyncio.to_thread(self.ask, body["question"], history)
         except RagError as error:
-            return {"error": str(error)}
+            return JSONResponse({"error": str(error)}, status_code=503)
         return {**replied.answer.to_dict(), "index_version": replied.version, "replica": replied.replica}
 
 

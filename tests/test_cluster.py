@@ -92,3 +92,15 @@ def test_an_unreachable_cluster_is_one_line_that_says_what_to_do():
     with pytest.raises(ClusterError, match=r"^cannot reach the Ray cluster at 127\.0\.0\.1:9 \(.*\); start its head") as caught:
         connect("127.0.0.1:9")
     assert "\n" not in str(caught.value)
+
+
+def test_rag_build_against_an_unreachable_cluster_exits_with_one_line(tmp_path):
+    (tmp_path / "corpus").mkdir()
+    done = subprocess.run(
+        [sys.executable, "-m", "rag", "build", "--ray", "127.0.0.1:9", "--corpus", str(tmp_path / "corpus"),
+         "--index", str(tmp_path / "index")],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("rag: error: cannot reach the Ray cluster at 127.0.0.1:9 (")
+    assert done.stderr.count("\n") == 1

@@ -7,8 +7,11 @@ rebuilds. One cluster for the whole session; every wait is bounded.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -21,7 +24,7 @@ from conftest import SEED, write_corpus  # noqa: E402
 from rag import store  # noqa: E402
 from rag.config import DEFAULT_MODEL, Settings  # noqa: E402
 from rag.errors import ClusterError  # noqa: E402
-from rag.indexer import build  # noqa: E402
+from rag.indexer import BuildSummary, build  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -36,10 +39,18 @@ def cluster():
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     # A killed node is declared dead after about 3 s of missed health checks (Ray's default: 15 s).
     system = {"health_check_period_ms": 1000, "health_check_failure_threshold": 3}
-    local = Cluster(initialize_head=True, head_node_args=dict(NODE, _system_config=system))
+    for attempt in (1, 2):  # Ray gives a raylet a fixed 30 s to register: a very busy machine can miss it once
+        local = Cluster(initialize_head=False)
+        try:
+            local.add_node(**NODE, _system_config=system)
+            local.add_node(**NODE)
+            local.wait_for_nodes(timeout=120)
+            break
+        except Exception:
+            local.shutdown()
+            if attempt == 2:
+                raise
     try:
-        local.add_node(**NODE)
-        local.wait_for_nodes(timeout=120)
         yield local
     finally:
         if ray.is_initialized():
@@ -82,8 +93,12 @@ def assert_same_index(local_index, ray_index):
     assert cosines.min() >= 0.9999, f"lowest cosine {cosines.min():.6f}"
 
 
-def test_ray_build_equals_local_build_and_increments_by_what_changed(cluster, tmp_path, real_embedder):
+def test_ray_build_equals_local_build_and_increments_by_what_changed(cluster, tmp_path, real_embedder, monkeypatch):
+    from rag import distributed_build
     from rag.distributed_build import build_on_cluster
+
+    monkeypatch.setattr(distributed_build, "ROWS_PER_BLOCK", 4)  # several blocks, so progress has a rate
+    monkeypatch.setattr(distributed_build, "PROGRESS_EVERY", 0.0)
 
     settings = ray_settings(tmp_path / "ray", cluster)
     local = settings.replace(index=tmp_path / "local-index")
@@ -92,12 +107,20 @@ def test_ray_build_equals_local_build_and_increments_by_what_changed(cluster, tm
     summary = build_on_cluster(settings, progress=lines.append)
     assert summary.full and summary.passages_embedded == summary.passages > 10
     assert any(line.startswith(f"embedded {summary.passages}/{summary.passages} passages") for line in lines), lines
+    assert any(line.startswith("embedded ") and "/s since the first" in line for line in lines), lines
     assert_same_index(local.index, settings.index)
 
     with open(settings.corpus / "notes/2.md", "a", encoding="utf-8") as handle:
         handle.write("\nA brand new paragraph: the kettle was replaced by a samovar.\n")
     local_summary = build(local)
-    ray_summary = build_on_cluster(settings)
+    done = subprocess.run(  # this time through the command line, as a user runs it
+        [sys.executable, "-m", "rag", "build", "--ray", cluster.address, "--json",
+         "--corpus", str(settings.corpus), "--index", str(settings.index)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "embedded " in done.stderr and "embedded " not in done.stdout  # progress goes to stderr
+    ray_summary = BuildSummary(**json.loads(done.stdout.strip().splitlines()[-1]))
     assert not ray_summary.full
     assert 0 < ray_summary.passages_embedded == local_summary.passages_embedded < ray_summary.passages // 4
     assert ray_summary.passages_reused == local_summary.passages_reused
@@ -129,13 +152,14 @@ def test_node_killed_mid_build_publishes_a_whole_version_or_none(cluster, tmp_pa
     build(settings)  # the live version, built locally
     before = store.current_version(settings.index).name
     write_corpus(settings.corpus, {f"more/{n}.md": note(n + 10) for n in range(12)})
-    monkeypatch.setattr(distributed_build, "ROWS_PER_BLOCK", 8)
+    monkeypatch.setattr(distributed_build, "ROWS_PER_BLOCK", 2)  # 12 blocks: the killed node has some in hand
     monkeypatch.setattr(distributed_build, "PROGRESS_EVERY", 0.0)
     victim = cluster.add_node(**NODE)
     cluster.wait_for_nodes(timeout=120)
     killed = threading.Event()
 
     def progress(line: str) -> None:
+        print(line)  # shown when the test fails: how far the build got and what it said
         if line.startswith("embedded ") and not killed.is_set():
             killed.set()
             cluster.remove_node(victim, allow_graceful=False)
@@ -143,6 +167,7 @@ def test_node_killed_mid_build_publishes_a_whole_version_or_none(cluster, tmp_pa
     try:
         summary = distributed_build.build_on_cluster(settings, progress=progress)
     except ClusterError as error:
+        print(f"build stopped: {error}")
         assert "nothing was published and the live index is unchanged" in str(error)
         assert store.current_version(settings.index).name == before
         summary = None
@@ -181,6 +206,8 @@ def assert_verified(settings, reply: dict):
 def test_two_replicas_answer_concurrently_and_both_follow_a_rebuild(cluster, tmp_path, real_embedder):
     """Two Ray Serve replicas answer through HTTP and through the chat page's `/ask`, then serve a rebuild."""
     import time
+    import urllib.error
+    import urllib.request
     from concurrent.futures import ThreadPoolExecutor
 
     from gradio_client import Client
@@ -206,6 +233,9 @@ def test_two_replicas_answer_concurrently_and_both_follow_a_rebuild(cluster, tmp
                     assert "about 60 countries" in reply["citations"][0]["quote"]
                     seen.add(reply["replica"])
         assert len(seen) == 2, f"only {seen} answered"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(urllib.request.Request(url, data=b"not json", method="POST"), timeout=60)
+        assert refused.value.code == 400 and "send JSON like" in json.loads(refused.value.read())["error"]
         old_version = reply["index_version"]
 
         backend = ray_replicas.ReplicaBackend(settings, handle, 2)
