@@ -109,6 +109,9 @@ def child(args) -> int:
             "ndcg@10": report.scores["ndcg@10"], "dense_ndcg@10": dense.scores["ndcg@10"],
             "queries": report.questions,
         }
+    if not args.build:  # --speed-only: the passages of the float32 index an earlier run built
+        loaded = store.load(args.work / args.child / "float32" / "eval" / args.folder.name / "index")
+    result["interleaved"] = interleaved(loaded.passages, args.probe, args.blocks)
     if "float32" in vectors:
         for precision, found in vectors.items():
             cosine = (found * vectors["float32"]).sum(axis=1)
@@ -117,12 +120,29 @@ def child(args) -> int:
     return 0
 
 
-def run_kind(kind: str, folder: Path, probe: list[str], build: list[str], timeout: float) -> dict:
+def interleaved(passages, precisions: list[str], blocks: int, size: int = 64) -> dict:
+    """Passages/s of each precision over the same `blocks` blocks of the index's passages, the precisions'
+    order rotating from block to block, so that other work on the machine slows all of them alike."""
+    from rag.embedding import load_embedder
+
+    step = max(1, len(passages) // blocks)
+    chosen = [[p.text for p in passages[start:start + size]] for start in range(0, len(passages), step)][:blocks]
+    seconds = dict.fromkeys(precisions, 0.0)
+    for n, texts in enumerate(chosen):
+        for precision in precisions[n % len(precisions):] + precisions[:n % len(precisions)]:
+            with Timer() as timer:
+                load_embedder("all-MiniLM-L6-v2", precision).encode(texts)
+            seconds[precision] += timer.seconds
+    count = sum(len(texts) for texts in chosen)
+    return {"passages": count, **{p: round(count / s, 1) for p, s in seconds.items()}}
+
+
+def run_kind(kind: str, folder: Path, probe: list[str], build: list[str], blocks: int, timeout: float) -> dict:
     """One child process under the kind's CPU limits."""
     env = {k: v for k, v in os.environ.items() if k not in KINDS["avx2"] and k not in KINDS["avx512"]}
     env.update(KINDS[kind])
     command = [sys.executable, __file__, "--child", kind, "--folder", str(folder), "--work", str(WORK),
-               "--probe", ",".join(probe), "--build", ",".join(build)]
+               "--probe", ",".join(probe), "--build", ",".join(build), "--blocks", str(blocks)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode or not lines:
@@ -141,6 +161,10 @@ def report(run: dict) -> None:
     probe = run["probe"]
     print(f"   PyTorch CPU capability {run['cpu_capability']}; RAG_PRECISION=auto here → {run['auto']}")
     print("   probe, 96 abstracts embedded: " + ", ".join(f"{p} {v} passages/s" for p, v in probe.items()))
+    speed = run.get("interleaved", {})
+    if speed:
+        ratios = ", ".join(f"{p} {speed[p]} passages/s = {speed[p] / speed['float32']:.2f}× float32" for p in probe if p in speed)
+        print(f"   interleaved, {speed['passages']} of the index's passages in blocks of 64, order rotating: {ratios}")
     base = run["builds"].get("float32")
     for precision, row in run["builds"].items():
         rate = row["passages"] / row["build_s"]
@@ -165,17 +189,20 @@ def main(argv=None) -> int:
     parser.add_argument("--docs", type=int, default=1000, help="SciFact abstracts in the corpus (default 1000; 5183 = all)")
     parser.add_argument("--kinds", default="native,avx2", help=f"kinds of CPU, of {', '.join(KINDS)} (default native,avx2)")
     parser.add_argument("--timeout", type=float, default=3000, help="seconds one kind may take")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 150 abstracts")
+    parser.add_argument("--blocks", type=int, default=10, help="blocks of 64 passages timed interleaved (default 10)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 150 abstracts, 3 blocks")
+    parser.add_argument("--speed-only", action="store_true", help="only the probe and the interleaved timing, on the "
+                        "passages of the float32 indexes an earlier run with the same --docs built")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--probe", type=lambda raw: raw.split(","), help=argparse.SUPPRESS)
-    parser.add_argument("--build", type=lambda raw: [p for p in raw.split(",") if p], help=argparse.SUPPRESS)
+    parser.add_argument("--build", type=lambda raw: [p for p in raw.split(",") if p], default=[], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         return child(args)
     if args.quick:
-        args.docs = 150
+        args.docs, args.blocks = 150, 3
     info = machine()
     print_machine(info)
     flags = sorted(f for f in Path("/proc/cpuinfo").read_text().split("\n\n")[0].split() if f.startswith(("avx", "amx")))
@@ -188,7 +215,8 @@ def main(argv=None) -> int:
     for kind in args.kinds.split(","):
         native_bf16 = kind == "native" and any(f in flags for f in ("avx512_bf16", "amx_bf16"))
         build = [p for p in PRECISIONS if p != "bfloat16" or native_bf16]  # emulated bfloat16 is only probed
-        run = run_kind(kind, folder, list(PRECISIONS), build, args.timeout)
+        build = [] if args.speed_only else build
+        run = run_kind(kind, folder, list(PRECISIONS), build, args.blocks, args.timeout)
         report(run)
         figures["kinds"][kind] = {**run, "limits": KINDS[kind]}
         if "error" in run:
