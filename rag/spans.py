@@ -166,8 +166,8 @@ def answer_span(question: str, sentence: str) -> tuple[int, int] | None:
     typed = typed_matches(kind, sentence, question)
     if typed:
         return min(typed, key=lambda span: (_distance(span, anchors), span[0]))
-    if not anchors:
-        return None
+    if not anchors or kind in ("date", "number"):
+        return None  # a "when" answered without a date is not marked with something else
     if re.match(r"\s*why\b", question, re.IGNORECASE) and (cause := _CAUSE.search(sentence)):
         end = _BREAK.search(sentence, cause.end())
         return cause.start(), _rstrip(sentence, end.start() if end else len(sentence))
