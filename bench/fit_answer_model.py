@@ -58,9 +58,22 @@ def scifact_claims(eval_root: Path, split: str) -> list[tuple[str, str]]:
     return [(str(r["_id"]), r["text"]) for r in rows if str(r["_id"]) in ids]
 
 
-def question_features(text: str, retriever: Retriever):
+class RememberingEmbedder:
+    """The index's embedder, remembering every sentence's vector: questions share most candidate sentences."""
+
+    def __init__(self, embedder):
+        self.embedder = embedder
+        self.vectors: dict[str, np.ndarray] = {}
+
+    def encode(self, texts, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        missing = list(dict.fromkeys(t for t in texts if t not in self.vectors))
+        if missing:
+            self.vectors.update(zip(missing, self.embedder.encode(missing, batch_size=batch_size)))
+        return np.vstack([self.vectors[t] for t in texts]) if texts else self.embedder.encode([])
+
+
+def question_features(text: str, retriever: Retriever, embedder):
     """The candidate sentences of one question and their feature rows, with and without sentence scoring."""
-    embedder = retriever.embedder
     searched = clean_question(text)
     vector = embedder.encode([searched])[0]
     hits = retriever.search(searched, k=PASSAGES_TO_QUOTE, query_vector=vector)[:PASSAGES_TO_QUOTE]
@@ -91,8 +104,9 @@ def collect(args) -> dict:
     asked += [(text, (), "", "off_corpus") for _, text in claims[: args.claims]]
     rows, labels, groups, kinds, articles = [], [], [], [], []
     started = time.perf_counter()
+    embedder = RememberingEmbedder(retriever.embedder)
     for g, (text, answers, source, kind) in enumerate(asked):
-        sentences, features = question_features(text, retriever)
+        sentences, features = question_features(text, retriever, embedder)
         for sentence, row in zip(sentences, features):
             rows.append(row)
             groups.append(g)

@@ -105,10 +105,8 @@ def typed_matches(kind: str | None, sentence: str, question: str = "") -> list[t
     for match in PATTERNS[kind].finditer(sentence):
         a, b = _trim_name(sentence, match.start(), match.end()) if kind in ("name", "place") else match.span()
         words = set(terms(sentence[a:b]))
-        if b <= a or (words and words <= asked):
+        if b <= a or (words and words <= asked) or (kind in ("name", "place") and not words):
             continue
-        if kind in ("name", "place") and (not words or words & asked):
-            continue  # a name the question itself gives ("Baklanov") is its topic, not the answer
         if kind == "number" and _is_bare_year_for_number(sentence[a:b]):
             continue
         spans.append((a, b))
@@ -165,9 +163,11 @@ def answer_span(question: str, sentence: str) -> tuple[int, int] | None:
     kind = expected_answer_type(question)
     typed = typed_matches(kind, sentence, question)
     if typed:
-        return min(typed, key=lambda span: (_distance(span, anchors), span[0]))
-    if not anchors:
-        return None
+        # a name sharing the question's words ("Andrey Baklanov" for "Baklanov") is its topic: others first
+        return min(typed, key=lambda span: (bool(set(terms(sentence[span[0]:span[1]])) & asked),
+                                            _distance(span, anchors), span[0]))
+    if not anchors or kind in ("date", "number"):
+        return None  # a "when" answered without a date is not marked with something else
     if re.match(r"\s*why\b", question, re.IGNORECASE) and (cause := _CAUSE.search(sentence)):
         end = _BREAK.search(sentence, cause.end())
         return cause.start(), _rstrip(sentence, end.start() if end else len(sentence))

@@ -100,10 +100,17 @@ def test_document_markup_renders_as_text_and_never_runs(browser, page_url):
     for details in page.locator("#rag-sources details").all():
         details.locator("summary").click()
     sources = page.inner_text("#rag-sources")
-    assert "<script>window.__pwned = 1</script>" in sources and "<img src=x onerror=" in sources  # the passage
-    assert "<script>window.__pwned = 1</script>" in page.inner_text("#rag-chat")  # as text, not dropped, not double-escaped
-    ask(page, "What does the hostile widget show on its label?")
-    assert '<img src=x onerror="window.__pwned = 2">' in page.inner_text("#rag-chat")
+    assert "<script>window.__pwned = 1</script>" in sources
+    chat = page.inner_text("#rag-chat")
+    assert "<script>window.__pwned = 1</script>" in chat  # shown as text, not dropped, not double-escaped
+    assert "<img src=x onerror=" in sources  # the neighbouring sentence, shown as context
+    # a quote is one sentence: ask for the one with the image tag too
+    page.fill("#rag-question textarea", "What does the hostile widget show on its label?")
+    page.click("#rag-ask")
+    page.wait_for_function("() => document.querySelector('#rag-chat').innerText.includes('onerror=\"window.__pwned = 2\">')",
+                           timeout=60_000)
+    chat = page.inner_text("#rag-chat")
+    assert '<img src=x onerror="window.__pwned = 2">' in chat
     assert "&lt;b&gt;5&lt;/b&gt; &amp;" in sources
     assert page.evaluate("() => window.__pwned") is None
     assert page.locator("#rag-sources script, #rag-sources img, #rag-chat script, #rag-chat img[src='x']").count() == 0
