@@ -111,9 +111,11 @@ def test_rag_ask_markdown_quotes_stand_at_their_offsets(served):
 def test_a_stopped_server_withdraws_and_an_unreachable_one_is_named(seed_settings, tmp_path):
     settings = copy_index(seed_settings, tmp_path)
     process, url = start_server(settings)
-    assert wait_for_runtime_file(settings).exists()
-    process.terminate()
-    process.wait(timeout=30)
+    try:
+        assert wait_for_runtime_file(settings).exists()
+    finally:  # a failed check must not leave the server running
+        process.terminate()
+        process.wait(timeout=30)
     assert not (settings.index / ".server.json").exists()
     done = rag_cli(settings, "ask", "--server", url, "When did the operation start?")
     assert done.returncode == 2 and done.stdout == ""
