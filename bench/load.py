@@ -148,13 +148,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(corpus: Path, index: Path, timeout: float = 300):
-    """`rag serve` on a free loopback port; returns (process, url). Its output is drained to stderr."""
+def start_server(corpus: Path, index: Path, timeout: float = 300, extra: tuple[str, ...] = ()):
+    """`rag serve` (with `extra` flags) on a free loopback port; returns (process, url). Its output is drained to stderr."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("RAG_AUTH", "RAG_AUTH_FILE", "RAG_HOST")}
     process = subprocess.Popen(
         [sys.executable, "-m", "rag", "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--corpus", str(corpus), "--index", str(index)],
+         "--corpus", str(corpus), "--index", str(index), *extra],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
     )
     deadline = time.monotonic() + timeout

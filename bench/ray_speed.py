@@ -88,25 +88,8 @@ def measure_builds(cluster, corpus: Path, scratch: Path) -> dict:
 
 def start_front(address: str, corpus: Path, index: Path, replicas: int):
     """`rag serve --ray ADDRESS --replicas R` on free ports; (process, url) once the page is up."""
-    port, api = load.free_port(), load.free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "rag", "serve", "--ray", address, "--replicas", str(replicas), "--port", str(port),
-         "--api-port", str(api), "--corpus", str(corpus), "--index", str(index)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    deadline, seen = time.monotonic() + 600, []
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line and process.poll() is not None:
-            break
-        seen.append(line)
-        if "Running on local URL" in line:
-            import threading
-
-            threading.Thread(target=shutil.copyfileobj, args=(process.stdout, open(os.devnull, "w")), daemon=True).start()
-            return process, f"http://127.0.0.1:{port}/"
-    process.kill()
-    raise SystemExit("bench: `rag serve --ray` did not start:\n" + "".join(seen[-30:]))
+    extra = ("--ray", address, "--replicas", str(replicas), "--api-port", str(load.free_port()))
+    return load.start_server(corpus, index, timeout=600, extra=extra)
 
 
 def stop(process) -> None:

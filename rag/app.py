@@ -322,12 +322,8 @@ def _rebuild_with_progress(backend: LocalBackend):
 
 def serve(settings: Settings, watch: bool = False, no_auth: bool = False, block: bool = True):
     """Build the index if missing or stale, then serve the chat; returns the app when not blocking."""
-    accounts = credentials(settings, no_auth)
-    if not is_loopback(settings.host) and accounts is None:
-        print(f"rag: WARNING: serving {settings.host} without authentication (--no-auth)", file=sys.stderr)
-    if is_stale(settings):
-        print(f"rag: building the index of {settings.corpus} …", file=sys.stderr)
-        print("rag: " + build(settings).line(), file=sys.stderr)
+    accounts = accounts_for(settings, no_auth)
+    build_if_stale(settings, build)
     try:
         retriever = Retriever(settings)
     except IndexDamaged as error:  # a build replaces an unusable index in full
@@ -339,6 +335,22 @@ def serve(settings: Settings, watch: bool = False, no_auth: bool = False, block:
 
         start_watch_thread(settings, on_build=lambda summary: retriever.refresh())
     return launch(make_app(settings, retriever), settings, accounts, block)
+
+
+def accounts_for(settings: Settings, no_auth: bool) -> list[tuple[str, str]] | None:
+    """The accounts the page asks for (refusing a network-facing page without any, unless --no-auth,
+    which is then said loudly)."""
+    accounts = credentials(settings, no_auth)
+    if not is_loopback(settings.host) and accounts is None:
+        print(f"rag: WARNING: serving {settings.host} without authentication (--no-auth)", file=sys.stderr)
+    return accounts
+
+
+def build_if_stale(settings: Settings, builder, where: str = "") -> None:
+    """Bring a missing or stale index up to date before serving it, saying so."""
+    if is_stale(settings):
+        print(f"rag: building the index of {settings.corpus}{where} …", file=sys.stderr)
+        print("rag: " + builder(settings).line(), file=sys.stderr)
 
 
 def launch(demo, settings: Settings, accounts: list[tuple[str, str]] | None, block: bool = True):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 
 from rag.cluster import connect
-from rag.config import Settings, credentials, is_loopback
+from rag.config import Settings
 from rag.errors import ClusterError, RagError
 from rag.records import Answer
 
@@ -182,16 +182,11 @@ class ReplicaBackend:
 
 def serve_replicated(settings: Settings, replicas: int, no_auth: bool = False, block: bool = True, api_port: int = 8000):
     """`rag serve --ray`: build on the cluster if needed, start the replicas, and serve the chat page here."""
-    from rag.app import launch, make_app
+    from rag.app import accounts_for, build_if_stale, launch, make_app
     from rag.distributed_build import build_on_cluster
-    from rag.indexer import is_stale
 
-    accounts = credentials(settings, no_auth)
-    if not is_loopback(settings.host) and accounts is None:
-        print(f"rag: WARNING: serving {settings.host} without authentication (--no-auth)", file=sys.stderr)
-    if is_stale(settings):
-        print(f"rag: building the index of {settings.corpus} on the Ray cluster …", file=sys.stderr)
-        print("rag: " + build_on_cluster(settings).line(), file=sys.stderr)
+    accounts = accounts_for(settings, no_auth)
+    build_if_stale(settings, build_on_cluster, " on the Ray cluster")
     handle = start_replicas(settings, replicas, api_port=api_port)
     print(f"rag: {replicas} replicas answer on Ray; HTTP API at http://127.0.0.1:{api_port}{ROUTE}", file=sys.stderr)
     backend = ReplicaBackend(settings, handle, replicas)
