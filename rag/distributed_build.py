@@ -1,7 +1,8 @@
 """`rag build --ray`: files read and passages embedded on a Ray cluster, the index written here as locally.
 
 The driver runs the ordinary build (rag/indexer.py: same lock, same manifest, same atomic swap)
-with two stages handed to the cluster: reading the corpus files (Ray tasks) and embedding the
+with three stages handed to the cluster: reading the corpus files and converting PDF, Word and
+HTML files to their text of record (Ray tasks), and embedding the
 passages whose vectors are not reused (Ray Data over an actor pool that loads the model once per
 actor, on GPUs when the cluster has them). Passages are cut here with the model's own tokenizer,
 so a cluster build gives the same passages, ids and citations as a local one.
@@ -21,11 +22,11 @@ from typing import Sequence
 import numpy as np
 
 from rag.cluster import check_nodes, connect, cpus, gpus
-from rag.config import Settings, precision
+from rag.config import Settings
 from rag.corpus import CorpusScan, _walk, printable, read_file, scan
 from rag.embedding import load_embedder
 from rag.errors import ClusterError
-from rag.indexer import BuildSummary, Progress, build
+from rag.indexer import BuildSummary, Progress, build, planned_arithmetic
 from rag.records import Document
 
 log = logging.getLogger(__name__)
@@ -51,9 +52,10 @@ def build_on_cluster(
     return build(
         settings,
         full=full,
-        embedder_factory=lambda name: ClusterEmbedder(ray, name, say),
+        embedder_factory=lambda name: ClusterEmbedder(ray, name, say, planned_arithmetic(settings, full).precision),
         progress=say,
         scanner=lambda corpus, extensions, max_bytes: scan_on_cluster(ray, corpus, extensions, max_bytes, say),
+        converter=lambda documents, settings, say: convert_on_cluster(ray, documents, settings, say),
     )
 
 
@@ -111,8 +113,9 @@ class ClusterEmbedder:
     passages end, so they match a local build's exactly); it never embeds with it.
     """
 
-    def __init__(self, ray, name: str, say: Progress):
-        self._local = load_embedder(name)
+    def __init__(self, ray, name: str, say: Progress, precision: str):
+        self._local = load_embedder(name, precision)
+        self.precision = self._local.precision  # the build's arithmetic: the actors embed in it too
         self.name, self.dimension, self.max_tokens = name, self._local.dimension, self._local.max_tokens
         self._ray, self._say = ray, say
 
@@ -124,7 +127,7 @@ class ClusterEmbedder:
         """Unit-length float32 vectors, one row per text, embedded by the cluster's actor pool."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        return embed_on_cluster(self._ray, self.name, list(texts), self.dimension, batch_size, precision(), self._say)
+        return embed_on_cluster(self._ray, self.name, list(texts), self.dimension, batch_size, self.precision, self._say)
 
 
 def embed_on_cluster(ray, model: str, texts: list[str], dimension: int, batch_size: int, asked: str, say: Progress) -> np.ndarray:
@@ -229,3 +232,45 @@ def _lost(stage: str, error) -> str:
         f"the Ray cluster lost the {stage} work ({_last_line(error)}); nothing was published and the live "
         f"index is unchanged: check the cluster (`ray status`) and run `rag build --ray` again"
     )
+
+
+FILES_PER_CONVERSION = 4
+"""PDF, Word and HTML files one converting task reads (each is converted in its own reader process there)."""
+
+
+def convert_on_cluster(ray, documents: list[Document], settings: Settings, say: Progress) -> tuple[dict, float]:
+    """`rag.indexer.read_converted` on the cluster: each task converts a few files on its node, every
+    file in a killable reader process with the same time limit as a local build; the texts of record
+    come back here, where the build stores them."""
+    if not documents:
+        return {}, 0.0
+    started = time.monotonic()
+    converter = ray.remote(num_cpus=1, max_retries=3)(convert_files)
+    listed = [(str(d.path), d.sha256, d.kind, d.source) for d in documents]
+    refs = [converter.remote(listed[i : i + FILES_PER_CONVERSION], settings.extract_timeout)
+            for i in range(0, len(listed), FILES_PER_CONVERSION)]
+    say(f"converting {len(listed)} PDF, Word and HTML files on the cluster")
+    try:
+        results = dict(pair for chunk in ray.get(refs, timeout=STALL_SECONDS) for pair in chunk)
+    except ray.exceptions.GetTimeoutError:
+        for ref in refs:
+            ray.cancel(ref)
+        raise ClusterError(
+            f"the Ray cluster converted no files within {STALL_SECONDS:.0f} s; its CPUs may all be taken "
+            f"(see `ray status`); nothing was published and the live index is unchanged"
+        ) from None
+    except Exception as error:  # a task lost beyond its retries
+        raise ClusterError(_lost("converting documents", error)) from None
+    return results, time.monotonic() - started
+
+
+def convert_files(listed: list[tuple[str, str, str, str]], timeout: float) -> list[tuple[str, object]]:
+    """On a node: (source, text of record or reason) for each (path, sha256, kind, source) listed."""
+    from rag.indexer import read_one
+    from rag.readers.worker import Extractor
+
+    extractor = Extractor(timeout)
+    try:
+        return [(source, read_one(extractor, Path(path), sha256, kind)) for path, sha256, kind, source in listed]
+    finally:
+        extractor.close()

@@ -132,20 +132,38 @@ def chunk_document(document: Document, embedder: Embedder, max_tokens: int, over
 
 def _previous(root: Path, settings: Settings, full: bool) -> tuple[store.LoadedIndex | None, str, Arithmetic]:
     """The live index if it can be extended, else None and why a full build is needed; and the arithmetic."""
-    asked = settings.precision
     if full:
-        return None, "--full asked for", build_arithmetic(asked, None)
+        return None, "--full asked for", _arithmetic(settings, None)[0]
     try:
         previous = store.load(root)
     except IndexMissing:
-        return None, "no index yet", build_arithmetic(asked, None)
+        return None, "no index yet", _arithmetic(settings, None)[0]
     except RagError as error:
-        return None, f"previous index unusable ({error})", build_arithmetic(asked, None)
-    arithmetic = build_arithmetic(asked, previous.manifest.precision)
-    mismatches = previous.manifest.mismatches(recipe(settings), arithmetic.precision)
+        return None, f"previous index unusable ({error})", _arithmetic(settings, None)[0]
+    arithmetic, mismatches = _arithmetic(settings, previous.manifest)
     if mismatches:
-        return None, "settings changed: " + "; ".join(mismatches), build_arithmetic(asked, None)
+        return None, "settings changed: " + "; ".join(mismatches), arithmetic
     return previous, "", arithmetic
+
+
+def _arithmetic(settings: Settings, manifest: Manifest | None) -> tuple[Arithmetic, list[str]]:
+    """The arithmetic a build embeds in (the index's own while it can be extended), and what stops
+    the index in `manifest` from being extended."""
+    if manifest is None:
+        return build_arithmetic(settings.precision, None), []
+    arithmetic = build_arithmetic(settings.precision, manifest.precision)
+    mismatches = manifest.mismatches(recipe(settings), arithmetic.precision)
+    return (build_arithmetic(settings.precision, None) if mismatches else arithmetic), mismatches
+
+
+def planned_arithmetic(settings: Settings, full: bool = False) -> Arithmetic:
+    """The arithmetic `build(settings, full)` will embed in, read from the live manifest alone (no
+    model, no index load): what a cluster build's actors must use."""
+    try:
+        manifest = None if full else Manifest.read(store.current_version(settings.index) / store.MANIFEST)
+    except (RagError, TypeError):
+        manifest = None
+    return _arithmetic(settings, manifest)[0]
 
 
 def build(
@@ -154,12 +172,14 @@ def build(
     embedder_factory: Callable[[str], Embedder] | None = None,
     progress: Progress | None = None,
     scanner: Callable[..., CorpusScan] = scan,
+    converter: Callable[..., tuple[dict, float]] | None = None,
 ) -> BuildSummary:
     """Bring the index in `settings.index` up to date with `settings.corpus`, atomically.
 
     The model is rag's own in the arithmetic RAG_PRECISION asks for unless `embedder_factory` is given;
-    `embedder_factory` and `scanner` are where a cluster build plugs in (rag/distributed_build.py):
-    the embedder is asked only for the passages whose vectors are not reused.
+    `embedder_factory`, `scanner` and `converter` (`read_converted`'s shape) are where a cluster
+    build plugs in (rag/distributed_build.py): the embedder is asked only for the passages whose
+    vectors are not reused, the converter only for files whose text of record is not stored.
     """
     started = time.perf_counter()
     say = progress or (lambda message: log.info(message))
@@ -182,16 +202,16 @@ def build(
         scratch = root / f".tmp-v-texts-{os.getpid()}-{time.time_ns()}"  # removed by the next build if this one dies
         try:
             return _build_changed(settings, found, previous, still_unreadable, old_files, reason, scratch,
-                                  factory, arithmetic, say, started)
+                                  factory, arithmetic, say, started, converter or read_converted)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _build_changed(settings, found, previous, still_unreadable, old_files, reason, scratch, embedder_factory,
-                   arithmetic: Arithmetic, say, started):
+                   arithmetic: Arithmetic, say, started, converter):
     """The part of a build that converts, embeds and writes a new version (the caller holds the lock)."""
     root = Path(settings.index)
-    found, unreadable, conversion = convert(found, previous, settings, say, scratch)
+    found, unreadable, conversion = convert(found, previous, settings, say, scratch, converter)
     unreadable.update(still_unreadable)
     changes = diff(old_files, found.documents)
     skipped = {s.source: s.reason for s in found.skipped}
@@ -272,7 +292,8 @@ READERS_AT_ONCE = max(1, min(2, os.cpu_count() or 1))
 """Files converted side by side, each in its own child process."""
 
 
-def convert(found: CorpusScan, previous: store.LoadedIndex | None, settings: Settings, say: Progress, scratch: Path):
+def convert(found: CorpusScan, previous: store.LoadedIndex | None, settings: Settings, say: Progress, scratch: Path,
+            converter=None):
     """Give every converted document its text of record: the stored one when its sha256 was indexed
     before, else read now in a child process with a time limit. Files that cannot be read are skipped.
 
@@ -293,7 +314,7 @@ def convert(found: CorpusScan, previous: store.LoadedIndex | None, settings: Set
             to_read.append(document)
         else:
             ready[document.source] = replace(document, text=record.text)  # copied or renamed: stored text reused
-    records, seconds = _read_all(to_read, settings, say)
+    records, seconds = (converter or read_converted)(to_read, settings, say)
     documents, skipped, unreadable = [], list(found.skipped), {}
     for document in found.documents:
         record = records.get(document.source)
@@ -309,7 +330,7 @@ def convert(found: CorpusScan, previous: store.LoadedIndex | None, settings: Set
     return CorpusScan(documents, sorted(skipped, key=lambda s: s.source)), unreadable, (len(to_read), seconds)
 
 
-def _read_all(documents: list[Document], settings: Settings, say: Progress) -> tuple[dict, float]:
+def read_converted(documents: list[Document], settings: Settings, say: Progress) -> tuple[dict, float]:
     """source → text of record or reason, converting up to READERS_AT_ONCE files at a time; and the wall seconds."""
     if not documents:
         return {}, 0.0
@@ -322,7 +343,7 @@ def _read_all(documents: list[Document], settings: Settings, say: Progress) -> t
             local.extractor = Extractor(settings.extract_timeout)
             extractors.append(local.extractor)
         say(f"reading {document.source}")
-        return document.source, _read_converted(local.extractor, document)
+        return document.source, read_one(local.extractor, document.path, document.sha256, document.kind)
 
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=min(READERS_AT_ONCE, len(documents)), thread_name_prefix="rag-convert") as pool:
@@ -334,15 +355,15 @@ def _read_all(documents: list[Document], settings: Settings, say: Progress) -> t
     return results, time.perf_counter() - started
 
 
-def _read_converted(extractor: Extractor, document: Document):
+def read_one(extractor: Extractor, path: Path, sha256: str, kind: str):
     """The text of record of one file, or the reason; the bytes read must be the bytes hashed."""
     try:
-        data = document.path.read_bytes()
+        data = Path(path).read_bytes()
     except OSError as error:
         return f"cannot be read ({error.strerror or error}); check its permissions"
-    if hashlib.sha256(data).hexdigest() != document.sha256:
+    if hashlib.sha256(data).hexdigest() != sha256:
         return "it changed while the build read it; run `rag build` again"
-    return extractor.read(document.kind, data)
+    return extractor.read(kind, data)
 
 
 def _assemble(documents, previous, renamed, settings, embedder_factory, say):
@@ -401,8 +422,7 @@ def is_stale(settings: Settings) -> bool:
         manifest = Manifest.read(store.current_version(settings.index) / store.MANIFEST)
     except (RagError, TypeError):
         return True
-    arithmetic = build_arithmetic(settings.precision, manifest.precision)
-    if manifest.mismatches(recipe(settings), arithmetic.precision):
+    if _arithmetic(settings, manifest)[1]:
         return True
     found, _ = known_unreadable(scan(settings.corpus, settings.extensions, settings.max_file_bytes), manifest)
     return diff(manifest.files, found.documents).any

@@ -32,8 +32,8 @@ def main(corpus, index, phase):
     if phase == "converting":
         from rag import indexer
 
-        original_read = indexer._read_converted
-        indexer._read_converted = lambda extractor, document: (stall(phase), original_read(extractor, document))[1]
+        original_read = indexer.read_one
+        indexer.read_one = lambda *args: (stall(phase), original_read(*args))[1]
     if phase in ("publishing", "published"):
         original_publish = store.publish
 

@@ -145,6 +145,22 @@ def test_the_arithmetic_is_recorded_and_an_int8_index_is_never_mixed_with_float_
     assert not is_stale(settings)
 
 
+def test_the_planned_arithmetic_is_the_one_the_build_then_records(corpus_settings):
+    """What a cluster build hands its actors: read from the manifest, the same as the build's own choice."""
+    from rag.embedding import build_arithmetic
+    from rag.indexer import planned_arithmetic
+
+    int8 = corpus_settings.replace(precision="int8")
+    assert planned_arithmetic(int8).precision == "int8"  # no index yet: what is asked for
+    build(int8, embedder_factory=lambda name: FakeEmbedder())
+    auto = corpus_settings.replace(precision="auto")
+    assert planned_arithmetic(auto).precision == "int8"  # auto extends the index in its own arithmetic
+    assert planned_arithmetic(auto, full=True).precision == build_arithmetic("auto", None).precision
+    assert planned_arithmetic(corpus_settings.replace(precision="float32")).precision == "float32"  # a rebuild
+    (corpus_settings.corpus / "extra.txt").write_text("The harbour crane lifts forty tonnes.", encoding="utf-8")
+    assert build(auto, embedder_factory=lambda name: FakeEmbedder()).precision == planned_arithmetic(auto).precision
+
+
 def test_status_says_when_questions_to_a_bfloat16_index_run_in_float32_here(corpus_settings, monkeypatch):
     import rag.embedding
     from rag.status import index_status

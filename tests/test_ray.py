@@ -284,3 +284,26 @@ def test_a_cluster_with_no_free_cpu_stops_the_build_with_a_clear_line(cluster, t
         for holder in holders:
             ray.kill(holder)
     assert store.current_version(settings.index) is None
+
+
+def test_pdf_word_and_html_are_converted_on_the_cluster_as_a_local_build_would(cluster, tmp_path, real_embedder):
+    import writers
+    from rag import readers
+    from rag.distributed_build import build_on_cluster
+
+    settings = ray_settings(tmp_path / "ray", cluster)
+    writers.text_pdf(settings.corpus / "manual.pdf", [["The kettle switches itself off when the water boils."],
+                                                      ["Descale it every four weeks with white vinegar."]])
+    writers.word_document(settings.corpus / "report.docx", [("h1", "Results"), ("p", "Steel kettles boiled fastest.")])
+    (settings.corpus / "page.html").write_text("<html><body><nav>Home</nav><main><h1>Otters</h1>"
+                                               "<p>Sea otters hold hands while they sleep.</p></main></body></html>")
+    local = settings.replace(index=tmp_path / "local-index")
+    build(local)
+    lines: list[str] = []
+    summary = build_on_cluster(settings, progress=lines.append)
+    assert summary.files_converted == 3 and "converting 3 PDF, Word and HTML files on the cluster" in lines
+    assert_same_index(local.index, settings.index)
+    remote = store.load(settings.index)
+    for source in ("manual.pdf", "report.docx", "page.html"):
+        sha = remote.manifest.files[source].sha256
+        assert readers.load_record(remote.folder, sha).text == readers.load_record(store.load(local.index).folder, sha).text
