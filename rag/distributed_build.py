@@ -75,17 +75,7 @@ def scan_on_cluster(ray, corpus: Path, extensions: tuple[str, ...], max_bytes: i
     reader = ray.remote(num_cpus=1, max_retries=3)(read_files)
     refs = [reader.remote(listed[i : i + FILES_PER_TASK], str(root), max_bytes) for i in range(0, len(listed), FILES_PER_TASK)]
     say(f"reading {len(listed)} files on the cluster")
-    try:
-        results = [result for chunk in ray.get(refs, timeout=STALL_SECONDS) for result in chunk]
-    except ray.exceptions.GetTimeoutError:
-        for ref in refs:
-            ray.cancel(ref)
-        raise ClusterError(
-            f"the Ray cluster read no corpus files within {STALL_SECONDS:.0f} s; its CPUs may all be taken "
-            f"(see `ray status`); nothing was published and the live index is unchanged"
-        ) from None
-    except Exception as error:  # a task lost beyond its retries
-        raise ClusterError(_lost("reading the corpus", error)) from None
+    results = _gathered(ray, refs, "read no corpus files", "reading the corpus")
     documents, skipped = [], []
     for result in results:
         if isinstance(result, Document):
@@ -250,18 +240,24 @@ def convert_on_cluster(ray, documents: list[Document], settings: Settings, say: 
     refs = [converter.remote(listed[i : i + FILES_PER_CONVERSION], settings.extract_timeout)
             for i in range(0, len(listed), FILES_PER_CONVERSION)]
     say(f"converting {len(listed)} PDF, Word and HTML files on the cluster")
+    results = dict(_gathered(ray, refs, "converted no files", "converting documents"))
+    return results, time.monotonic() - started
+
+
+def _gathered(ray, refs, stalled: str, stage: str) -> list:
+    """The results of Ray tasks that each return a list, in order; a clear ClusterError when none
+    comes back within STALL_SECONDS (the tasks are cancelled) or one is lost beyond its retries."""
     try:
-        results = dict(pair for chunk in ray.get(refs, timeout=STALL_SECONDS) for pair in chunk)
+        return [item for chunk in ray.get(refs, timeout=STALL_SECONDS) for item in chunk]
     except ray.exceptions.GetTimeoutError:
         for ref in refs:
             ray.cancel(ref)
         raise ClusterError(
-            f"the Ray cluster converted no files within {STALL_SECONDS:.0f} s; its CPUs may all be taken "
+            f"the Ray cluster {stalled} within {STALL_SECONDS:.0f} s; its CPUs may all be taken "
             f"(see `ray status`); nothing was published and the live index is unchanged"
         ) from None
     except Exception as error:  # a task lost beyond its retries
-        raise ClusterError(_lost("converting documents", error)) from None
-    return results, time.monotonic() - started
+        raise ClusterError(_lost(stage, error)) from None
 
 
 def convert_files(listed: list[tuple[str, str, str, str]], timeout: float) -> list[tuple[str, object]]:

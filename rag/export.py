@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from typing import Sequence
 
+from rag.records import page_phrase
+
 FORMATS = ("text", "json", "markdown")
 
 
@@ -17,9 +19,7 @@ def where(citation: dict) -> str:
     parts = [citation["source"]]
     pages = citation.get("pages") or ([citation["page"]] if citation.get("page") else [])
     if pages:
-        label = citation.get("page_label")
-        span = f"p. {pages[0]}" if len(pages) == 1 else f"pp. {pages[0]}–{pages[-1]}"
-        parts.append(span + (f" (printed {label})" if label and str(label) != str(pages[0]) else ""))
+        parts.append(page_phrase(pages, citation.get("page_label")))
     if citation.get("section"):
         parts.append(f"§ {citation['section']}")
     if citation.get("line_start") and not pages and not citation.get("section"):  # lines of a plain-text file

@@ -107,12 +107,15 @@ class Citation:
 
     def where(self) -> str:
         """"p. 4", "pp. 4–5" or "" for a format without pages."""
-        if not self.pages:
-            return ""
-        label = f" (printed {self.page_label})" if self.page_label and self.page_label != str(self.page) else ""
-        if len(self.pages) > 1:
-            return f"pp. {self.pages[0]}–{self.pages[-1]}{label}"
-        return f"p. {self.page}{label}"
+        return page_phrase(self.pages, self.page_label)
+
+
+def page_phrase(pages, label: str | None = None) -> str:
+    """"p. 4", "pp. 4–5", with the printed label when it differs ("p. 2 (printed 1)"); "" without pages."""
+    if not pages:
+        return ""
+    printed = f" (printed {label})" if label and str(label) != str(pages[0]) else ""
+    return (f"p. {pages[0]}" if len(pages) == 1 else f"pp. {pages[0]}–{pages[-1]}") + printed
 
 
 @dataclass(frozen=True)
