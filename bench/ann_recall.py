@@ -210,13 +210,17 @@ def load_query_speed_1m():
 
     from rag import store
 
+    from rag import segment
+
     version = store.current_version(QUERY_SPEED_1M) if QUERY_SPEED_1M.exists() else None
-    if version is None or not (version / store.VECTORS).exists():
+    folders = store.segment_folders(version) if version is not None and version.exists() else []
+    if len(folders) != 1 or not (folders[0] / segment.VECTORS).exists():
         return None
-    index = faiss.read_index(str(version / store.FAISS)) if (version / store.FAISS).exists() else None
+    folder = folders[0]
+    index = faiss.read_index(str(folder / segment.FAISS)) if (folder / segment.FAISS).exists() else None
     if index is not None and "HNSW" not in type(index).__name__:
         index = None  # rag chose another type: HNSW is built here (minutes)
-    return np.ascontiguousarray(np.load(version / store.VECTORS)), index
+    return np.ascontiguousarray(np.load(folder / segment.VECTORS)), index
 
 
 # ---------------------------------------------------------------- conclusions

@@ -163,7 +163,7 @@ def part_b(settings: Settings, embedder, budget_s: float, started: float) -> dic
                 result["rag_s"], result["rag_phases"] = seconds, phases
             result[f"{which}_cpu_s"] = time.process_time() - cpu
             result[f"{which}_loadavg"] = f"{load:.1f}→{os.getloadavg()[0]:.1f}"
-        stored = store.read_vectors(store.load(settings.index).folder)
+        stored = store.load(settings.index).vectors.all()
         result["min_cosine_rag_vs_bare"] = float(np.min(np.sum(np.asarray(stored) * vectors, axis=1)))
         result["ratio"] = result["bare_s"] / result["rag_s"]
         # Load from other work swings wall times between the two runs; the build's own split is immune:

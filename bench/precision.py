@@ -102,7 +102,7 @@ def child(args) -> int:
             report = evaluate(args.folder, settings)
         dense = evaluate(args.folder, settings.replace(hybrid=False))  # same index, no build work
         loaded = store.load(index / "eval" / args.folder.name / "index")
-        vectors[precision] = np.asarray(store.read_vectors(loaded.folder), dtype=np.float32)
+        vectors[precision] = np.asarray(loaded.vectors.all(), dtype=np.float32)
         result["builds"][precision] = {
             "arithmetic": loaded.manifest.arithmetic, "passages": report.index["passages_embedded"],
             "build_s": round(report.index["seconds"], 2), "eval_s": round(timer.seconds, 1),

@@ -8,7 +8,7 @@ How the indexes are made: the first --articles SQuAD v1.1 dev articles are writt
 rag's own chunker, and embedded for real with the bundled model (cached in bench/out/). An index
 of N passages repeats those real passages (same file, same span, so every quote still verifies)
 with copies' vectors SYNTHETIC: the real vector plus Gaussian noise (cosine ≈ 0.9 to it), renormalised.
-The version is written with `rag.store.write_version` (so a large N gets whatever approximate index
+The version is written with `rag.store.write_whole` (one segment, so a large N gets whatever approximate index
 rag/store.py picks above its threshold), with a
 manifest whose file hashes match the corpus, so `rag serve` finds it up to date.
 
@@ -119,13 +119,13 @@ def make_index(root: Path, documents, base_passages, base_vectors, size: int, ke
     lexical.terms = lambda text: memo[text] if text in memo else memo.setdefault(text, original_terms(text))
     try:
         with Timer() as write_timer:
-            version = store.write_version(root, manifest, passages, vectors)
+            version = store.write_whole(root, manifest, passages, vectors)
             store.publish(root, version)
     finally:
         lexical.terms = original_terms
     stamp.write_text(json.dumps(wanted))
     kind = json.loads((version / store.MANIFEST).read_text())["index_type"]
-    disk = sum(p.stat().st_size for p in version.rglob("*") if p.is_file())
+    disk = sum(p.stat().st_size for folder in [version, *store.segment_folders(version)] for p in folder.rglob("*") if p.is_file())
     return {"reused": False, "vectors_s": round(vec_timer.seconds, 1), "write_version_s": round(write_timer.seconds, 1),
             "index_type": kind, "disk_mb": round(disk / 2**20)}
 

@@ -314,7 +314,7 @@ def _source_text(corpus: Path, source: str, index):
     """The text a quote of `source` is checked against: the file itself, or a converted file's text of record."""
     entry = index.manifest.files.get(source) if index is not None else None
     if entry is not None and entry.kind != "text":
-        return read_record(corpus, source, entry, index.folder)
+        return read_record(corpus, source, entry, index.texts_folder(source))
     return read_source(corpus, source)
 
 

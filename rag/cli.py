@@ -182,7 +182,13 @@ def cmd_status(args, settings: Settings) -> int:
         print(json.dumps(info))
     else:
         for key, value in info.items():
-            print(f"{key}: {value}")
+            if key == "segments":
+                print(f"segments: {len(value)}")
+                for segment in value:
+                    print(f"  {segment['name']}: {segment['passages']:,} passages, {segment['deleted']:,} deleted, "
+                          f"{segment['index_type']}, {segment['bytes']:,} bytes")
+            else:
+                print(f"{key}: {value:,}" if key in ("bytes_on_disk", "deleted") else f"{key}: {value}")
     return 0
 
 

@@ -28,11 +28,44 @@ class CorpusScan:
     skipped: list[Skipped]
 
 
-def scan(corpus: Path, extensions: tuple[str, ...] = DOCUMENT_SUFFIXES, max_bytes: int = 20_000_000) -> CorpusScan:
+RACY_NS = 2_000_000_000
+"""A file modified less than this before the scan that recorded it may have changed again within the
+same timestamp tick (2 s on FAT): it is read and hashed next time, whatever its size and mtime say."""
+
+
+@dataclass(frozen=True)
+class Known:
+    """The files an index already holds, and when their corpus was scanned: a file whose size and
+    mtime are as recorded, and was last modified well before that scan, is not read again."""
+
+    files: dict
+    scanned_ns: int
+
+    @classmethod
+    def of(cls, manifest) -> "Known | None":
+        return cls(manifest.files, manifest.scanned_ns) if manifest is not None and manifest.scanned_ns else None
+
+    def unchanged(self, path: Path, source: str) -> Document | None:
+        """The indexed document for `source`, without its text, if the file on disk is surely the same."""
+        entry = self.files.get(source)
+        if entry is None or not entry.mtime_ns or entry.mtime_ns > self.scanned_ns - RACY_NS:
+            return None
+        try:
+            info = path.lstat()
+        except OSError:
+            return None
+        if not stat.S_ISREG(info.st_mode) or info.st_size != entry.size or info.st_mtime_ns != entry.mtime_ns:
+            return None
+        return Document(source, path, "", entry.sha256, entry.encoding, entry.kind, entry.size, entry.mtime_ns)
+
+
+def scan(corpus: Path, extensions: tuple[str, ...] = DOCUMENT_SUFFIXES, max_bytes: int = 20_000_000,
+         known: Known | None = None) -> CorpusScan:
     """Read every matching file under `corpus`, recursively, in a stable order.
 
     Text files are decoded; converted formats (PDF, Word, HTML) are hashed and checked against
     their name here and converted by the build only when their content is new (`Document.text` is "").
+    Files `known` vouches for are not read: their documents come back without text.
     """
     corpus = Path(corpus)
     if not corpus.is_dir():
@@ -47,7 +80,8 @@ def scan(corpus: Path, extensions: tuple[str, ...] = DOCUMENT_SUFFIXES, max_byte
         source = path.relative_to(corpus).as_posix()
         if problem is None and not source.lower().endswith(endings):
             continue
-        result = Skipped(printable(source), problem) if problem else read_file(path, source, root, max_bytes)
+        result = (Skipped(printable(source), problem) if problem else
+                  (known and known.unchanged(path, source)) or read_file(path, source, root, max_bytes))
         if isinstance(result, Skipped):
             log.warning("skipped %s: %s", result.source, result.reason)
             skipped.append(result)
@@ -167,7 +201,7 @@ def unchanged(corpus: Path, source: str, sha256: str, size: int, mtime_ns: int) 
 def read_record(corpus: Path, source: str, entry, texts_folder: Path):
     """The stored text of record of a converted file if the file on disk is still the one indexed, else None.
 
-    `entry` is the file's manifest entry (sha256, size, mtime); `texts_folder` the index version.
+    `entry` is the file's manifest entry (sha256, size, mtime); `texts_folder` the segment holding it.
     """
     if not unchanged(corpus, source, entry.sha256, entry.size, entry.mtime_ns):
         return None

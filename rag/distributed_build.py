@@ -23,7 +23,7 @@ import numpy as np
 
 from rag.cluster import check_nodes, connect, cpus, gpus
 from rag.config import Settings
-from rag.corpus import CorpusScan, _walk, printable, read_file, scan
+from rag.corpus import CorpusScan, Known, _walk, printable, read_file, scan
 from rag.embedding import load_embedder
 from rag.errors import ClusterError
 from rag.indexer import BuildSummary, Progress, build, planned_arithmetic
@@ -54,35 +54,43 @@ def build_on_cluster(
         full=full,
         embedder_factory=lambda name: ClusterEmbedder(ray, name, say, planned_arithmetic(settings, full).precision),
         progress=say,
-        scanner=lambda corpus, extensions, max_bytes: scan_on_cluster(ray, corpus, extensions, max_bytes, say),
+        scanner=lambda corpus, extensions, max_bytes, known=None: scan_on_cluster(ray, corpus, extensions, max_bytes, say, known),
         converter=lambda documents, settings, say: convert_on_cluster(ray, documents, settings, say),
     )
 
 
-def scan_on_cluster(ray, corpus: Path, extensions: tuple[str, ...], max_bytes: int, say: Progress = log.info) -> CorpusScan:
-    """`rag.corpus.scan` with the reading and decoding done by Ray tasks (the corpus is on a shared path)."""
+def scan_on_cluster(ray, corpus: Path, extensions: tuple[str, ...], max_bytes: int, say: Progress = log.info,
+                    known: Known | None = None) -> CorpusScan:
+    """`rag.corpus.scan` with the reading and decoding done by Ray tasks (the corpus is on a shared path);
+    files `known` vouches for are not read, as in a local scan."""
     corpus = Path(corpus)
     if not corpus.is_dir():
         return scan(corpus, extensions, max_bytes)  # names the missing folder as a local build does
     root = corpus.resolve()
     endings = tuple(e.lower() for e in extensions)
-    listed = []
+    listed, vouched, order = [], [], {}
     for path, problem in _walk(corpus):
         source = path.relative_to(corpus).as_posix()
         if problem is None and not source.lower().endswith(endings):
             continue
-        listed.append((str(root / source), source, problem))
+        order[source] = len(order)
+        same = known.unchanged(path, source) if known and problem is None else None
+        if same is not None:
+            vouched.append(same)
+        else:
+            listed.append((str(root / source), source, problem))
     reader = ray.remote(num_cpus=1, max_retries=3)(read_files)
     refs = [reader.remote(listed[i : i + FILES_PER_TASK], str(root), max_bytes) for i in range(0, len(listed), FILES_PER_TASK)]
     say(f"reading {len(listed)} files on the cluster")
     results = _gathered(ray, refs, "read no corpus files", "reading the corpus")
-    documents, skipped = [], []
+    documents, skipped = list(vouched), []
     for result in results:
         if isinstance(result, Document):
             documents.append(replace(result, path=corpus / result.source))
         else:
             log.warning("skipped %s: %s", result.source, result.reason)
             skipped.append(result)
+    documents.sort(key=lambda d: order.get(d.source, len(order)))  # walk order, as a local scan gives
     return CorpusScan(documents, skipped)
 
 
@@ -262,7 +270,7 @@ def _gathered(ray, refs, stalled: str, stage: str) -> list:
 
 def convert_files(listed: list[tuple[str, str, str, str]], timeout: float) -> list[tuple[str, object]]:
     """On a node: (source, text of record or reason) for each (path, sha256, kind, source) listed."""
-    from rag.indexer import read_one
+    from rag.conversion import read_one
     from rag.readers.worker import Extractor
 
     extractor = Extractor(timeout)

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import logging
 import os
 import shutil
-import threading
 import time
-from collections import Counter
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
@@ -18,15 +15,16 @@ from typing import Callable
 
 import numpy as np
 
-from rag import readers, store
+from rag import merge, store
 from rag.chunking import LineIndex, pack_passages
 from rag.config import Settings
-from rag.corpus import CorpusScan, scan
+from rag.conversion import convert, known_unreadable, read_converted
+from rag.corpus import CorpusScan, Known, scan
 from rag.embedding import Arithmetic, Embedder, build_arithmetic, load_embedder
 from rag.errors import BuildLocked, IndexMissing, RagError
-from rag.manifest import FileEntry, Manifest, diff, recipe
-from rag.readers.worker import Extractor
-from rag.records import Document, Passage, Skipped
+from rag.manifest import FileEntry, Manifest, SegmentEntry, diff, recipe
+from rag.records import Document, Passage
+from rag.segment import text_keys, write_segment
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +56,9 @@ class BuildSummary:
     arithmetic: str = ""
     """Which arithmetic embedded the passages and why (`auto: int8, no native bfloat16 on this CPU`)."""
     skipped: dict[str, str] = field(default_factory=dict)
+    segments: int = 0
+    """Live segments after the build (and its merges)."""
+    merges: int = 0
 
     def line(self) -> str:
         """One line a person reads at a glance."""
@@ -73,7 +74,11 @@ class BuildSummary:
         if not self.version:
             kind = "index up to date"
         arithmetic = f"; arithmetic {self.arithmetic}" if self.passages_embedded else ""
-        return f"{kind}; {files}; {passages}{arithmetic}; {self.seconds:.1f}s"
+        segments = ""
+        if self.version:
+            merged = f", {self.merges} merged" if self.merges else ""
+            segments = f"; {self.segments} segment{'s' if self.segments != 1 else ''}{merged}"
+        return f"{kind}; {files}; {passages}{arithmetic}{segments}; {self.seconds:.1f}s"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -115,10 +120,6 @@ def build_lock(root: Path, timeout: float):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _text_key(text: str) -> bytes:
-    return hashlib.sha1(text.encode("utf-8")).digest()
-
-
 def chunk_document(document: Document, embedder: Embedder, max_tokens: int, overlap: int) -> list[Passage]:
     """Passages of one document with ids `source#n`, spans, and line numbers."""
     budget = (max_tokens or embedder.max_tokens) - 2  # room for the model's [CLS] and [SEP]
@@ -135,7 +136,7 @@ def _previous(root: Path, settings: Settings, full: bool) -> tuple[store.LoadedI
     if full:
         return None, "--full asked for", _arithmetic(settings, None)[0]
     try:
-        previous = store.load(root)
+        previous = store.load(root, search=False)
     except IndexMissing:
         return None, "no index yet", _arithmetic(settings, None)[0]
     except RagError as error:
@@ -176,6 +177,8 @@ def build(
 ) -> BuildSummary:
     """Bring the index in `settings.index` up to date with `settings.corpus`, atomically.
 
+    Only what changed is written: new and changed files go into one new segment, the files they
+    replace are marked deleted in the new version, and small segments are then merged by size tier.
     The model is rag's own in the arithmetic RAG_PRECISION asks for unless `embedder_factory` is given;
     `embedder_factory`, `scanner` and `converter` (`read_converted`'s shape) are where a cluster
     build plugs in (rag/distributed_build.py): the embedder is asked only for the passages whose
@@ -186,36 +189,86 @@ def build(
     root = Path(settings.index)
     with build_lock(root, settings.lock_timeout):
         store.collect_garbage(root)
-        say(f"reading {settings.corpus}")
-        found = scanner(settings.corpus, settings.extensions, settings.max_file_bytes)
         previous, reason, arithmetic = _previous(root, settings, full)
-        factory = embedder_factory or (lambda name: load_embedder(name, arithmetic.precision))
-        found, still_unreadable = known_unreadable(found, previous.manifest if previous else None)
-        old_files = previous.manifest.files if previous else {}
-        changes = diff(old_files, found.documents)
-        if previous and not changes.any:
-            skipped = {s.source: s.reason for s in found.skipped}
-            return BuildSummary(
-                files_unchanged=len(changes.unchanged), files_skipped=len(skipped), skipped=skipped,
-                passages=len(previous.passages), seconds=time.perf_counter() - started,
-            )
-        scratch = root / f".tmp-v-texts-{os.getpid()}-{time.time_ns()}"  # removed by the next build if this one dies
         try:
-            return _build_changed(settings, found, previous, still_unreadable, old_files, reason, scratch,
-                                  factory, arithmetic, say, started, converter or read_converted)
+            say(f"reading {settings.corpus}")
+            scanned_ns = time.time_ns()
+            known = Known.of(previous.manifest) if previous else None
+            found = scanner(settings.corpus, settings.extensions, settings.max_file_bytes, known=known)
+            factory = embedder_factory or (lambda name: load_embedder(name, arithmetic.precision))
+            found, still_unreadable = known_unreadable(found, previous.manifest if previous else None)
+            changes = diff(previous.manifest.files if previous else {}, found.documents)
+            if previous and not changes.any:
+                skipped = {s.source: s.reason for s in found.skipped}
+                return BuildSummary(
+                    files_unchanged=len(changes.unchanged), files_skipped=len(skipped), skipped=skipped,
+                    passages=len(previous.passages), seconds=time.perf_counter() - started,
+                )
+            scratch = root / f".tmp-v-texts-{os.getpid()}-{time.time_ns()}"  # removed by the next build if this one dies
+            try:
+                summary = _build_changed(settings, found, previous, still_unreadable, reason, scratch, factory,
+                                         arithmetic, say, scanned_ns, converter or read_converted)
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
         finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+            if previous is not None:
+                previous.release()
+        merges = merge.tidy(root, settings.merge_factor, settings.exact_up_to, say)
+        store.collect_garbage(root)
+        live = Manifest.read(store.current_version(root) / store.MANIFEST)
+        return replace(summary, merges=merges, segments=len(live.segments), version=store.current_version(root).name,
+                       seconds=time.perf_counter() - started)
 
 
-def _build_changed(settings, found, previous, still_unreadable, old_files, reason, scratch, embedder_factory,
-                   arithmetic: Arithmetic, say, started, converter):
-    """The part of a build that converts, embeds and writes a new version (the caller holds the lock)."""
+def _build_changed(settings, found, previous, still_unreadable, reason, scratch, embedder_factory,
+                   arithmetic: Arithmetic, say, scanned_ns, converter) -> BuildSummary:
+    """The part of a build that converts, embeds and publishes a new version (the caller holds the lock)."""
     root = Path(settings.index)
+    old_files = previous.manifest.files if previous else {}
     found, unreadable, conversion = convert(found, previous, settings, say, scratch, converter)
     unreadable.update(still_unreadable)
     changes = diff(old_files, found.documents)
     skipped = {s.source: s.reason for s in found.skipped}
-    counts = dict(
+    written = set(changes.added) | set(changes.changed) | set(changes.renamed) if previous else {d.source for d in found.documents}
+    to_write = [d for d in found.documents if d.source in written]
+    passages, vectors, embedded = _assemble(to_write, previous, changes.renamed, settings, embedder_factory, say)
+    ran = (arithmetic.precision, arithmetic.describe())
+    if previous is not None and not embedded:  # nothing embedded: the vectors are as they were
+        ran = (previous.manifest.precision, previous.manifest.arithmetic)
+    texts = {d.sha256: scratch if d.record is not None else previous.record_folder(d.sha256)
+             for d in to_write if d.kind != "text"}
+    say(f"writing {len(passages)} passages")
+    segment = write_segment(store.segments_folder(root), passages, vectors, texts, settings.exact_up_to) if passages else None
+    replaced = set(changes.changed) | set(changes.removed) | set(changes.renamed.values())
+    segments = _live_segments(previous, replaced) + ([SegmentEntry(segment.name)] if segment else [])
+    per_file = {source: end - start for source, (start, end) in segment.files.items()} if segment else {}
+    files = {}
+    for d in found.documents:
+        old = old_files.get(d.source)
+        count, home = (per_file.get(d.source, 0), segment.name if segment else "") if d.source in written else (old.passages, old.segment)
+        files[d.source] = FileEntry(d.sha256, d.encoding, count, d.kind, d.size, d.mtime_ns, home)
+    kinds = {p.segment.info.index_type for p in previous.parts if any(e.name == p.segment.name for e in segments)} if previous else set()
+    manifest = Manifest(
+        model=settings.model,
+        dimension=vectors.shape[1],
+        max_tokens=settings.max_tokens,
+        overlap=settings.overlap,
+        files=files,
+        passages=sum(entry.passages for entry in files.values()),
+        built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        index_type="+".join(sorted(kinds | ({segment.index_type} if segment else set()))) or "flat",
+        skipped=skipped,
+        unreadable=unreadable,
+        tokenizer=recipe(settings)["tokenizer"],
+        precision=ran[0],
+        arithmetic=ran[1],
+        segments=tuple(segments),
+        scanned_ns=scanned_ns,
+    )
+    version = store.write_version(root, manifest)
+    store.publish(root, version)
+    removed = _removed(previous, replaced, passages)
+    return BuildSummary(
         files_added=len(changes.added),
         files_changed=len(changes.changed),
         files_removed=len(changes.removed),
@@ -225,43 +278,10 @@ def _build_changed(settings, found, previous, still_unreadable, old_files, reaso
         skipped=skipped,
         files_converted=conversion[0],
         conversion_seconds=round(conversion[1], 3),
-    )
-    passages, vectors, embedded, reused, removed = _assemble(
-        found.documents, previous, changes.renamed, settings, embedder_factory, say
-    )
-    ran = (arithmetic.precision, arithmetic.describe())
-    if previous is not None and not embedded:  # nothing embedded: the vectors are as they were
-        ran = (previous.manifest.precision, previous.manifest.arithmetic)
-    per_file = Counter(p.source for p in passages)
-    manifest = Manifest(
-        model=settings.model,
-        dimension=vectors.shape[1],
-        max_tokens=settings.max_tokens,
-        overlap=settings.overlap,
-        files={
-            d.source: FileEntry(d.sha256, d.encoding, per_file[d.source], d.kind, d.size, d.mtime_ns)
-            for d in found.documents
-        },
-        passages=len(passages),
-        built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        skipped=skipped,
-        unreadable=unreadable,
-        tokenizer=recipe(settings)["tokenizer"],
-        precision=ran[0],
-        arithmetic=ran[1],
-    )
-    say(f"writing {len(passages)} passages")
-    texts = {d.sha256: scratch if d.record is not None else previous.folder for d in found.documents if d.kind != "text"}
-    version = store.write_version(root, manifest, passages, vectors, texts)
-    store.publish(root, version)
-    store.collect_garbage(root)
-    return BuildSummary(
-        **counts,
-        passages=len(passages),
+        passages=manifest.passages,
         passages_embedded=embedded,
-        passages_reused=reused,
+        passages_reused=manifest.passages - embedded,
         passages_removed=removed,
-        seconds=time.perf_counter() - started,
         full=previous is None,
         reason=reason,
         version=version.name,
@@ -270,142 +290,72 @@ def _build_changed(settings, found, previous, still_unreadable, old_files, reaso
     )
 
 
-def known_unreadable(found: CorpusScan, manifest: Manifest | None) -> tuple[CorpusScan, dict[str, str]]:
-    """Converted files that failed before with the same bytes are skipped again with their reason, not re-read.
-
-    Returns the scan without them and their sha256 → reason, to remember in the next manifest.
-    """
-    if manifest is None or not manifest.unreadable:
-        return found, {}
-    documents, skipped, still = [], list(found.skipped), {}
-    for document in found.documents:
-        reason = manifest.unreadable.get(document.sha256) if document.kind != "text" else None
-        if reason:
-            skipped.append(Skipped(document.source, reason))
-            still[document.sha256] = reason
-        else:
-            documents.append(document)
-    return CorpusScan(documents, sorted(skipped, key=lambda s: s.source)), still
-
-
-READERS_AT_ONCE = max(1, min(2, os.cpu_count() or 1))
-"""Files converted side by side, each in its own child process."""
-
-
-def convert(found: CorpusScan, previous: store.LoadedIndex | None, settings: Settings, say: Progress, scratch: Path,
-            converter=None):
-    """Give every converted document its text of record: the stored one when its sha256 was indexed
-    before, else read now in a child process with a time limit. Files that cannot be read are skipped.
-
-    New texts of record are written to `scratch` at once (their character boxes do not stay in
-    memory); a document keeps its text, and `record` is set when its text came from `scratch`.
-
-    Returns the scan with texts filled in, sha256 → reason for the unreadable, and (files read, seconds).
-    """
-    ready: dict[str, Document] = {}
-    to_read = []
-    for document in found.documents:
-        entry = previous.manifest.files.get(document.source) if previous else None
-        if document.kind == "text" or (entry is not None and entry.sha256 == document.sha256):
-            ready[document.source] = document  # text, or unchanged: passages and stored text are reused
-            continue
-        record = readers.load_record(previous.folder, document.sha256) if previous else None
-        if record is None:
-            to_read.append(document)
-        else:
-            ready[document.source] = replace(document, text=record.text)  # copied or renamed: stored text reused
-    records, seconds = (converter or read_converted)(to_read, settings, say)
-    documents, skipped, unreadable = [], list(found.skipped), {}
-    for document in found.documents:
-        record = records.get(document.source)
-        if isinstance(record, str):
-            log.warning("skipped %s: %s", document.source, record)
-            skipped.append(Skipped(document.source, record))
-            unreadable[document.sha256] = record
-        elif record is not None:
-            readers.save_record(scratch, document.sha256, record)
-            documents.append(replace(document, text=record.text, record=replace(record, boxes=None)))
-        else:
-            documents.append(ready[document.source])
-    return CorpusScan(documents, sorted(skipped, key=lambda s: s.source)), unreadable, (len(to_read), seconds)
-
-
-def read_converted(documents: list[Document], settings: Settings, say: Progress) -> tuple[dict, float]:
-    """source → text of record or reason, converting up to READERS_AT_ONCE files at a time; and the wall seconds."""
-    if not documents:
-        return {}, 0.0
-    from concurrent.futures import ThreadPoolExecutor
-
-    local, extractors = threading.local(), []
-
-    def work(document: Document):
-        if not hasattr(local, "extractor"):
-            local.extractor = Extractor(settings.extract_timeout)
-            extractors.append(local.extractor)
-        say(f"reading {document.source}")
-        return document.source, read_one(local.extractor, document.path, document.sha256, document.kind)
-
-    started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=min(READERS_AT_ONCE, len(documents)), thread_name_prefix="rag-convert") as pool:
-        try:
-            results = dict(pool.map(work, documents))
-        finally:
-            for extractor in extractors:
-                extractor.close()
-    return results, time.perf_counter() - started
-
-
-def read_one(extractor: Extractor, path: Path, sha256: str, kind: str):
-    """The text of record of one file, or the reason; the bytes read must be the bytes hashed."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as error:
-        return f"cannot be read ({error.strerror or error}); check its permissions"
-    if hashlib.sha256(data).hexdigest() != sha256:
-        return "it changed while the build read it; run `rag build` again"
-    return extractor.read(kind, data)
+def _live_segments(previous: store.LoadedIndex | None, replaced: set[str]) -> list[SegmentEntry]:
+    """The previous version's segments with the replaced files marked deleted; segments left empty go."""
+    if previous is None:
+        return []
+    kept = []
+    for part in previous.parts:
+        files = part.segment.info.files
+        gone = {s for s in replaced if s in files and previous.manifest.files[s].segment == part.segment.name}
+        deleted = tuple(sorted(set(part.deleted) | gone))
+        if set(files) - set(deleted):
+            kept.append(SegmentEntry(part.segment.name, deleted))
+    return kept
 
 
 def _assemble(documents, previous, renamed, settings, embedder_factory, say):
-    """Passages for every document and their vectors: reused by text where possible, else embedded."""
-    old_by_source: dict[str, list[Passage]] = {}
-    old_rows: dict[bytes, int] = {}
-    old_vectors = None
-    if previous is not None:
-        for row, passage in enumerate(previous.passages):
-            old_by_source.setdefault(passage.source, []).append(passage)
-            old_rows.setdefault(_text_key(passage.text), row)
-        old_vectors = store.read_vectors(previous.folder)
-    old_files = previous.manifest.files if previous else {}
+    """Passages of the files to write and their vectors: reused by text from any stored segment
+    where possible, else embedded. Returns passages, vectors and how many were embedded."""
     embedder = None
     passages: list[Passage] = []
     for document in documents:
-        entry = old_files.get(renamed.get(document.source, document.source))
-        kept = old_by_source.get(renamed.get(document.source, document.source))
-        if entry is not None and entry.sha256 == document.sha256 and kept is not None:
-            passages.extend(_moved(p, document.source) for p in kept)
+        old = renamed.get(document.source)
+        if old is not None and previous is not None:
+            passages.extend(_moved(p, document.source) for p in previous.file_passages(old))
             continue
         embedder = embedder or embedder_factory(settings.model)
         passages.extend(chunk_document(document, embedder, settings.max_tokens, settings.overlap))
-    rows = [old_rows.get(_text_key(p.text)) for p in passages]
-    missing = [i for i, row in enumerate(rows) if row is None]
-    if missing:
-        embedder = embedder or embedder_factory(settings.model)
-    if embedder is None and previous is None:
-        embedder = embedder_factory(settings.model)  # an empty corpus still needs the dimension
+    stored = _stored_vectors(previous, passages)
+    missing = [i for i, vector in enumerate(stored) if vector is None]
+    if missing or (previous is None and embedder is None):
+        embedder = embedder or embedder_factory(settings.model)  # an empty corpus still needs the dimension
     dimension = embedder.dimension if embedder else previous.manifest.dimension
     vectors = np.zeros((len(passages), dimension), dtype=np.float32)
-    reused = [i for i, row in enumerate(rows) if row is not None]
-    if reused:
-        vectors[reused] = old_vectors[[rows[i] for i in reused]]
+    for i, vector in enumerate(stored):
+        if vector is not None:
+            vectors[i] = vector
     if missing:
         say(f"embedding {len(missing)} passages with {settings.model} ({getattr(embedder, 'precision', 'its own arithmetic')})")
         vectors[missing] = embedder.encode(
             [passages[i].text for i in missing], batch_size=settings.batch_size, progress=True
         )
-    kept_keys = {_text_key(p.text) for p in passages}
-    removed = sum(1 for key in old_rows if key not in kept_keys)
-    return passages, vectors, len(missing), len(reused), removed
+    return passages, vectors, len(missing)
+
+
+def _stored_vectors(previous: store.LoadedIndex | None, passages: list[Passage]) -> list:
+    """For each passage, the stored vector of a passage with the same text in any segment, or None."""
+    found: list = [None] * len(passages)
+    if previous is None or not passages:
+        return found
+    keys = text_keys([p.text for p in passages])
+    for part in previous.parts:
+        wanted = [i for i, vector in enumerate(found) if vector is None]
+        if not wanted:
+            break
+        rows = part.segment.rows_with(keys[wanted])
+        for i, row in zip(wanted, rows.tolist()):
+            if row >= 0 and part.segment.passages[row].text == passages[i].text:  # the key is 64 bits: check
+                found[i] = part.segment.vectors[[row]][0]
+    return found
+
+
+def _removed(previous: store.LoadedIndex | None, replaced: set[str], passages: list[Passage]) -> int:
+    """Passages of replaced or removed files whose text the new segment does not carry on."""
+    if previous is None:
+        return 0
+    carried = {p.text for p in passages}
+    return sum(1 for source in replaced for p in previous.file_passages(source) if p.text not in carried)
 
 
 def _moved(passage: Passage, source: str) -> Passage:
@@ -424,5 +374,6 @@ def is_stale(settings: Settings) -> bool:
         return True
     if _arithmetic(settings, manifest)[1]:
         return True
-    found, _ = known_unreadable(scan(settings.corpus, settings.extensions, settings.max_file_bytes), manifest)
+    found = scan(settings.corpus, settings.extensions, settings.max_file_bytes, known=Known.of(manifest))
+    found, _ = known_unreadable(found, manifest)
     return diff(manifest.files, found.documents).any

@@ -13,12 +13,15 @@ from rag.errors import IndexDamaged
 from rag import lexical
 from rag.records import Document
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 """2: passages are read through passages.offsets.npy and BM25 is memory-mapped.
 3: the manifest records the BM25 tokenizer with the rest of the index's recipe; converted documents
 (PDF, Word, HTML): texts/<sha256>.json (+ .boxes.npy) hold their text of record; files record their
 kind, size and mtime; `unreadable` remembers files that failed by sha256; the arithmetic of the
-vectors is recorded."""
+vectors is recorded.
+4: the index is immutable segments (rag/segment.py); a version is this manifest alone, listing the
+live segments and the files deleted from each; each file names its segment; BM25 keeps counts per
+segment and scores over the whole live corpus."""
 SPLITTER = "sentences-v2"
 
 
@@ -34,6 +37,16 @@ class FileEntry:
     size: int = 0
     mtime_ns: int = 0
     """Size and modification time when indexed: the cheap check before the file is hashed again."""
+    segment: str = ""
+    """The segment that holds the file's passages (and its text of record)."""
+
+
+@dataclass(frozen=True)
+class SegmentEntry:
+    """One live segment of a version and the files deleted from it since it was written."""
+
+    name: str
+    deleted: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -60,9 +73,14 @@ class Manifest:
     format_version: int = FORMAT_VERSION
     tokenizer: dict = field(default_factory=dict)
     """The BM25 tokenizer the terms were made with (`rag.lexical.TOKENIZER`); {} when unknown."""
+    segments: tuple[SegmentEntry, ...] = ()
+    """The live segments, oldest first; searching spans them all."""
+    scanned_ns: int = 0
+    """When the corpus was read for this version: a file whose size and mtime match its entry is
+    trusted unread only if it was last modified well before that (a "racily clean" file is hashed)."""
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1, sort_keys=True)
+        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def read(cls, path: Path) -> "Manifest":
@@ -70,6 +88,7 @@ class Manifest:
         try:
             raw = json.loads(Path(path).read_text(encoding="utf-8"))
             raw["files"] = {name: FileEntry(**entry) for name, entry in raw["files"].items()}
+            raw["segments"] = tuple(SegmentEntry(s["name"], tuple(s["deleted"])) for s in raw.get("segments", ()))
             return cls(**raw)
         except FileNotFoundError:
             raise IndexDamaged(f"index manifest {path} is missing; run `rag build --full`") from None

@@ -38,7 +38,7 @@ def cited_pages(corpus: Path, index, citation: Citation, max_pixels: int = 1200)
         return []
     if data is None or hashlib.sha256(data).hexdigest() != entry.sha256:
         return []
-    record = readers.load_record(index.folder, entry.sha256, boxes=True)
+    record = readers.load_record(index.texts_folder(citation.source), entry.sha256, boxes=True)
     if record is None or record.text[citation.start : citation.end] != citation.quote:
         return []
     from rag.readers.pdf import render_page

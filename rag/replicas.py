@@ -17,7 +17,6 @@ import signal
 import socket
 import sys
 from dataclasses import dataclass
-from types import SimpleNamespace
 
 from rag.cluster import connect
 from rag.config import Settings
@@ -152,15 +151,16 @@ class ReplicaBackend:
     def pages(self, citation) -> list:
         """The rendered PDF pages of a citation, from the live version on the shared index folder."""
         from rag import store
-        from rag.manifest import Manifest
         from rag.pages import cited_pages
 
         try:
-            folder = store.current_version(self.settings.index)
-            live = SimpleNamespace(manifest=Manifest.read(folder / store.MANIFEST), folder=folder)
-        except (RagError, TypeError):
+            live = store.load(self.settings.index, search=False)
+        except RagError:
             return []
-        return cited_pages(self.settings.corpus, live, citation)
+        try:
+            return cited_pages(self.settings.corpus, live, citation)
+        finally:
+            live.release()
 
     def status(self) -> str:
         """The status line one replica reports, and how many replicas answer."""

@@ -99,7 +99,7 @@ class Retriever:
             if pointer == self._loaded_pointer and self._loaded is not None:
                 return False
             try:
-                loaded = store.load(self.settings.index)
+                loaded = store.load(self.settings.index, reuse=self._loaded)
                 self._check_model(loaded)
                 self.query_embedder(loaded)  # load the model before switching
             except RagError as error:
@@ -153,7 +153,7 @@ class Retriever:
         else:
             fused = score_fusion(cosine, bm25, weight)
         depth_to_rerank = max(k, RERANK_DEPTH) if self.settings.cross_encoder else k
-        rows = sorted(fused, key=lambda r: (-fused[r], r))[:depth_to_rerank]
+        rows = ranked(fused, loaded.passages, depth_to_rerank)
         hits = [
             Hit(loaded.passages[r], fused[r], dense=float(cosine[r]), lexical=bm25.get(r, 0.0))
             for r in rows
@@ -161,6 +161,24 @@ class Retriever:
         if self.settings.cross_encoder:
             hits = rerank(query, hits, load_cross_encoder(self.settings.cross_encoder))
         return hits[:k]
+
+
+def ranked(scores: dict[int, float], passages, k: int) -> list[int]:
+    """The `k` best rows by score; equal scores in passage-id order, so the answer to a question does
+    not depend on how the index happens to be cut into segments."""
+    order = sorted(scores, key=lambda r: -scores[r])
+    end = min(k, len(order))
+    while 0 < end < len(order) and scores[order[end]] == scores[order[end - 1]]:
+        end += 1  # keep every row tied with the last one kept, then order the ties
+    kept, start = order[:end], 0
+    while start < len(kept):
+        stop = start + 1
+        while stop < len(kept) and scores[kept[stop]] == scores[kept[start]]:
+            stop += 1
+        if stop - start > 1:
+            kept[start:stop] = sorted(kept[start:stop], key=lambda r: passages[r].id)
+        start = stop
+    return kept[:k]
 
 
 RERANK_DEPTH = 20

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from rag import store
 from rag.config import Settings
 from rag.embedding import query_arithmetic
@@ -33,7 +36,11 @@ def index_status(settings: Settings) -> dict:
         recipe=recipe_hash(manifest.recipe()),
         arithmetic=manifest.arithmetic or manifest.precision,
         built_at=manifest.built_at,
+        segments=[_segment(part) for part in loaded.parts],
+        deleted=sum(part.segment.info.passages - part.live for part in loaded.parts),
+        bytes_on_disk=_bytes(settings.index),
     )
+    loaded.release()
     questions = query_arithmetic(manifest.precision)
     if questions.precision != manifest.precision:
         info["question_arithmetic"] = f"{questions.precision}: {questions.reason}"
@@ -45,3 +52,25 @@ def index_status(settings: Settings) -> dict:
     if stale:
         info["hint"] = "the corpus or settings changed; run `rag build`"
     return info
+
+
+def _segment(part: store.Part) -> dict:
+    """One segment as `rag status` shows it."""
+    info = part.segment.info
+    return {"name": info.name, "passages": part.live, "deleted": info.passages - part.live,
+            "index_type": info.index_type, "bytes": _bytes(part.segment.folder)}
+
+
+def _bytes(folder: Path) -> int:
+    """Bytes the files under `folder` take, each hard-linked file counted once."""
+    seen, total = set(), 0
+    for base, _, names in os.walk(folder):
+        for name in names:
+            try:
+                info = os.lstat(os.path.join(base, name))
+            except OSError:
+                continue
+            if (info.st_dev, info.st_ino) not in seen:
+                seen.add((info.st_dev, info.st_ino))
+                total += info.st_size
+    return total

@@ -1,239 +1,267 @@
-"""Everything on disk: FAISS, the passages file, and atomic swaps between index versions.
+"""The index on disk: versions made of immutable segments, atomic swaps between them, and clean-up.
 
 Layout of the index folder:
     CURRENT              name of the live version, replaced atomically
-    v-<time>-<id>/       one complete build: manifest.json, passages.jsonl, vectors.npy,
-                         index.faiss, bm25/, texts/ (the text of record of each PDF, Word
-                         and HTML file by sha256: <sha256>.json and <sha256>.boxes.npy)
+    v-<time>-<id>/       one version: manifest.json alone (the recipe, every file and its segment,
+                         the live segments and the files deleted from each)
+    segments/s-<...>/    immutable segments (rag/segment.py), shared by the versions that list them
     .lock                held by the build that is running
+
+A build writes new segments and a new manifest, never touching what a reader may be using. A
+process that loads a version holds a shared lock on its manifest until it lets the version go, and
+clean-up removes only versions nobody holds and segments no kept version lists.
 """
 
 from __future__ import annotations
 
-import json
+import bisect
+import fcntl
 import os
 import shutil
-import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from rag import readers
 from rag.errors import IndexDamaged, IndexMismatch, IndexMissing
 from rag.lexical import LexicalIndex
-from rag.manifest import FORMAT_VERSION, Manifest
+from rag.manifest import FORMAT_VERSION, Manifest, SegmentEntry
 from rag.records import Passage
+from rag.segment import APPROXIMATE_ABOVE, Segment, fsync_dir, fsync_file, new_name, write_segment
 
-POINTER = "CURRENT"
-MANIFEST, PASSAGES, VECTORS, FAISS, BM25 = "manifest.json", "passages.jsonl", "vectors.npy", "index.faiss", "bm25"
-OFFSETS = "passages.offsets.npy"
-APPROXIMATE_ABOVE = 200_000
-"""Exact search costs ~106 ms per million vectors per query here (bench/ann_recall.py), passing
-20 ms near 190,000 passages; beyond this many an IVF index with 8-bit vectors is used."""
-NPROBE = 64
-"""IVF lists searched per query: IVF-SQ8 recall@10 0.972 on 51k real sentence vectors (0.951 at 32),
-0.966 on 100k and 0.981 on 1M synthetic ones, for 0.3-1.5 ms per query on one core."""
+POINTER, MANIFEST, SEGMENTS = "CURRENT", "manifest.json", "segments"
 
 
-def make_faiss(vectors: np.ndarray):
-    """An inner-product index over unit vectors: exact while small, IVF-SQ8 beyond the threshold
-    (a quarter of the memory of exact search, so a million passages serve in well under 2 GB)."""
-    import faiss
+@dataclass
+class Part:
+    """One segment as a version sees it: the segment, its deleted rows, and where its live rows
+    start in the version's row numbering (live rows of all segments, in segment order)."""
 
-    dimension = vectors.shape[1]
-    if len(vectors) <= APPROXIMATE_ABOVE:
-        index = faiss.IndexFlatIP(dimension)
-        if len(vectors):
-            index.add(vectors)
-        return index
-    nlist = max(1, min(int(4 * len(vectors) ** 0.5), len(vectors) // 39))
-    quantizer = faiss.IndexFlatIP(dimension)
-    index = faiss.IndexIVFScalarQuantizer(
-        quantizer, dimension, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
-    )
-    sample = np.random.default_rng(0).choice(len(vectors), size=min(len(vectors), 64 * nlist), replace=False)
-    index.train(np.ascontiguousarray(vectors[np.sort(sample)]))
-    index.add(vectors)
-    index.nprobe = NPROBE
-    return index
+    segment: Segment
+    deleted: tuple[str, ...]
+    base: int = 0
+    dead: np.ndarray | None = None
+    """True for each deleted row; None when nothing was deleted."""
+    live_rows: np.ndarray | None = None
+    """The segment rows still live, in order (version row − base → segment row)."""
+    rank: np.ndarray | None = None
+    """For each segment row, its place among the live rows (segment row → version row − base)."""
+    live_bitmap: np.ndarray | None = None
+    """Live rows as the bit set FAISS filters a search with."""
+    live: int = 0
+
+    def __post_init__(self):
+        size = self.segment.info.passages
+        self.live = size
+        if self.deleted:
+            dead = np.zeros(size, dtype=bool)
+            for source in self.deleted:
+                start, end = self.segment.info.files.get(source, (0, 0))
+                dead[start:end] = True
+            if dead.any():
+                self.dead, self.live_rows = dead, np.flatnonzero(~dead).astype(np.int64)
+                self.rank = np.cumsum(~dead, dtype=np.int64) - 1
+                self.live_bitmap = np.packbits(~dead, bitorder="little")
+                self.live = len(self.live_rows)
+
+    @property
+    def live_length(self) -> int:
+        lengths = self.segment.postings.lengths
+        return int(lengths.sum()) - (int(lengths[self.dead].sum()) if self.dead is not None else 0)
+
+    @property
+    def postings(self):
+        return self.segment.postings
+
+    def global_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Version rows of live segment rows."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return self.base + (rows if self.rank is None else self.rank[rows])
+
+    def local_row(self, row: int) -> int:
+        """The segment row of version row `row` (which must fall in this part)."""
+        at = row - self.base
+        return at if self.live_rows is None else int(self.live_rows[at])
 
 
-def faiss_kind(index) -> str:
-    """A short name of the FAISS index type, for the manifest."""
-    return "ivf-sq8" if "IVF" in type(index).__name__ else "flat"
+class LivePassages(Sequence):
+    """The live passages of every segment, numbered as one index (rows stay on disk)."""
 
-
-class _RowFile:
-    """A file read in small pieces with `pread`, closed when no longer referenced.
-
-    A memory map would do the same, but every row read through one maps whole cached blocks of
-    the file into the server: at 1M passages the ~30 rows of one question added ~50 MB of
-    resident memory, and peak RSS passed 2.7 GB after 40 questions (bench/query_speed.py).
-    """
-
-    def __init__(self, path: Path):
-        self._fd = os.open(path, os.O_RDONLY)
-
-    def read(self, offset: int, size: int) -> bytes:
-        return os.pread(self._fd, size, offset)
-
-    def __del__(self):
-        fd, self._fd = getattr(self, "_fd", None), None
-        if fd is not None:
-            os.close(fd)
-
-
-class PassageTable(Sequence):
-    """The passages file, read one row at a time (1M passages stay on disk)."""
-
-    def __init__(self, path: Path, offsets: np.ndarray):
-        self._offsets = offsets
-        self._file = _RowFile(path)
+    def __init__(self, parts: list[Part]):
+        self._parts = parts
+        self._bases = [part.base for part in parts]
+        self._size = sum(part.live for part in parts)
 
     def __len__(self) -> int:
-        return max(0, len(self._offsets) - 1)
+        return self._size
+
+    def locate(self, row: int) -> tuple[Part, int]:
+        """The part holding version row `row`, and the row inside its segment."""
+        if not 0 <= row < self._size:
+            raise IndexError(row)
+        part = self._parts[bisect.bisect_right(self._bases, row) - 1]
+        return part, part.local_row(row)
 
     def __getitem__(self, row):
         if isinstance(row, slice):
             return [self[i] for i in range(*row.indices(len(self)))]
-        if not -len(self) <= row < len(self):
-            raise IndexError(row)
-        row %= len(self)
-        start, end = int(self._offsets[row]), int(self._offsets[row + 1])
-        return Passage(**json.loads(self._file.read(start, end - start)))
+        row = int(row) + (self._size if row < 0 else 0)
+        part, local = self.locate(row)
+        return part.segment.passages[local]
 
 
-class VectorRows:
-    """The stored vectors (`vectors.npy`), read a few rows at a time without loading the file."""
+class LiveVectors:
+    """The stored vectors of the live passages, read a few rows at a time by version row."""
 
-    def __init__(self, path: Path):
-        try:
-            with open(path, "rb") as handle:
-                version = np.lib.format.read_magic(handle)
-                read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-                shape, fortran, dtype = read_header(handle)
-                self._start = handle.tell()
-            size = path.stat().st_size
-        except FileNotFoundError:
-            raise IndexDamaged(f"vectors file {path} is missing; run `rag build --full`") from None
-        except (OSError, ValueError) as error:
-            raise IndexDamaged(f"vectors file {path} is damaged ({error}); run `rag build --full`") from None
-        if fortran or len(shape) != 2 or dtype != np.float32 or size != self._start + shape[0] * shape[1] * 4:
-            raise IndexDamaged(f"vectors file {path} is damaged (truncated or not float32 rows); run `rag build --full`")
-        self.shape, self.dtype = shape, dtype
-        self._row_bytes = shape[1] * dtype.itemsize
-        self._file = _RowFile(path)
+    def __init__(self, passages: LivePassages, dimension: int):
+        self._passages, self.shape = passages, (len(passages), dimension)
 
     def __len__(self) -> int:
         return self.shape[0]
 
+    def all(self) -> np.ndarray:
+        """Every live vector in row order, in memory (for tests, benches and comparisons)."""
+        blocks = []
+        for part in self._passages._parts:
+            block = np.asarray(part.segment.vectors.block(0, part.segment.info.passages))
+            blocks.append(block if part.live_rows is None else block[part.live_rows])
+        return np.vstack(blocks) if blocks else np.zeros(self.shape, dtype=np.float32)
+
     def __getitem__(self, rows) -> np.ndarray:
-        """The vectors of `rows` (a sequence of row numbers), one row per number, in that order."""
-        rows = [int(r) for r in np.atleast_1d(rows)]
-        if any(not 0 <= r < self.shape[0] for r in rows):
-            raise IndexError(f"rows out of range 0..{self.shape[0] - 1}")
-        data = b"".join(self._file.read(self._start + r * self._row_bytes, self._row_bytes) for r in rows)
-        return np.frombuffer(data, dtype=self.dtype).reshape(len(rows), self.shape[1])
+        located = [self._passages.locate(int(r)) for r in np.atleast_1d(rows)]
+        if not located:
+            return np.zeros((0, self.shape[1]), dtype=np.float32)
+        return np.vstack([part.segment.vectors[[local]] for part, local in located])
+
+
+class _Hold:
+    """A shared lock on a version's manifest: clean-up leaves the version alone while it is held."""
+
+    def __init__(self, folder: Path):
+        self._handle = open(folder / MANIFEST, "rb")
+        fcntl.flock(self._handle, fcntl.LOCK_SH)
+
+    def release(self) -> None:
+        handle, self._handle = getattr(self, "_handle", None), None
+        if handle is not None:
+            handle.close()
+
+    def __del__(self):
+        self.release()
 
 
 @dataclass
 class LoadedIndex:
-    """A checked index version, ready to search; passages, vectors and BM25 stay on disk."""
+    """A checked index version, ready to search: its segments' live passages numbered as one index."""
 
+    root: Path
     folder: Path
     manifest: Manifest
-    passages: Sequence[Passage]
-    faiss: object
-    lexical: LexicalIndex
-    vectors: VectorRows
-    """The stored vectors, read by row: exact cosines for BM25-only candidates (an IVF index
-    cannot `reconstruct` without a direct map, and SQ8 codes would only approximate them)."""
+    parts: list[Part]
+    passages: LivePassages = field(init=False)
+    vectors: LiveVectors = field(init=False)
+    """The stored vectors by row: exact cosines for BM25-only candidates (an IVF index cannot
+    `reconstruct` without a direct map, and SQ8 codes would only approximate them)."""
+    lexical: LexicalIndex = field(init=False)
+    hold: _Hold | None = None
+
+    def __post_init__(self):
+        base = 0
+        for part in self.parts:
+            part.base, base = base, base + part.live
+        self.passages = LivePassages(self.parts)
+        self.vectors = LiveVectors(self.passages, self.manifest.dimension)
+        self.lexical = LexicalIndex(self.parts, len(self.passages)) if self._searchable else None
+
+    _searchable: bool = True
 
     def search_dense(self, query_vector: np.ndarray, k: int) -> list[tuple[int, float]]:
-        """Top `k` (row, cosine) pairs for one unit query vector."""
-        if not self.passages:
+        """Top `k` (row, cosine) pairs for one unit query vector, over every segment's live rows."""
+        found = []
+        for part in self.parts:
+            if part.live:
+                pairs = part.segment.search(query_vector, min(k, part.live), part.live_bitmap)
+                if pairs:
+                    rows = part.global_rows(np.array([r for r, _ in pairs]))
+                    found.extend(zip(rows.tolist(), (s for _, s in pairs)))
+        return sorted(found, key=lambda pair: -pair[1])[:k]  # stable: ties keep FAISS's order
+
+    def part_of(self, source: str) -> Part | None:
+        """The part whose segment holds `source`'s live passages."""
+        entry = self.manifest.files.get(source)
+        return next((p for p in self.parts if entry is not None and p.segment.name == entry.segment), None)
+
+    def texts_folder(self, source: str) -> Path:
+        """The folder whose `texts/` holds `source`'s text of record (its segment)."""
+        part = self.part_of(source)
+        return part.segment.folder if part is not None else self.folder
+
+    def record_folder(self, sha256: str) -> Path | None:
+        """The segment folder holding the text of record of a converted file with these bytes, if any."""
+        source = next((s for s, e in self.manifest.files.items() if e.sha256 == sha256 and e.kind != "text"), None)
+        return self.texts_folder(source) if source is not None else None
+
+    def file_passages(self, source: str) -> list[Passage]:
+        """The passages of one indexed file, in order."""
+        part = self.part_of(source)
+        if part is None:
             return []
-        k = min(k, len(self.passages))
-        scores, rows = self.faiss.search(query_vector.reshape(1, -1).astype(np.float32), k)
-        return [(int(r), float(s)) for r, s in zip(rows[0], scores[0]) if r >= 0]
+        start, end = part.segment.info.files.get(source, (0, 0))
+        return [part.segment.passages[row] for row in range(start, end)]
+
+    def release(self) -> None:
+        """Let clean-up remove this version once nobody else holds it."""
+        if self.hold is not None:
+            self.hold.release()
 
 
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_version(
-    root: Path, manifest: Manifest, passages: list[Passage], vectors: np.ndarray, texts: dict | None = None
-) -> Path:
-    """Write a complete new version beside the live one and fsync it; the pointer is not touched.
-
-    `texts` maps the sha256 of each converted file to the folder whose `texts/` holds its text of
-    record: an older version or the build's scratch folder. It is hard-linked in, never converted again.
-    """
-    import faiss
-
+def write_version(root: Path, manifest: Manifest) -> Path:
+    """Write a new version (its manifest) beside the live one and fsync it; the pointer is not touched.
+    The segments it lists must be written already."""
     root.mkdir(parents=True, exist_ok=True)
-    now = time.time_ns()  # names sort in build order, also within one second
-    name = f"v-{time.strftime('%Y%m%dT%H%M%S', time.gmtime(now // 10**9))}-{now % 10**9:09d}-{uuid.uuid4().hex[:4]}"
+    name = new_name("v")
     staging = root / f".tmp-{name}"
     staging.mkdir()
-    offsets = np.zeros(len(passages) + 1, dtype=np.int64)
-    with open(staging / PASSAGES, "wb") as handle:
-        for row, passage in enumerate(passages):
-            handle.write(json.dumps(passage.to_dict(), ensure_ascii=False).encode("utf-8") + b"\n")
-            offsets[row + 1] = handle.tell()
-    np.save(staging / OFFSETS, offsets)
-    np.save(staging / VECTORS, vectors)
-    index = make_faiss(vectors)
-    faiss.write_index(index, str(staging / FAISS))
-    LexicalIndex.build([p.text for p in passages]).save(staging / BM25)
-    for sha, folder in (texts or {}).items():
-        readers.link_record(folder, staging, sha)
-    missing = [sha for sha in (texts or {}) if not readers.record_paths(staging, sha)[0].exists()]
-    if missing:
-        raise IndexDamaged(
-            f"the stored text of {len(missing)} converted file(s) is missing from the previous index; run `rag build --full`"
-        )
-    manifest = _with_index_type(manifest, faiss_kind(index))
     (staging / MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
-    for path in staging.rglob("*"):
-        if path.is_file():
-            _fsync_file(path)
-    _fsync_dir(staging / BM25)
-    if (staging / readers.TEXTS).is_dir():
-        _fsync_dir(staging / readers.TEXTS)
-    _fsync_dir(staging)
+    fsync_file(staging / MANIFEST)
+    fsync_dir(staging)
     final = root / name
     os.rename(staging, final)
-    _fsync_dir(root)
+    fsync_dir(root)
     return final
 
 
-def _with_index_type(manifest: Manifest, kind: str) -> Manifest:
-    from dataclasses import replace
+def write_whole(root: Path, manifest: Manifest, passages: list[Passage], vectors: np.ndarray,
+                exact_up_to: int = APPROXIMATE_ABOVE) -> Path:
+    """Write a version holding all of `passages` in one new segment, the shape of a full build (for
+    benchmarks and tools that make an index from passages and vectors in hand); not published."""
+    info = write_segment(segments_folder(root), passages, vectors, None, exact_up_to)
+    files = {source: replace(entry, segment=info.name) for source, entry in manifest.files.items()}
+    return write_version(root, replace(manifest, files=files, segments=(SegmentEntry(info.name),),
+                                       index_type=info.index_type, passages=len(passages)))
 
-    return replace(manifest, index_type=kind)
+
+def segment_folders(version: Path) -> list[Path]:
+    """The folders of the segments a version lists, in order."""
+    return [version.parent / SEGMENTS / entry.name for entry in Manifest.read(version / MANIFEST).segments]
+
+
+def segments_folder(root: Path) -> Path:
+    """Where the index's segments live (made on first use)."""
+    folder = Path(root) / SEGMENTS
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def publish(root: Path, version: Path) -> None:
     """Make `version` the live index in one atomic step (write, fsync, rename the pointer)."""
     tmp = root / f".{POINTER}.{uuid.uuid4().hex[:6]}"
     tmp.write_text(version.name + "\n", encoding="utf-8")
-    _fsync_file(tmp)
+    fsync_file(tmp)
     os.replace(tmp, root / POINTER)
-    _fsync_dir(root)
+    fsync_dir(root)
 
 
 def current_version(root: Path) -> Path | None:
@@ -249,60 +277,76 @@ def current_version(root: Path) -> Path | None:
     return Path(root) / name
 
 
-def collect_garbage(root: Path, keep: int = 2) -> None:
-    """Remove unfinished staging folders and all but the newest `keep` versions (the live one stays)."""
+def collect_garbage(root: Path) -> None:
+    """Remove unfinished writes, every version but the live one and those a reader holds, and the
+    segments no remaining version lists."""
+    root = Path(root)
     try:
         live = current_version(root)
     except IndexDamaged:
         live = None  # a damaged pointer must not stop the build that replaces it
-    for path in Path(root).glob(".tmp-v-*"):
+    for path in [*root.glob(".tmp-v-*"), *root.glob(f"{SEGMENTS}/.tmp-*")]:
         shutil.rmtree(path, ignore_errors=True)
-    for path in Path(root).glob(f".{POINTER}.*"):
+    for path in root.glob(f".{POINTER}.*"):
         path.unlink(missing_ok=True)
-    versions = sorted(p for p in Path(root).glob("v-*") if p.is_dir())
-    for path in versions[:-keep]:
-        if path != live:
+    kept = []
+    for path in sorted(p for p in root.glob("v-*") if p.is_dir()):
+        if path == live or _held(path):
+            kept.append(path)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+    listed = set()
+    for path in kept:
+        try:
+            listed.update(s.name for s in Manifest.read(path / MANIFEST).segments)
+        except IndexDamaged:
+            return  # a kept version we cannot read: remove no segment it might list
+    for path in root.glob(f"{SEGMENTS}/s-*"):
+        if path.name not in listed:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def read_passages(folder: Path) -> PassageTable:
-    """The passages of a version in row order, checked against their offsets, or IndexDamaged."""
-    path = folder / PASSAGES
+def _held(version: Path) -> bool:
+    """True while some process holds `version` loaded (a shared lock on its manifest)."""
     try:
-        offsets = np.load(folder / OFFSETS, mmap_mode="r")
-        size = path.stat().st_size
-    except FileNotFoundError as error:
-        raise IndexDamaged(f"passages file {error.filename} is missing; run `rag build --full`") from None
-    except (OSError, ValueError) as error:
-        raise IndexDamaged(f"passage offsets in {folder} are damaged ({error}); run `rag build --full`") from None
-    if offsets.ndim != 1 or len(offsets) == 0 or int(offsets[-1]) != size or int(offsets[0]) != 0:
-        raise IndexDamaged(f"passages file {path} does not match its offsets (edited or truncated); run `rag build --full`")
-    table = PassageTable(path, offsets)
-    try:
-        for row in {0, len(table) // 2, len(table) - 1} if len(table) else ():
-            table[row]  # spot-check that rows parse
-    except (ValueError, TypeError) as error:
-        raise IndexDamaged(f"passages file {path} is damaged ({error}); run `rag build --full`") from None
-    return table
+        handle = open(version / MANIFEST, "rb")
+    except OSError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
 
 
-def read_vectors(folder: Path, mmap: bool = True) -> np.ndarray:
-    """The stored vectors of a version (memory-mapped by default)."""
-    try:
-        return np.load(folder / VECTORS, mmap_mode="r" if mmap else None)
-    except (OSError, ValueError) as error:
-        raise IndexDamaged(f"vectors file {folder / VECTORS} is damaged ({error}); run `rag build --full`") from None
+def load(root: Path, reuse: LoadedIndex | None = None, search: bool = True) -> LoadedIndex:
+    """Load and check the live version: its manifest, every segment it lists, and their counts.
 
-
-def load(root: Path) -> LoadedIndex:
-    """Load and check the live version: every file present and all of them the same length."""
-    import faiss
-
+    Segments already open in `reuse` (the version loaded before) are taken from it, so following a
+    small edit opens only the new segment. `search=False` leaves FAISS and BM25 unread (a build).
+    """
     root = Path(root)
-    folder = current_version(root)
-    if folder is None:
-        raise IndexMissing(f"no index in {root}; run `rag build` first")
+    for attempt in range(3):
+        folder = current_version(root)
+        if folder is None:
+            raise IndexMissing(f"no index in {root}; run `rag build` first")
+        try:
+            return _load_version(root, folder, reuse, search)
+        except _Vanished:
+            continue  # a build replaced the version and removed it between the pointer and the lock
+    raise IndexDamaged(f"index version {folder} named by {root / POINTER} is missing; run `rag build --full`")
+
+
+class _Vanished(Exception):
+    pass
+
+
+def _load_version(root: Path, folder: Path, reuse: LoadedIndex | None, search: bool) -> LoadedIndex:
     if not folder.is_dir():
+        if current_version(root) != folder:
+            raise _Vanished
         raise IndexDamaged(f"index version {folder} named by {root / POINTER} is missing; run `rag build --full`")
     manifest = Manifest.read(folder / MANIFEST)
     if manifest.format_version != FORMAT_VERSION:
@@ -310,22 +354,24 @@ def load(root: Path) -> LoadedIndex:
             f"index in {folder} has format version {manifest.format_version}, this rag reads "
             f"{FORMAT_VERSION}; run `rag build --full`"
         )
-    passages = read_passages(folder)
     try:
-        index = faiss.read_index(str(folder / FAISS))
-    except RuntimeError as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else "unreadable"
-        raise IndexDamaged(f"FAISS file {folder / FAISS} is damaged ({first_line}); run `rag build --full`") from None
-    if hasattr(index, "nprobe"):
-        index.nprobe = NPROBE
-    lexical = LexicalIndex.load(folder / BM25, len(passages))
-    vectors = VectorRows(folder / VECTORS)
-    counts = {"manifest": manifest.passages, "passages file": len(passages), "FAISS index": index.ntotal,
-              "vectors file": len(vectors)}
-    if len(set(counts.values())) != 1 or index.d != manifest.dimension:
-        detail = ", ".join(f"{k} {v}" for k, v in counts.items())
+        hold = _Hold(folder)
+    except FileNotFoundError:
+        raise _Vanished from None
+    opened = {part.segment.name: part.segment for part in (reuse.parts if reuse else ())}
+    parts = []
+    for entry in manifest.segments:
+        segment = opened.get(entry.name) or Segment(root / SEGMENTS / entry.name)
+        if segment.info.dimension != manifest.dimension:
+            raise IndexDamaged(f"index segment {segment.folder} has dimension {segment.info.dimension}, the "
+                               f"manifest {manifest.dimension}; run `rag build --full`")
+        if search:
+            segment.open_search()
+        parts.append(Part(segment, entry.deleted))
+    loaded = LoadedIndex(root, folder, manifest, parts, hold=hold, _searchable=search)
+    if len(loaded.passages) != manifest.passages:
         raise IndexDamaged(
-            f"index in {folder} is out of step ({detail}; dimension {index.d} vs {manifest.dimension}); "
-            f"run `rag build --full`"
+            f"index in {folder} is out of step (manifest {manifest.passages} passages, segments "
+            f"{len(loaded.passages)}); run `rag build --full`"
         )
-    return LoadedIndex(folder, manifest, passages, index, lexical, vectors)
+    return loaded

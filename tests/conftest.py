@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from fakes import FakeEmbedder
-from rag import store
+from rag import segment, store
 from rag.config import DEFAULT_MODEL, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -175,26 +175,38 @@ def topic_text(topic: str, sentences: int = 6) -> str:
     )
 
 
+def newest_segment(version):
+    """The folder of the segment a version added last (the one its build wrote)."""
+    from rag.manifest import Manifest
+
+    name = Manifest.read(version / store.MANIFEST).segments[-1].name
+    return version.parent / store.SEGMENTS / name
+
+
 def damage_version(version, what):
-    if what == "truncated faiss":
-        data = (version / store.FAISS).read_bytes()
-        (version / store.FAISS).write_bytes(data[: len(data) // 2])
-    elif what == "missing manifest":
+    """Damage one part of a version: its manifest, or a file of the segment it added last."""
+    if what == "missing manifest":
         (version / store.MANIFEST).unlink()
-    elif what == "edited manifest":
+        return
+    if what == "edited manifest":
         (version / store.MANIFEST).write_text("{not json")
+        return
+    folder = newest_segment(version)
+    if what == "truncated faiss":
+        data = (folder / segment.FAISS).read_bytes()
+        (folder / segment.FAISS).write_bytes(data[: len(data) // 2])
     elif what == "missing passages":
-        (version / store.PASSAGES).unlink()
+        (folder / segment.PASSAGES).unlink()
     elif what == "passages out of step":
-        lines = (version / store.PASSAGES).read_text().splitlines(keepends=True)
-        (version / store.PASSAGES).write_text("".join(lines[:-1]))
+        lines = (folder / segment.PASSAGES).read_text().splitlines(keepends=True)
+        (folder / segment.PASSAGES).write_text("".join(lines[:-1]))
     elif what == "truncated vectors":
-        data = (version / store.VECTORS).read_bytes()
-        (version / store.VECTORS).write_bytes(data[:-10])
+        data = (folder / segment.VECTORS).read_bytes()
+        (folder / segment.VECTORS).write_bytes(data[:-10])
     elif what == "missing vectors":
-        (version / store.VECTORS).unlink()
+        (folder / segment.VECTORS).unlink()
     elif what == "vectors not an array":
-        (version / store.VECTORS).write_bytes(b"not a numpy file at all")
+        (folder / segment.VECTORS).write_bytes(b"not a numpy file at all")
 
 
 DAMAGES = [

@@ -27,13 +27,15 @@ def main(corpus, index, phase):
         original_encode = fake.encode
         fake.encode = lambda texts, **kw: (stall(phase), original_encode(texts, **kw))[1]
     if phase == "writing":
-        original_build = store.LexicalIndex.build
-        store.LexicalIndex.build = classmethod(lambda cls, texts: (stall(phase), original_build(texts))[1])
-    if phase == "converting":
-        from rag import indexer
+        from rag.lexical import Postings
 
-        original_read = indexer.read_one
-        indexer.read_one = lambda *args: (stall(phase), original_read(*args))[1]
+        original_build = Postings.build
+        Postings.build = classmethod(lambda cls, texts: (stall(phase), original_build(texts))[1])
+    if phase == "converting":
+        from rag import conversion
+
+        original_read = conversion.read_one
+        conversion.read_one = lambda *args: (stall(phase), original_read(*args))[1]
     if phase in ("publishing", "published"):
         original_publish = store.publish
 
@@ -44,7 +46,23 @@ def main(corpus, index, phase):
             stall(phase)
 
         store.publish = publish
-    build(Settings(corpus=Path(corpus), index=Path(index), model="fake-model"), embedder_factory=lambda name: fake)
+    if phase in ("merging", "merged"):  # the edit is published, then the two segments are merged
+        from rag import merge
+
+        original_write = merge.write_segment
+        merge.write_segment = lambda *args, **kw: (original_write(*args, **kw), phase == "merging" and stall(phase))[0]
+        original_publish, published = store.publish, []
+
+        def publish(root, version):
+            original_publish(root, version)
+            published.append(version)
+            if phase == "merged" and len(published) == 2:
+                stall(phase)
+
+        store.publish = publish
+    settings = Settings(corpus=Path(corpus), index=Path(index), model="fake-model",
+                        merge_factor=2 if phase in ("merging", "merged") else 10)
+    build(settings, embedder_factory=lambda name: fake)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ def answers(settings, fake):
     return {q: [h.passage.id for h in retriever.search(q, k=3)] for q in QUESTIONS}
 
 
-@pytest.mark.parametrize("phase", ["converting", "embedding", "writing", "publishing", "published"])
+@pytest.mark.parametrize("phase", ["converting", "embedding", "writing", "publishing", "published", "merging", "merged"])
 def test_sigkill_during_build_keeps_the_old_index_serving(make_settings, phase):
     settings = make_settings()
     write_corpus(
@@ -55,13 +55,19 @@ def test_sigkill_during_build_keeps_the_old_index_serving(make_settings, phase):
         child.wait()
 
     loaded = store.load(settings.index)  # loads cleanly whatever the moment of death
-    assert len(loaded.passages) == loaded.faiss.ntotal == loaded.manifest.passages
-    if phase == "published":
+    assert len(loaded.passages) == loaded.manifest.passages
+    assert all(p.segment.faiss.ntotal == len(p.segment.passages) for p in loaded.parts)
+    if phase in ("published", "merging", "merged"):
         assert store.current_version(settings.index) != old_version  # the swap had completed
+        assert {"new.txt", "ferries.pdf"} <= set(loaded.manifest.files)
+        assert len(loaded.parts) == (1 if phase == "merged" else 2)
     else:
         assert store.current_version(settings.index) == old_version
         assert answers(settings, fake) == before
+    loaded.release()
     summary = build(settings, embedder_factory=lambda name: fake)  # the next build finishes the job
     assert not any(p.name.startswith(".tmp-") for p in settings.index.iterdir())
+    listed = {entry.name for entry in store.load(settings.index).manifest.segments}
+    assert {p.name for p in (settings.index / store.SEGMENTS).iterdir()} == listed  # nothing half-written stays
     assert {"new.txt", "ferries.pdf"} <= set(store.load(settings.index).manifest.files)
     assert summary.passages == len(store.load(settings.index).passages)

@@ -87,7 +87,7 @@ def test_passages_are_offsets_into_the_stored_text_of_record(corpus):
         if entry.kind == "text":
             text = (corpus.corpus / passage.source).read_text(encoding="utf-8")
         else:
-            text = readers.load_record(loaded.folder, entry.sha256).text
+            text = readers.load_record(loaded.texts_folder(passage.source), entry.sha256).text
         assert text[passage.start : passage.end] == passage.text
         assert "Journal of Reliable Kettles" not in passage.text  # running headers are never in a passage
         assert "tracking" not in passage.text and "Home" not in passage.text and "Copyright" not in passage.text
@@ -105,7 +105,7 @@ def test_pdf_citations_give_the_page_and_verify_against_the_text_of_record(corpu
     first = result.citations[0]
     assert first.source == "papers/kettles.pdf" and "sold in 1955" in first.quote
     loaded = store.load(corpus.index)
-    record = readers.load_record(loaded.folder, loaded.manifest.files[first.source].sha256)
+    record = readers.load_record(loaded.texts_folder(first.source), loaded.manifest.files[first.source].sha256)
     assert record.text[first.start : first.end] == first.quote
     assert first.page == 1 and first.page_label is None
     assert first.pages[0] == 1 and first.where().startswith("p")
@@ -118,7 +118,7 @@ def test_a_quote_across_a_page_break_lists_both_pages(corpus):
     build(corpus, embedder_factory=factory)
     retriever = Retriever(corpus, embedder_factory=factory)
     loaded = retriever.index
-    record = readers.load_record(loaded.folder, loaded.manifest.files["papers/kettles.pdf"].sha256)
+    record = readers.load_record(loaded.texts_folder("papers/kettles.pdf"), loaded.manifest.files["papers/kettles.pdf"].sha256)
     quote = "and the idea that a kettle flips itself off spread to every kitchen in the whole country and far beyond"
     start = record.text.index(quote)
     passage = next(p for p in loaded.passages if p.start <= start and start + len(quote) <= p.end)
@@ -174,8 +174,8 @@ def test_an_unchanged_pdf_is_never_converted_again_and_its_text_is_carried_over(
     assert second.files_converted == 0 and second.files_changed == 1
     assert all("kettle" not in text.lower() for text in embedder.embedded)
     new = store.load(corpus.index)
-    old_json, new_json = (readers.record_paths(v.folder, sha)[0] for v in (old, new))
-    assert new.folder != old.folder and os.path.samefile(old_json, new_json)  # hard-linked, not rewritten
+    old_json, new_json = (readers.record_paths(v.texts_folder("papers/kettles.pdf"), sha)[0] for v in (old, new))
+    assert new.folder != old.folder and os.path.samefile(old_json, new_json)  # the stored text, not rewritten
     assert set(second.skipped) == set(SKIPS)  # bad files keep their reasons without being read again
     assert not is_stale(corpus)
 
@@ -207,9 +207,9 @@ def test_a_renamed_pdf_is_neither_converted_nor_embedded_again(corpus):
 def test_a_file_that_hangs_its_reader_is_skipped_and_the_build_goes_on(corpus, monkeypatch):
     import functools
 
-    from rag import indexer
+    from rag import conversion
 
-    monkeypatch.setattr(indexer, "Extractor", functools.partial(indexer.Extractor, reader="hanging_reader:read"))
+    monkeypatch.setattr(conversion, "Extractor", functools.partial(conversion.Extractor, reader="hanging_reader:read"))
     (corpus.corpus / "hang.pdf").write_bytes(b"%PDF-1.4 hang-me")
     summary = build(corpus.replace(extract_timeout=3.0), embedder_factory=fake_factory()[1])
     assert "took longer than 3 s" in summary.skipped["hang.pdf"]

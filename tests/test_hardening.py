@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DAMAGES, ROOT, copy_index, damage_version, start_server, topic_text, write_corpus
+from conftest import DAMAGES, ROOT, copy_index, damage_version, newest_segment, start_server, topic_text, write_corpus
 from fakes import FakeEmbedder
-from rag import store
+from rag import segment, store
 from rag.answer import MAX_QUESTION_CHARS, NO_ANSWER, NOT_A_QUESTION, answer
 from rag.cli import main as rag_main
 from rag.corpus import read_source
@@ -389,7 +389,8 @@ def test_odd_file_names_and_deep_folders_are_indexed_cited_and_checked(odd_corpu
 # --- 3. a damaged index -------------------------------------------------------------------
 
 POINTER_DAMAGES = ["garbage pointer", "pointer to a missing version", "pointer with a path"]
-MORE_DAMAGES = ["BM25 files missing", "empty FAISS file", "manifest of the wrong shape", "passages of the wrong shape"]
+MORE_DAMAGES = ["BM25 files missing", "empty FAISS file", "manifest of the wrong shape", "passages of the wrong shape",
+                "segment missing", "segment description damaged", "text keys missing"]
 
 
 def damage(index: Path, what: str) -> None:
@@ -404,13 +405,19 @@ def damage(index: Path, what: str) -> None:
     elif what == "pointer with a path":
         (index / store.POINTER).write_text("../../etc\n", encoding="utf-8")
     elif what == "BM25 files missing":
-        shutil.rmtree(version / store.BM25)
+        shutil.rmtree(newest_segment(version) / segment.TERMS)
     elif what == "empty FAISS file":
-        (version / store.FAISS).write_bytes(b"")
+        (newest_segment(version) / segment.FAISS).write_bytes(b"")
     elif what == "manifest of the wrong shape":
         (version / store.MANIFEST).write_text('{"files": ["a.txt"], "model": 3}', encoding="utf-8")
     elif what == "passages of the wrong shape":
-        (version / store.PASSAGES).write_text('null\n["a"]\n', encoding="utf-8")
+        (newest_segment(version) / segment.PASSAGES).write_text('null\n["a"]\n', encoding="utf-8")
+    elif what == "segment missing":
+        shutil.rmtree(newest_segment(version))
+    elif what == "segment description damaged":
+        (newest_segment(version) / segment.INFO).write_text('{"name": 3}', encoding="utf-8")
+    elif what == "text keys missing":
+        (newest_segment(version) / segment.KEYS).unlink()
     else:
         raise ValueError(what)
 

@@ -9,9 +9,9 @@ import numpy as np
 
 import pytest
 
-from conftest import DAMAGES, TOPICS, damage_version, topic_text, write_corpus
+from conftest import DAMAGES, TOPICS, damage_version, newest_segment, topic_text, write_corpus
 from fakes import FakeEmbedder
-from rag import store
+from rag import segment, store
 from rag.errors import BuildLocked, IndexDamaged, IndexMissing
 from rag.manifest import FORMAT_VERSION
 from rag.indexer import build, build_lock, is_stale
@@ -126,7 +126,7 @@ def test_the_arithmetic_is_recorded_and_an_int8_index_is_never_mixed_with_float_
 
     settings = corpus_settings.replace(precision="int8")
     first = build(settings, embedder_factory=lambda name: FakeEmbedder())
-    assert first.precision == "int8" and first.line().endswith(f"; arithmetic int8, set by RAG_PRECISION; {first.seconds:.1f}s")
+    assert first.precision == "int8" and first.line().endswith(f"; arithmetic int8, set by RAG_PRECISION; 1 segment; {first.seconds:.1f}s")
     assert store.load(settings.index).manifest.precision == "int8"
     assert index_status(settings)["arithmetic"] == "int8, set by RAG_PRECISION"
     settings = corpus_settings.replace(precision="auto")  # auto extends the index in its own arithmetic, whatever the CPU
@@ -246,7 +246,8 @@ def test_two_concurrent_builds_leave_one_consistent_index(corpus_settings):
     assert errors == []
     assert sorted(r.passages_embedded > 0 for r in results) == [False, True]  # the second found nothing to do
     loaded = store.load(corpus_settings.index)
-    assert len(loaded.passages) == loaded.faiss.ntotal == loaded.manifest.passages
+    assert len(loaded.passages) == loaded.manifest.passages
+    assert all(p.segment.faiss.ntotal == len(p.segment.passages) for p in loaded.parts)
 
 
 def test_missing_index_says_to_build(make_settings):
@@ -293,9 +294,13 @@ def test_staging_left_by_a_dead_build_is_cleaned_and_old_versions_pruned(corpus_
     for topic in TOPICS[:3]:
         (corpus_settings.corpus / f"{topic}.txt").write_text(f"new {topic} text")
         build(corpus_settings, embedder_factory=lambda name: fake)
+    (corpus_settings.index / store.SEGMENTS / ".tmp-s-dead").mkdir()
     names = sorted(p.name for p in corpus_settings.index.iterdir())
     assert not any(n.startswith(".tmp-") for n in names)
-    assert len([n for n in names if n.startswith("v-")]) == 2
+    assert len([n for n in names if n.startswith("v-")]) == 1  # nobody holds an older version
+    build(corpus_settings, full=True, embedder_factory=lambda name: fake)
+    live = store.load(corpus_settings.index)
+    assert sorted(p.name for p in (corpus_settings.index / store.SEGMENTS).iterdir()) == [live.parts[0].segment.name]
 
 
 def test_an_index_of_an_older_format_is_named_outdated_and_rebuilt_in_full(corpus_settings, fake):
@@ -305,7 +310,7 @@ def test_an_index_of_an_older_format_is_named_outdated_and_rebuilt_in_full(corpu
     build(corpus_settings, embedder_factory=lambda name: fake)
     manifest = store.current_version(corpus_settings.index) / store.MANIFEST
     older = FORMAT_VERSION - 1
-    manifest.write_text(manifest.read_text().replace(f'"format_version": {FORMAT_VERSION}', f'"format_version": {older}'))
+    manifest.write_text(manifest.read_text().replace(f'"format_version":{FORMAT_VERSION}', f'"format_version":{older}'))
     with pytest.raises(IndexMismatch, match=f"format version {older}, this rag reads {FORMAT_VERSION}; run `rag build --full`"):
         store.load(corpus_settings.index)
     assert index_status(corpus_settings)["state"] == "outdated"
@@ -329,13 +334,12 @@ def test_a_changed_bm25_tokenizer_rebuilds_the_index_in_full_and_says_why(corpus
 
 
 def test_large_corpora_get_an_approximate_index_that_still_finds_the_passage(make_settings, monkeypatch):
-    monkeypatch.setattr(store, "APPROXIMATE_ABOVE", 100)
-    settings = make_settings()
+    settings = make_settings().replace(exact_up_to=100)
     write_corpus(settings.corpus, {f"f{i:03}.txt": f"Record {i}: alpha{i} beta{i} gamma{i} delta{i}." for i in range(400)})
     build(settings, embedder_factory=lambda name: FakeEmbedder())
     loaded = store.load(settings.index)
-    assert loaded.manifest.index_type == "ivf-sq8" and loaded.faiss.ntotal == 400
-    vectors = store.read_vectors(loaded.folder)
+    assert loaded.manifest.index_type == "ivf-sq8" and loaded.parts[0].segment.faiss.ntotal == 400
+    vectors = loaded.vectors.all()
     for row in (0, 123, 399):  # each passage's own vector finds that passage first
         assert loaded.search_dense(np.asarray(vectors[row]), 3)[0][0] == row
     # a candidate only BM25 found (the dense side searches near row 0) gets its cosine from the
@@ -350,9 +354,9 @@ def test_large_corpora_get_an_approximate_index_that_still_finds_the_passage(mak
 
 def test_vector_rows_read_exactly_the_stored_rows_in_the_order_asked(corpus_settings, fake):
     build(corpus_settings, embedder_factory=lambda name: fake)
-    folder = store.current_version(corpus_settings.index)
-    stored = np.load(folder / store.VECTORS)
-    rows = store.VectorRows(folder / store.VECTORS)
+    folder = newest_segment(store.current_version(corpus_settings.index))
+    stored = np.load(folder / segment.VECTORS)
+    rows = segment.VectorRows(folder / segment.VECTORS)
     assert len(rows) == len(stored) and rows.shape == stored.shape
     order = [len(stored) - 1, 0, len(stored) // 2, 0]
     assert np.array_equal(rows[order], stored[order])

@@ -10,7 +10,7 @@ import pytest
 from rag.errors import IndexDamaged
 from rag.config import Settings
 from rag.lexical import TOKENIZER
-from rag.manifest import FORMAT_VERSION, SPLITTER, CorpusChanges, FileEntry, Manifest, diff, recipe, recipe_hash
+from rag.manifest import FORMAT_VERSION, SPLITTER, CorpusChanges, FileEntry, SegmentEntry, Manifest, diff, recipe, recipe_hash
 from rag.records import Document
 
 SHA = {k: k * 64 for k in "xyz"}  # stand-in sha256 hex digests
@@ -155,6 +155,8 @@ def manifest(**changes) -> Manifest:
         manifest(index_type="hnsw", normalized=False, skipped={"empty.txt": "empty file"}),
         manifest(splitter="sentences-v0", format_version=0),
         manifest(precision="int8", arithmetic="auto: int8, no native bfloat16 on this CPU"),
+        manifest(segments=(SegmentEntry("s-1"), SegmentEntry("s-2", ("a.txt", "b/c.md"))), scanned_ns=17,
+                 files={"x.txt": FileEntry("d" * 64, "utf-8", 3, segment="s-2")}, passages=3),
         manifest(model="/models/local model \u00e9", files={"caf\u00e9.txt": FileEntry("c" * 64, "utf-16", 2)}),
     ],
 )
@@ -175,9 +177,10 @@ def test_manifest_json_is_plain_and_complete():
         "max_tokens": 256,
         "overlap": 1,
         "files": {
-            "notes.md": {"sha256": "a" * 64, "encoding": "utf-8", "passages": 4, "kind": "text", "size": 0, "mtime_ns": 0},
+            "notes.md": {"sha256": "a" * 64, "encoding": "utf-8", "passages": 4, "kind": "text", "size": 0, "mtime_ns": 0,
+                         "segment": ""},
             "sub/latin1.txt": {"sha256": "b" * 64, "encoding": "cp1252", "passages": 1, "kind": "text", "size": 0,
-                               "mtime_ns": 0},
+                               "mtime_ns": 0, "segment": ""},
         },
         "passages": 5,
         "built_at": "2025-01-02T03:04:05+00:00",
@@ -190,6 +193,8 @@ def test_manifest_json_is_plain_and_complete():
         "arithmetic": "",
         "format_version": FORMAT_VERSION,
         "tokenizer": TOKENIZER,
+        "segments": [],
+        "scanned_ns": 0,
     }
     assert list(raw) == sorted(raw)  # stable, diff-friendly key order
 

@@ -78,7 +78,7 @@ def note(n: int) -> str:
 
 def vectors_of(index):
     loaded = store.load(index)
-    return loaded, store.read_vectors(loaded.folder)
+    return loaded, loaded.vectors.all()
 
 
 def assert_same_index(local_index, ray_index):
@@ -173,7 +173,7 @@ def test_node_killed_mid_build_publishes_a_whole_version_or_none(cluster, tmp_pa
         summary = None
     assert killed.is_set(), "the node was never killed: the build finished before any progress"
     loaded = store.load(settings.index)  # whichever version is live loads whole and answers
-    assert len(loaded.passages) == loaded.manifest.passages == len(store.read_vectors(loaded.folder))
+    assert len(loaded.passages) == loaded.manifest.passages == len(loaded.vectors.all())
     if summary is not None:
         assert loaded.folder.name == summary.version != before
         assert sum(1 for p in loaded.passages if p.source.startswith("more/")) == summary.passages_embedded
@@ -306,4 +306,4 @@ def test_pdf_word_and_html_are_converted_on_the_cluster_as_a_local_build_would(c
     remote = store.load(settings.index)
     for source in ("manual.pdf", "report.docx", "page.html"):
         sha = remote.manifest.files[source].sha256
-        assert readers.load_record(remote.folder, sha).text == readers.load_record(store.load(local.index).folder, sha).text
+        assert readers.load_record(remote.texts_folder(source), sha).text == readers.load_record(store.load(local.index).texts_folder(source), sha).text

@@ -173,3 +173,23 @@ def test_a_rebuild_landing_mid_search_does_not_mix_versions(make_settings, tmp_p
     got = {h.passage.id: h.dense for h in retriever.search(question, k=3)}
     assert swapped and "codes.txt#1" in expected and expected["codes.txt#1"] > 0.5
     assert got == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("scores", "k", "expected"),
+    [
+        ({0: 0.5, 1: 0.9, 2: 0.7}, 2, [1, 2]),
+        ({0: 0.5, 1: 0.5, 2: 0.5}, 2, [2, 1]),  # ties in passage-id order: c.txt, e.txt, g.txt
+        ({}, 3, []),
+        ({4: 1.0}, 0, []),
+        ({0: 0.3, 1: 0.8, 2: 0.8, 3: 0.1}, 3, [2, 1, 0]),
+    ],
+)
+def test_ranked_orders_ties_by_passage_id_whatever_the_row_numbers(scores, k, expected):
+    from types import SimpleNamespace
+
+    from rag.retrieve import ranked
+
+    ids = {0: "g.txt#1", 1: "e.txt#1", 2: "c.txt#1", 3: "a.txt#1", 4: "b.txt#1"}
+    passages = {row: SimpleNamespace(id=name) for row, name in ids.items()}
+    assert ranked(scores, passages, k) == expected
