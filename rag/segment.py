@@ -8,6 +8,7 @@ A segment folder (`segments/s-<time>-<id>/`) holds:
     index.faiss             exact inner product, or IVF-SQ8 above APPROXIMATE_ABOVE passages
     terms/                  BM25 postings (rag.lexical.Postings)
     keys.npy                a 64-bit key of each passage's text: vectors are reused by text
+    keys.order.npy          the rows in key order, for lookups
     texts/                  the text of record of each converted file, by sha256
 """
 
@@ -30,8 +31,9 @@ from rag.errors import IndexDamaged
 from rag.lexical import Postings
 from rag.records import Passage
 
-INFO, PASSAGES, OFFSETS, VECTORS, FAISS, TERMS, KEYS = (
-    "segment.json", "passages.jsonl", "passages.offsets.npy", "vectors.npy", "index.faiss", "terms", "keys.npy")
+INFO, PASSAGES, OFFSETS, VECTORS, FAISS, TERMS, KEYS, KEY_ORDER = (
+    "segment.json", "passages.jsonl", "passages.offsets.npy", "vectors.npy", "index.faiss", "terms", "keys.npy",
+    "keys.order.npy")
 APPROXIMATE_ABOVE = 200_000
 """Exact search costs ~106 ms per million vectors per query here (bench/ann_recall.py), passing
 20 ms near 190,000 passages; a segment with more passages gets an IVF index with 8-bit vectors."""
@@ -230,7 +232,9 @@ def write_segment(folder: Path, passages: list[Passage], vectors: np.ndarray, te
     faiss.write_index(index, str(staging / FAISS))
     texts_of = [p.text for p in passages]
     Postings.build(texts_of).save(staging / TERMS)
-    np.save(staging / KEYS, text_keys(texts_of))
+    keys = text_keys(texts_of)
+    np.save(staging / KEYS, keys)
+    np.save(staging / KEY_ORDER, np.argsort(keys, kind="stable").astype(np.int64))
     for sha, source_folder in (texts or {}).items():
         readers.link_record(source_folder, staging, sha)
     missing = [sha for sha in (texts or {}) if not readers.record_paths(staging, sha)[0].exists()]
@@ -321,29 +325,37 @@ class Segment:
         """The text key of every row."""
         return self._key_index()[0]
 
-    def _key_index(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The text keys by row, the rows in key order, and the keys in that order."""
+    def _key_index(self) -> tuple[np.ndarray, np.ndarray]:
+        """The text keys by row and the rows in key order (memory-mapped)."""
         with self._lock:
             if self._keys is None:
                 try:
-                    keys = np.load(self.folder / KEYS)
+                    keys, order = np.load(self.folder / KEYS, mmap_mode="r"), np.load(self.folder / KEY_ORDER, mmap_mode="r")
                 except (OSError, ValueError) as error:
-                    raise IndexDamaged(f"text keys {self.folder / KEYS} are damaged ({error}); run `rag build --full`") from None
-                if keys.shape != (self.info.passages,):
+                    raise IndexDamaged(f"text keys in {self.folder} are damaged ({error}); run `rag build --full`") from None
+                if keys.shape != (self.info.passages,) or order.shape != keys.shape:
                     self._out_of_step({"segment.json": self.info.passages, "text keys": len(keys)})
-                order = np.argsort(keys, kind="stable")
-                self._keys = (keys, order, keys[order])
+                self._keys = (keys, order)
             return self._keys
 
     def rows_with(self, keys: np.ndarray) -> np.ndarray:
         """For each key, a row of this segment whose text has it, or -1."""
-        stored, order, in_order = self._key_index()
+        stored, order = self._key_index()
         if not len(stored):
             return np.full(len(keys), -1, dtype=np.int64)
-        at = np.minimum(np.searchsorted(in_order, keys), len(stored) - 1)
-        rows = order[at].astype(np.int64)
-        rows[stored[rows] != keys] = -1
-        return rows
+        return np.array([self._row_with(stored, order, key) for key in keys.tolist()], dtype=np.int64)
+
+    @staticmethod
+    def _row_with(stored: np.ndarray, order: np.ndarray, key: int) -> int:
+        """Binary search of the key-ordered rows (a few page reads of the memory map, not a sort)."""
+        low, high = 0, len(order)
+        while low < high:
+            middle = (low + high) // 2
+            if int(stored[order[middle]]) < key:
+                low = middle + 1
+            else:
+                high = middle
+        return int(order[low]) if low < len(order) and int(stored[order[low]]) == key else -1
 
     def search(self, query_vector: np.ndarray, k: int, live_bitmap: np.ndarray | None) -> list[tuple[int, float]]:
         """Top `k` (row, cosine) pairs among the rows `live_bitmap` lets through (all when None)."""
