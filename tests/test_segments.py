@@ -234,3 +234,26 @@ def test_status_shows_segments_deletions_and_bytes(make_settings, fake):
     assert len(info["segments"]) == 2 and info["deleted"] == info["segments"][0]["deleted"] > 0
     assert info["segments"][1] | {"name": "", "bytes": 0} == {"name": "", "passages": 1, "deleted": 0, "index_type": "flat", "bytes": 0}
     assert info["bytes_on_disk"] >= sum(s["bytes"] for s in info["segments"]) > 0
+
+
+def test_a_converted_file_keeps_its_text_of_record_through_a_rename_and_merges(make_settings, fake):
+    import writers
+    from rag import readers
+    from rag.answer import answer
+
+    settings = make_settings(merge_factor=2, min_score=0.0)
+    writers.text_pdf(settings.corpus / "ferries.pdf", [["The harbour ferries now run at noon as well."]])
+    write_corpus(settings.corpus, {"a.txt": article(1)})
+    build(settings, embedder_factory=lambda name: fake)
+    (settings.corpus / "ferries.pdf").rename(settings.corpus / "moved.pdf")
+    renamed = build(settings, embedder_factory=lambda name: fake)
+    assert renamed.files_renamed == 1 and renamed.passages_embedded == 0 and renamed.merges == 1
+    write_corpus(settings.corpus, {"b.txt": article(2)})
+    build(settings, embedder_factory=lambda name: fake)
+    loaded = store.load(settings.index)
+    assert len(loaded.parts) == 1 and "ferries.pdf" not in loaded.manifest.files
+    record = readers.load_record(loaded.texts_folder("moved.pdf"), loaded.manifest.files["moved.pdf"].sha256)
+    assert "ferries now run at noon" in record.text
+    result = answer("When do the harbour ferries run?", Retriever(settings, embedder_factory=lambda name: fake), settings)
+    cited = [c for c in result.citations if c.source == "moved.pdf"]
+    assert cited and record.text[cited[0].start : cited[0].end] == cited[0].quote and cited[0].page == 1
