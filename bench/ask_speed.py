@@ -26,7 +26,7 @@ from rag.config import Settings; from rag.answer import answer; from rag.retriev
 import torch; mark("import torch")
 import sentence_transformers; mark("import sentence_transformers (transformers, sklearn, scipy)")
 from rag.embedding import load_embedder; settings = Settings.from_env(); load_embedder(settings.model); mark("load the model")
-retriever = Retriever(settings); mark("load the index (faiss, bm25s)")
+retriever = Retriever(settings); mark("load the index (FAISS, BM25 postings)")
 answer(sys.argv[1], retriever, settings); mark("answer the question")
 prev = t0
 for name, t in marks: print(f"STAGE {t - prev:.3f} {name}"); prev = t

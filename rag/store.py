@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import fcntl
+import functools
 import os
 import shutil
 import uuid
@@ -164,7 +165,6 @@ class LoadedIndex:
     vectors: LiveVectors = field(init=False)
     """The stored vectors by row: exact cosines for BM25-only candidates (an IVF index cannot
     `reconstruct` without a direct map, and SQ8 codes would only approximate them)."""
-    lexical: LexicalIndex = field(init=False)
     hold: _Hold | None = None
 
     def __post_init__(self):
@@ -173,9 +173,11 @@ class LoadedIndex:
             part.base, base = base, base + part.live
         self.passages = LivePassages(self.parts)
         self.vectors = LiveVectors(self.passages, self.manifest.dimension)
-        self.lexical = LexicalIndex(self.parts, len(self.passages)) if self._searchable else None
 
-    _searchable: bool = True
+    @functools.cached_property
+    def lexical(self) -> LexicalIndex:
+        """BM25 over the live passages of every segment (postings read on first use)."""
+        return LexicalIndex(self.parts, len(self.passages))
 
     def search_dense(self, query_vector: np.ndarray, k: int) -> list[tuple[int, float]]:
         """Top `k` (row, cosine) pairs for one unit query vector, over every segment's live rows."""
@@ -361,14 +363,21 @@ def _load_version(root: Path, folder: Path, reuse: LoadedIndex | None, search: b
     opened = {part.segment.name: part.segment for part in (reuse.parts if reuse else ())}
     parts = []
     for entry in manifest.segments:
-        segment = opened.get(entry.name) or Segment(root / SEGMENTS / entry.name)
+        try:
+            segment = opened.get(entry.name) or Segment(root / SEGMENTS / entry.name)
+        except IndexDamaged:
+            if not (folder / MANIFEST).exists():
+                raise _Vanished from None  # cleaned up just before our lock: the pointer has moved on
+            raise
         if segment.info.dimension != manifest.dimension:
             raise IndexDamaged(f"index segment {segment.folder} has dimension {segment.info.dimension}, the "
                                f"manifest {manifest.dimension}; run `rag build --full`")
         if search:
             segment.open_search()
         parts.append(Part(segment, entry.deleted))
-    loaded = LoadedIndex(root, folder, manifest, parts, hold=hold, _searchable=search)
+    loaded = LoadedIndex(root, folder, manifest, parts, hold=hold)
+    if search:
+        loaded.lexical  # noqa: B018 - its statistics now, not on the first question
     if len(loaded.passages) != manifest.passages:
         raise IndexDamaged(
             f"index in {folder} is out of step (manifest {manifest.passages} passages, segments "
