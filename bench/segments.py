@@ -19,6 +19,7 @@ the corpus) so results can be compared passage for passage. Side by side in one 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import random
 import shutil
@@ -70,7 +71,7 @@ def vocabulary(size: int = 20_000, seed: int = 0) -> list[str]:
 
 
 def paragraph(rng: random.Random, words: list[str], weights) -> str:
-    chosen = rng.choices(words, weights, k=WORDS_PER_PASSAGE)
+    chosen = rng.choices(words, cum_weights=weights, k=WORDS_PER_PASSAGE)
     return " ".join(chosen[:20]).capitalize() + ". " + " ".join(chosen[20:]).capitalize() + "."
 
 
@@ -161,7 +162,7 @@ def main() -> int:
     work = OUT / "segments" / str(args.passages)
     corpus = work / "corpus"
     words = vocabulary()
-    weights = [1.0 / (rank + 10) for rank in range(len(words))]  # Zipf-like, as real words are
+    weights = list(itertools.accumulate(1.0 / (rank + 10) for rank in range(len(words))))  # Zipf-like, cumulative
     with Timer() as made:
         write_corpus(corpus, files, words, weights)
     print(f"corpus: {files:,} files of {PER_FILE} passages ({made.seconds:.0f} s to write or check)")

@@ -16,7 +16,6 @@ from rag import store
 from rag.config import Settings
 from rag.embedding import Embedder, compatible, load_embedder, query_arithmetic
 from rag.errors import IndexDamaged, IndexMismatch, ModelError, RagError
-from rag.lexical import top
 from rag.records import Hit
 
 log = logging.getLogger(__name__)
@@ -140,7 +139,7 @@ class Retriever:
         depth = max(k, self.settings.candidates)
         dense = loaded.search_dense(query_vector, depth)
         bm25_scores = loaded.lexical.scores(query) if self.settings.hybrid else None
-        lexical = top(bm25_scores, depth) if bm25_scores is not None else []
+        lexical = lexical_candidates(bm25_scores, loaded.passages, depth) if bm25_scores is not None else []
         cosine = dict(dense)
         missing = [r for r, _ in lexical if r not in cosine]
         if missing:  # BM25-only candidates: exact cosines from this version's stored vectors
@@ -153,7 +152,7 @@ class Retriever:
         else:
             fused = score_fusion(cosine, bm25, weight)
         depth_to_rerank = max(k, RERANK_DEPTH) if self.settings.cross_encoder else k
-        rows = ranked(fused, loaded.passages, depth_to_rerank)
+        rows = [row for row, _ in store.settle_ties(list(fused.items()), loaded.passages, depth_to_rerank)]
         hits = [
             Hit(loaded.passages[r], fused[r], dense=float(cosine[r]), lexical=bm25.get(r, 0.0))
             for r in rows
@@ -163,22 +162,14 @@ class Retriever:
         return hits[:k]
 
 
-def ranked(scores: dict[int, float], passages, k: int) -> list[int]:
-    """The `k` best rows by score; equal scores in passage-id order, so the answer to a question does
-    not depend on how the index happens to be cut into segments."""
-    order = sorted(scores, key=lambda r: -scores[r])
-    end = min(k, len(order))
-    while 0 < end < len(order) and scores[order[end]] == scores[order[end - 1]]:
-        end += 1  # keep every row tied with the last one kept, then order the ties
-    kept, start = order[:end], 0
-    while start < len(kept):
-        stop = start + 1
-        while stop < len(kept) and scores[kept[stop]] == scores[kept[start]]:
-            stop += 1
-        if stop - start > 1:
-            kept[start:stop] = sorted(kept[start:stop], key=lambda r: passages[r].id)
-        start = stop
-    return kept[:k]
+def lexical_candidates(scores: np.ndarray, passages, k: int) -> list[tuple[int, float]]:
+    """The `k` best positive BM25 scores as (row, score), equal scores settled as `store.settle_ties` does."""
+    k = min(k, len(scores))
+    if k < 1:
+        return []
+    last = float(scores[np.argpartition(-scores, k - 1)[:k]].min())
+    rows = np.flatnonzero(scores >= last) if last > 0 else np.flatnonzero(scores > 0)
+    return store.settle_ties([(int(r), float(scores[r])) for r in rows], passages, k)
 
 
 RERANK_DEPTH = 20

@@ -67,6 +67,16 @@ class Part:
                 self.live_bitmap = np.packbits(~dead, bitorder="little")
                 self.live = len(self.live_rows)
 
+    def order_keys(self, rows) -> list[tuple[str, int]]:
+        """(source, passage number) of segment rows: the order equal scores are ranked in, the same
+        whichever segment holds a passage."""
+        files = self.segment.info.files
+        if not hasattr(self, "_starts"):
+            names = sorted(files, key=lambda source: files[source][0])
+            self._names, self._starts = names, np.array([files[name][0] for name in names], dtype=np.int64)
+        at = np.searchsorted(self._starts, np.asarray(rows, dtype=np.int64), side="right") - 1
+        return [(self._names[i], int(row) - int(self._starts[i]) + 1) for i, row in zip(at.tolist(), np.asarray(rows).tolist())]
+
     @property
     def live_length(self) -> int:
         lengths = self.segment.postings.lengths
@@ -111,6 +121,19 @@ class LivePassages(Sequence):
         row = int(row) + (self._size if row < 0 else 0)
         part, local = self.locate(row)
         return part.segment.passages[local]
+
+    def order_keys(self, rows) -> list[tuple[str, int]]:
+        """(source, passage number) of version rows, read from the segments' file tables (no passage read)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        keys: list = [None] * len(rows)
+        for part in self._parts:
+            inside = np.flatnonzero((rows >= part.base) & (rows < part.base + part.live))
+            if len(inside):
+                local = rows[inside] - part.base
+                local = local if part.live_rows is None else part.live_rows[local]
+                for i, key in zip(inside.tolist(), part.order_keys(local)):
+                    keys[i] = key
+        return keys
 
 
 class LiveVectors:
@@ -180,15 +203,26 @@ class LoadedIndex:
         return LexicalIndex(self.parts, len(self.passages))
 
     def search_dense(self, query_vector: np.ndarray, k: int) -> list[tuple[int, float]]:
-        """Top `k` (row, cosine) pairs for one unit query vector, over every segment's live rows."""
-        found = []
-        for part in self.parts:
-            if part.live:
-                pairs = part.segment.search(query_vector, min(k, part.live), part.live_bitmap)
-                if pairs:
-                    rows = part.global_rows(np.array([r for r, _ in pairs]))
-                    found.extend(zip(rows.tolist(), (s for _, s in pairs)))
-        return sorted(found, key=lambda pair: -pair[1])[:k]  # stable: ties keep FAISS's order
+        """Top `k` (row, cosine) pairs for one unit query vector, over every segment's live rows; equal
+        cosines at the cut are settled by `order_keys`, so the result does not depend on segmentation."""
+        asked = k + 1  # one more than kept: a tie across the cut shows
+        while True:
+            found = []
+            for part in self.parts:
+                if part.live:
+                    pairs = part.segment.search(query_vector, min(asked, part.live), part.live_bitmap)
+                    if pairs:
+                        rows = part.global_rows(np.array([r for r, _ in pairs]))
+                        found.append((list(zip(rows.tolist(), (s for _, s in pairs))), len(pairs) < part.live))
+            merged = [pair for pairs, _ in found for pair in pairs]
+            if len(merged) <= k:
+                break
+            last = sorted(score for _, score in merged)[-k]
+            cut_short = any(more and pairs[-1][1] == last for pairs, more in found)
+            if not cut_short or asked >= max(p.live for p in self.parts):
+                break
+            asked *= 4  # a part may hold more rows tied with the last one kept
+        return settle_ties(merged, self.passages, k)
 
     def part_of(self, source: str) -> Part | None:
         """The part whose segment holds `source`'s live passages."""
@@ -217,6 +251,21 @@ class LoadedIndex:
         """Let clean-up remove this version once nobody else holds it."""
         if self.hold is not None:
             self.hold.release()
+
+
+def settle_ties(pairs: list[tuple[int, float]], passages: "LivePassages", k: int) -> list[tuple[int, float]]:
+    """The `k` best (row, score) pairs, best first; equal scores in (source, passage number) order,
+    so which of several tied passages is kept does not depend on how the index is segmented."""
+    if k < 1 or not pairs:
+        return []
+    if len(pairs) > k:
+        last = sorted((score for _, score in pairs), reverse=True)[k - 1]
+        pairs = [pair for pair in pairs if pair[1] >= last]
+    keys = passages.order_keys([row for row, _ in pairs])
+    order = sorted(range(len(pairs)), key=lambda i: (-pairs[i][1], keys[i]))
+    return [pairs[i] for i in order[:k]]
+
+
 
 
 def write_version(root: Path, manifest: Manifest) -> Path:

@@ -340,8 +340,9 @@ def test_large_corpora_get_an_approximate_index_that_still_finds_the_passage(mak
     loaded = store.load(settings.index)
     assert loaded.manifest.index_type == "ivf-sq8" and loaded.parts[0].segment.faiss.ntotal == 400
     vectors = loaded.vectors.all()
-    for row in (0, 123, 399):  # each passage's own vector finds that passage first
-        assert loaded.search_dense(np.asarray(vectors[row]), 3)[0][0] == row
+    for row in (0, 123, 399):  # each passage's own vector finds that passage first (or tied first)
+        best = loaded.search_dense(np.asarray(vectors[row]), 3)
+        assert row in [r for r, score in best if score >= best[0][1] - 1e-6]
     # a candidate only BM25 found (the dense side searches near row 0) gets its cosine from the
     # stored vectors: an IVF index cannot reconstruct one
     fake = FakeEmbedder()

@@ -179,17 +179,21 @@ def test_a_rebuild_landing_mid_search_does_not_mix_versions(make_settings, tmp_p
     ("scores", "k", "expected"),
     [
         ({0: 0.5, 1: 0.9, 2: 0.7}, 2, [1, 2]),
-        ({0: 0.5, 1: 0.5, 2: 0.5}, 2, [2, 1]),  # ties in passage-id order: c.txt, e.txt, g.txt
+        ({0: 0.5, 1: 0.5, 2: 0.5}, 2, [2, 1]),  # ties in (source, number) order: c.txt, e.txt, g.txt
         ({}, 3, []),
         ({4: 1.0}, 0, []),
         ({0: 0.3, 1: 0.8, 2: 0.8, 3: 0.1}, 3, [2, 1, 0]),
+        ({5: 0.4, 6: 0.4}, 1, [6]),  # b.txt#2 before b.txt#10: numbers compare as numbers
     ],
 )
-def test_ranked_orders_ties_by_passage_id_whatever_the_row_numbers(scores, k, expected):
-    from types import SimpleNamespace
+def test_equal_scores_are_settled_by_source_and_passage_number_whatever_the_row_numbers(scores, k, expected):
+    from rag.store import settle_ties
 
-    from rag.retrieve import ranked
+    keys = {0: ("g.txt", 1), 1: ("e.txt", 1), 2: ("c.txt", 1), 3: ("a.txt", 1), 4: ("b.txt", 1), 5: ("b.txt", 10),
+            6: ("b.txt", 2)}
 
-    ids = {0: "g.txt#1", 1: "e.txt#1", 2: "c.txt#1", 3: "a.txt#1", 4: "b.txt#1"}
-    passages = {row: SimpleNamespace(id=name) for row, name in ids.items()}
-    assert ranked(scores, passages, k) == expected
+    class Passages:
+        def order_keys(self, rows):
+            return [keys[row] for row in rows]
+
+    assert [row for row, _ in settle_ties(list(scores.items()), Passages(), k)] == expected
