@@ -6,8 +6,10 @@ claims asked of the same corpus as off-corpus questions. A sentence is a positiv
 answer of an answerable question inside that question's article; every sentence found for an
 "impossible" question or a claim is a negative.
 
-1. collect: each question runs the pipeline of `rag.answer.answer` up to the features of its candidate
-   sentences, once, into a cache (bench/out/answer_features.npz; reused until FEATURES change).
+1. collect: each question runs the pipeline of `rag.answer.answer` up to its candidate sentences and their
+   cosines, once, into a cache (bench/out/answer_candidates.pkl; reused until -n, --claims or --seed change,
+   or --recollect); their feature rows are computed from it again whenever the feature code changes
+   (bench/out/answer_features.npz), in under a minute.
 2. fit: one logistic regression per scoring mode (with sentence scoring, and passage features only),
    L2-regularised, fitted by Newton's method on standardised features, in numpy.
 3. calibrate: per mode, the highest threshold on the best sentence's relevance that declines at most
