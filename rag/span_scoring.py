@@ -17,7 +17,7 @@ import numpy as np
 
 from rag.errors import ConfigError
 from rag.lexical import STOPWORDS, terms
-from rag.spans import _ASKS_PLACE, _CAUSE, _WORD, answer_span, expected_answer_type, typed_matches
+from rag.spans import _CAUSE, _WORD, answer_span, expected_answer_type, typed_matches
 
 MODEL_FILE = Path(__file__).with_name("span_model.json")
 MAX_WORDS = 10
@@ -78,8 +78,6 @@ def question_kind(question: str) -> str:
     kind = expected_answer_type(question)
     if kind is None and re.match(r"\s*why\b", question, re.IGNORECASE):
         return "why"
-    if kind == "place" and not _ASKS_PLACE.search(question):
-        return "name"
     return kind or "other"
 
 
@@ -96,7 +94,7 @@ def candidates(question: str, sentence: str) -> tuple[list[tuple[int, int]], np.
     anchors = np.flatnonzero(is_asked)
     has_new_word = np.array([not asked_word and word not in STOPWORDS for asked_word, word in zip(is_asked, lowered)])
     breaks = [bool(_BREAK_CHARS.search(sentence[words[k].end():words[k + 1].start()])) for k in range(len(words) - 1)]
-    typed = typed_matches(None if kind in ("why", "other") else ("place" if kind == "place" else kind), sentence, question)
+    typed = typed_matches(None if kind in ("why", "other") else kind, sentence, question)
     heuristic = answer_span(question, sentence)
     focus = _WH.match(question)
     focus_terms = set(terms(focus.group(1))) if focus else set()
