@@ -6,8 +6,10 @@ claims asked of the same corpus as off-corpus questions. A sentence is a positiv
 answer of an answerable question inside that question's article; every sentence found for an
 "impossible" question or a claim is a negative.
 
-1. collect: each question runs the pipeline of `rag.answer.answer` up to the features of its candidate
-   sentences, once, into a cache (bench/out/answer_features.npz; reused until FEATURES change).
+1. collect: each question runs the pipeline of `rag.answer.answer` up to its candidate sentences and their
+   cosines, once, into a cache (bench/out/answer_candidates.pkl; reused until -n, --claims or --seed change,
+   or --recollect); their feature rows are computed from it again whenever the feature code changes
+   (bench/out/answer_features.npz), in under a minute.
 2. fit: one logistic regression per scoring mode (with sentence scoring, and passage features only),
    L2-regularised, fitted by Newton's method on standardised features, in numpy.
 3. calibrate: per mode, the highest threshold on the best sentence's relevance that declines at most
@@ -26,7 +28,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
+import pickle
 import platform
 import random
 import sys
@@ -46,6 +50,7 @@ from rag.retrieve import Retriever  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "bench" / "out" / "answer_features.npz"
+RAW = ROOT / "bench" / "out" / "answer_candidates.pkl"
 L2 = 1.0
 """Ridge penalty on the standardised weights (in units of one training row's log-loss, summed)."""
 
@@ -72,26 +77,69 @@ class RememberingEmbedder:
         return np.vstack([self.vectors[t] for t in texts]) if texts else self.embedder.encode([])
 
 
-def question_features(text: str, retriever: Retriever, embedder):
-    """The candidate sentences of one question and their feature rows, with and without sentence scoring."""
+def question_candidates(text: str, retriever: Retriever, embedder):
+    """The candidate sentences of one question and their cosines (sentence, best clause) with it."""
     searched = clean_question(text)
     vector = embedder.encode([searched])[0]
     hits = retriever.search(searched, k=PASSAGES_TO_QUOTE, query_vector=vector)[:PASSAGES_TO_QUOTE]
     sentences = candidate_sentences(hits)
     if not sentences:
-        return sentences, np.zeros((0, len(FEATURES)))
+        return sentences, [], []
     cosines, clauses = sentence_cosines(sentences, vector, embedder)
-    rows = feature_rows(searched, sentences, cosines, clauses)
-    return sentences, rows
+    return sentences, cosines, clauses
 
 
 def collect(args) -> dict:
-    """Features and labels of every training question's candidate sentences (cached)."""
+    """Features and labels of every training question's candidate sentences.
+
+    The slow part, retrieval and embedding every candidate sentence, is kept in RAW (the questions, their
+    candidate sentences and the sentences' cosines) and reused until `--recollect`; the feature rows are
+    computed from it again whenever FEATURES change, in seconds.
+    """
     if CACHE.exists() and not args.recollect:
         cached = np.load(CACHE, allow_pickle=False)
-        if tuple(cached["features"].tolist()) == FEATURES and int(cached["n"]) == args.n:
+        if tuple(cached["features"].tolist()) == FEATURES and str(cached["code"]) == _feature_code():
             print(f"features from the cache {CACHE.relative_to(ROOT)}")
             return {k: cached[k] for k in cached.files}
+    started = time.perf_counter()
+    raw = collect_raw(args)
+    rows, labels, groups, kinds, articles = [], [], [], [], []
+    for g, (text, answers, source, kind, sentences, cosines, clauses) in enumerate(raw):
+        features = feature_rows(clean_question(text), sentences, cosines, clauses) if sentences else []
+        for sentence, row in zip(sentences, features):
+            rows.append(row)
+            groups.append(g)
+            positive = kind == "answerable" and sentence.hit.passage.source == source
+            labels.append(float(positive and metrics.contains_answer(sentence.text, answers)))
+        kinds.append(kind)
+        articles.append(source)
+    data = {
+        "rows": np.asarray(rows), "labels": np.asarray(labels), "groups": np.asarray(groups),
+        "kinds": np.asarray(kinds), "articles": np.asarray(articles), "features": np.asarray(FEATURES),
+        "n": np.asarray(args.n), "code": np.asarray(_feature_code()), "seconds": np.asarray(time.perf_counter() - started),
+    }
+    CACHE.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(CACHE, **data)
+    print(f"features of {len(raw)} questions computed in {time.perf_counter() - started:.0f} s")
+    return data
+
+
+def _feature_code() -> str:
+    """A hash of the code that computes features, so that the cached rows follow every change to it."""
+    files = [ROOT / "rag" / "relevance.py", ROOT / "rag" / "spans.py", ROOT / "rag" / "lexical.py"]
+    return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:16]
+
+
+def collect_raw(args) -> list[tuple]:
+    """(question, answers, article, kind, candidate sentences, sentence cosines, clause cosines) of every
+    training question, from RAW unless `--recollect` or another `-n`/`--claims`/`--seed` was asked for."""
+    key = {"n": args.n, "claims": args.claims, "seed": args.seed}
+    if RAW.exists() and not args.recollect:
+        with RAW.open("rb") as handle:
+            stored = pickle.load(handle)
+        if stored["key"] == key:
+            print(f"candidate sentences from {RAW.relative_to(ROOT)}")
+            return stored["questions"]
     dataset = load_dataset(args.eval / "squad" / "dev-v2.0.json")
     settings, _ = prepare(dataset, Settings(index=args.index))
     retriever = Retriever(settings)
@@ -102,28 +150,18 @@ def collect(args) -> dict:
     claims = scifact_claims(args.eval, "train")
     random.Random(args.seed).shuffle(claims)
     asked += [(text, (), "", "off_corpus") for _, text in claims[: args.claims]]
-    rows, labels, groups, kinds, articles = [], [], [], [], []
     started = time.perf_counter()
     embedder = RememberingEmbedder(retriever.embedder)
+    questions = []
     for g, (text, answers, source, kind) in enumerate(asked):
-        sentences, features = question_features(text, retriever, embedder)
-        for sentence, row in zip(sentences, features):
-            rows.append(row)
-            groups.append(g)
-            positive = kind == "answerable" and sentence.hit.passage.source == source
-            labels.append(float(positive and metrics.contains_answer(sentence.text, answers)))
-        kinds.append(kind)
-        articles.append(source)
+        sentences, cosines, clauses = question_candidates(text, retriever, embedder)
+        questions.append((text, tuple(answers), source, kind, sentences, cosines, clauses))
         if (g + 1) % 200 == 0:
             print(f"  {g + 1}/{len(asked)} questions, {time.perf_counter() - started:.0f} s", flush=True)
-    data = {
-        "rows": np.asarray(rows), "labels": np.asarray(labels), "groups": np.asarray(groups),
-        "kinds": np.asarray(kinds), "articles": np.asarray(articles), "features": np.asarray(FEATURES),
-        "n": np.asarray(args.n), "seconds": np.asarray(time.perf_counter() - started),
-    }
-    CACHE.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(CACHE, **data)
-    return data
+    RAW.parent.mkdir(parents=True, exist_ok=True)
+    with RAW.open("wb") as handle:
+        pickle.dump({"key": key, "questions": questions}, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    return questions
 
 
 def fit(rows: np.ndarray, labels: np.ndarray, l2: float = L2) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:

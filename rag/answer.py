@@ -17,7 +17,8 @@ from rag.lexical import terms
 from rag.records import Answer, Citation, Hit, Passage
 from rag.relevance import Sentence, feature_rows, load_model, mode
 from rag.retrieve import Retriever
-from rag.spans import answer_span, expected_answer_type  # noqa: F401  (expected_answer_type: part of this module's API)
+from rag.span_scoring import best_span
+from rag.spans import expected_answer_type, typed_matches
 
 NO_ANSWER = "The corpus does not seem to answer this question."
 NOT_A_QUESTION = "Please type a question in words, for example: What is this document about?"
@@ -247,10 +248,15 @@ def with_context(candidate: Candidate, context: int, max_chars: int) -> Candidat
 
 
 def mark_answer(candidate: Candidate, question: str) -> Candidate:
-    """The candidate with the answer to `question` marked inside its quote, when it can be told."""
-    span = answer_span(question, candidate.text)
+    """The candidate with the answer to `question` marked inside its quote, when it can be told: the
+    phrase the fitted span model (rag/span_scoring.py) scores best; for a "when" question, the one date
+    inside that phrase rather than the words around it."""
+    span = best_span(question, candidate.text)
     if span is None:
         return candidate
+    if expected_answer_type(question) == "date":
+        dates = [d for d in typed_matches("date", candidate.text, question) if span[0] <= d[0] and d[1] <= span[1]]
+        span = dates[0] if len(dates) == 1 else span
     return replace(candidate, answer_start=candidate.start + span[0], answer_end=candidate.start + span[1])
 
 

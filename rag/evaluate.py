@@ -287,6 +287,9 @@ def squad_scores(records: Sequence[dict]) -> dict:
     shown = [r["quote_chars"] for r in records if r["quote_chars"] is not None and not r["abstained"]]
     scores["mean_quote_chars"] = metrics.mean(shown)
     scores["marked_share"] = metrics.mean([float(r["marked"]) for r in records if not r["abstained"]])
+    # a longer span holds the answer more often: its length belongs beside "answer_in_marked_span"
+    scores["mean_marked_chars"] = metrics.mean([len(r["first_answer"]) for r in records
+                                                if not r["abstained"] and r["first_answer"]])
     flags = [not r["impossible"] for r in records]
     scores.update(metrics.abstention_rates(flags, [r["abstained"] for r in records]))
     scores["threshold_curve"] = metrics.threshold_sweep(flags, [r["relevance"] for r in records], THRESHOLDS)

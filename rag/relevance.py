@@ -35,6 +35,7 @@ FEATURES = (
     "position", "first_in_passage", "is_question", "length",
     "asks_typed", "holds_type", "asks_date", "asks_number", "asks_name", "asks_place", "asks_why", "asks_how",
     "negation_mismatch", "question_terms", "typed_near", "no_final_stop",
+    "date_held", "number_held", "name_near", "place_near",
 )
 """Every feature, in column order. The first five need sentence scoring (the embedder on each sentence)."""
 NEEDS_SENTENCE_SCORING = frozenset(FEATURES[:5])
@@ -179,6 +180,11 @@ def feature_rows(
         row[column["no_final_stop"]] = float(not _FINAL_STOP.search(s.text))
         for name in ("date", "number", "name", "place"):
             row[column[f"asks_{name}"]] = float(kind == name)
+        # each kind of question weighs an answer of its type in the sentence its own way
+        row[column["date_held"]] = float(kind == "date" and gap is not None)
+        row[column["number_held"]] = float(kind == "number" and gap is not None)
+        row[column["name_near"]] = row[column["typed_near"]] if kind == "name" else 0.0
+        row[column["place_near"]] = row[column["typed_near"]] if kind == "place" else 0.0
         row[column["asks_why"]] = float(profile["why"])
         row[column["asks_how"]] = float(profile["how"])
         row[column["negation_mismatch"]] = float(profile["negated"] and not _NEGATION.search(s.text))

@@ -15,6 +15,7 @@ from rag.answer import (
     clean_question,
     contextualize,
     is_follow_up,
+    mark_answer,
     refers_back,
     threshold,
     with_context,
@@ -239,3 +240,27 @@ def test_answer_json_shape(small):
     first = data["citations"][0]
     assert first["source"] == "birds.md"
     assert set(first) >= {"relevance", "context_before", "context_after", "answer_start", "answer_end"}
+
+
+def _sentence_candidate(text: str) -> Candidate:
+    passage = Passage("notes.txt#1", "notes.txt", 100, 100 + len(text), 3, 3, text)
+    return Candidate(Hit(passage, 0.5, dense=0.5, lexical=1.0), 100, 100 + len(text), text, 0.5)
+
+
+@pytest.mark.parametrize(
+    "question, sentence, marked",
+    [
+        ("When was the Hoover Dam finished?", "The Hoover Dam was finished in 1936 after five years.", "1936"),
+        ("How many steps does the keeper climb?", "The keeper climbs ninety steps every evening.", "ninety steps"),
+        ("When did the operation begin?", "The operation began on 3 May 1990, after long talks.", "3 May 1990"),
+        ("When did the operation begin?", "The operation begins.", None),  # nothing but the question's words
+    ],
+)
+def test_mark_answer_marks_a_slice_of_the_quote(question, sentence, marked):
+    found = mark_answer(_sentence_candidate(sentence), question)
+    if marked is None:
+        assert found.answer_start is None and found.answer_end is None
+        return
+    inside = sentence[found.answer_start - 100 : found.answer_end - 100]
+    assert 100 <= found.answer_start < found.answer_end <= 100 + len(sentence)
+    assert marked in inside and len(inside.split()) <= len(marked.split()) + 3, inside  # bench/fit_span_model.py --slack

@@ -35,10 +35,12 @@ def retriever(seed_settings):
     return Retriever(seed_settings)
 
 
-NOT_YET = pytest.mark.xfail(reason="issue 13 target not met by the shipped model yet", strict=False)
+NOT_YET = pytest.mark.xfail(
+    reason="issue 13: the article's headline (\"Andrei Baklanov: …\", no final stop) outranks the sentence naming "
+           "the outlet; SQuAD, where the answer model learns, has no headlines", strict=False)
 SEED_EXAMPLES = [  # (question, words of the answering sentence, the answer to mark): the issue's examples
-    pytest.param("When did the Russian military operation in Syria start?",
-                 "Two main tasks were set before our military operation", "September 30, 2015", marks=NOT_YET),
+    ("When did the Russian military operation in Syria start?",
+     "Two main tasks were set before", "September 30, 2015"),  # the file has a no-break space after "before"
     pytest.param("Which outlet did Baklanov give the interview to?", "told Vestnik Kavkaza", "Vestnik Kavkaza", marks=NOT_YET),
     ("In how many countries will the terrorists now solve their problems?", "Now they will solve their problems",
      "about 60 countries"),

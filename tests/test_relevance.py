@@ -62,6 +62,16 @@ def test_feature_rows_describe_each_sentence(rows):
     assert column(rows, "passage_bm25") == [1.0, 1.0, 1.0, 0.0, 0.0]
     assert column(rows, "passage_cosine") == pytest.approx([0.7, 0.7, 0.7, 0.1, 0.1])
     assert column(rows, "key_terms_in_passage") == [1.0, 1.0, 1.0, 0.0, 0.0]  # Hoover, Dam
+    assert column(rows, "date_held") == [1.0, 0.0, 0.0, 0.0, 0.0]  # a "when" question, a date held
+    assert column(rows, "number_held") == [0.0] * 5 and column(rows, "name_near") == [0.0] * 5
+
+
+def test_a_name_question_weighs_how_near_the_name_stands_to_its_words():
+    found = sentences()
+    rows = feature_rows("Which lake does the Hoover Dam hold back?", found)
+    near = column(rows, "name_near")
+    assert near[1] > 0 and near[1] == column(rows, "typed_near")[1]  # "Lake Mead", beside "holds back"
+    assert column(rows, "place_near") == [0.0] * 5 and column(rows, "date_held") == [0.0] * 5
 
 
 def test_without_sentence_scoring_the_sentence_columns_are_zero():
