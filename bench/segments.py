@@ -166,6 +166,7 @@ def main() -> int:
     with Timer() as made:
         write_corpus(corpus, files, words, weights)
     print(f"corpus: {files:,} files of {PER_FILE} passages ({made.seconds:.0f} s to write or check)")
+    (corpus / ".made").write_text("edited by a run: written again by the next")
     fake = HashEmbedder()
     settings = Settings(corpus=corpus, index=work / "edited", model=fake.name, exact_up_to=10**9)
     factory = lambda name: fake  # noqa: E731
