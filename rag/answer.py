@@ -18,7 +18,7 @@ from rag.records import Answer, Citation, Hit, Passage
 from rag.relevance import Sentence, feature_rows, load_model, mode
 from rag.retrieve import Retriever
 from rag.span_scoring import best_span
-from rag.spans import expected_answer_type, typed_matches
+from rag.spans import expected_answer_type, trim_edges, typed_matches
 
 NO_ANSWER = "The corpus does not seem to answer this question."
 NOT_A_QUESTION = "Please type a question in words, for example: What is this document about?"
@@ -257,6 +257,7 @@ def mark_answer(candidate: Candidate, question: str) -> Candidate:
     if expected_answer_type(question) == "date":
         dates = [d for d in typed_matches("date", candidate.text, question) if span[0] <= d[0] and d[1] <= span[1]]
         span = dates[0] if len(dates) == 1 else span
+    span = trim_edges(candidate.text, *span)
     return replace(candidate, answer_start=candidate.start + span[0], answer_end=candidate.start + span[1])
 
 

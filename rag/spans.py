@@ -217,3 +217,22 @@ def _rstrip(sentence: str, end: int) -> int:
     while end > 0 and (sentence[end - 1].isspace() or sentence[end - 1] in ".!?"):
         end -= 1
     return end
+
+
+EDGE_WORDS = frozenset("a an the and or but of in on at by for from to with into onto as".split())
+"""Articles, conjunctions and prepositions a marked answer neither starts nor ends with: SQuAD's
+answers drop them ("1955", not "in 1955"); "about" or "over" stay, they belong to a quantity."""
+_EDGE_WORD = re.compile(r"\w+")
+
+
+def trim_edges(text: str, start: int, end: int) -> tuple[int, int]:
+    """`text[start:end]` without leading or trailing EDGE_WORDS ("in about 60 countries" → "about 60
+    countries"); a span that is nothing else is left as it is."""
+    words = [(m.start(), m.end()) for m in _EDGE_WORD.finditer(text, start, end)]
+    while len(words) > 1 and text[words[0][0]:words[0][1]].lower() in EDGE_WORDS:
+        words.pop(0)
+    while len(words) > 1 and text[words[-1][0]:words[-1][1]].lower() in EDGE_WORDS:
+        words.pop()
+    if not words or all(text[a:b].lower() in EDGE_WORDS for a, b in words):
+        return start, end
+    return words[0][0], words[-1][1]

@@ -110,3 +110,24 @@ def test_holds_answer_type(kind, sentence, holds):
 @pytest.mark.parametrize("question", ["When?", "", "Who founded it?"])
 def test_answer_span_of_an_empty_sentence_is_none(question):
     assert answer_span(question, "") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("in about 60 countries", "about 60 countries"),
+        ("in 1955", "1955"),
+        ("the Vestnik Kavkaza", "Vestnik Kavkaza"),
+        ("salt and pepper", "salt and pepper"),  # inside: kept
+        ("copper and", "copper"),
+        ("of the", "of the"),  # nothing else: left as it is
+        ("Paris", "Paris"),
+        ("over 300 people in", "over 300 people"),
+    ],
+)
+def test_a_marked_answer_sheds_leading_and_trailing_function_words(text, expected):
+    from rag.spans import trim_edges
+
+    padded = f"x {text} y"
+    start, end = trim_edges(padded, 2, 2 + len(text))
+    assert padded[start:end] == expected
