@@ -146,7 +146,7 @@ class SentenceTransformerEmbedder:
     cosine ~0.997 of float32's, so an int8 index holds only int8 vectors (bench/precision.py).
     """
 
-    def __init__(self, name: str, precision: str = "auto"):
+    def __init__(self, name: str, precision: str = "auto", recipe: "Int8Recipe | None" = None):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         # OpenMP threads wait between the many small parallel regions of a forward pass. libgomp's
@@ -184,7 +184,7 @@ class SentenceTransformerEmbedder:
                 if isinstance(module, torch.nn.Linear):
                     module.to(torch.bfloat16)  # cast once, not on every call as plain autocast would
         elif self.precision == "int8":
-            _to_int8(self.model, name)
+            _to_int8(self.model, name, recipe or INT8)
         self._lock = threading.Lock()
 
     def arithmetic(self):
@@ -225,9 +225,27 @@ class SentenceTransformerEmbedder:
         return [len(ids) for ids in encoded["input_ids"]]
 
 
-def _to_int8(model, name: str) -> None:
-    """Swap the model's linear layers for int8 ones in place: PyTorch dynamic quantization (int8 weights per
-    output channel, activations quantized per batch), after SmoothQuant-style smoothing; see INT8_KEEPS_FLOAT32."""
+@dataclass(frozen=True)
+class Int8Recipe:
+    """How `int8` makes the model's linear layers 8-bit (bench/int8_speed.py measures the choices side by side).
+
+    `ffn_output` is what happens to each block's feed-forward output layer, whose 1,536 GELU inputs hold a
+    few channels with values 4-5x the rest: `float32` keeps the layer float32, `int8` quantizes it like the
+    others, `split` quantizes it but for its `outliers` largest input channels, which stay float32."""
+
+    ffn_output: str = "float32"
+    outliers: int = 8
+    per_channel: bool = True
+    smoothing: float = 0.5
+
+
+INT8 = Int8Recipe()
+"""The recipe `int8` runs."""
+
+
+def _to_int8(model, name: str, recipe: Int8Recipe = INT8) -> None:
+    """Swap the model's linear layers for int8 ones in place: PyTorch dynamic quantization (int8 weights, per
+    output channel by default; activations quantized per batch), after SmoothQuant-style smoothing."""
     import warnings
 
     import torch
@@ -240,24 +258,32 @@ def _to_int8(model, name: str) -> None:
             f"set RAG_PRECISION=float32 and run `rag build --full`"
         )
     torch.backends.quantized.engine = engine
-    layers = [path for path, module in model.named_modules() if isinstance(module, torch.nn.Linear) and _int8_suits(path)]
-    _smooth(model, layers, _input_peaks(model, layers))
+    linears = [path for path, module in model.named_modules() if isinstance(module, torch.nn.Linear)]
+    ffn_outputs = [path for path in linears if _is_ffn_output(path)]
+    smoothed = [path for path in linears if path not in ffn_outputs]
+    peaks = _input_peaks(model, linears)
+    _smooth(model, smoothed, peaks, recipe.smoothing)
+    quantized = [f"{path}.linear" if recipe.smoothing else path for path in smoothed]
+    if recipe.ffn_output == "int8":
+        quantized += ffn_outputs
+    elif recipe.ffn_output == "split":
+        quantized += [f"{path}.linear" for path in _split_outliers(model, ffn_outputs, peaks, recipe.outliers)]
     with warnings.catch_warnings():  # torch.ao.quantization warns of its move to torchao; it still ships
         warnings.simplefilter("ignore")
-        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+        from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig, quantize_dynamic
 
-        spec = {f"{path}.linear": per_channel_dynamic_qconfig for path in layers}
-        quantize_dynamic(model, spec, dtype=torch.qint8, inplace=True)
-
-
-def _int8_suits(path: str) -> bool:
-    """True for the linear layers that run in int8 (all but the feed-forward output, see INT8_KEEPS_FLOAT32)."""
-    return not (path.endswith(INT8_KEEPS_FLOAT32) and ".attention." not in path)
+        qconfig = per_channel_dynamic_qconfig if recipe.per_channel else default_dynamic_qconfig
+        quantize_dynamic(model, dict.fromkeys(quantized, qconfig), dtype=torch.qint8, inplace=True)
 
 
-INT8_KEEPS_FLOAT32 = "output.dense"
-"""The feed-forward output layer of each block (input: 1,536 GELU activations) stays float32 in `int8`:
-quantizing it too took the cosine to float32 vectors from 0.997 to 0.98 (bench/precision.py, README)."""
+def _is_ffn_output(path: str) -> bool:
+    """True for a block's feed-forward output layer (BERT's `layer.N.output.dense`)."""
+    return path.endswith(FFN_OUTPUT) and ".attention." not in path
+
+
+FFN_OUTPUT = "output.dense"
+"""The name ending of each block's feed-forward output layer (input: 1,536 GELU activations). Quantized
+whole, with the rest smoothed, it took the cosine to float32 vectors from 0.997 to 0.98 (bench/README.md)."""
 SMOOTHING = 0.5
 """SmoothQuant's alpha: how much of an input channel's activation range moves into its weights."""
 CALIBRATION = [
@@ -297,17 +323,19 @@ def _input_peaks(model, layers: list[str]):
     return peaks
 
 
-def _smooth(model, layers: list[str], peaks) -> None:
+def _smooth(model, layers: list[str], peaks, alpha: float = SMOOTHING) -> None:
     """Divide each layer's inputs by s and multiply its weights by s (the same product), s = a^α / w^(1-α)
     per input channel, so that int8 activations lose less to the few channels with large values."""
     import torch
 
+    if not alpha:
+        return
     modules = dict(model.named_modules())
     for path in layers:
         parent_path, _, child = path.rpartition(".")
         linear = modules[path]
         weight_peak = linear.weight.detach().abs().amax(0).clamp(min=1e-5)
-        scale = (peaks[path].clamp(min=1e-5) ** SMOOTHING / weight_peak ** (1 - SMOOTHING)).clamp(min=1e-5)
+        scale = (peaks[path].clamp(min=1e-5) ** alpha / weight_peak ** (1 - alpha)).clamp(min=1e-5)
         with torch.no_grad():
             linear.weight.mul_(scale)
         setattr(modules[parent_path], child, _smoothed_linear()(linear, 1.0 / scale))
@@ -330,6 +358,53 @@ def _smoothed_linear():
             return self.linear(inputs * self.inverse_scale)
 
     return SmoothedLinear
+
+
+def _split_outliers(model, ffn_outputs: list[str], peaks, count: int) -> list[str]:
+    """Make each feed-forward output layer a float32 product over its `count` input channels of largest
+    peak plus a linear layer over the rest (to be quantized): the feed-forward input layer's rows are
+    reordered so that those channels come last, which keeps both slices plain views."""
+    import torch
+
+    modules = dict(model.named_modules())
+    for path in ffn_outputs:
+        block, _, child = path.rpartition(".")  # "…layer.N.output", "dense"
+        ffn_input = modules[block.rpartition(".")[0] + ".intermediate.dense"]
+        ffn_input = getattr(ffn_input, "linear", ffn_input)
+        linear = modules[path]
+        outliers = peaks[path].topk(count).indices
+        kept = torch.ones(linear.in_features, dtype=torch.bool)
+        kept[outliers] = False
+        order = torch.cat([kept.nonzero().flatten(), outliers])
+        with torch.no_grad():
+            ffn_input.weight.copy_(ffn_input.weight[order])
+            ffn_input.bias.copy_(ffn_input.bias[order])
+            weight = linear.weight[:, order]
+            main = torch.nn.Linear(linear.in_features - count, linear.out_features)
+            main.weight.copy_(weight[:, : linear.in_features - count])
+            main.bias.copy_(linear.bias)
+        setattr(modules[block], child, _split_linear()(main, weight[:, linear.in_features - count :].contiguous()))
+    return ffn_outputs
+
+
+@functools.cache
+def _split_linear():
+    """The module type of a split layer (made on first use, so that importing rag does not import torch)."""
+    import torch
+
+    class SplitLinear(torch.nn.Module):
+        """`linear` over the input's first channels plus a float32 product over its last `outliers.shape[1]`."""
+
+        def __init__(self, linear, outliers):
+            super().__init__()
+            self.linear = linear
+            self.cut = linear.in_features
+            self.register_buffer("outliers", outliers)
+
+        def forward(self, inputs):
+            return self.linear(inputs[..., : self.cut]) + inputs[..., self.cut :] @ self.outliers.T
+
+    return SplitLinear
 
 
 def load_embedder(name: str, precision: str | None = None) -> SentenceTransformerEmbedder:

@@ -215,3 +215,32 @@ def test_token_counts_match_the_tokenizer_without_truncation(real_embedder):
     counts = real_embedder.count_tokens(texts)
     assert counts == [len(ids) for ids in wrapper]
     assert counts[-2] == 700 and counts[-1] == 0  # past the 256-token window: counted, not cut
+
+
+def test_splitting_the_feed_forward_output_keeps_the_block_the_same_function():
+    import torch
+
+    from rag.embedding import _split_outliers
+
+    torch.manual_seed(0)
+    layer = torch.nn.Module()
+    layer.intermediate, layer.output = torch.nn.Module(), torch.nn.Module()
+    layer.intermediate.dense, layer.output.dense = torch.nn.Linear(6, 12), torch.nn.Linear(12, 6)
+    model = torch.nn.Module()
+    model.layer = torch.nn.ModuleList([layer])
+
+    def block(inputs):
+        return layer.output.dense(torch.nn.functional.gelu(layer.intermediate.dense(inputs)))
+
+    inputs = torch.randn(3, 5, 6)
+    with torch.no_grad():
+        before = block(inputs)
+        hidden = torch.nn.functional.gelu(layer.intermediate.dense(inputs)).abs().reshape(-1, 12).amax(0)
+        peaks = {"layer.0.output.dense": hidden}
+        assert _split_outliers(model, ["layer.0.output.dense"], peaks, 3) == ["layer.0.output.dense"]
+        split = layer.output.dense
+        assert split.linear.in_features == 9 and split.outliers.shape == (6, 3)
+        assert torch.allclose(block(inputs), before, atol=1e-5)  # same function, channels reordered
+        # the channels of largest peak are the float32 ones: the last three the reordered layer gives
+        reordered = torch.nn.functional.gelu(layer.intermediate.dense(inputs)).abs().reshape(-1, 12).amax(0)
+        assert torch.allclose(reordered[9:].sort().values, hidden.topk(3).values.sort().values)
