@@ -240,7 +240,10 @@ class Int8Recipe:
 
 
 INT8 = Int8Recipe()
-"""The recipe `int8` runs."""
+"""The recipe `int8` runs: feed-forward outputs float32. With the CPU limited to AVX2, int8 matrix products are only
+1.4-1.7x float32's, so no recipe reached 1.5x: interleaved, this one embedded 1.24x float32 (1.15x per CPU-second),
+`split` 1.22x (1.21x) and `int8` 1.26x (1.24x), within the noise of each other, while `split` took a one-letter text
+to cosine 0.987 and `int8` real passages to 0.976 (bench/int8_speed.py, 2026-12-02)."""
 
 
 def _to_int8(model, name: str, recipe: Int8Recipe = INT8) -> None:
@@ -361,51 +364,74 @@ def _smoothed_linear():
 
 
 def _split_outliers(model, ffn_outputs: list[str], peaks, count: int) -> list[str]:
-    """Make each feed-forward output layer a float32 product over its `count` input channels of largest
-    peak plus a linear layer over the rest (to be quantized): the feed-forward input layer's rows are
-    reordered so that those channels come last, which keeps both slices plain views."""
+    """Split each block's feed-forward in two: the `count` hidden channels of largest peak go through a float32
+    branch of their own, the rest through the (to be quantized) input and output layers, so that int8 never sees
+    those channels' values. Returns the output layers split (those of blocks shaped like BERT's)."""
     import torch
 
     modules = dict(model.named_modules())
+    split = []
     for path in ffn_outputs:
-        block, _, child = path.rpartition(".")  # "…layer.N.output", "dense"
-        ffn_input = modules[block.rpartition(".")[0] + ".intermediate.dense"]
-        ffn_input = getattr(ffn_input, "linear", ffn_input)
-        linear = modules[path]
+        block = path.rsplit(".", 2)[0]  # "…layer.N" of "…layer.N.output.dense"
+        intermediate = modules.get(f"{block}.intermediate")
+        if intermediate is None or not hasattr(intermediate, "intermediate_act_fn"):
+            continue
+        ffn_input, ffn_output = intermediate.dense, modules[path]
+        inner = getattr(ffn_input, "linear", ffn_input)
+        unsmooth = getattr(ffn_input, "inverse_scale", torch.ones(inner.in_features))
         outliers = peaks[path].topk(count).indices
-        kept = torch.ones(linear.in_features, dtype=torch.bool)
+        kept = torch.ones(ffn_output.in_features, dtype=torch.bool)
         kept[outliers] = False
-        order = torch.cat([kept.nonzero().flatten(), outliers])
         with torch.no_grad():
-            ffn_input.weight.copy_(ffn_input.weight[order])
-            ffn_input.bias.copy_(ffn_input.bias[order])
-            weight = linear.weight[:, order]
-            main = torch.nn.Linear(linear.in_features - count, linear.out_features)
-            main.weight.copy_(weight[:, : linear.in_features - count])
-            main.bias.copy_(linear.bias)
-        setattr(modules[block], child, _split_linear()(main, weight[:, linear.in_features - count :].contiguous()))
-    return ffn_outputs
+            main_input = torch.nn.Linear(inner.in_features, int(kept.sum()))
+            main_input.weight.copy_(inner.weight[kept])
+            main_input.bias.copy_(inner.bias[kept])
+            main_output = torch.nn.Linear(int(kept.sum()), ffn_output.out_features)
+            main_output.weight.copy_(ffn_output.weight[:, kept])
+            main_output.bias.copy_(ffn_output.bias)
+        if inner is ffn_input:
+            intermediate.dense = main_input
+        else:
+            ffn_input.linear = main_input
+        branch = (inner.weight[outliers].detach() * unsmooth, inner.bias[outliers].detach(), ffn_output.weight[:, outliers].detach())
+        setattr(modules[block], "intermediate", _split_modules()[0](intermediate, *branch[:2]))
+        setattr(modules[f"{block}.output"], "dense", _split_modules()[1](main_output, branch[2].contiguous()))
+        split.append(path)
+    return split
 
 
 @functools.cache
-def _split_linear():
-    """The module type of a split layer (made on first use, so that importing rag does not import torch)."""
+def _split_modules():
+    """The module types of a split feed-forward (made on first use, so that importing rag does not import torch)."""
     import torch
 
-    class SplitLinear(torch.nn.Module):
-        """`linear` over the input's first channels plus a float32 product over its last `outliers.shape[1]`."""
+    class SplitIntermediate(torch.nn.Module):
+        """The feed-forward input: (activation of `dense`, activation of the float32 outlier channels)."""
 
-        def __init__(self, linear, outliers):
+        def __init__(self, intermediate, weight, bias):
             super().__init__()
-            self.linear = linear
-            self.cut = linear.in_features
-            self.register_buffer("outliers", outliers)
+            self.dense = intermediate.dense
+            self.intermediate_act_fn = intermediate.intermediate_act_fn
+            self.register_buffer("outlier_weight", weight.contiguous())
+            self.register_buffer("outlier_bias", bias.contiguous())
 
         def forward(self, inputs):
-            return self.linear(inputs[..., : self.cut]) + inputs[..., self.cut :] @ self.outliers.T
+            outliers = torch.nn.functional.linear(inputs, self.outlier_weight, self.outlier_bias)
+            return self.intermediate_act_fn(self.dense(inputs)), self.intermediate_act_fn(outliers)
 
-    return SplitLinear
+    class SplitLinear(torch.nn.Module):
+        """The feed-forward output: `linear` of the main channels plus a float32 product of the outlier ones."""
 
+        def __init__(self, linear, outlier_weight):
+            super().__init__()
+            self.linear = linear
+            self.register_buffer("outlier_weight", outlier_weight)
+
+        def forward(self, hidden):
+            main, outliers = hidden
+            return self.linear(main) + torch.nn.functional.linear(outliers, self.outlier_weight)
+
+    return SplitIntermediate, SplitLinear
 
 def load_embedder(name: str, precision: str | None = None) -> SentenceTransformerEmbedder:
     """The model called `name` in `precision` (by default what RAG_PRECISION asks for), loaded once per process."""
