@@ -105,7 +105,7 @@ def child(args) -> int:
         os.environ["RAG_PRECISION"] = precision.partition(":")[0]
         index = args.work / args.child / precision.replace(":", "-")
         shutil.rmtree(index, ignore_errors=True)
-        settings = Settings(index=index)
+        settings = Settings(index=index, precision=os.environ["RAG_PRECISION"])  # Settings() alone is auto
         with Timer() as timer:
             report = evaluate(args.folder, settings)
         dense = evaluate(args.folder, settings.replace(hybrid=False))  # same index, no build work
