@@ -46,6 +46,13 @@ KINDS = {
     },
 }
 PRECISIONS = ("float32", "bfloat16", "int8")
+RECIPES = {  # --builds int8:NAME: an int8 build with rag.embedding.INT8 set to this recipe (bench/int8_speed.py)
+    "ffn-float32": {"ffn_output": "float32"},
+    "ffn-float32-per-tensor": {"ffn_output": "float32", "per_channel": False},
+    "split": {"ffn_output": "split"},
+    "split-per-tensor": {"ffn_output": "split", "per_channel": False},
+    "ffn-int8": {"ffn_output": "int8"},
+}
 PROBE_PASSAGES = 96
 
 
@@ -94,10 +101,11 @@ def child(args) -> int:
         result["probe"][precision] = round(len(texts) / timer.seconds, 1)
     vectors = {}
     for precision in args.build:
-        os.environ["RAG_PRECISION"] = precision
-        index = args.work / args.child / precision
+        use_recipe(precision)
+        os.environ["RAG_PRECISION"] = precision.partition(":")[0]
+        index = args.work / args.child / precision.replace(":", "-")
         shutil.rmtree(index, ignore_errors=True)
-        settings = Settings(index=index)
+        settings = Settings(index=index, precision=os.environ["RAG_PRECISION"])  # Settings() alone is auto
         with Timer() as timer:
             report = evaluate(args.folder, settings)
         dense = evaluate(args.folder, settings.replace(hybrid=False))  # same index, no build work
@@ -111,13 +119,26 @@ def child(args) -> int:
         }
     if not args.build:  # --speed-only: the passages of the float32 index an earlier run built
         loaded = store.load(args.work / args.child / "float32" / "eval" / args.folder.name / "index")
-    result["interleaved"] = interleaved(loaded.passages, args.probe, args.blocks)
+    use_recipe("int8")  # the interleaved timing runs the shipped recipe
+    if args.blocks:
+        result["interleaved"] = interleaved(loaded.passages, args.probe, args.blocks)
     if "float32" in vectors:
         for precision, found in vectors.items():
             cosine = (found * vectors["float32"]).sum(axis=1)
             result["builds"][precision]["cosine_to_float32"] = [round(float(cosine.mean()), 5), round(float(cosine.min()), 5)]
     print(json.dumps(result))
     return 0
+
+
+def use_recipe(label: str) -> None:
+    """Make the next int8 model follow the recipe `int8:NAME` names (or the shipped one for plain `int8`)."""
+    import rag.embedding as embedding
+
+    shipped = getattr(use_recipe, "shipped", None) or embedding.INT8
+    use_recipe.shipped = shipped
+    name = label.partition(":")[2]
+    embedding.INT8 = embedding.Int8Recipe(**RECIPES[name]) if name else shipped
+    embedding._load.cache_clear()
 
 
 def interleaved(passages, precisions: list[str], blocks: int, size: int = 64) -> dict:
@@ -189,10 +210,12 @@ def main(argv=None) -> int:
     parser.add_argument("--docs", type=int, default=1000, help="SciFact abstracts in the corpus (default 1000; 5183 = all)")
     parser.add_argument("--kinds", default="native,avx2", help=f"kinds of CPU, of {', '.join(KINDS)} (default native,avx2)")
     parser.add_argument("--timeout", type=float, default=3000, help="seconds one kind may take")
-    parser.add_argument("--blocks", type=int, default=10, help="blocks of 64 passages timed interleaved (default 10)")
+    parser.add_argument("--blocks", type=int, default=10, help="blocks of 64 passages timed interleaved (default 10; 0: none)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 150 abstracts, 3 blocks")
     parser.add_argument("--speed-only", action="store_true", help="only the probe and the interleaved timing, on the "
                         "passages of the float32 indexes an earlier run with the same --docs built")
+    parser.add_argument("--builds", help="precisions to build, e.g. float32,int8,int8:split (default: float32, "
+                        "bfloat16 where native, int8; int8:NAME is an int8 recipe of RECIPES)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
@@ -215,6 +238,7 @@ def main(argv=None) -> int:
     for kind in args.kinds.split(","):
         native_bf16 = kind == "native" and any(f in flags for f in ("avx512_bf16", "amx_bf16"))
         build = [p for p in PRECISIONS if p != "bfloat16" or native_bf16]  # emulated bfloat16 is only probed
+        build = args.builds.split(",") if args.builds else build
         build = [] if args.speed_only else build
         run = run_kind(kind, folder, list(PRECISIONS), build, args.blocks, args.timeout)
         report(run)

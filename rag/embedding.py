@@ -146,7 +146,7 @@ class SentenceTransformerEmbedder:
     cosine ~0.997 of float32's, so an int8 index holds only int8 vectors (bench/precision.py).
     """
 
-    def __init__(self, name: str, precision: str = "auto"):
+    def __init__(self, name: str, precision: str = "auto", recipe: "Int8Recipe | None" = None):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         # OpenMP threads wait between the many small parallel regions of a forward pass. libgomp's
@@ -184,7 +184,7 @@ class SentenceTransformerEmbedder:
                 if isinstance(module, torch.nn.Linear):
                     module.to(torch.bfloat16)  # cast once, not on every call as plain autocast would
         elif self.precision == "int8":
-            _to_int8(self.model, name)
+            _to_int8(self.model, name, recipe or INT8)
         self._lock = threading.Lock()
 
     def arithmetic(self):
@@ -225,9 +225,30 @@ class SentenceTransformerEmbedder:
         return [len(ids) for ids in encoded["input_ids"]]
 
 
-def _to_int8(model, name: str) -> None:
-    """Swap the model's linear layers for int8 ones in place: PyTorch dynamic quantization (int8 weights per
-    output channel, activations quantized per batch), after SmoothQuant-style smoothing; see INT8_KEEPS_FLOAT32."""
+@dataclass(frozen=True)
+class Int8Recipe:
+    """How `int8` makes the model's linear layers 8-bit (bench/int8_speed.py measures the choices side by side).
+
+    `ffn_output` is what happens to each block's feed-forward output layer, whose 1,536 GELU inputs hold a
+    few channels with values 4-5x the rest: `float32` keeps the layer float32, `int8` quantizes it like the
+    others, `split` quantizes it but for its `outliers` largest input channels, which stay float32."""
+
+    ffn_output: str = "float32"
+    outliers: int = 8
+    per_channel: bool = True
+    smoothing: float = 0.5
+
+
+INT8 = Int8Recipe()
+"""The recipe `int8` runs: feed-forward outputs float32. With the CPU limited to AVX2, int8 matrix products are only
+1.4-1.7x float32's, so no recipe reached 1.5x: interleaved, this one embedded 1.24x float32 (1.15x per CPU-second),
+`split` 1.22x (1.21x) and `int8` 1.26x (1.24x), within the noise of each other, while `split` took a one-letter text
+to cosine 0.987 and `int8` real passages to 0.976 (bench/int8_speed.py, 2026-12-02)."""
+
+
+def _to_int8(model, name: str, recipe: Int8Recipe = INT8) -> None:
+    """Swap the model's linear layers for int8 ones in place: PyTorch dynamic quantization (int8 weights, per
+    output channel by default; activations quantized per batch), after SmoothQuant-style smoothing."""
     import warnings
 
     import torch
@@ -240,24 +261,32 @@ def _to_int8(model, name: str) -> None:
             f"set RAG_PRECISION=float32 and run `rag build --full`"
         )
     torch.backends.quantized.engine = engine
-    layers = [path for path, module in model.named_modules() if isinstance(module, torch.nn.Linear) and _int8_suits(path)]
-    _smooth(model, layers, _input_peaks(model, layers))
+    linears = [path for path, module in model.named_modules() if isinstance(module, torch.nn.Linear)]
+    ffn_outputs = [path for path in linears if _is_ffn_output(path)]
+    smoothed = [path for path in linears if path not in ffn_outputs]
+    peaks = _input_peaks(model, linears)
+    _smooth(model, smoothed, peaks, recipe.smoothing)
+    quantized = [f"{path}.linear" if recipe.smoothing else path for path in smoothed]
+    if recipe.ffn_output == "int8":
+        quantized += ffn_outputs
+    elif recipe.ffn_output == "split":
+        quantized += [f"{path}.linear" for path in _split_outliers(model, ffn_outputs, peaks, recipe.outliers)]
     with warnings.catch_warnings():  # torch.ao.quantization warns of its move to torchao; it still ships
         warnings.simplefilter("ignore")
-        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+        from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig, quantize_dynamic
 
-        spec = {f"{path}.linear": per_channel_dynamic_qconfig for path in layers}
-        quantize_dynamic(model, spec, dtype=torch.qint8, inplace=True)
-
-
-def _int8_suits(path: str) -> bool:
-    """True for the linear layers that run in int8 (all but the feed-forward output, see INT8_KEEPS_FLOAT32)."""
-    return not (path.endswith(INT8_KEEPS_FLOAT32) and ".attention." not in path)
+        qconfig = per_channel_dynamic_qconfig if recipe.per_channel else default_dynamic_qconfig
+        quantize_dynamic(model, dict.fromkeys(quantized, qconfig), dtype=torch.qint8, inplace=True)
 
 
-INT8_KEEPS_FLOAT32 = "output.dense"
-"""The feed-forward output layer of each block (input: 1,536 GELU activations) stays float32 in `int8`:
-quantizing it too took the cosine to float32 vectors from 0.997 to 0.98 (bench/precision.py, README)."""
+def _is_ffn_output(path: str) -> bool:
+    """True for a block's feed-forward output layer (BERT's `layer.N.output.dense`)."""
+    return path.endswith(FFN_OUTPUT) and ".attention." not in path
+
+
+FFN_OUTPUT = "output.dense"
+"""The name ending of each block's feed-forward output layer (input: 1,536 GELU activations). Quantized
+whole, with the rest smoothed, it took the cosine to float32 vectors from 0.997 to 0.98 (bench/README.md)."""
 SMOOTHING = 0.5
 """SmoothQuant's alpha: how much of an input channel's activation range moves into its weights."""
 CALIBRATION = [
@@ -297,17 +326,19 @@ def _input_peaks(model, layers: list[str]):
     return peaks
 
 
-def _smooth(model, layers: list[str], peaks) -> None:
+def _smooth(model, layers: list[str], peaks, alpha: float = SMOOTHING) -> None:
     """Divide each layer's inputs by s and multiply its weights by s (the same product), s = a^α / w^(1-α)
     per input channel, so that int8 activations lose less to the few channels with large values."""
     import torch
 
+    if not alpha:
+        return
     modules = dict(model.named_modules())
     for path in layers:
         parent_path, _, child = path.rpartition(".")
         linear = modules[path]
         weight_peak = linear.weight.detach().abs().amax(0).clamp(min=1e-5)
-        scale = (peaks[path].clamp(min=1e-5) ** SMOOTHING / weight_peak ** (1 - SMOOTHING)).clamp(min=1e-5)
+        scale = (peaks[path].clamp(min=1e-5) ** alpha / weight_peak ** (1 - alpha)).clamp(min=1e-5)
         with torch.no_grad():
             linear.weight.mul_(scale)
         setattr(modules[parent_path], child, _smoothed_linear()(linear, 1.0 / scale))
@@ -331,6 +362,76 @@ def _smoothed_linear():
 
     return SmoothedLinear
 
+
+def _split_outliers(model, ffn_outputs: list[str], peaks, count: int) -> list[str]:
+    """Split each block's feed-forward in two: the `count` hidden channels of largest peak go through a float32
+    branch of their own, the rest through the (to be quantized) input and output layers, so that int8 never sees
+    those channels' values. Returns the output layers split (those of blocks shaped like BERT's)."""
+    import torch
+
+    modules = dict(model.named_modules())
+    split = []
+    for path in ffn_outputs:
+        block = path.rsplit(".", 2)[0]  # "…layer.N" of "…layer.N.output.dense"
+        intermediate = modules.get(f"{block}.intermediate")
+        if intermediate is None or not hasattr(intermediate, "intermediate_act_fn"):
+            continue
+        ffn_input, ffn_output = intermediate.dense, modules[path]
+        inner = getattr(ffn_input, "linear", ffn_input)
+        unsmooth = getattr(ffn_input, "inverse_scale", torch.ones(inner.in_features))
+        outliers = peaks[path].topk(count).indices
+        kept = torch.ones(ffn_output.in_features, dtype=torch.bool)
+        kept[outliers] = False
+        with torch.no_grad():
+            main_input = torch.nn.Linear(inner.in_features, int(kept.sum()))
+            main_input.weight.copy_(inner.weight[kept])
+            main_input.bias.copy_(inner.bias[kept])
+            main_output = torch.nn.Linear(int(kept.sum()), ffn_output.out_features)
+            main_output.weight.copy_(ffn_output.weight[:, kept])
+            main_output.bias.copy_(ffn_output.bias)
+        if inner is ffn_input:
+            intermediate.dense = main_input
+        else:
+            ffn_input.linear = main_input
+        branch = (inner.weight[outliers].detach() * unsmooth, inner.bias[outliers].detach(), ffn_output.weight[:, outliers].detach())
+        setattr(modules[block], "intermediate", _split_modules()[0](intermediate, *branch[:2]))
+        setattr(modules[f"{block}.output"], "dense", _split_modules()[1](main_output, branch[2].contiguous()))
+        split.append(path)
+    return split
+
+
+@functools.cache
+def _split_modules():
+    """The module types of a split feed-forward (made on first use, so that importing rag does not import torch)."""
+    import torch
+
+    class SplitIntermediate(torch.nn.Module):
+        """The feed-forward input: (activation of `dense`, activation of the float32 outlier channels)."""
+
+        def __init__(self, intermediate, weight, bias):
+            super().__init__()
+            self.dense = intermediate.dense
+            self.intermediate_act_fn = intermediate.intermediate_act_fn
+            self.register_buffer("outlier_weight", weight.contiguous())
+            self.register_buffer("outlier_bias", bias.contiguous())
+
+        def forward(self, inputs):
+            outliers = torch.nn.functional.linear(inputs, self.outlier_weight, self.outlier_bias)
+            return self.intermediate_act_fn(self.dense(inputs)), self.intermediate_act_fn(outliers)
+
+    class SplitLinear(torch.nn.Module):
+        """The feed-forward output: `linear` of the main channels plus a float32 product of the outlier ones."""
+
+        def __init__(self, linear, outlier_weight):
+            super().__init__()
+            self.linear = linear
+            self.register_buffer("outlier_weight", outlier_weight)
+
+        def forward(self, hidden):
+            main, outliers = hidden
+            return self.linear(main) + torch.nn.functional.linear(outliers, self.outlier_weight)
+
+    return SplitIntermediate, SplitLinear
 
 def load_embedder(name: str, precision: str | None = None) -> SentenceTransformerEmbedder:
     """The model called `name` in `precision` (by default what RAG_PRECISION asks for), loaded once per process."""

@@ -95,6 +95,21 @@ def test_int8_swaps_only_linear_layers(int8):
 
 
 @pytest.mark.slow
+def test_the_split_int8_recipe_quantizes_every_linear_layer_and_still_agrees(both, seed_passages):
+    import torch
+
+    from rag.embedding import Int8Recipe
+
+    split = SentenceTransformerEmbedder(DEFAULT_MODEL, "int8", Int8Recipe(ffn_output="split", outliers=8))
+    plain = [path for path, m in split.model.named_modules() if type(m) is torch.nn.Linear]
+    assert plain == []  # every linear layer runs in int8; the outlier channels are float32 buffers
+    outputs = [m for path, m in split.model.named_modules() if path.endswith("layer.0.output.dense")]
+    assert outputs[0].outlier_weight.shape == (384, 8) and outputs[0].outlier_weight.dtype == torch.float32
+    agreement = (both[0].encode(seed_passages) * split.encode(seed_passages)).sum(axis=1)
+    assert agreement.min() >= 0.99  # on real passages; the one-letter text "x" falls to 0.987 (not shipped, see INT8)
+
+
+@pytest.mark.slow
 def test_bfloat16_keeps_the_ranking(both):
     float32, bfloat16 = both
     rankings = [np.argsort(-(e.encode(TEXTS[1:]) @ e.encode(TEXTS[:1])[0])).tolist() for e in both]
@@ -215,3 +230,28 @@ def test_token_counts_match_the_tokenizer_without_truncation(real_embedder):
     counts = real_embedder.count_tokens(texts)
     assert counts == [len(ids) for ids in wrapper]
     assert counts[-2] == 700 and counts[-1] == 0  # past the 256-token window: counted, not cut
+
+
+def test_splitting_the_feed_forward_keeps_a_bert_block_the_same_function():
+    import torch
+    from transformers import BertConfig
+    from transformers.models.bert.modeling_bert import BertEncoder
+
+    from rag.embedding import _smooth, _split_outliers
+
+    torch.manual_seed(0)
+    model = torch.nn.Module()
+    model.encoder = BertEncoder(BertConfig(hidden_size=8, intermediate_size=16, num_attention_heads=2, num_hidden_layers=1))
+    model.eval()
+    inputs = torch.randn(3, 5, 8)
+    path, intermediate = "encoder.layer.0.output.dense", "encoder.layer.0.intermediate"
+    with torch.no_grad():
+        before = model.encoder(inputs).last_hidden_state
+        hidden = model.encoder.layer[0].intermediate(inputs)
+        peaks = {path: hidden.abs().reshape(-1, 16).amax(0), f"{intermediate}.dense": inputs.abs().reshape(-1, 8).amax(0)}
+        _smooth(model, [f"{intermediate}.dense"], peaks)  # the input layer is smoothed first, as in int8
+        assert _split_outliers(model, [path], peaks, 3) == [path]
+        main, outliers = model.encoder.layer[0].intermediate(inputs)
+        assert main.shape[-1] == 13 and outliers.shape[-1] == 3
+        assert torch.allclose(outliers.abs().reshape(-1, 3).amax(0).sort().values, peaks[path].topk(3).values.sort().values)
+        assert torch.allclose(model.encoder(inputs).last_hidden_state, before, atol=1e-5)
