@@ -13,15 +13,7 @@ from rag.span_scoring import (
     question_kind,
 )
 
-SYRIA = (
-    "Two main tasks were set before our military operation on September 30, 2015: the lawful regime's "
-    "salvation from attacks of international terrorist organizations, which were trying to overthrow the "
-    "legitimate government, and the liquidation of the project under the conditional name ISIS."
-)
-VESTNIK = (
-    "The deputy head of the Council of the Russian Diplomats Association, Andrey Baklanov, told Vestnik "
-    "Kavkaza about the importance of eliminating organized terrorist activity in the region."
-)
+from test_spans import SYRIA, VESTNIK  # the seed sentences of issue 13, written once
 
 
 @pytest.mark.parametrize(
