@@ -192,7 +192,7 @@ def main() -> int:
     loaded = store.load(settings.index, search=False)
     before = files_now(settings.index)
     with Timer() as rewrite:
-        manifest, _ = merge.merge_segments(loaded, [p.segment.name for p in loaded.parts], settings.exact_up_to)
+        manifest = merge.merge_segments(loaded, [p.segment.name for p in loaded.parts], settings.exact_up_to)
     rewrite_bytes = written_since(before, settings.index)
     loaded.release()
     store.publish(settings.index, store.write_version(settings.index, manifest))

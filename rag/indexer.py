@@ -215,9 +215,9 @@ def build(
                 previous.release()
         merges = merge.tidy(root, settings.merge_factor, settings.exact_up_to, say)
         store.collect_garbage(root)
-        live = Manifest.read(store.current_version(root) / store.MANIFEST)
-        return replace(summary, merges=merges, segments=len(live.segments), version=store.current_version(root).name,
-                       seconds=time.perf_counter() - started)
+        live = store.current_version(root)
+        return replace(summary, merges=merges, segments=len(Manifest.read(live / store.MANIFEST).segments),
+                       version=live.name, seconds=time.perf_counter() - started)
 
 
 def _build_changed(settings, found, previous, still_unreadable, reason, scratch, embedder_factory,

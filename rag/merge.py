@@ -45,9 +45,9 @@ def plan(parts: list[store.Part], factor: int) -> list[list[str]]:
     return groups
 
 
-def merge_segments(loaded: store.LoadedIndex, names: list[str], exact_up_to: int) -> tuple[Manifest, int]:
+def merge_segments(loaded: store.LoadedIndex, names: list[str], exact_up_to: int) -> Manifest:
     """Write the live rows of the segments `names` as one new segment; the manifest that lists it in
-    their place (not yet published) and the passages moved."""
+    their place (not yet published)."""
     parts = [p for p in loaded.parts if p.segment.name in names]
     passages, vectors, texts = [], [], {}
     for part in parts:
@@ -74,7 +74,7 @@ def merge_segments(loaded: store.LoadedIndex, names: list[str], exact_up_to: int
     files = {s: replace(e, segment=info.name) if s in moved else e for s, e in loaded.manifest.files.items()}
     kinds = {p.segment.info.index_type for p in loaded.parts if p.segment.name not in names} | {info.index_type}
     manifest = replace(loaded.manifest, segments=tuple(entries), files=files, index_type="+".join(sorted(kinds)))
-    return manifest, len(passages)
+    return manifest
 
 
 def tidy(root: Path, factor: int, exact_up_to: int, say: Callable[[str], None]) -> int:
@@ -89,7 +89,7 @@ def tidy(root: Path, factor: int, exact_up_to: int, say: Callable[[str], None]) 
             return merges
         names = groups[0]
         say(f"merging {len(names)} segment{'s' if len(names) != 1 else ''}")
-        manifest, _ = merge_segments(loaded, names, exact_up_to)
+        manifest = merge_segments(loaded, names, exact_up_to)
         loaded.release()
         store.publish(root, store.write_version(root, manifest))
         merges += 1

@@ -16,6 +16,7 @@ from rag import store
 from rag.config import Settings
 from rag.embedding import Embedder, compatible, load_embedder, query_arithmetic
 from rag.errors import IndexDamaged, IndexMismatch, ModelError, RagError
+from rag.lexical import top
 from rag.records import Hit
 
 log = logging.getLogger(__name__)
@@ -164,11 +165,10 @@ class Retriever:
 
 def lexical_candidates(scores: np.ndarray, passages, k: int) -> list[tuple[int, float]]:
     """The `k` best positive BM25 scores as (row, score), equal scores settled as `store.settle_ties` does."""
-    k = min(k, len(scores))
-    if k < 1:
+    best = top(scores, k)
+    if not best:
         return []
-    last = float(scores[np.argpartition(-scores, k - 1)[:k]].min())
-    rows = np.flatnonzero(scores >= last) if last > 0 else np.flatnonzero(scores > 0)
+    rows = np.flatnonzero(scores >= best[-1][1])  # every row tied with the last one `top` kept
     return store.settle_ties([(int(r), float(scores[r])) for r in rows], passages, k)
 
 

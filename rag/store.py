@@ -67,15 +67,19 @@ class Part:
                 self.live_bitmap = np.packbits(~dead, bitorder="little")
                 self.live = len(self.live_rows)
 
+    @functools.cached_property
+    def _file_starts(self) -> tuple[list[str], np.ndarray]:
+        """The segment's files in row order, and the row each starts at."""
+        files = self.segment.info.files
+        names = sorted(files, key=lambda source: files[source][0])
+        return names, np.array([files[name][0] for name in names], dtype=np.int64)
+
     def order_keys(self, rows) -> list[tuple[str, int]]:
         """(source, passage number) of segment rows: the order equal scores are ranked in, the same
         whichever segment holds a passage."""
-        files = self.segment.info.files
-        if not hasattr(self, "_starts"):
-            names = sorted(files, key=lambda source: files[source][0])
-            self._names, self._starts = names, np.array([files[name][0] for name in names], dtype=np.int64)
-        at = np.searchsorted(self._starts, np.asarray(rows, dtype=np.int64), side="right") - 1
-        return [(self._names[i], int(row) - int(self._starts[i]) + 1) for i, row in zip(at.tolist(), np.asarray(rows).tolist())]
+        names, starts = self._file_starts
+        at = np.searchsorted(starts, np.asarray(rows, dtype=np.int64), side="right") - 1
+        return [(names[i], int(row) - int(starts[i]) + 1) for i, row in zip(at.tolist(), np.asarray(rows).tolist())]
 
     @property
     def live_length(self) -> int:
@@ -101,7 +105,7 @@ class LivePassages(Sequence):
     """The live passages of every segment, numbered as one index (rows stay on disk)."""
 
     def __init__(self, parts: list[Part]):
-        self._parts = parts
+        self.parts = parts
         self._bases = [part.base for part in parts]
         self._size = sum(part.live for part in parts)
 
@@ -112,7 +116,7 @@ class LivePassages(Sequence):
         """The part holding version row `row`, and the row inside its segment."""
         if not 0 <= row < self._size:
             raise IndexError(row)
-        part = self._parts[bisect.bisect_right(self._bases, row) - 1]
+        part = self.parts[bisect.bisect_right(self._bases, row) - 1]
         return part, part.local_row(row)
 
     def __getitem__(self, row):
@@ -126,7 +130,7 @@ class LivePassages(Sequence):
         """(source, passage number) of version rows, read from the segments' file tables (no passage read)."""
         rows = np.asarray(rows, dtype=np.int64)
         keys: list = [None] * len(rows)
-        for part in self._parts:
+        for part in self.parts:
             inside = np.flatnonzero((rows >= part.base) & (rows < part.base + part.live))
             if len(inside):
                 local = rows[inside] - part.base
@@ -148,7 +152,7 @@ class LiveVectors:
     def all(self) -> np.ndarray:
         """Every live vector in row order, in memory (for tests, benches and comparisons)."""
         blocks = []
-        for part in self._passages._parts:
+        for part in self._passages.parts:
             block = np.asarray(part.segment.vectors.block(0, part.segment.info.passages))
             blocks.append(block if part.live_rows is None else block[part.live_rows])
         return np.vstack(blocks) if blocks else np.zeros(self.shape, dtype=np.float32)
@@ -234,9 +238,14 @@ class LoadedIndex:
         part = self.part_of(source)
         return part.segment.folder if part is not None else self.folder
 
+    @functools.cached_property
+    def _converted(self) -> dict[str, str]:
+        """sha256 → a source with those bytes, for the converted files (PDF, Word, HTML)."""
+        return {e.sha256: s for s, e in reversed(self.manifest.files.items()) if e.kind != "text"}
+
     def record_folder(self, sha256: str) -> Path | None:
         """The segment folder holding the text of record of a converted file with these bytes, if any."""
-        source = next((s for s, e in self.manifest.files.items() if e.sha256 == sha256 and e.kind != "text"), None)
+        source = self._converted.get(sha256)
         return self.texts_folder(source) if source is not None else None
 
     def file_passages(self, source: str) -> list[Passage]:
