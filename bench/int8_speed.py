@@ -2,8 +2,9 @@
 AVX2 (emulated) or as it is: passages/s against float32 over the same blocks of SciFact passages, and the
 cosine of each variant's vectors to float32's on those passages.
 
-    .venv/bin/python bench/int8_speed.py --quick               # 2 blocks of 32, AVX2 emulated
-    .venv/bin/python bench/int8_speed.py                       # 5 blocks of 96, 6 variants
+    .venv/bin/python bench/int8_speed.py --quick               # 2 blocks of 64, AVX2 emulated
+    .venv/bin/python bench/int8_speed.py                       # 5 blocks of 96, 8 variants
+    .venv/bin/python bench/int8_speed.py --blocks 6 --block 256 --variants "float32,int8 ffn-out float32,float32 workers,int8 ffn-out float32 workers"
     .venv/bin/python bench/int8_speed.py --blocks 24 --block 32 --variants "float32,int8 ffn-out float32,int8 ffn-out split 8,int8 ffn-out int8"
     .venv/bin/python bench/int8_speed.py --kind native
 
@@ -13,14 +14,18 @@ SciFact subset bench/precision.py writes (every test-judged abstract first, --do
 rotating from block to block, so that other work on the machine slows all alike; the figures are the
 wall-clock passages/s, the median of the per-block ratios to float32, and passages per CPU-second of
 this process (robust to other work taking the cores, as long as the threads do not spin). Then, to tell the cost
-of batching apart from the arithmetic, float32 and two int8 recipes each embed --whole passages in one call
-(sentence-transformers sorts them by length: the least padding, as in `rag build`), twice, alternating.
+of batching apart from the arithmetic, float32 and the shipped int8 recipe each embed --whole passages in one call
+(sentence-transformers sorts them by length: the least padding, as in `rag build`), twice, alternating,
+as do both "workers" variants.
 The padding share of each batching (tokens fed / real tokens) is counted without timing.
 
 Variants (see rag.embedding.Int8Recipe): float32; int8 with each block's feed-forward output layer kept
 float32, quantized whole, or split (its 8 input channels of largest calibration peak stay float32, the
 other 1,528 run int8); weights per output channel or per tensor; with --more, no smoothing, torch at one
-thread, batches of 64. Speed here is the figure; quality of the recipe `auto` ships is
+thread, batches of 64. Each runs a call's batches one after another over all torch threads (`workers` 1,
+how rag embedded before 2026-12-02), except the "workers" variants: the batches shared among one thread
+per torch thread, each running the model on one torch thread (rag.embedding's default since). A block
+must hold several batches for workers to share it. Speed here is the figure; quality of the recipe `auto` ships is
 measured through `rag eval` by bench/precision.py.
 """
 
@@ -38,21 +43,25 @@ from harness import Timer, finish, machine, print_machine
 
 from precision import KINDS, write_subset
 
-VARIANTS = {  # name: (precision, recipe fields, batch size, torch threads)
-    "float32": ("float32", None, 32, None),
-    "int8 ffn-out float32": ("int8", {"ffn_output": "float32"}, 32, None),
-    "int8 ffn-out float32, per-tensor": ("int8", {"ffn_output": "float32", "per_channel": False}, 32, None),
-    "int8 ffn-out split 8": ("int8", {"ffn_output": "split", "outliers": 8}, 32, None),
-    "int8 split, per-tensor": ("int8", {"ffn_output": "split", "per_channel": False}, 32, None),
-    "int8 ffn-out int8": ("int8", {"ffn_output": "int8"}, 32, None),
+VARIANTS = {  # name: (precision, recipe fields, batch size, torch threads, workers: 1 one pass, 0 one per thread)
+    "float32": ("float32", None, 32, None, 1),
+    "int8 ffn-out float32": ("int8", {"ffn_output": "float32"}, 32, None, 1),
+    "float32 workers": ("float32", None, 32, None, 0),
+    "int8 ffn-out float32 workers": ("int8", {"ffn_output": "float32"}, 32, None, 0),
+    "int8 ffn-out float32, per-tensor": ("int8", {"ffn_output": "float32", "per_channel": False}, 32, None, 1),
+    "int8 ffn-out split 8": ("int8", {"ffn_output": "split", "outliers": 8}, 32, None, 1),
+    "int8 split, per-tensor": ("int8", {"ffn_output": "split", "per_channel": False}, 32, None, 1),
+    "int8 ffn-out int8": ("int8", {"ffn_output": "int8"}, 32, None, 1),
 }
 MORE = {  # --more: what else was tried (2026-12-01: none of it helped on a loaded machine)
-    "int8 split, unsmoothed": ("int8", {"ffn_output": "split", "smoothing": 0.0}, 32, None),
-    "int8 split, 1 thread": ("int8", {"ffn_output": "split"}, 32, 1),
-    "int8 split, batch 64": ("int8", {"ffn_output": "split"}, 64, None),
-    "float32, batch 64": ("float32", None, 64, None),
+    "int8 split, unsmoothed": ("int8", {"ffn_output": "split", "smoothing": 0.0}, 32, None, 1),
+    "int8 split, 1 thread": ("int8", {"ffn_output": "split"}, 32, 1, 1),
+    "int8 split, batch 64": ("int8", {"ffn_output": "split"}, 64, None, 1),
+    "float32, batch 64": ("float32", None, 64, None, 1),
 }
-QUICK = ["float32", "int8 ffn-out float32", "int8 ffn-out split 8"]
+QUICK = ["float32", "int8 ffn-out float32", "float32 workers", "int8 ffn-out float32 workers"]
+WHOLE = ["float32", "int8 ffn-out float32", "float32 workers", "int8 ffn-out float32 workers"]
+"""The variants that also embed --whole passages in one call, as `rag build` does."""
 
 
 def passages(folder: Path, embedder) -> list[str]:
@@ -83,7 +92,7 @@ def load_variants(names: list[str]) -> dict:
 
     models, loaded = {}, {}
     for name in names:
-        precision, recipe, _, _ = VARIANTS[name]
+        precision, recipe = VARIANTS[name][:2]
         key = (precision, json.dumps(recipe, sort_keys=True))
         if key not in models:
             models[key] = SentenceTransformerEmbedder("all-MiniLM-L6-v2", precision, Int8Recipe(**recipe) if recipe else None)
@@ -91,16 +100,18 @@ def load_variants(names: list[str]) -> dict:
     return loaded
 
 
-def embed(embedder, texts: list[str], batch: int, threads: int | None):
+def embed(embedder, texts: list[str], batch: int, threads: int | None, workers: int):
     import torch
 
-    before = torch.get_num_threads()
+    before, shared = torch.get_num_threads(), embedder.workers
     if threads:
         torch.set_num_threads(threads)
+    embedder.workers = workers
     try:
         return embedder.encode(texts, batch_size=batch)
     finally:
         torch.set_num_threads(before)
+        embedder.workers = shared
 
 
 def kernels(rounds: int = 12, tokens: int = 32 * 192) -> dict:
@@ -149,15 +160,14 @@ def child(args) -> int:
     step = max(1, len(texts) // args.blocks)
     blocks = [texts[start:start + args.block] for start in range(0, len(texts), step)][:args.blocks]
     for name in names:  # first forward passes (allocations, weight packing) are not timed
-        embed(models[name], blocks[0][:8], VARIANTS[name][2], VARIANTS[name][3])
+        embed(models[name], blocks[0][:2 * VARIANTS[name][2]], *VARIANTS[name][2:])
     seconds, cpu, vectors = dict.fromkeys(names, 0.0), dict.fromkeys(names, 0.0), {name: [] for name in names}
     per_block = {name: [] for name in names}
     for n, block in enumerate(blocks):
         for name in names[n % len(names):] + names[:n % len(names)]:
-            _, _, batch, threads = VARIANTS[name]
             used = time.process_time()
             with Timer() as timer:
-                vectors[name].append(embed(models[name], block, batch, threads))
+                vectors[name].append(embed(models[name], block, *VARIANTS[name][2:]))
             seconds[name] += timer.seconds
             cpu[name] += time.process_time() - used
             per_block[name].append(timer.seconds)
@@ -175,12 +185,12 @@ def child(args) -> int:
                                     "median_block_speedup": round(float(np.median(ratios)), 3),
                                     "cosine_mean": round(float(cosine.mean()), 5), "cosine_min": round(float(cosine.min()), 5)}
     whole = texts[:: max(1, len(texts) // args.whole)][:args.whole]
-    pair = ["float32", "int8 ffn-out float32", "int8 ffn-out split 8"]
+    pair = [name for name in WHOLE if name in models]
     whole_s = dict.fromkeys(pair, 0.0)
     for order in (pair, pair[::-1]):
         for name in order:
             with Timer() as timer:
-                embed(models[name], whole, 32, None)
+                embed(models[name], whole, *VARIANTS[name][2:])
             whole_s[name] += timer.seconds
     result["whole"] = {"passages": len(whole), **{n: round(2 * len(whole) / s, 2) for n, s in whole_s.items()}}
     result["padding"] = {f"window {w}, batch {b}": padding(models["float32"], texts, b, w)
@@ -218,7 +228,7 @@ def main(argv=None) -> int:
     parser.add_argument("--blocks", type=int, default=5, help="interleaved blocks (default 5)")
     parser.add_argument("--block", type=int, default=96, help="passages per block (default 96)")
     parser.add_argument("--whole", type=int, default=256, help="passages embedded in one call per arm (default 256)")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 3 variants, 2 blocks of 32, 64 in one call")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 4 variants, 2 blocks of 64, 128 in one call")
     parser.add_argument("--variants", help="comma-separated names of VARIANTS to run (float32 and the two int8 "
                         "recipes of the one-call comparison among them)")
     parser.add_argument("--more", action="store_true", help="also unsmoothed, 1 torch thread, batches of 64")
@@ -227,7 +237,7 @@ def main(argv=None) -> int:
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
-        args.blocks, args.block, args.whole = 2, 32, 64
+        args.blocks, args.block, args.whole = 2, 64, 128
     if args.child:
         return child(args)
     info = machine()

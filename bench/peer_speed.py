@@ -1,6 +1,9 @@
 """`rag build` (auto and float32) against LlamaIndex and LangChain with their defaults, on the same SciFact
 files, each build in its own process under the same CPU limits (default: AVX2, emulated), in rounds whose
-order rotates: build seconds, passages/s, tokens embedded and text cut off, side by side.
+order rotates: build seconds, passages/s, tokens embedded and text cut off, side by side. rag shares its
+batches among one worker thread per torch thread, as it does by default; "rag float32 one-pass" runs every
+batch over all torch threads instead, as rag did before 2026-12-02 (the float32 build of that time);
+"rag auto no-overlap" cuts passages that share no sentence (RAG_OVERLAP=0), to show what the overlap costs.
 
     .venv/bin/python bench/peer_speed.py --quick                       # 60 abstracts, AVX2 emulated
     .venv/bin/python bench/peer_speed.py --venvs /tmp/peers-venv       # 1,000 abstracts
@@ -44,11 +47,13 @@ def rag_child(args) -> int:
     settings = Settings.from_env(corpus=Path(args.corpus), index=Path(args.out))
     with Timer() as load:
         embedder = load_embedder(settings.model, planned_arithmetic(settings, full=True).precision)
+    embedder.workers = args.workers  # the build asks load_embedder for this same, cached, model
     with Timer() as timer:
         summary = build(settings, full=True)
     passages = [p.text for p in store.load(settings.index).passages]
     lengths = [min(n + 2, embedder.max_tokens) for n in embedder.count_tokens(passages)]
     print(json.dumps({"system": f"rag {os.environ.get('RAG_PRECISION', 'auto')}", "arithmetic": summary.arithmetic,
+                      "workers": args.workers or torch.get_num_threads(),
                       "chunks": summary.passages, "embedded": summary.passages_embedded,
                       "tokens_embedded": sum(lengths), "truncated": 0, "tokens_cut_off": 0,
                       "build_s": round(timer.seconds, 2), "model_load_s": round(load.seconds, 2),
@@ -62,8 +67,11 @@ def run_arm(arm: str, corpus: Path, env: dict, venvs: Path, model_path: str, tim
     out = WORK / "index" / arm.replace(" ", "-")
     shutil.rmtree(out, ignore_errors=True)
     if arm.startswith("rag"):
-        command = [sys.executable, __file__, "--rag-child", "--corpus", str(corpus), "--out", str(out)]
+        command = [sys.executable, __file__, "--rag-child", "--corpus", str(corpus), "--out", str(out),
+                   "--workers", "1" if arm.endswith(" one-pass") else "0"]
         env = {**env, "RAG_PRECISION": arm.split()[1]}
+        if arm.endswith(" no-overlap"):
+            env["RAG_OVERLAP"] = "0"
     else:
         python = venvs / f"venv-{arm}" / "bin" / "python"
         if not python.exists():
@@ -112,13 +120,16 @@ def main(argv=None) -> int:
     parser.add_argument("--kind", default="avx2", choices=list(KINDS), help="kind of CPU (default avx2, emulated)")
     parser.add_argument("--docs", type=int, default=1000, help="SciFact abstracts, one file each (default 1000)")
     parser.add_argument("--rounds", type=int, default=1, help="rounds of all builds, the order rotating (default 1)")
-    parser.add_argument("--arms", default="rag auto,rag float32,llamaindex,langchain", help="builds to run, in order")
+    parser.add_argument("--arms", default="rag auto,rag float32,rag float32 one-pass,llamaindex,langchain",
+                        help="builds to run, in order ('rag PRECISION'; '... one-pass': every batch over all torch "
+                        "threads; '... no-overlap': RAG_OVERLAP=0, passages share no sentence)")
     parser.add_argument("--venvs", type=Path, default=OUT, help="folder holding venv-llamaindex and venv-langchain")
     parser.add_argument("--timeout", type=float, default=1200, help="seconds one build may take")
     parser.add_argument("--quick", action="store_true", help="smoke run: 60 abstracts")
     parser.add_argument("--rag-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--corpus", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
+    parser.add_argument("--workers", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.rag_child:
         return rag_child(args)

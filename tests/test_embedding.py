@@ -255,3 +255,76 @@ def test_splitting_the_feed_forward_keeps_a_bert_block_the_same_function():
         assert main.shape[-1] == 13 and outliers.shape[-1] == 3
         assert torch.allclose(outliers.abs().reshape(-1, 3).amax(0).sort().values, peaks[path].topk(3).values.sort().values)
         assert torch.allclose(model.encoder(inputs).last_hidden_state, before, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["float32", "int8"])
+def test_batches_shared_among_worker_threads_give_the_same_vectors(both, int8, seed_passages, precision):
+    import torch
+
+    embedder = both[0] if precision == "float32" else int8
+    texts = (seed_passages + TEXTS) * 3  # several batches of 4, of unequal lengths
+    threads = torch.get_num_threads()
+    embedder.workers = 1
+    torch.set_num_threads(1)  # FBGEMM's int8 results depend on the thread count (by ~0.004): compare like with like
+    try:
+        alone = embedder.encode(texts, batch_size=4)
+        torch.set_num_threads(threads)
+        embedder.workers = 3
+        shared = embedder.encode(texts, batch_size=4)
+    finally:
+        torch.set_num_threads(threads)
+        embedder.workers = 0
+    assert len(texts) > 3 * 4
+    np.testing.assert_array_equal(shared, alone)  # the same batches, each on one thread: the same vectors
+    assert torch.get_num_threads() == threads  # the caller's threads are given back
+
+
+@pytest.mark.slow
+def test_a_failing_batch_fails_the_whole_call_and_gives_the_threads_back(both, monkeypatch):
+    import torch
+
+    float32 = both[0]
+    threads, calls = torch.get_num_threads(), []
+
+    def forward(texts):
+        calls.append(len(texts))
+        if len(calls) == 2:
+            raise MemoryError("out of memory in batch 2")
+        return np.zeros((len(texts), float32.dimension), dtype=np.float32)
+
+    monkeypatch.setattr(float32, "_forward", forward)
+    monkeypatch.setattr(float32, "workers", 2)
+    with pytest.raises(MemoryError, match="batch 2"):
+        float32.encode(TEXTS * 20, batch_size=4)
+    assert len(calls) < 20  # the other worker stopped instead of finishing the call
+    assert torch.get_num_threads() == threads
+
+
+@pytest.mark.slow
+def test_questions_embedded_while_a_build_shares_its_batches_are_unchanged(both, seed_passages):
+    import threading
+
+    float32 = both[0]
+    question = TEXTS[0]
+    expected = float32.encode([question])
+    answers, failures = [], []
+
+    def ask():
+        try:
+            for _ in range(10):
+                answers.append(float32.encode([question]))
+        except Exception as error:  # noqa: BLE001 - the test reports it
+            failures.append(error)
+
+    asker = threading.Thread(target=ask)
+    float32.workers = 2
+    try:
+        asker.start()
+        float32.encode(seed_passages * 4, batch_size=4)
+        asker.join(timeout=120)
+    finally:
+        float32.workers = 0
+    assert not failures and len(answers) == 10
+    for vector in answers:
+        np.testing.assert_allclose(vector, expected, atol=1e-6)
