@@ -3,10 +3,10 @@ AVX2 (emulated) or as it is: passages/s against float32 over the same blocks of 
 cosine of each variant's vectors to float32's on those passages.
 
     .venv/bin/python bench/int8_speed.py --quick               # 2 blocks of 64, AVX2 emulated
-    .venv/bin/python bench/int8_speed.py                       # 5 blocks of 96, 8 variants
+    .venv/bin/python bench/int8_speed.py                       # 5 blocks of 96, 10 variants
     .venv/bin/python bench/int8_speed.py --blocks 6 --block 256 --variants "float32,int8 ffn-out float32,float32 workers,int8 ffn-out float32 workers"
     .venv/bin/python bench/int8_speed.py --blocks 24 --block 32 --variants "float32,int8 ffn-out float32,int8 ffn-out split 8,int8 ffn-out int8"
-    .venv/bin/python bench/int8_speed.py --kind native
+    .venv/bin/python bench/int8_speed.py --kind native --blocks 4 --block 256 --variants "float32,float32 workers,bfloat16,bfloat16 workers,int8 ffn-out float32,int8 ffn-out float32 workers"
 
 Passages: rag's own chunking (sentences packed to 254 model tokens, one sentence of overlap) of the
 SciFact subset bench/precision.py writes (every test-judged abstract first, --docs in all), then
@@ -48,6 +48,8 @@ VARIANTS = {  # name: (precision, recipe fields, batch size, torch threads, work
     "int8 ffn-out float32": ("int8", {"ffn_output": "float32"}, 32, None, 1),
     "float32 workers": ("float32", None, 32, None, 0),
     "int8 ffn-out float32 workers": ("int8", {"ffn_output": "float32"}, 32, None, 0),
+    "bfloat16": ("bfloat16", None, 32, None, 1),  # the arithmetic `auto` picks where bfloat16 is native
+    "bfloat16 workers": ("bfloat16", None, 32, None, 0),
     "int8 ffn-out float32, per-tensor": ("int8", {"ffn_output": "float32", "per_channel": False}, 32, None, 1),
     "int8 ffn-out split 8": ("int8", {"ffn_output": "split", "outliers": 8}, 32, None, 1),
     "int8 split, per-tensor": ("int8", {"ffn_output": "split", "per_channel": False}, 32, None, 1),
@@ -60,7 +62,7 @@ MORE = {  # --more: what else was tried (2026-12-01: none of it helped on a load
     "float32, batch 64": ("float32", None, 64, None, 1),
 }
 QUICK = ["float32", "int8 ffn-out float32", "float32 workers", "int8 ffn-out float32 workers"]
-WHOLE = ["float32", "int8 ffn-out float32", "float32 workers", "int8 ffn-out float32 workers"]
+WHOLE = ["float32", "int8 ffn-out float32", "float32 workers", "int8 ffn-out float32 workers", "bfloat16", "bfloat16 workers"]
 """The variants that also embed --whole passages in one call, as `rag build` does."""
 
 
