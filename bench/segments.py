@@ -102,17 +102,6 @@ def edit(corpus: Path, n: int, step: int, words, weights) -> str:
     return " ".join(new.split()[:6]) + f" edit{step}"
 
 
-def disk_bytes(folder: Path) -> int:
-    seen, total = set(), 0
-    for path in folder.rglob("*"):
-        if path.is_file():
-            info = path.stat()
-            if info.st_ino not in seen:
-                seen.add(info.st_ino)
-                total += info.st_size
-    return total
-
-
 def files_now(folder: Path) -> dict:
     return {path: path.stat().st_ino for path in folder.rglob("*") if path.is_file()}
 
@@ -154,6 +143,7 @@ def main() -> int:
     from rag.config import Settings
     from rag.indexer import build
     from rag.retrieve import Retriever
+    from rag.status import bytes_on_disk
 
     started = time.perf_counter()
     info = machine()
@@ -179,7 +169,7 @@ def main() -> int:
     figures: dict = {"machine": info, "passages": summary.passages, "first_build_s": round(first.seconds, 1)}
 
     # 1. one edit, against rewriting the whole index
-    index_bytes = disk_bytes(settings.index)
+    index_bytes = bytes_on_disk(settings.index)
     before = files_now(settings.index)
     question = edit(corpus, 17, 0, words, weights)
     with Timer() as published:
@@ -238,7 +228,7 @@ def main() -> int:
     for _ in range(3):
         rounds["edited"] += latencies(retriever, questions)
         rounds["fresh"] += latencies(fresh, questions)
-    edited_disk, fresh_disk = disk_bytes(settings.index), disk_bytes(fresh_settings.index)
+    edited_disk, fresh_disk = bytes_on_disk(settings.index), bytes_on_disk(fresh_settings.index)
     p = {name: (percentile(times, 50) * 1000, percentile(times, 95) * 1000) for name, times in rounds.items()}
     print(f"fresh build of the same corpus: {fresh_build.seconds:.0f} s")
     print(f"  same top 10: {same} of {len(questions)} questions   target all")

@@ -38,7 +38,7 @@ def index_status(settings: Settings) -> dict:
         built_at=manifest.built_at,
         segments=[_segment(part) for part in loaded.parts],
         deleted=sum(part.segment.info.passages - part.live for part in loaded.parts),
-        bytes_on_disk=_bytes(settings.index),
+        bytes_on_disk=bytes_on_disk(settings.index),
     )
     loaded.release()
     questions = query_arithmetic(manifest.precision)
@@ -58,10 +58,10 @@ def _segment(part: store.Part) -> dict:
     """One segment as `rag status` shows it."""
     info = part.segment.info
     return {"name": info.name, "passages": part.live, "deleted": info.passages - part.live,
-            "index_type": info.index_type, "bytes": _bytes(part.segment.folder)}
+            "index_type": info.index_type, "bytes": bytes_on_disk(part.segment.folder)}
 
 
-def _bytes(folder: Path) -> int:
+def bytes_on_disk(folder: Path) -> int:
     """Bytes the files under `folder` take, each hard-linked file counted once."""
     seen, total = set(), 0
     for base, _, names in os.walk(folder):
