@@ -267,7 +267,7 @@ def _build_changed(settings, found, previous, still_unreadable, reason, scratch,
     )
     version = store.write_version(root, manifest)
     store.publish(root, version)
-    removed = _removed(previous, replaced, passages)
+    removed = _removed(previous, set(changes.changed) | set(changes.removed), passages)  # a rename removes none
     return BuildSummary(
         files_added=len(changes.added),
         files_changed=len(changes.changed),

@@ -85,9 +85,20 @@ def test_renamed_or_moved_file_reuses_every_vector(corpus_settings, fake):
     (corpus_settings.corpus / "bakery.txt").rename(corpus_settings.corpus / "archive" / "old-bakery.txt")
     again = FakeEmbedder()
     summary = build(corpus_settings, embedder_factory=lambda name: again)
-    assert (summary.files_renamed, summary.passages_embedded) == (1, 0)
+    assert (summary.files_renamed, summary.passages_embedded, summary.passages_removed) == (1, 0, 0)
     ids = [p.id for p in store.load(corpus_settings.index).passages if "bakery" in p.source]
     assert ids and all(i.startswith("archive/old-bakery.txt#") for i in ids)
+
+
+def test_a_rename_beside_a_removal_counts_only_the_removed_passages(corpus_settings, fake):
+    first = build(corpus_settings, embedder_factory=lambda name: fake)
+    gone = store.load(corpus_settings.index).manifest.files["volcano.txt"].passages
+    (corpus_settings.corpus / "bakery.txt").rename(corpus_settings.corpus / "bakery-notes.txt")
+    (corpus_settings.corpus / "volcano.txt").unlink()
+    summary = build(corpus_settings, embedder_factory=lambda name: fake)
+    assert (summary.files_renamed, summary.files_removed) == (1, 1)
+    assert summary.passages_removed == gone > 0
+    assert summary.passages == first.passages - gone
 
 
 def test_identical_text_in_a_new_file_is_not_embedded_again(corpus_settings, fake):
