@@ -328,3 +328,26 @@ def test_questions_embedded_while_a_build_shares_its_batches_are_unchanged(both,
     assert not failures and len(answers) == 10
     for vector in answers:
         np.testing.assert_allclose(vector, expected, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_shared_batches_count_on_one_progress_bar_in_a_terminal(both, monkeypatch):
+    import sys
+
+    import rag.embedding
+
+    float32, counted = both[0], []
+
+    class Bar:
+        def update(self, n):
+            counted.append(n)
+
+        def close(self):
+            counted.append("closed")
+
+    monkeypatch.setattr(rag.embedding, "_progress_bar", lambda total: counted.append(total) or Bar())
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr(float32, "_forward", lambda texts: np.zeros((len(texts), float32.dimension), dtype=np.float32))
+    monkeypatch.setattr(float32, "workers", 2)
+    float32.encode(TEXTS * 5, batch_size=4, progress=True)
+    assert counted == [5] + [1] * 5 + ["closed"]  # 20 texts: 5 batches, each counted once, then the bar closed
