@@ -4,9 +4,9 @@ cosine of each variant's vectors to float32's on those passages.
 
     .venv/bin/python bench/int8_speed.py --quick               # 2 blocks of 64, AVX2 emulated
     .venv/bin/python bench/int8_speed.py                       # 5 blocks of 96, 10 variants
-    .venv/bin/python bench/int8_speed.py --blocks 6 --block 256 --variants "float32,int8 ffn-out float32,float32 workers,int8 ffn-out float32 workers"
+    .venv/bin/python bench/int8_speed.py --blocks 6 --block 256 --variants "float32,float32 workers,int8 ffn-out float32 workers,int8 ffn-out split 8 workers,int8 ffn-out int8 workers"
     .venv/bin/python bench/int8_speed.py --blocks 24 --block 32 --variants "float32,int8 ffn-out float32,int8 ffn-out split 8,int8 ffn-out int8"
-    .venv/bin/python bench/int8_speed.py --kind native --blocks 4 --block 256 --variants "float32,float32 workers,bfloat16,bfloat16 workers,int8 ffn-out float32,int8 ffn-out float32 workers"
+    .venv/bin/python bench/int8_speed.py --kind native --blocks 4 --block 256 --variants "float32,float32 workers,bfloat16,bfloat16 workers,int8 ffn-out float32 workers,int8 ffn-out split 8 workers"
 
 Passages: rag's own chunking (sentences packed to 254 model tokens, one sentence of overlap) of the
 SciFact subset bench/precision.py writes (every test-judged abstract first, --docs in all), then
@@ -14,7 +14,7 @@ SciFact subset bench/precision.py writes (every test-judged abstract first, --do
 rotating from block to block, so that other work on the machine slows all alike; the figures are the
 wall-clock passages/s, the median of the per-block ratios to float32, and passages per CPU-second of
 this process (robust to other work taking the cores, as long as the threads do not spin). Then, to tell the cost
-of batching apart from the arithmetic, float32 and the shipped int8 recipe each embed --whole passages in one call
+of batching apart from the arithmetic, float32 and the int8 recipes each embed --whole passages in one call
 (sentence-transformers sorts them by length: the least padding, as in `rag build`), twice, alternating,
 as do both "workers" variants.
 The padding share of each batching (tokens fed / real tokens) is counted without timing.
@@ -48,6 +48,8 @@ VARIANTS = {  # name: (precision, recipe fields, batch size, torch threads, work
     "int8 ffn-out float32": ("int8", {"ffn_output": "float32"}, 32, None, 1),
     "float32 workers": ("float32", None, 32, None, 0),
     "int8 ffn-out float32 workers": ("int8", {"ffn_output": "float32"}, 32, None, 0),
+    "int8 ffn-out split 8 workers": ("int8", {"ffn_output": "split", "outliers": 8}, 32, None, 0),  # shipped since 2026-12-02
+    "int8 ffn-out int8 workers": ("int8", {"ffn_output": "int8"}, 32, None, 0),
     "bfloat16": ("bfloat16", None, 32, None, 1),  # the arithmetic `auto` picks where bfloat16 is native
     "bfloat16 workers": ("bfloat16", None, 32, None, 0),
     "int8 ffn-out float32, per-tensor": ("int8", {"ffn_output": "float32", "per_channel": False}, 32, None, 1),
@@ -61,8 +63,9 @@ MORE = {  # --more: what else was tried (2026-12-01: none of it helped on a load
     "int8 split, batch 64": ("int8", {"ffn_output": "split"}, 64, None, 1),
     "float32, batch 64": ("float32", None, 64, None, 1),
 }
-QUICK = ["float32", "int8 ffn-out float32", "float32 workers", "int8 ffn-out float32 workers"]
-WHOLE = ["float32", "int8 ffn-out float32", "float32 workers", "int8 ffn-out float32 workers", "bfloat16", "bfloat16 workers"]
+QUICK = ["float32", "float32 workers", "int8 ffn-out float32 workers", "int8 ffn-out split 8 workers"]
+WHOLE = ["float32", "int8 ffn-out float32", "float32 workers", "int8 ffn-out float32 workers", "int8 ffn-out split 8 workers",
+         "int8 ffn-out int8 workers", "bfloat16", "bfloat16 workers"]
 """The variants that also embed --whole passages in one call, as `rag build` does."""
 
 

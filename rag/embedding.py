@@ -316,12 +316,25 @@ class Int8Recipe:
     per_channel: bool = True
     smoothing: float = 0.5
 
+    def name(self) -> str:
+        """What tells this recipe's vectors from another's, as the manifest records it: `ffn-out int8`."""
+        parts = [f"ffn-out {self.ffn_output}" + (f" {self.outliers}" if self.ffn_output == "split" else "")]
+        parts += [] if self.per_channel else ["per-tensor"]
+        parts += [] if self.smoothing == 0.5 else [f"smoothing {self.smoothing}"]
+        return ", ".join(parts)
 
-INT8 = Int8Recipe()
-"""The recipe `int8` runs: feed-forward outputs float32. With the CPU limited to AVX2, int8 matrix products are only
-1.4-1.7x float32's, so no recipe reached 1.5x: interleaved, this one embedded 1.24x float32 (1.15x per CPU-second),
-`split` 1.22x (1.21x) and `int8` 1.26x (1.24x), within the noise of each other, while `split` took a one-letter text
-to cosine 0.987 and `int8` real passages to 0.976 (bench/int8_speed.py, 2026-12-02)."""
+
+INT8 = Int8Recipe(ffn_output="split")
+"""The recipe `int8` runs: feed-forward outputs split, their 8 outlier input channels float32. With the CPU limited
+to AVX2 and a call's batches shared among one-thread workers, it embedded 1.375x float32 (one pass over 2 threads),
+against 1.21x with those outputs kept float32 (the recipe until 2026-12-02) and 1.09x for float32 with workers, in one
+run; its vectors are within cosine 0.991 of float32's on 1,989 SciFact passages (mean 0.996) and lose no nDCG@10
+(+0.0007; float32 outputs +0.0002, everything int8 +0.0024 but cosine 0.974). bench/int8_speed.py, bench/precision.py."""
+
+
+def vector_recipe(precision: str) -> str:
+    """What besides the precision decides its vectors: the shipped int8 recipe's name for int8, else ""."""
+    return INT8.name() if precision == "int8" else ""
 
 
 def _to_int8(model, name: str, recipe: Int8Recipe = INT8) -> None:

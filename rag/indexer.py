@@ -20,7 +20,7 @@ from rag.chunking import LineIndex, pack_passages
 from rag.config import Settings
 from rag.conversion import convert, known_unreadable, read_converted
 from rag.corpus import CorpusScan, Known, scan
-from rag.embedding import Arithmetic, Embedder, build_arithmetic, load_embedder
+from rag.embedding import Arithmetic, Embedder, build_arithmetic, load_embedder, vector_recipe
 from rag.errors import BuildLocked, IndexMissing, RagError
 from rag.manifest import FileEntry, Manifest, SegmentEntry, diff, recipe
 from rag.records import Document, Passage
@@ -262,6 +262,7 @@ def _build_changed(settings, found, previous, still_unreadable, reason, scratch,
         tokenizer=recipe(settings)["tokenizer"],
         precision=ran[0],
         arithmetic=ran[1],
+        int8_recipe=previous.manifest.int8_recipe if previous is not None and not embedded else vector_recipe(ran[0]),
         segments=tuple(segments),
         scanned_ns=scanned_ns,
     )

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rag.config import Settings
-from rag.embedding import compatible
+from rag.embedding import compatible, vector_recipe
 from rag.errors import IndexDamaged
 from rag import lexical
 from rag.records import Document
@@ -70,6 +70,9 @@ class Manifest:
     """The arithmetic the vectors were computed in (float32, bfloat16, int8); queries use the same."""
     arithmetic: str = ""
     """Why: `auto: int8, no native bfloat16 on this CPU`."""
+    int8_recipe: str = ""
+    """For int8 vectors, the recipe that made them (`rag.embedding.Int8Recipe.name`); "" for other
+    precisions, and in int8 indexes made before it was recorded, whose recipe was `FIRST_INT8_RECIPE`."""
     format_version: int = FORMAT_VERSION
     tokenizer: dict = field(default_factory=dict)
     """The BM25 tokenizer the terms were made with (`rag.lexical.TOKENIZER`); {} when unknown."""
@@ -103,7 +106,8 @@ class Manifest:
 
     def recipe(self) -> dict:
         """Everything that decided this index's passages, vectors and terms."""
-        return {"model": self.model, **self.chunking(), "tokenizer": self.tokenizer, "precision": self.precision}
+        return {"model": self.model, **self.chunking(), "tokenizer": self.tokenizer, "precision": self.precision,
+                **({"int8_recipe": self.int8_recipe} if self.int8_recipe else {})}
 
     def mismatches(self, asked: dict, precision: str | None = None) -> list[str]:
         """Human-readable differences between this index and the recipe settings ask for (`recipe`),
@@ -117,7 +121,14 @@ class Manifest:
                 found.append(_difference(key, have.get(key), wanted))
         if precision is not None and not compatible(self.precision, precision):
             found.append(f"arithmetic: index has {self.precision}, RAG_PRECISION asks for {precision}")
+        elif precision == self.precision == "int8" and (self.int8_recipe or FIRST_INT8_RECIPE) != vector_recipe("int8"):
+            found.append(f"int8 recipe: index has {self.int8_recipe or FIRST_INT8_RECIPE}, this rag uses "
+                         f"{vector_recipe('int8')} (vectors of two recipes differ by more than a cosine of 0.999)")
         return found
+
+
+FIRST_INT8_RECIPE = "ffn-out float32"
+"""The int8 recipe of indexes whose manifest does not name one (2026-12-01 to 2026-12-02)."""
 
 
 RECIPE_NAMES = {"model": "model", "max_tokens": "max_tokens", "overlap": "overlap",

@@ -35,6 +35,7 @@ def index_status(settings: Settings) -> dict:
         index_type=manifest.index_type,
         recipe=recipe_hash(manifest.recipe()),
         arithmetic=manifest.arithmetic or manifest.precision,
+        **({"int8_recipe": manifest.int8_recipe} if manifest.int8_recipe else {}),
         built_at=manifest.built_at,
         segments=[_segment(part) for part in loaded.parts],
         deleted=sum(part.segment.info.passages - part.live for part in loaded.parts),

@@ -13,7 +13,7 @@ from conftest import DAMAGES, TOPICS, damage_version, newest_segment, topic_text
 from fakes import FakeEmbedder
 from rag import segment, store
 from rag.errors import BuildLocked, IndexDamaged, IndexMissing
-from rag.manifest import FORMAT_VERSION
+from rag.embedding import vector_recipe
 from rag.indexer import build, build_lock, is_stale
 from rag.manifest import FORMAT_VERSION
 from rag.retrieve import Retriever
@@ -139,7 +139,9 @@ def test_the_arithmetic_is_recorded_and_an_int8_index_is_never_mixed_with_float_
     first = build(settings, embedder_factory=lambda name: FakeEmbedder())
     assert first.precision == "int8" and first.line().endswith(f"; arithmetic int8, set by RAG_PRECISION; 1 segment; {first.seconds:.1f}s")
     assert store.load(settings.index).manifest.precision == "int8"
+    assert store.load(settings.index).manifest.int8_recipe == vector_recipe("int8") == "ffn-out split 8"
     assert index_status(settings)["arithmetic"] == "int8, set by RAG_PRECISION"
+    assert index_status(settings)["int8_recipe"] == "ffn-out split 8"
     settings = corpus_settings.replace(precision="auto")  # auto extends the index in its own arithmetic, whatever the CPU
     assert not is_stale(settings)
     (settings.corpus / "extra.txt").write_text("The harbour crane lifts forty tonnes.", encoding="utf-8")
@@ -154,6 +156,20 @@ def test_the_arithmetic_is_recorded_and_an_int8_index_is_never_mixed_with_float_
     assert store.load(settings.index).manifest.precision == "float32"
     settings = corpus_settings.replace(precision="bfloat16")  # float32 and bfloat16 vectors agree: no rebuild
     assert not is_stale(settings)
+
+
+def test_an_int8_index_of_another_recipe_is_rebuilt_in_full_saying_why(corpus_settings, monkeypatch):
+    import rag.embedding
+
+    settings = corpus_settings.replace(precision="int8")
+    build(settings, embedder_factory=lambda name: FakeEmbedder())
+    assert not is_stale(settings)
+    monkeypatch.setattr(rag.embedding, "INT8", rag.embedding.Int8Recipe(ffn_output="float32"))  # a rag with another recipe
+    assert is_stale(settings) and is_stale(corpus_settings.replace(precision="auto"))
+    rebuilt = build(corpus_settings.replace(precision="auto"), embedder_factory=lambda name: FakeEmbedder())
+    assert rebuilt.full and rebuilt.passages_reused == 0
+    assert "int8 recipe: index has ffn-out split 8, this rag uses ffn-out float32" in rebuilt.reason
+    assert store.load(settings.index).manifest.int8_recipe in ("ffn-out float32", "")  # what auto chose here, recorded
 
 
 def test_the_planned_arithmetic_is_the_one_the_build_then_records(corpus_settings):

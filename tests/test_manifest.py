@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from rag.embedding import vector_recipe
 from rag.errors import IndexDamaged
 from rag.config import Settings
 from rag.lexical import TOKENIZER
-from rag.manifest import FORMAT_VERSION, SPLITTER, CorpusChanges, FileEntry, SegmentEntry, Manifest, diff, recipe, recipe_hash
+from rag.manifest import FIRST_INT8_RECIPE, FORMAT_VERSION, SPLITTER, CorpusChanges, FileEntry, SegmentEntry, Manifest, diff, recipe, recipe_hash
 from rag.records import Document
 
 SHA = {k: k * 64 for k in "xyz"}  # stand-in sha256 hex digests
@@ -154,7 +155,7 @@ def manifest(**changes) -> Manifest:
         manifest(files={}, passages=0),
         manifest(index_type="hnsw", normalized=False, skipped={"empty.txt": "empty file"}),
         manifest(splitter="sentences-v0", format_version=0),
-        manifest(precision="int8", arithmetic="auto: int8, no native bfloat16 on this CPU"),
+        manifest(precision="int8", arithmetic="auto: int8, no native bfloat16 on this CPU", int8_recipe="ffn-out split 8"),
         manifest(segments=(SegmentEntry("s-1"), SegmentEntry("s-2", ("a.txt", "b/c.md"))), scanned_ns=17,
                  files={"x.txt": FileEntry("d" * 64, "utf-8", 3, segment="s-2")}, passages=3),
         manifest(model="/models/local model \u00e9", files={"caf\u00e9.txt": FileEntry("c" * 64, "utf-16", 2)}),
@@ -191,6 +192,7 @@ def test_manifest_json_is_plain_and_complete():
         "unreadable": {},
         "precision": "float32",
         "arithmetic": "",
+        "int8_recipe": "",
         "format_version": FORMAT_VERSION,
         "tokenizer": TOKENIZER,
         "segments": [],
@@ -297,8 +299,15 @@ def test_manifest_read_files_not_a_mapping(tmp_path, files):
         (manifest(), ("all-MiniLM-L6-v2", 256, 1, "float32"), []),
         (manifest(), ("all-MiniLM-L6-v2", 256, 1, "bfloat16"), []),
         (manifest(precision="bfloat16"), ("all-MiniLM-L6-v2", 256, 1, "float32"), []),
-        (manifest(precision="int8"), ("all-MiniLM-L6-v2", 256, 1, "int8"), []),
+        (manifest(precision="int8", int8_recipe=vector_recipe("int8")), ("all-MiniLM-L6-v2", 256, 1, "int8"), []),
         (manifest(precision="int8"), ("all-MiniLM-L6-v2", 256, 1), []),
+        # int8 vectors of two recipes differ by more than 0.999: an index of another recipe is rebuilt
+        (
+            manifest(precision="int8"),
+            ("all-MiniLM-L6-v2", 256, 1, "int8"),
+            [f"int8 recipe: index has {FIRST_INT8_RECIPE}, this rag uses {vector_recipe('int8')} "
+             "(vectors of two recipes differ by more than a cosine of 0.999)"],
+        ),
         (
             manifest(),
             ("all-MiniLM-L6-v2", 256, 1, "int8"),
