@@ -260,18 +260,16 @@ def reader_for(embedder):
 
 
 def mark_answers(candidates: Sequence[Candidate], question: str, reader=None) -> list[Candidate]:
-    """The candidates with the answer to `question` marked inside each quote: by the reader, which reads
-    the quote in its whole passage, when one is given (and reads that quote); else by `mark_answer`."""
+    """The candidates with the answer to `question` marked inside each quote: by the reader when one is
+    given (and it finds a word in the quote); else by `mark_answer`."""
     if reader is None or not candidates:
         return [mark_answer(c, question) for c in candidates]
-    quotes = [(c.hit.passage.text, c.start - c.hit.passage.start, c.end - c.hit.passage.start) for c in candidates]
     marked = []
-    for candidate, mark in zip(candidates, reader.mark(question, quotes)):
+    for candidate, mark in zip(candidates, reader.mark(question, [c.text for c in candidates])):
         if mark is None:
             marked.append(mark_answer(candidate, question))
             continue
-        offset = candidate.hit.passage.start
-        marked.append(replace(candidate, answer_start=offset + mark.start, answer_end=offset + mark.end))
+        marked.append(replace(candidate, answer_start=candidate.start + mark.start, answer_end=candidate.start + mark.end))
     return marked
 
 

@@ -104,10 +104,10 @@ def test_low_rank_changes_rebuild_the_trained_top_layers():
 
 
 class _FixedReader:
-    """Marks characters 4..11 of every passage, or nothing for passages starting with "skip"."""
+    """Marks characters 4..11 of every quote, or nothing for quotes starting with "skip"."""
 
     def mark(self, question, quotes):
-        return [None if text.startswith("skip") else reader.Mark(lo + 4, lo + 11, 1.0) for text, lo, hi in quotes]
+        return [None if text.startswith("skip") else reader.Mark(4, 11, 1.0) for text in quotes]
 
 
 def _candidate(text: str, before: str = "") -> Candidate:
@@ -120,6 +120,7 @@ def test_mark_answers_places_the_readers_mark_in_source_offsets():
     first = _candidate("The Denver Broncos won.", before="Super Bowl 50 was played. ")
     [found] = mark_answers([first], "Who won?", _FixedReader())
     assert (found.answer_start, found.answer_end) == (100 + 26 + 4, 100 + 26 + 11)  # passage start + quote + mark
+    assert found.text[found.answer_start - found.start : found.answer_end - found.start] == "Denver "
     assert first.start <= found.answer_start < found.answer_end <= first.end
 
 
@@ -136,17 +137,12 @@ def real_reader(real_embedder):
     return reader.load_reader()
 
 
-@pytest.mark.parametrize("question, passage, quote, marked", [
-    ("When was the Hoover Dam finished?",
-     "The dam is on the Colorado River. The Hoover Dam was finished in 1936 after five years. It is tall.",
-     "The Hoover Dam was finished in 1936 after five years.", "1936"),
-    ("Which team won Super Bowl 50?",
-     "Super Bowl 50 was an American football game. The Denver Broncos defeated the Carolina Panthers 24-10.",
-     "The Denver Broncos defeated the Carolina Panthers 24-10.", "Denver Broncos"),
+@pytest.mark.parametrize("question, quote, marked", [
+    ("When was the Hoover Dam finished?", "The Hoover Dam was finished in 1936 after five years.", "1936"),
+    ("Which team won Super Bowl 50?", "The Denver Broncos defeated the Carolina Panthers 24-10.", "Denver Broncos"),
 ])
-def test_the_real_reader_marks_the_answer_inside_the_quote(real_reader, question, passage, quote, marked):
-    lo = passage.index(quote)
-    [mark] = real_reader.mark(question, [(passage, lo, lo + len(quote))])
-    assert lo <= mark.start < mark.end <= lo + len(quote)
-    found = passage[mark.start : mark.end]
+def test_the_real_reader_marks_the_answer_inside_the_quote(real_reader, question, quote, marked):
+    [mark] = real_reader.mark(question, [quote])
+    assert 0 <= mark.start < mark.end <= len(quote)
+    found = quote[mark.start : mark.end]
     assert marked in found and len(found) < len(quote), found  # the answer, not the whole quote
