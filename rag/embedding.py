@@ -213,6 +213,8 @@ class SentenceTransformerEmbedder:
         workers = min(self.workers or _torch_threads(), -(-len(texts) // batch_size))
         if workers > 1:
             return self._encode_shared(list(texts), batch_size, workers, progress)
+        if len(texts) <= batch_size:  # a question, a reply's sentences: one batch, without encode's per-call
+            return self._forward(list(texts))  # overhead (1-1.5 ms of 7-14), the same vectors
         with self.arithmetic():
             vectors = self.model.encode(
                 list(texts),

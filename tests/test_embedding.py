@@ -257,6 +257,25 @@ def test_splitting_the_feed_forward_keeps_a_bert_block_the_same_function():
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("precision", ["float32", "bfloat16", "int8"])
+def test_one_batch_runs_without_sentence_transformers_encode_and_gives_its_vectors(both, int8, seed_passages, precision, monkeypatch):
+    import torch
+
+    embedder = {"float32": both[0], "bfloat16": both[1], "int8": int8}[precision]
+    texts = seed_passages + TEXTS
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one worker: the call's own thread
+    try:
+        with embedder.arithmetic():
+            theirs = embedder.model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+        monkeypatch.setattr(embedder.model, "encode", lambda *a, **k: pytest.fail("one batch went through encode"))
+        mine = embedder.encode(texts, batch_size=64)
+    finally:
+        torch.set_num_threads(threads)
+    np.testing.assert_array_equal(mine, theirs)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["float32", "int8"])
 def test_batches_shared_among_worker_threads_give_the_same_vectors(both, int8, seed_passages, precision):
     import torch
