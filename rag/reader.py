@@ -33,7 +33,8 @@ from rag.errors import ConfigError
 MODEL_FILE = Path(__file__).with_name("reader_model.safetensors")
 BASE_MODEL = DEFAULT_MODEL
 MAX_TOKENS = 384
-"""Question and passage together, in the model's tokens; a longer passage is cut at its end."""
+"""Question and text together, in the model's tokens (training read whole paragraphs; marking reads a quote);
+a longer text is cut at its end."""
 MAX_SPAN = 30
 """Longest answer the reader marks, in tokens (validation: 20 holds the answer in 0.644 of the gold
 sentences, 30 in 0.653, marks 18.5 and 19.9 characters on average; bench/README.md)."""
