@@ -11,8 +11,9 @@ BERT for SQuAD 2.0. The bottom `--frozen` layers stay as shipped: their outputs 
 cached, and only the layers above them and the head are trained (bfloat16 autocast on CPU).
 
 Training data only: the *train* half of SQuAD v2.0 dev by article (`rag.evaluate.halves`: articles
-alternate train, held-out in file order), split again by article into fit and validation
-(`--val-every`: train-half article k is validation when k % 5 == 2, about a fifth). Nothing here reads
+alternate train, held-out in file order), split again by article into fit and validation (article
+number k, counted over all articles, is validation when k // 2 % 5 == 2: 4 of the 18; `--all-articles` fits
+them too). Nothing here reads
 the v2.0 held-out half or SQuAD v1.1.
 
 On the validation articles it prints, beside what rag does now on the same questions:
@@ -303,10 +304,11 @@ def write_reader(trained, args, val_items, found) -> Network:
     apply_changes(shipped, changes)
     if val_items and "lower" in val_items[0]:
         found["shipped"] = gold_paragraph_figures(shipped, val_items)
+    trained_as = found.get("trained") or trained_by(args)
     about = {"fitted": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": "bench/fit_reader.py " + " ".join(sys.argv[1:]),
              "training": "SQuAD v2.0 dev, train half of its articles (rag.evaluate.halves)"
-                         + ("" if (found.get("trained") or trained_by(args)).get("all_articles") else " less the validation fifth"),
-             "trained": found.get("trained") or trained_by(args), "rank": args.rank, "validation": found.get("shipped")}
+                         + ("" if trained_as.get("all_articles") else " less the validation fifth"),
+             "trained": trained_as, "rank": args.rank, "validation": found.get("shipped")}
     save_changes(changes, args.write, frozen, about)
     print(f"wrote {args.write} ({args.write.stat().st_size / 1e6:.1f} MB)", flush=True)
     return shipped

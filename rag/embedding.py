@@ -180,11 +180,7 @@ class SentenceTransformerEmbedder:
         """The arithmetic this model runs in and why."""
         self.precision = self.chosen.precision
         if self.precision == "bfloat16":
-            import torch
-
-            for module in self.model.modules():
-                if isinstance(module, torch.nn.Linear):
-                    module.to(torch.bfloat16)  # cast once, not on every call as plain autocast would
+            bfloat16_linears(self.model)
         elif self.precision == "int8":
             _to_int8(self.model, name, recipe or INT8)
         self.model.eval()
@@ -293,6 +289,16 @@ class SentenceTransformerEmbedder:
                 return [len(encoding.ids) for encoding in encode(list(texts), add_special_tokens=False)]
             encoded = tokenizer(list(texts), add_special_tokens=False, truncation=False)
         return [len(ids) for ids in encoded["input_ids"]]
+
+
+def bfloat16_linears(model) -> None:
+    """Cast the model's linear layers to bfloat16 in place, once, for use under bfloat16 autocast, which would
+    otherwise cast their weights on every call (layer norms, softmax and pooling stay float32)."""
+    import torch
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear):
+            module.to(torch.bfloat16)
 
 
 def _torch_threads() -> int:
