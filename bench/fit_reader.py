@@ -89,6 +89,41 @@ def squad_examples(tok) -> list[dict]:
     return found
 
 
+def retrieved_examples(tok, articles: set[int], per_question: int) -> list[dict]:
+    """The passages retrieval found for the cached training questions of `articles` (answer_candidates.pkl,
+    best first, up to `per_question` each), labelled like the gold paragraphs: every occurrence of a gold
+    answer in a passage of the question's own article is a span to find; any other passage, and every
+    passage of an unanswerable question, has no answer ([CLS]). So the reader also learns which passages
+    do not answer, the choice it faces when it reads what was retrieved."""
+    from rag.evaluate import load_dataset
+
+    number = {name: i for i, name in enumerate(dict.fromkeys(q.source for q in load_dataset(SQUAD).questions))}
+    with CANDIDATES.open("rb") as handle:
+        raw = pickle.load(handle)["questions"]
+    found = []
+    for text, answers, source, kind, sentences, *_ in raw:
+        if kind == "off_corpus" or number[source] not in articles:
+            continue
+        passages = list({s.hit.passage.id: s.hit.passage for s in sentences}.values())[:per_question]
+        for p in passages:
+            item = {"question": text, "context": p.text, "article": number[source], "answers": list(answers),
+                    "retrieved": True, **encode(tok, text, p.text)}
+            labels = []
+            if kind == "answerable" and p.source == source:
+                for a in dict.fromkeys(answers):
+                    at = p.text.find(a)
+                    while at >= 0:
+                        inside = np.flatnonzero((item["starts"] >= 0) & (item["ends"] > at) & (item["starts"] < at + len(a)))
+                        if len(inside) and (int(inside[0]), int(inside[-1])) not in labels:
+                            labels.append((int(inside[0]), int(inside[-1])))
+                        at = p.text.find(a, at + 1)
+            item["impossible"] = not labels
+            item["labels"] = labels or [(0, 0)]
+            item["label"] = item["labels"][0]
+            found.append(item)
+    return found
+
+
 def batches(items, size, shuffle_seed=None):
     order = sorted(range(len(items)), key=lambda i: len(items[i]["ids"]))
     groups = [order[i:i + size] for i in range(0, len(order), size)]
@@ -231,6 +266,9 @@ def main() -> None:
     parser.add_argument("--all-answers", action="store_true", help="train toward every annotator's span, not the first only")
     parser.add_argument("--all-articles", action="store_true",
                         help="fit the validation articles too (a recipe chosen on validation, refitted on the whole train half; no validation figures)")
+    parser.add_argument("--negatives", type=int, default=0,
+                        help="also train on up to this many retrieved passages per cached training question (answer_candidates.pkl)")
+    parser.add_argument("--init", type=Path, default=None, help="start from the top layers and head of this --save file")
     parser.add_argument("--pipeline", type=int, default=400, help="validation questions asked through retrieval (0: none)")
     parser.add_argument("--save", type=Path, default=None, help="write the trained top layers and head here (per epoch)")
     parser.add_argument("--load", type=Path, default=None, help="skip training: read the top layers and head from here")
@@ -253,6 +291,11 @@ def main() -> None:
         fit_items, val_items = fit_items[:args.subset], val_items[:args.subset]
     if args.all_articles:  # in this order, so a --cache of fit + validation items still lines up
         fit_items, val_items = fit_items + val_items, []
+    if args.negatives:
+        retrieved = retrieved_examples(tok, {i["article"] for i in fit_items}, args.negatives)
+        print(f"{len(retrieved)} retrieved passages of the fit articles' questions, "
+              f"{sum(not i['impossible'] for i in retrieved)} holding an answer", flush=True)
+        fit_items = fit_items + retrieved
     print(f"{len(fit_items)} fit / {len(val_items)} validation questions "
           f"({len({i['article'] for i in fit_items})} / {len({i['article'] for i in val_items})} articles), "
           f"{time.perf_counter() - started:.0f} s", flush=True)
@@ -268,6 +311,12 @@ def main() -> None:
         if args.cache and args.cache.exists():
             cache_lower(reader, fit_items + val_items, args.cache)
     else:
+        if args.init:
+            stored = torch.load(args.init)
+            reader = Network(base_weights(), stored["frozen"])
+            reader.top.load_state_dict(stored["top"])
+            reader.head.load_state_dict(stored["head"])
+            found.update(frozen=stored["frozen"], init=str(args.init), init_trained=stored.get("trained"))
         cache_lower(reader, fit_items + val_items, args.cache)
 
         def after_epoch(epoch):
@@ -292,7 +341,7 @@ def main() -> None:
 def trained_by(args) -> dict:
     """The training settings a checkpoint or shipped file records (a file written from --load keeps its checkpoint's)."""
     return {"frozen": args.frozen, "epochs": args.epochs, "lr": args.lr, "seed": args.seed, "all_answers": args.all_answers,
-            "all_articles": args.all_articles,
+            "all_articles": args.all_articles, "negatives": args.negatives, "init": str(args.init) if args.init else None,
             "command": "bench/fit_reader.py " + " ".join(sys.argv[1:])}
 
 
@@ -401,7 +450,7 @@ def pipeline_figures(reader, tok, val_items, limit) -> dict:
     by_passage = {(g, p.id): (item, s, e) for (g, p), item, (s, e) in zip(where, sequences, out)}
     reader_pick, model_pick, reader_span_in = [], [], []
     scores = {"reader": ([], []), "model": ([], [])}
-    combined = []
+    combined, stacked = [], []
     for g in chosen:
         text, answers, source, kind, sentences, _, _ = raw[g]
         mine = np.flatnonzero(owner == g)
@@ -412,6 +461,18 @@ def pipeline_figures(reader, tok, val_items, limit) -> dict:
             lo, hi = s.start - s.hit.passage.start, s.end - s.hit.passage.start
             (score, a, b), null = best_span(item, st, en, lo, hi)
             spans.append((score - null, s, s.hit.passage.text[a:b]))
+        passage_best = {}
+        for (score, s, _) in spans:
+            item, st, en = by_passage[(g, s.hit.passage.id)]
+            if s.hit.passage.id not in passage_best:
+                (whole, _, _), null = best_span(item, st, en)
+                passage_best[s.hit.passage.id] = whole - null
+        top_passage = max(passage_best.values())
+        for (score, s, _), r in zip(spans, relevance[mine]):
+            margin = passage_best[s.hit.passage.id]
+            right = kind == "answerable" and s.hit.passage.source == source and metrics.contains_answer(s.text, answers)
+            stacked.append((g, [math.log(r / (1 - r + 1e-9) + 1e-9), score, margin, margin - top_passage],
+                            float(right), (number[source] // 10) % 2, kind == "answerable"))
         score, sentence, marked = max(spans, key=lambda x: x[0])
         side = 0 if kind == "answerable" else 1
         at_model = spans[int(np.argmax(relevance[mine]))][0]
@@ -429,12 +490,34 @@ def pipeline_figures(reader, tok, val_items, limit) -> dict:
                "reader_answer_in_span_pipeline": round(float(np.mean(reader_span_in)), 4),
                "reader_ms_per_question": round(1000 * seconds / len(chosen), 1)}
     scores["model_plus_reader"] = combine(combined, answer_fit)
+    first, scores["stacked"] = stack(stacked, answer_fit)
+    figures["stacked_gold_sentence_first"] = round(first, 4)
     for name, (ans, imp) in scores.items():
         answered, declined = answered_at(ans, imp)
         figures[f"{name}_unanswerable_answered_pipeline"] = round(answered, 4)
         figures[f"{name}_answerable_declined_pipeline"] = round(declined, 4)
     print(json.dumps(figures, indent=1), flush=True)
     return figures
+
+
+def stack(rows, answer_fit):
+    """Sentence relevance from the answer model's logit plus the reader's scores (best span in the sentence,
+    best in its passage, that against the best passage's), a logistic regression fitted two-fold by article:
+    (gold sentence first among answerable questions, (answerable, unanswerable) best relevance per question)."""
+    x = np.array([r[1] for r in rows])
+    y = np.array([r[2] for r in rows])
+    fold = np.array([r[3] for r in rows])
+    held = np.zeros(len(rows))
+    for k in (0, 1):
+        params = answer_fit.fit(x[fold != k], y[fold != k])
+        held[fold == k] = answer_fit.predict(x[fold == k], *params)
+    by_question = {}
+    for (g, _, right, _, answerable), h in zip(rows, held):
+        best = by_question.get(g)
+        if best is None or h > best[0]:
+            by_question[g] = (h, right, answerable)
+    first = [right for _, right, answerable in by_question.values() if answerable]
+    return (float(np.mean(first)), ([h for h, _, a in by_question.values() if a], [h for h, _, a in by_question.values() if not a]))
 
 
 def combine(rows, answer_fit):
