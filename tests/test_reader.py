@@ -107,7 +107,7 @@ class _FixedReader:
     """Marks characters 4..11 of every quote, or nothing for quotes starting with "skip"."""
 
     def mark(self, question, quotes):
-        return [None if text.startswith("skip") else reader.Mark(4, 11, 1.0) for text in quotes]
+        return [None if text.startswith("skip") else reader.Mark(4, 11) for text in quotes]
 
 
 def _candidate(text: str, before: str = "") -> Candidate:
