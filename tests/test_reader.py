@@ -3,13 +3,15 @@ marks inside quotes; with the real packaged weights in the slow tier."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
 from rag import reader  # noqa: E402
-from rag.answer import Candidate, mark_answers  # noqa: E402
+from rag.answer import NEIGHBOUR_MARGIN, Candidate, answering_sentence, distinct_places, mark_answers, with_context  # noqa: E402
 from rag.records import Hit, Passage  # noqa: E402
 
 
@@ -107,7 +109,61 @@ class _FixedReader:
     """Marks characters 4..11 of every quote, or nothing for quotes starting with "skip"."""
 
     def mark(self, question, quotes):
-        return [None if text.startswith("skip") else reader.Mark(4, 11) for text in quotes]
+        return [None if text.startswith("skip") else reader.Mark(4, 11, 0.0) for text in quotes]
+
+
+class _ScoredReader(_FixedReader):
+    """Scores each region of a text as given (`scores`, in order), marking its first word."""
+
+    def __init__(self, scores):
+        self.scores = scores
+
+    def mark_regions(self, question, texts):
+        found = []
+        for text, regions in texts:
+            marks = []
+            for (lo, hi), score in zip(regions, self.scores):
+                word = text[lo:hi].split()[0]
+                at = text.index(word, lo)
+                marks.append(reader.Mark(at, at + len(word), score))
+            found.append(marks)
+        return found
+
+
+PARAGRAPH = "Ingrid Solberg flew both polar routes. She is the oldest pilot of the route. It opened in 1957."
+
+
+def _in_context(k: int) -> Candidate:
+    """Sentence k of PARAGRAPH as the quote, with one neighbour each side as context."""
+    passage = Passage("air.txt#1", "air.txt", 50, 50 + len(PARAGRAPH), 1, 1, PARAGRAPH)
+    a, b = [(0, 38), (39, 76), (77, 94)][k]
+    return with_context(Candidate(Hit(passage, 0.5, dense=0.5, lexical=1.0), 50 + a, 50 + b, PARAGRAPH[a:b], 0.7), 1, 600)
+
+
+@pytest.mark.parametrize("scores, quote", [
+    ((9.1 + NEIGHBOUR_MARGIN, 9.0, 0.0), "Ingrid Solberg flew both polar routes."),  # the neighbour scores a margin more
+    ((9.0 + NEIGHBOUR_MARGIN, 9.0, 0.0), "She is the oldest pilot of the route."),  # no more than the margin: the quote stays
+    ((0.0, 9.0, 20.0), "It opened in 1957."),  # the sentence after works the same
+])
+def test_the_first_quote_moves_to_the_neighbour_where_the_reader_finds_the_answer(scores, quote):
+    matched = _in_context(1)
+    found = answering_sentence(matched, "Who is the oldest pilot of the route?", _ScoredReader(scores))
+    assert found.text == quote == PARAGRAPH[found.start - 50 : found.end - 50]  # a verbatim sentence of the passage
+    assert (found.context_start, found.context_end) == (matched.context_start, matched.context_end)  # the match stays as context
+    assert found.relevance == matched.relevance
+
+
+def test_only_the_first_quote_is_read_with_its_context_and_a_quote_without_one_stays():
+    second = _in_context(1)
+    first, other = mark_answers([_candidate("The Denver Broncos won."), second], "Who?", _ScoredReader((99.0, 0.0, 0.0)))
+    assert first.text == "The Denver Broncos won." and other.text == second.text
+    lone = _in_context(0)
+    assert answering_sentence(replace(lone, context_start=None, context_end=None), "Who?", _ScoredReader((0.0, 99.0))).text == lone.text
+
+
+def test_a_moved_quote_that_meets_a_later_one_is_kept_once():
+    moved = answering_sentence(_in_context(1), "Who?", _ScoredReader((99.0, 0.0, 0.0)))
+    assert distinct_places([moved, _in_context(0), _in_context(2)]) == [moved, _in_context(2)]
 
 
 def _candidate(text: str, before: str = "") -> Candidate:
@@ -151,3 +207,25 @@ def test_the_real_reader_marks_the_answer_inside_the_quote(real_reader, question
     assert 0 <= mark.start < mark.end <= len(quote)
     found = quote[mark.start : mark.end]
     assert marked in found and len(found) < len(quote), found  # the answer, not the whole quote
+
+
+@pytest.mark.parametrize("question, paragraph, matched, quoted, marked", [
+    ("Who is the oldest pilot to fly the route?",
+     "Captain Ingrid Solberg became the first pilot to fly both polar routes for the airline. She is also the oldest "
+     "pilot ever to fly the route, at age 63. The route opened in 1957.", 1, 0, "Ingrid Solberg"),
+    ("Who resigned as mayor of the city?",
+     "The council elected Tomas Varga as mayor in 2004, after a close vote. Two years later he resigned as mayor of "
+     "the city. A new election was held that spring.", 1, 0, "Tomas Varga"),
+    ("When was the Hoover Dam finished?",
+     "The Hoover Dam was finished in 1936. It is on the Colorado River. It was named after Herbert Hoover.", 0, 0, "1936"),
+])
+def test_the_real_reader_quotes_the_neighbour_that_holds_the_answer(real_reader, question, paragraph, matched, quoted, marked):
+    from rag.chunking import split_sentences
+
+    passage = Passage("p.txt#1", "p.txt", 0, len(paragraph), 1, 1, paragraph)
+    sentences = split_sentences(paragraph)
+    a, b = sentences[matched]
+    candidate = with_context(Candidate(Hit(passage, 0.5, dense=0.5, lexical=1.0), a, b, paragraph[a:b], 0.5), 1, 600)
+    [found] = mark_answers([candidate], question, real_reader)
+    assert (found.start, found.end) == sentences[quoted]
+    assert paragraph[found.answer_start : found.answer_end] == marked
