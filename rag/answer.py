@@ -234,7 +234,7 @@ def with_context(candidate: Candidate, context: int, max_chars: int) -> Candidat
     (the next one first, while the whole stays under `max_chars`): answers often sit beside the match.
     The quote stays the sentence itself."""
     passage = candidate.hit.passage
-    sentences = [(passage.start + a, passage.start + b) for a, b in split_sentences(passage.text)]
+    sentences = _sentences_of(passage)
     try:
         i = sentences.index((candidate.start, candidate.end))
     except ValueError:
@@ -282,8 +282,8 @@ def mark_answers(candidates: Sequence[Candidate], question: str, reader=None) ->
 def answering_sentence(candidate: Candidate, question: str, reader) -> Candidate:
     """The candidate, or the neighbouring sentence that holds the answer: the reader reads the quote with its
     context, and where its best answer in a neighbour scores `NEIGHBOUR_MARGIN` above its best in the quote
-    ("He is the oldest quarterback…" after "Peyton Manning became…"), that sentence becomes the quote and the
-    one that matched the question stays beside it as context. Asked of the first quote only, the one read
+    ("Captain Ingrid Solberg became…" before "She is also the oldest pilot…"), that sentence becomes the quote
+    and the one that matched the question stays beside it as context. Asked of the first quote only, the one read
     first: it costs a second reading of about twice the quote's tokens."""
     at, text, spans, i = _context_sentences(candidate)
     if len(spans) < 2:
@@ -297,14 +297,18 @@ def answering_sentence(candidate: Candidate, question: str, reader) -> Candidate
     return replace(candidate, start=a, end=b, text=passage.text[a - passage.start : b - passage.start])
 
 
+def _sentences_of(passage: Passage) -> list[tuple[int, int]]:
+    """The passage's sentences as source offsets."""
+    return [(passage.start + a, passage.start + b) for a, b in split_sentences(passage.text)]
+
+
 def _context_sentences(candidate: Candidate) -> tuple[int, str, list[tuple[int, int]], int]:
     """(where it starts, text, sentences, the quote's place among them) of the candidate's context (source
     offsets); the quote alone when it has no context or is not one of its passage's sentences."""
     passage = candidate.hit.passage
     lo = candidate.start if candidate.context_start is None else candidate.context_start
     hi = candidate.end if candidate.context_end is None else candidate.context_end
-    spans = [(passage.start + a, passage.start + b) for a, b in split_sentences(passage.text)]
-    spans = [(a, b) for a, b in spans if lo <= a and b <= hi]
+    spans = [(a, b) for a, b in _sentences_of(passage) if lo <= a and b <= hi]
     quote = (candidate.start, candidate.end)
     if quote not in spans or not (passage.start <= lo and hi <= passage.end):
         return candidate.start, candidate.text, [quote], 0
