@@ -239,6 +239,8 @@ def with_context(candidate: Candidate, context: int, max_chars: int) -> Candidat
         i = sentences.index((candidate.start, candidate.end))
     except ValueError:
         return replace(candidate, context_start=candidate.start, context_end=candidate.end)
+    if is_heading(passage, candidate.start, candidate.end):
+        return replace(candidate, context_start=candidate.start, context_end=_headed_end(passage, sentences, i, max_chars))
     first = last = i
     for _ in range(context):
         for step in (+1, -1):
@@ -251,6 +253,31 @@ def with_context(candidate: Candidate, context: int, max_chars: int) -> Candidat
                 continue
             first, last = (first, j) if step > 0 else (j, last)
     return replace(candidate, context_start=sentences[first][0], context_end=sentences[last][1])
+
+
+_FINAL_STOP = re.compile(r"[.!?…][\"'”’»)\]]*\s*$")
+
+
+def is_heading(passage: Passage, start: int, end: int) -> bool:
+    """Whether the sentence at source offsets start..end is a heading: a line of its own, without a final
+    stop, with a paragraph after it ('Andrei Baklanov: "After defeat…"', "# Fleet"). It names what follows
+    rather than saying it."""
+    a, b = start - passage.start, end - passage.start
+    before, after, text = passage.text[:a], passage.text[b:], passage.text[a:b]
+    return ((not before.strip() or before.endswith("\n")) and after.startswith("\n") and bool(after.strip())
+            and "\n" not in text and not _FINAL_STOP.search(text))
+
+
+def _headed_end(passage: Passage, sentences: list[tuple[int, int]], i: int, max_chars: int) -> int:
+    """Where a heading's context ends: with the sentences of the paragraph it heads while the whole stays
+    under `max_chars`, and at least the first of them."""
+    end = sentences[i][1]
+    for j in range(i + 1, len(sentences)):
+        between = passage.text[end - passage.start : sentences[j][0] - passage.start]
+        if j > i + 1 and ("\n\n" in between or sentences[j][1] - sentences[i][0] > max_chars):
+            break
+        end = sentences[j][1]
+    return end
 
 
 def reader_for(embedder):
@@ -283,16 +310,19 @@ def answering_sentence(candidate: Candidate, question: str, reader) -> Candidate
     """The candidate, or the neighbouring sentence that holds the answer: the reader reads the quote with its
     context, and where its best answer in a neighbour scores `NEIGHBOUR_MARGIN` above its best in the quote
     ("Captain Ingrid Solberg became…" before "She is also the oldest pilot…"), that sentence becomes the quote
-    and the one that matched the question stays beside it as context. Asked of the first quote only, the one read
-    first: it costs a second reading of about twice the quote's tokens."""
+    and the one that matched the question stays beside it as context. A heading (see `is_heading`) is read with
+    the paragraph it heads and gives way to any sentence of it whose best answer scores above the heading's own:
+    the heading names the topic, the sentence says something about it. Asked of the first quote only, the one
+    read first: it costs a second reading of about twice the quote's tokens."""
     at, text, spans, i = _context_sentences(candidate)
     if len(spans) < 2:
         return candidate
+    passage = candidate.hit.passage
+    margin = 0.0 if is_heading(passage, candidate.start, candidate.end) else NEIGHBOUR_MARGIN
     marks = reader.mark_regions(question, [(text, [(a - at, b - at) for a, b in spans])])[0]
     j = max(range(len(marks)), key=lambda k: -np.inf if marks[k] is None else marks[k].score)
-    if j == i or marks[i] is None or marks[j].score <= marks[i].score + NEIGHBOUR_MARGIN:
+    if j == i or marks[i] is None or marks[j].score <= marks[i].score + margin:
         return candidate
-    passage = candidate.hit.passage
     a, b = spans[j]
     return replace(candidate, start=a, end=b, text=passage.text[a - passage.start : b - passage.start])
 

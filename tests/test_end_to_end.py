@@ -35,13 +35,10 @@ def retriever(seed_settings):
     return Retriever(seed_settings)
 
 
-NOT_YET = pytest.mark.xfail(
-    reason="issue 13: the article's headline (\"Andrei Baklanov: …\", no final stop) outranks the sentence naming "
-           "the outlet; SQuAD, where the answer model learns, has no headlines", strict=False)
 SEED_EXAMPLES = [  # (question, words of the answering sentence, the answer to mark): the issue's examples
     ("When did the Russian military operation in Syria start?",
      "Two main tasks were set before", "September 30, 2015"),  # the file has a no-break space after "before"
-    pytest.param("Which outlet did Baklanov give the interview to?", "told Vestnik Kavkaza", "Vestnik Kavkaza", marks=NOT_YET),
+    ("Which outlet did Baklanov give the interview to?", "told Vestnik Kavkaza", "Vestnik Kavkaza"),  # not the headline
     ("In how many countries will the terrorists now solve their problems?", "Now they will solve their problems",
      "about 60 countries"),
     ("How often should I descale the kettle?", "Descale the kettle", "every four weeks"),
@@ -59,6 +56,13 @@ def test_the_answering_sentence_comes_first_with_the_answer_marked(seed_settings
     assert text[first.start : first.end] == first.quote  # the quote is the sentence, verified
     assert "\n" not in first.quote.strip() and len(first.quote) <= 600
     assert text[first.answer_start : first.answer_end] == first.answer
+
+
+def test_a_headline_that_matches_gives_way_to_the_sentence_under_it(seed_settings, retriever):
+    """The article's headline names Baklanov but not the outlet: the sentence under it is quoted, the headline shown as context."""
+    first = answer("Which outlet did Baklanov give the interview to?", retriever, seed_settings).citations[0]
+    assert first.context_before.startswith('Andrei Baklanov: "After defeat of ISIS terrorists')
+    assert "\n\n" in first.context_before and first.quote.startswith("The deputy head of the Council")
 
 
 FOLLOW_UPS = [  # (previous question, question, is a follow-up), decided with the real model

@@ -11,7 +11,10 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from rag import reader  # noqa: E402
-from rag.answer import NEIGHBOUR_MARGIN, Candidate, answering_sentence, distinct_places, mark_answers, with_context  # noqa: E402
+from rag.answer import (  # noqa: E402
+    NEIGHBOUR_MARGIN, Candidate, answering_sentence, distinct_places, is_heading, mark_answers, with_context,
+)
+from rag.chunking import split_sentences  # noqa: E402
 from rag.records import Hit, Passage  # noqa: E402
 
 
@@ -164,6 +167,49 @@ def test_only_the_first_quote_is_read_with_its_context_and_a_quote_without_one_s
 def test_a_moved_quote_that_meets_a_later_one_is_kept_once():
     moved = answering_sentence(_in_context(1), "Who?", _ScoredReader((99.0, 0.0, 0.0)))
     assert distinct_places([moved, _in_context(0), _in_context(2)]) == [moved, _in_context(2)]
+
+
+ARTICLE = ('Andrei Baklanov: "After defeat of terrorists to retreat into shadows"\n\n'
+           "Another meeting started in Astana. The deputy head, Andrey Baklanov, told Vestnik Kavkaza about it.\n\n"
+           "- Is the stage completed?\n")
+
+
+def _article_sentence(k: int, context: int = 1, max_chars: int = 600) -> Candidate:
+    """Sentence k of ARTICLE (0 the headline) as the quote, with its context."""
+    passage = Passage("news.txt#1", "news.txt", 0, len(ARTICLE), 1, 5, ARTICLE)
+    a, b = split_sentences(ARTICLE)[k]
+    return with_context(Candidate(Hit(passage, 0.5, dense=0.5, lexical=1.0), a, b, ARTICLE[a:b], 0.7), context, max_chars)
+
+
+@pytest.mark.parametrize("text, heading", [
+    ('Andrei Baklanov: "After defeat of terrorists to retreat into shadows"\n\nAnother meeting started.', True),
+    ("# Fleet\n\nThe airline flies eleven jets.", True),
+    ("Fleet and crews\nThe airline flies eleven jets.", True),  # a line of its own, the paragraph right under it
+    ("The airline flies eleven jets.\n\nIt has a base in Tromsø.", False),  # a statement: it ends with a stop
+    ("Is the stage completed?\n\nIt is.", False),
+    ('He said "it is over."\n\nThen he left.', False),  # the stop inside closing quotes still ends it
+    ("The last line of a file without a stop", False),  # nothing after it to head
+    ("Flights: see the table below\n", False),
+])
+def test_a_heading_is_a_line_of_its_own_without_a_final_stop_above_more_text(text, heading):
+    first = text.split("\n")[0]
+    passage = Passage("x.txt#1", "x.txt", 10, 10 + len(text), 1, 3, text)
+    assert is_heading(passage, 10, 10 + len(first)) is heading
+
+
+def test_a_headings_context_is_the_paragraph_it_heads_and_a_sentence_of_it_answers_in_its_place():
+    headline = _article_sentence(0)
+    assert ARTICLE[headline.context_start : headline.context_end].endswith("told Vestnik Kavkaza about it.")
+    assert "Is the stage" not in ARTICLE[headline.context_start : headline.context_end]  # one paragraph, not the next
+    found = answering_sentence(headline, "Which outlet did Baklanov talk to?", _ScoredReader((1.0, 0.5, 1.5)))
+    assert found.text == "The deputy head, Andrey Baklanov, told Vestnik Kavkaza about it."  # any margin above the heading's
+    assert (found.context_start, found.context_end) == (headline.context_start, headline.context_end)
+    assert answering_sentence(headline, "Which outlet?", _ScoredReader((2.0, 0.5, 1.5))).text == headline.text
+    # a sentence still needs the whole margin over its neighbour, and the cap on characters holds for headings
+    sentence = _article_sentence(1)
+    assert answering_sentence(sentence, "Who?", _ScoredReader((1.0, 1.5))).text == sentence.text
+    short = _article_sentence(0, max_chars=80)
+    assert ARTICLE[short.context_start : short.context_end].endswith("Another meeting started in Astana.")
 
 
 def _candidate(text: str, before: str = "") -> Candidate:
