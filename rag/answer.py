@@ -259,13 +259,14 @@ _FINAL_STOP = re.compile(r"[.!?…][\"'”’»)\]]*\s*$")
 
 
 def is_heading(passage: Passage, start: int, end: int) -> bool:
-    """Whether the sentence at source offsets start..end is a heading: a line of its own, without a final
-    stop, with a paragraph after it ('Andrei Baklanov: "After defeat…"', "# Fleet"). It names what follows
-    rather than saying it."""
+    """Whether the sentence at source offsets start..end is a heading: a paragraph of one line without a final
+    stop, or a Markdown heading, with text after it ('Andrei Baklanov: "After defeat…"', "# Fleet"). It names
+    what follows rather than saying it. (A line broken inside a paragraph is not one: "Oxygen gas (O⏎2)…")"""
     a, b = start - passage.start, end - passage.start
     before, after, text = passage.text[:a], passage.text[b:], passage.text[a:b]
-    return ((not before.strip() or before.endswith("\n")) and after.startswith("\n") and bool(after.strip())
-            and "\n" not in text and not _FINAL_STOP.search(text))
+    own_line = (not before.strip() or before.endswith("\n")) and after.startswith("\n") and bool(after.strip())
+    apart = text.lstrip().startswith("#") or ((not before.strip() or before.endswith("\n\n")) and after.startswith("\n\n"))
+    return own_line and apart and "\n" not in text and not _FINAL_STOP.search(text)
 
 
 def _headed_end(passage: Passage, sentences: list[tuple[int, int]], i: int, max_chars: int) -> int:

@@ -184,7 +184,8 @@ def _article_sentence(k: int, context: int = 1, max_chars: int = 600) -> Candida
 @pytest.mark.parametrize("text, heading", [
     ('Andrei Baklanov: "After defeat of terrorists to retreat into shadows"\n\nAnother meeting started.', True),
     ("# Fleet\n\nThe airline flies eleven jets.", True),
-    ("Fleet and crews\nThe airline flies eleven jets.", True),  # a line of its own, the paragraph right under it
+    ("## Fleet and crews\nThe airline flies eleven jets.", True),  # Markdown's, the paragraph right under it
+    ("Oxygen gas (O\n2) is colourless.\n\nIt is a gas.", False),  # a line broken inside a paragraph
     ("The airline flies eleven jets.\n\nIt has a base in Tromsø.", False),  # a statement: it ends with a stop
     ("Is the stage completed?\n\nIt is.", False),
     ('He said "it is over."\n\nThen he left.', False),  # the stop inside closing quotes still ends it
