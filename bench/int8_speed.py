@@ -7,6 +7,7 @@ cosine of each variant's vectors to float32's on those passages.
     .venv/bin/python bench/int8_speed.py --blocks 6 --block 256 --variants "float32,float32 workers,int8 ffn-out float32 workers,int8 ffn-out split 8 workers,int8 ffn-out int8 workers"
     .venv/bin/python bench/int8_speed.py --blocks 24 --block 32 --variants "float32,int8 ffn-out float32,int8 ffn-out split 8,int8 ffn-out int8"
     .venv/bin/python bench/int8_speed.py --kind native --blocks 4 --block 256 --variants "float32,float32 workers,bfloat16,bfloat16 workers,int8 ffn-out float32 workers,int8 ffn-out split 8 workers"
+    .venv/bin/python bench/int8_speed.py --kind native --blocks 6 --block 128 --whole 512 --variants "float32,bfloat16 unpacked workers,bfloat16 workers"
 
 Passages: rag's own chunking (sentences packed to 254 model tokens, one sentence of overlap) of the
 SciFact subset bench/precision.py writes (every test-judged abstract first, --docs in all), then
@@ -25,7 +26,8 @@ other 1,528 run int8); weights per output channel or per tensor; with --more, no
 thread, batches of 64. Each runs a call's batches one after another over all torch threads (`workers` 1,
 how rag embedded before 2026-12-02), except the "workers" variants: the batches shared among one thread
 per torch thread, each running the model on one torch thread (rag.embedding's default since). A block
-must hold several batches for workers to share it. Speed here is the figure; quality of the recipe `auto` ships is
+must hold several batches for workers to share it. "bfloat16 unpacked workers" casts the linear layers to
+bfloat16 as rag did before its weights were packed once for oneDNN (rag.embedding.bfloat16_linears). Speed here is the figure; quality of the recipe `auto` ships is
 measured through `rag eval` by bench/precision.py.
 """
 
@@ -52,6 +54,7 @@ VARIANTS = {  # name: (precision, recipe fields, batch size, torch threads, work
     "int8 ffn-out int8 workers": ("int8", {"ffn_output": "int8"}, 32, None, 0),
     "bfloat16": ("bfloat16", None, 32, None, 1),  # the arithmetic `auto` picks where bfloat16 is native
     "bfloat16 workers": ("bfloat16", None, 32, None, 0),
+    "bfloat16 unpacked workers": ("bfloat16", {"unpacked": True}, 32, None, 0),  # rag before 2026-12-02 21:00
     "int8 ffn-out float32, per-tensor": ("int8", {"ffn_output": "float32", "per_channel": False}, 32, None, 1),
     "int8 ffn-out split 8": ("int8", {"ffn_output": "split", "outliers": 8}, 32, None, 1),
     "int8 split, per-tensor": ("int8", {"ffn_output": "split", "per_channel": False}, 32, None, 1),
@@ -65,7 +68,7 @@ MORE = {  # --more: what else was tried (2026-12-01: none of it helped on a load
 }
 QUICK = ["float32", "float32 workers", "int8 ffn-out float32 workers", "int8 ffn-out split 8 workers"]
 WHOLE = ["float32", "int8 ffn-out float32", "float32 workers", "int8 ffn-out float32 workers", "int8 ffn-out split 8 workers",
-         "int8 ffn-out int8 workers", "bfloat16", "bfloat16 workers"]
+         "int8 ffn-out int8 workers", "bfloat16", "bfloat16 workers", "bfloat16 unpacked workers"]
 """The variants that also embed --whole passages in one call, as `rag build` does."""
 
 
@@ -93,16 +96,30 @@ def padding(embedder, texts: list[str], batch: int, window: int) -> float:
 
 def load_variants(names: list[str]) -> dict:
     """One embedder per distinct (precision, recipe); variants that differ only in batch or threads share it."""
+    import rag.embedding
     from rag.embedding import Int8Recipe, SentenceTransformerEmbedder
 
     models, loaded = {}, {}
     for name in names:
         precision, recipe = VARIANTS[name][:2]
         key = (precision, json.dumps(recipe, sort_keys=True))
-        if key not in models:
+        if key not in models and recipe and recipe.get("unpacked"):  # bfloat16 linear layers cast, not packed
+            packed, rag.embedding._packed_linear = rag.embedding._packed_linear, _cannot_pack
+            try:
+                models[key] = SentenceTransformerEmbedder("all-MiniLM-L6-v2", precision)
+            finally:
+                rag.embedding._packed_linear = packed
+        elif key not in models:
             models[key] = SentenceTransformerEmbedder("all-MiniLM-L6-v2", precision, Int8Recipe(**recipe) if recipe else None)
         loaded[name] = models[key]
     return loaded
+
+
+def _cannot_pack():
+    def refuse(linear):
+        raise RuntimeError("unpacked variant")
+
+    return refuse
 
 
 def embed(embedder, texts: list[str], batch: int, threads: int | None, workers: int):

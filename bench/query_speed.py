@@ -65,11 +65,13 @@ def write_base_corpus(folder: Path, articles: int) -> list[tuple[str, str]]:
 def base_passages_and_vectors(corpus: Path, embedder, batch_size: int):
     """rag's passages of the base corpus and their real vectors (cached under bench/out/)."""
     from rag.corpus import scan
+    from rag.embedding import vector_recipe
     from rag.indexer import chunk_document
 
     documents = scan(corpus).documents
     passages = [p for d in documents for p in chunk_document(d, embedder, 0, 1)]
-    key = hashlib.sha1("\n".join(p.text for p in passages).encode()).hexdigest()[:12]
+    made_by = f"{embedder.precision} {vector_recipe(embedder.precision)}"  # vectors of one arithmetic per cache
+    key = hashlib.sha1("\n".join([made_by, *(p.text for p in passages)]).encode()).hexdigest()[:12]
     cache = WORK / f"base-vectors-{key}.npy"
     if cache.exists():
         vectors = np.load(cache)
@@ -83,14 +85,16 @@ def base_passages_and_vectors(corpus: Path, embedder, batch_size: int):
     return documents, passages, vectors, key
 
 
-def make_index(root: Path, documents, base_passages, base_vectors, size: int, key: str) -> dict:
-    """Write an index of `size` passages into `root` (reused when already made from the same base)."""
+def make_index(root: Path, documents, base_passages, base_vectors, size: int, key: str, chosen) -> dict:
+    """Write an index of `size` passages into `root` (reused when already made from the same base), stamped
+    with the arithmetic `chosen` that embedded the base, as `rag build` stamps its own: questions embed in it."""
     from rag import lexical, store
     from rag.config import Settings
+    from rag.embedding import vector_recipe
     from rag.manifest import FORMAT_VERSION, FileEntry, Manifest
 
     stamp = root / "bench-made-from.json"
-    wanted = {"base": key, "size": size, "noise": NOISE, "format": FORMAT_VERSION}
+    wanted = {"base": key, "size": size, "noise": NOISE, "format": FORMAT_VERSION, "precision": chosen.precision}
     live = store.current_version(root) if root.exists() else None
     if stamp.exists() and json.loads(stamp.read_text()) == wanted and live is not None:
         manifest = Manifest.read(live / store.MANIFEST)
@@ -112,7 +116,8 @@ def make_index(root: Path, documents, base_passages, base_vectors, size: int, ke
         model=settings.model, dimension=vectors.shape[1], max_tokens=settings.max_tokens, overlap=settings.overlap,
         files={d.source: FileEntry(d.sha256, d.encoding, counts.get(d.source, 0)) for d in documents},
         passages=size, built_at=time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
-        tokenizer=dict(lexical.TOKENIZER),
+        tokenizer=dict(lexical.TOKENIZER), precision=chosen.precision, arithmetic=chosen.describe(),
+        int8_recipe=vector_recipe(chosen.precision),
     )
     # Passages repeat, so stemming each distinct text once gives the very same BM25 index, faster.
     original_terms, memo = lexical.terms, {}
@@ -380,7 +385,7 @@ def main(argv=None) -> int:
                "gomp_spincount": os.environ.get("GOMP_SPINCOUNT", "default"), "sizes": {}}
     for size in sizes:
         index = WORK / f"index-{size}"
-        made = make_index(index, documents, base_passages, base_vectors, size, key)
+        made = make_index(index, documents, base_passages, base_vectors, size, key, embedder.chosen)
         result = measure_size(corpus, index, questions_file, args.timeout, args.torch_threads,
                               threads_ab=args.threads_ab and size == sizes[0])
         result["made"] = made

@@ -120,10 +120,49 @@ def test_bfloat16_casts_only_the_linear_layers(both):
     import torch
 
     float32, bfloat16 = both
+    kinds = {type(m).__name__ for m in bfloat16.model.modules()}
+    assert "Linear" not in kinds or all(m.weight.dtype == torch.bfloat16 for m in bfloat16.model.modules()
+                                        if isinstance(m, torch.nn.Linear))  # packed, or cast where oneDNN cannot
     dtypes = {type(m).__name__: m.weight.dtype for m in bfloat16.model.modules() if hasattr(m, "weight")}
-    assert dtypes["Linear"] == torch.bfloat16 and dtypes["LayerNorm"] == torch.float32
-    assert dtypes["Embedding"] == torch.float32
+    assert dtypes["LayerNorm"] == torch.float32 and dtypes["Embedding"] == torch.float32
     assert {m.weight.dtype for m in float32.model.modules() if hasattr(m, "weight")} == {torch.float32}
+
+
+def test_a_packed_bfloat16_layer_computes_what_a_bfloat16_linear_layer_does():
+    import copy
+
+    import torch
+
+    from rag.embedding import bfloat16_linears
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(384, 1536), torch.nn.GELU(), torch.nn.Linear(1536, 384))
+    plain = copy.deepcopy(model)
+    plain[0].to(torch.bfloat16), plain[2].to(torch.bfloat16)
+    bfloat16_linears(model)
+    if any(isinstance(m, torch.nn.Linear) for m in model):
+        pytest.skip("oneDNN cannot pack bfloat16 on this CPU: the layers were cast instead")
+    for rows in (1, 7, 150):  # a question's tokens to a build's batch, 2-D and 3-D
+        x = torch.randn(rows, 384)
+        with torch.inference_mode():  # equal but for an accumulation order now and then: one bfloat16 rounding
+            packed, cast = model(x).float(), plain(x.bfloat16()).float()
+            torch.testing.assert_close(packed, cast, rtol=2 ** -7, atol=1e-3)
+            assert (packed == cast).float().mean() > 0.99
+            assert torch.equal(model(x.view(1, rows, 384)).float(), packed.view(1, rows, 384))
+
+
+def test_layers_oneDNN_cannot_pack_are_cast_to_bfloat16(monkeypatch):
+    import torch
+
+    import rag.embedding as embedding
+
+    def cannot(*args):
+        raise RuntimeError("no bfloat16 here")
+
+    monkeypatch.setattr(embedding, "_packed_linear", lambda: cannot)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 4))
+    embedding.bfloat16_linears(model)
+    assert isinstance(model[0], torch.nn.Linear) and model[0].weight.dtype == torch.bfloat16
 
 
 def test_precision_is_named_and_explicit_choices_are_kept():
