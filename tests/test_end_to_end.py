@@ -197,3 +197,26 @@ def test_asking_with_another_model_than_the_index_names_both(seed_settings):
     done = run_cli("ask", "anything", "--model", "some-other-model", settings=seed_settings)
     assert done.returncode == 2
     assert "all-MiniLM-L6-v2" in done.stderr and "some-other-model" in done.stderr and "rag build" in done.stderr
+
+
+def test_a_word_heading_that_matches_gives_way_to_the_paragraph_it_heads(tmp_path, real_embedder):
+    """A Word document's heading is a paragraph of its own in the text of record: the answer comes from under it."""
+    import writers
+    from rag.config import Settings
+    from rag.indexer import build
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    writers.word_document(corpus / "runbook.docx", [
+        ("h1", "Nightly backup of the archive server"),
+        ("p", "The archive server holds the scanned contracts. Its copy is made every night at 02:00 by the cron job."),
+        ("h1", "Printers"),
+        ("p", "The third-floor printer takes A3 paper."),
+    ])
+    settings = Settings(corpus=corpus, index=tmp_path / "index", model=real_embedder.name)
+    build(settings)
+    result = answer("When is the nightly backup of the archive server made?", Retriever(settings), settings)
+    first = result.citations[0]
+    assert first.quote == "Its copy is made every night at 02:00 by the cron job.", first.quote
+    assert first.context_before.startswith("Nightly backup of the archive server")
+    assert "02:00" in first.answer
