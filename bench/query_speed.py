@@ -92,9 +92,11 @@ def make_index(root: Path, documents, base_passages, base_vectors, size: int, ke
     from rag.config import Settings
     from rag.embedding import vector_recipe
     from rag.manifest import FORMAT_VERSION, FileEntry, Manifest
+    from rag.segment import faiss_kind, make_faiss
 
     stamp = root / "bench-made-from.json"
-    wanted = {"base": key, "size": size, "noise": NOISE, "format": FORMAT_VERSION, "precision": chosen.precision}
+    exact = faiss_kind(make_faiss(base_vectors[:1]))  # the exact kind rag writes now (flat-fp16 since 21:40)
+    wanted = {"base": key, "size": size, "noise": NOISE, "format": FORMAT_VERSION, "precision": chosen.precision, "exact": exact}
     live = store.current_version(root) if root.exists() else None
     if stamp.exists() and json.loads(stamp.read_text()) == wanted and live is not None:
         manifest = Manifest.read(live / store.MANIFEST)

@@ -232,7 +232,7 @@ def test_status_shows_segments_deletions_and_bytes(make_settings, fake):
     build(settings, embedder_factory=lambda name: fake)
     info = index_status(settings)
     assert len(info["segments"]) == 2 and info["deleted"] == info["segments"][0]["deleted"] > 0
-    assert info["segments"][1] | {"name": "", "bytes": 0} == {"name": "", "passages": 1, "deleted": 0, "index_type": "flat", "bytes": 0}
+    assert info["segments"][1] | {"name": "", "bytes": 0} == {"name": "", "passages": 1, "deleted": 0, "index_type": "flat-fp16", "bytes": 0}
     assert info["bytes_on_disk"] >= sum(s["bytes"] for s in info["segments"]) > 0
 
 
@@ -257,3 +257,51 @@ def test_a_converted_file_keeps_its_text_of_record_through_a_rename_and_merges(m
     result = answer("When do the harbour ferries run?", Retriever(settings, embedder_factory=lambda name: fake), settings)
     cited = [c for c in result.citations if c.source == "moved.pdf"]
     assert cited and record.text[cited[0].start : cited[0].end] == cited[0].quote and cited[0].page == 1
+
+
+def _segment_of(tmp_path, vectors):
+    from rag.records import Passage
+    from rag.segment import Segment, write_segment
+
+    passages = [Passage(f"f.txt#{i}", "f.txt", 10 * i, 10 * i + 9, i + 1, i + 1, f"passage {i:05}") for i in range(len(vectors))]
+    info = write_segment(tmp_path, passages, vectors)
+    return Segment(tmp_path / info.name)
+
+
+def _unit(rows, seed=0, dimension=64):
+    vectors = np.random.default_rng(seed).standard_normal((rows, dimension)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def test_exact_search_scans_half_precision_and_returns_float32_cosines(tmp_path):
+    vectors = _unit(3000)
+    segment = _segment_of(tmp_path, vectors)
+    assert segment.info.index_type == "flat-fp16"
+    for query in _unit(20, seed=1):
+        found = segment.search(query, 10, None)
+        exact = vectors @ query
+        truth = np.argsort(-exact, kind="stable")[:10]
+        assert [r for r, _ in found] == truth.tolist()  # the same rows, best first
+        np.testing.assert_allclose([s for _, s in found], exact[truth], rtol=0, atol=1e-6)  # float32's, not fp16's (~1e-4 off)
+    live = np.zeros((3000 + 7) // 8, dtype=np.uint8)
+    live[:100] = 0xFF  # rows 0..799 only
+    assert all(r < 800 for r, _ in segment.search(_unit(1, seed=2)[0], 10, live))
+
+
+def test_a_float32_segment_written_before_half_precision_still_answers(tmp_path, monkeypatch):
+    import faiss
+
+    from rag import segment as segments
+
+    def float32_flat(vectors, approximate_above=segments.APPROXIMATE_ABOVE):
+        index = faiss.IndexFlatIP(vectors.shape[1])
+        index.add(vectors)
+        return index
+
+    monkeypatch.setattr(segments, "make_faiss", float32_flat)
+    vectors = _unit(500)
+    old = _segment_of(tmp_path, vectors)
+    assert old.info.index_type == "flat"
+    query = _unit(1, seed=3)[0]
+    found = old.search(query, 5, None)
+    assert [r for r, _ in found] == np.argsort(-(vectors @ query))[:5].tolist()
