@@ -16,7 +16,7 @@ from rag.corpus import read_record, read_source
 from rag.embedding import BUNDLED_NAMES
 from rag.lexical import terms
 from rag.records import Answer, Citation, Hit, Passage
-from rag.relevance import Sentence, feature_rows, load_model, mode
+from rag.relevance import Sentence, ends_like_a_sentence, feature_rows, load_model, mode
 from rag.retrieve import Retriever
 from rag.span_scoring import best_span
 from rag.spans import expected_answer_type, trim_edges, typed_matches
@@ -255,9 +255,6 @@ def with_context(candidate: Candidate, context: int, max_chars: int) -> Candidat
     return replace(candidate, context_start=sentences[first][0], context_end=sentences[last][1])
 
 
-_FINAL_STOP = re.compile(r"[.!?…][\"'”’»)\]]*\s*$")
-
-
 def is_heading(passage: Passage, start: int, end: int) -> bool:
     """Whether the sentence at source offsets start..end is a heading: a paragraph of one line without a final
     stop, or a Markdown heading, with text after it ('Andrei Baklanov: "After defeat…"', "# Fleet"). It names
@@ -266,7 +263,7 @@ def is_heading(passage: Passage, start: int, end: int) -> bool:
     before, after, text = passage.text[:a], passage.text[b:], passage.text[a:b]
     own_line = (not before.strip() or before.endswith("\n")) and after.startswith("\n") and bool(after.strip())
     apart = text.lstrip().startswith("#") or ((not before.strip() or before.endswith("\n\n")) and after.startswith("\n\n"))
-    return own_line and apart and "\n" not in text and not _FINAL_STOP.search(text)
+    return own_line and apart and "\n" not in text and not ends_like_a_sentence(text)
 
 
 def _headed_end(passage: Passage, sentences: list[tuple[int, int]], i: int, max_chars: int) -> int:

@@ -45,6 +45,12 @@ _FINAL_STOP = re.compile(r"[.!?…][\"'”’)\]]*\s*$")
 BM25_K1, BM25_B = 1.2, 0.75
 
 
+def ends_like_a_sentence(text: str) -> bool:
+    """Whether `text` ends with a full stop, question or exclamation mark (closing quotes or brackets after it
+    allowed): a headline does not. A feature of the answer model, and part of what makes a heading."""
+    return bool(_FINAL_STOP.search(text))
+
+
 @dataclass(frozen=True)
 class Sentence:
     """One sentence of a retrieved passage, where it stands there, and the rank of its passage."""
@@ -177,7 +183,7 @@ def feature_rows(
         gap = typed_distance(kind, s.text, question)
         row[column["holds_type"]] = float(gap is not None)
         row[column["typed_near"]] = 0.0 if gap is None else 1.0 / (1.0 + gap / 3.0)
-        row[column["no_final_stop"]] = float(not _FINAL_STOP.search(s.text))
+        row[column["no_final_stop"]] = float(not ends_like_a_sentence(s.text))
         for name in ("date", "number", "name", "place"):
             row[column[f"asks_{name}"]] = float(kind == name)
         # each kind of question weighs an answer of its type in the sentence its own way
