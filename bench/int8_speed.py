@@ -41,7 +41,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness import Timer, finish, machine, print_machine
+from harness import Timer, bfloat16_cast, finish, machine, print_machine
 
 from precision import KINDS, write_subset
 
@@ -96,7 +96,6 @@ def padding(embedder, texts: list[str], batch: int, window: int) -> float:
 
 def load_variants(names: list[str]) -> dict:
     """One embedder per distinct (precision, recipe); variants that differ only in batch or threads share it."""
-    import rag.embedding
     from rag.embedding import Int8Recipe, SentenceTransformerEmbedder
 
     models, loaded = {}, {}
@@ -104,22 +103,12 @@ def load_variants(names: list[str]) -> dict:
         precision, recipe = VARIANTS[name][:2]
         key = (precision, json.dumps(recipe, sort_keys=True))
         if key not in models and recipe and recipe.get("unpacked"):  # bfloat16 linear layers cast, not packed
-            packed, rag.embedding._packed_linear = rag.embedding._packed_linear, _cannot_pack
-            try:
+            with bfloat16_cast():
                 models[key] = SentenceTransformerEmbedder("all-MiniLM-L6-v2", precision)
-            finally:
-                rag.embedding._packed_linear = packed
         elif key not in models:
             models[key] = SentenceTransformerEmbedder("all-MiniLM-L6-v2", precision, Int8Recipe(**recipe) if recipe else None)
         loaded[name] = models[key]
     return loaded
-
-
-def _cannot_pack():
-    def refuse(linear):
-        raise RuntimeError("unpacked variant")
-
-    return refuse
 
 
 def embed(embedder, texts: list[str], batch: int, threads: int | None, workers: int):

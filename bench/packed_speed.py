@@ -18,7 +18,7 @@ import statistics
 import sys
 import time
 
-from harness import ROOT, finish, machine, print_machine
+from harness import ROOT, bfloat16_cast, finish, machine, print_machine
 
 QUESTIONS = ["Which outlet did Baklanov give the interview to?", "When did the Russian military operation in Syria start?",
              "In how many countries will the terrorists now solve their problems?", "What is the tallest mountain in Africa?"]
@@ -26,22 +26,13 @@ QUESTIONS = ["Which outlet did Baklanov give the interview to?", "When did the R
 
 def arms():
     """(name, embedder, reader) for packed and cast bfloat16 layers."""
-    import rag.embedding
     from rag.config import DEFAULT_MODEL
     from rag.embedding import SentenceTransformerEmbedder
     from rag.reader import MODEL_FILE, load_reader
 
     packed = ("packed", SentenceTransformerEmbedder(DEFAULT_MODEL, "bfloat16"), load_reader.__wrapped__(MODEL_FILE))
-    real = rag.embedding._packed_linear
-
-    def refuse(linear):
-        raise RuntimeError("the cast arm")
-
-    rag.embedding._packed_linear = lambda: refuse
-    try:
+    with bfloat16_cast():
         cast = ("cast", SentenceTransformerEmbedder(DEFAULT_MODEL, "bfloat16"), load_reader.__wrapped__(MODEL_FILE))
-    finally:
-        rag.embedding._packed_linear = real
     return [packed, cast]
 
 
