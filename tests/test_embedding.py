@@ -120,9 +120,9 @@ def test_bfloat16_casts_only_the_linear_layers(both):
     import torch
 
     float32, bfloat16 = both
-    kinds = {type(m).__name__ for m in bfloat16.model.modules()}
-    assert "Linear" not in kinds or all(m.weight.dtype == torch.bfloat16 for m in bfloat16.model.modules()
-                                        if isinstance(m, torch.nn.Linear))  # packed, or cast where oneDNN cannot
+    linears = [m for m in bfloat16.model.modules() if type(m).__name__ in ("Linear", "PackedLinear")]
+    assert linears and all(m.bias.dtype == torch.bfloat16 for m in linears)  # packed, or cast where oneDNN cannot
+    assert all(m.weight.dtype == torch.bfloat16 for m in linears if isinstance(m, torch.nn.Linear))
     dtypes = {type(m).__name__: m.weight.dtype for m in bfloat16.model.modules() if hasattr(m, "weight")}
     assert dtypes["LayerNorm"] == torch.float32 and dtypes["Embedding"] == torch.float32
     assert {m.weight.dtype for m in float32.model.modules() if hasattr(m, "weight")} == {torch.float32}
