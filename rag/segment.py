@@ -14,6 +14,7 @@ A segment folder (`segments/s-<time>-<id>/`) holds:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -43,9 +44,24 @@ NPROBE = 64
 
 
 SEARCH_THREADS = 1
-"""OpenMP threads of one question's FAISS search, set in the asking thread only (builds keep theirs).
+"""OpenMP threads of one question's FAISS search, in the asking thread and for the search alone.
 A single query gains little from threads and loses much when the cores are busy: at 20,000
 passages with the machine loaded, 2 threads took 22-34 ms a search against 2-3.5 ms on one."""
+
+
+@contextlib.contextmanager
+def search_threads():
+    """Run a FAISS search on SEARCH_THREADS OpenMP threads, then give the thread its own number back. FAISS and
+    torch share one OpenMP runtime: left set, the setting also held every later torch call of that thread, so a
+    build after a question in the same thread (`rag eval`, a notebook) embedded on one core (1.7x slower on 2)."""
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(SEARCH_THREADS)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 def make_faiss(vectors: np.ndarray, approximate_above: int = APPROXIMATE_ABOVE):
@@ -372,14 +388,14 @@ class Segment:
         if k < 1:
             return []
         query = query_vector.reshape(1, -1).astype(np.float32)
-        faiss.omp_set_num_threads(SEARCH_THREADS)  # in this thread only
-        if live_bitmap is None:
-            scores, rows = index.search(query, k)
-        else:
-            selector = faiss.IDSelectorBitmap(index.ntotal, faiss.swig_ptr(live_bitmap))
-            params = faiss.SearchParametersIVF(sel=selector, nprobe=NPROBE) if hasattr(index, "nprobe") \
-                else faiss.SearchParameters(sel=selector)
-            scores, rows = index.search(query, k, params=params)
+        with search_threads():
+            if live_bitmap is None:
+                scores, rows = index.search(query, k)
+            else:
+                selector = faiss.IDSelectorBitmap(index.ntotal, faiss.swig_ptr(live_bitmap))
+                params = faiss.SearchParametersIVF(sel=selector, nprobe=NPROBE) if hasattr(index, "nprobe") \
+                    else faiss.SearchParameters(sel=selector)
+                scores, rows = index.search(query, k, params=params)
         found = [(int(r), float(s)) for r, s in zip(rows[0], scores[0]) if r >= 0]
         if self.info.index_type == "flat-fp16" and found:  # the float32 cosines of the rows the scan found
             exact = self.vectors[[r for r, _ in found]] @ query[0]

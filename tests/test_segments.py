@@ -288,6 +288,24 @@ def test_exact_search_scans_half_precision_and_returns_float32_cosines(tmp_path)
     assert all(r < 800 for r, _ in segment.search(_unit(1, seed=2)[0], 10, live))
 
 
+def test_a_search_gives_the_asking_thread_its_own_thread_count_back(tmp_path):
+    """FAISS and torch share one OpenMP runtime: a question's one-thread search must not leave the thread's later
+    torch work on one core (a build after a question in the same thread embedded 1.7x slower on 2 cores)."""
+    import faiss
+    import torch
+
+    segment = _segment_of(tmp_path, _unit(300))
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(3)  # not SEARCH_THREADS, so that this can fail on any machine
+    try:
+        torch_threads = torch.get_num_threads()  # 3 where torch shares FAISS's OpenMP runtime
+        assert segment.search(_unit(1, seed=4)[0], 5, None)
+        assert faiss.omp_get_max_threads() == 3
+        assert torch.get_num_threads() == torch_threads
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
 def test_a_float32_segment_written_before_half_precision_still_answers(tmp_path, monkeypatch):
     import faiss
 
