@@ -119,23 +119,35 @@ class Timer:
 def machine() -> dict:
     """What the figures were measured on."""
     load = os.getloadavg() if hasattr(os, "getloadavg") else (0, 0, 0)
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return {
         "cores": os.cpu_count(),
-        "cpu": cpu,
+        "cpu": cpu_name(),
         "python": platform.python_version(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "loadavg_1m_at_start": round(load[0], 2),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
         "gomp_spincount": os.environ.get("GOMP_SPINCOUNT", "default"),
     }
+
+
+def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's model name with its vendor, family, model and stepping: under a hypervisor the name alone can be
+    `AMD EPYC`, which hides the generation (family 25 model 17 is Zen 4, with AVX512-BF16; Zen 2 and 3 have no AVX-512)."""
+    fields: dict[str, str] = {}
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if not key.strip():
+                break  # the first processor's block is enough
+            fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        return ""
+    name = fields.get("model name", "")
+    ids = " ".join(f"{label} {fields[key]}" for key, label in
+                   (("cpu family", "family"), ("model", "model"), ("stepping", "stepping")) if key in fields)
+    vendor = fields.get("vendor_id", "")
+    detail = ", ".join(part for part in (vendor, ids) if part)
+    return f"{name} ({detail})" if detail else name
 
 
 def print_machine(info: dict) -> None:
