@@ -32,6 +32,46 @@ def put(state: str, default: int) -> None:
     faiss.omp_set_num_threads(1 if state == "left at 1" else default)
 
 
+STATES = ("left at 1", "given back")
+
+
+def time_builds(settings, rounds: int, default: int) -> dict[str, list[float]]:
+    """Seconds of a full build in each state, the order rotating round by round."""
+    from rag.indexer import build
+
+    builds: dict[str, list[float]] = {state: [] for state in STATES}
+    for n in range(rounds):
+        for state in STATES[n % 2:] + STATES[:n % 2]:
+            shutil.rmtree(settings.index, ignore_errors=True)
+            put(state, default)
+            with Timer() as timer:
+                summary = build(settings, full=True)
+            builds[state].append(timer.seconds)
+            print(f"round {n + 1}: build with the count {state}: {timer.seconds:.1f} s, {summary.passages} passages")
+    put("given back", default)
+    return builds
+
+
+def time_questions(settings, count: int, default: int) -> dict[str, list[float]]:
+    """Seconds of each of `count` SciFact test claims asked in each state, the order alternating claim by claim."""
+    from rag.answer import answer
+    from rag.retrieve import Retriever
+
+    claims = [q["text"] for q in read_jsonl(SCIFACT / "queries.jsonl")][: count + 3]
+    retriever = Retriever(settings)
+    for claim in claims[:3]:
+        answer(claim, retriever, settings)  # first forward passes
+    seconds: dict[str, list[float]] = {state: [] for state in STATES}
+    for i, claim in enumerate(claims[3:]):
+        for state in STATES[i % 2:] + STATES[:i % 2]:
+            put(state, default)
+            with Timer() as timer:
+                answer(claim, retriever, settings)
+            seconds[state].append(timer.seconds)
+    put("given back", default)
+    return seconds
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--docs", type=int, default=300, help="SciFact abstracts in the corpus (default 300)")
@@ -47,11 +87,8 @@ def main(argv=None) -> int:
 
     import torch
 
-    from rag.answer import answer
     from rag.config import Settings
     from rag.embedding import choose_arithmetic, load_embedder
-    from rag.indexer import build
-    from rag.retrieve import Retriever
 
     default = torch.get_num_threads()
     corpus = WORK / "corpus"
@@ -60,32 +97,11 @@ def main(argv=None) -> int:
     print(f"torch threads by default {default}; arithmetic {choose_arithmetic(settings.precision).describe()}; "
           f"{args.docs} abstracts")
     load_embedder(settings.model, choose_arithmetic(settings.precision).precision)  # loaded once, timed apart
-    states = ["left at 1", "given back"]
-    builds: dict[str, list[float]] = {state: [] for state in states}
-    for n in range(args.rounds):
-        for state in states[n % 2:] + states[:n % 2]:
-            shutil.rmtree(settings.index, ignore_errors=True)
-            put(state, default)
-            with Timer() as timer:
-                summary = build(settings, full=True)
-            builds[state].append(timer.seconds)
-            print(f"round {n + 1}: build with the count {state}: {timer.seconds:.1f} s, {summary.passages} passages")
-    put("given back", default)
-    claims = [q["text"] for q in read_jsonl(SCIFACT / "queries.jsonl")][: args.questions + 3]
-    retriever = Retriever(settings)
-    for claim in claims[:3]:
-        answer(claim, retriever, settings)  # first forward passes
-    seconds: dict[str, list[float]] = {state: [] for state in states}
-    for i, claim in enumerate(claims[3:]):
-        for state in states[i % 2:] + states[:i % 2]:
-            put(state, default)
-            with Timer() as timer:
-                answer(claim, retriever, settings)
-            seconds[state].append(timer.seconds)
-    put("given back", default)
+    builds = time_builds(settings, args.rounds, default)
+    seconds = time_questions(settings, args.questions, default)
     figures = {"machine": info, "docs": args.docs, "default_threads": default, "builds_s": builds}
     base = statistics.mean(builds["given back"])
-    for state in states:
+    for state in STATES:
         mean = statistics.mean(builds[state])
         p50, p95 = percentile(seconds[state], 50) * 1000, percentile(seconds[state], 95) * 1000
         figures[state] = {"build_s": round(mean, 2), "question_p50_ms": round(p50, 1), "question_p95_ms": round(p95, 1)}
