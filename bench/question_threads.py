@@ -94,9 +94,9 @@ def main(argv=None) -> int:
     corpus = WORK / "corpus"
     write_scifact_corpus(corpus, args.docs)
     settings = Settings(corpus=corpus, index=WORK / "index")
-    print(f"torch threads by default {default}; arithmetic {choose_arithmetic(settings.precision).describe()}; "
-          f"{args.docs} abstracts")
-    load_embedder(settings.model, choose_arithmetic(settings.precision).precision)  # loaded once, timed apart
+    arithmetic = choose_arithmetic(settings.precision)
+    print(f"torch threads by default {default}; arithmetic {arithmetic.describe()}; {args.docs} abstracts")
+    load_embedder(settings.model, arithmetic.precision)  # loaded once, timed apart
     builds = time_builds(settings, args.rounds, default)
     seconds = time_questions(settings, args.questions, default)
     figures = {"machine": info, "docs": args.docs, "default_threads": default, "builds_s": builds}
