@@ -14,6 +14,7 @@ from typing import Iterable, Protocol, Sequence
 
 import numpy as np
 
+from rag.batching import plan_batches
 from rag.config import DEFAULT_MODEL
 from rag.config import precision as config_precision
 from rag.errors import ModelError
@@ -197,40 +198,47 @@ class SentenceTransformerEmbedder:
         return torch.autocast("cpu", dtype=torch.bfloat16)
 
     def encode(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
-        """Unit-length float32 vectors; batches are length-sorted by sentence-transformers.
+        """Unit-length float32 vectors, in batches of one length where possible (rag.batching).
 
         Two batches or more are shared among `workers` threads (by default one per torch thread), each
         running the model on one torch thread: a pass of this small a model spends much of its time in
         parallel regions too short to keep 2 threads busy. On 2 cores with AVX2 (emulated) float32 gained
-        1.01-1.15x (quiet to loaded) and int8 1.1-1.2x (bench/int8_speed.py). The batches are those one
-        call would make: float32 and bfloat16 vectors are the same, int8's those of a one-thread pass."""
+        1.01-1.15x (quiet to loaded) and int8 1.1-1.2x (bench/int8_speed.py). The batches do not depend
+        on the workers, so neither do the vectors."""
+        texts = list(texts)
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        workers = min(self.workers or _torch_threads(), -(-len(texts) // batch_size))
-        if workers > 1:
-            return self._encode_shared(list(texts), batch_size, workers, progress)
-        if len(texts) <= batch_size:  # a question, a reply's sentences: one batch, without encode's per-call
-            return self._forward(list(texts))  # overhead (1-1.5 ms of 7-14), the same vectors
-        with self.arithmetic():
-            vectors = self.model.encode(
-                list(texts),
-                batch_size=batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=progress and sys.stderr.isatty(),
-            )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+        if len(texts) <= batch_size:  # a question, a reply's sentences: one batch, as it comes
+            return self._forward(texts)
+        batches = plan_batches(self.fed_tokens(texts), batch_size)
+        workers = min(self.workers or _torch_threads(), len(batches))
+        bar = _progress_bar(len(batches)) if progress and sys.stderr.isatty() else None
+        try:
+            if workers > 1:
+                return self._encode_shared(texts, batches, workers, bar)
+            vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
+            for rows in batches:
+                vectors[rows] = self._forward([texts[i] for i in rows])
+                if bar is not None:
+                    bar.update(1)
+            return vectors
+        finally:
+            if bar is not None:
+                bar.close()
 
-    def _encode_shared(self, texts: list[str], batch_size: int, workers: int, progress: bool) -> np.ndarray:
-        """`encode` over `workers` threads that take the length-sorted batches in turn."""
+    def fed_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens the model is fed per text: its own, the special ones, cut at the maximum sequence length."""
+        tokenizer = self.model.tokenizer
+        specials = tokenizer.num_special_tokens_to_add() if hasattr(tokenizer, "num_special_tokens_to_add") else 2
+        return [min(count + specials, self.max_tokens) for count in self.count_tokens(texts)]
+
+    def _encode_shared(self, texts: list[str], batches: list[list[int]], workers: int, bar) -> np.ndarray:
+        """The batches' vectors from `workers` threads that take the batches in turn, one torch thread each."""
         import torch
 
-        order = np.argsort([-len(text) for text in texts])  # sentence-transformers' own order: the same batches
-        batches = [order[start:start + batch_size] for start in range(0, len(texts), batch_size)]
         vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
         taken = iter(range(len(batches)))
         failures: list[BaseException] = []
-        bar = _progress_bar(len(batches)) if progress and sys.stderr.isatty() else None
         turns = threading.Lock()
 
         def work() -> None:
@@ -258,8 +266,6 @@ class SentenceTransformerEmbedder:
                 thread.join()
         finally:
             torch.set_num_threads(before)  # set_num_threads also sets the default of threads yet to start
-            if bar is not None:
-                bar.close()
         if failures:
             raise failures[0]
         return vectors

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import SEED
+from rag.batching import plan_batches
 from rag.config import DEFAULT_MODEL
 from rag.embedding import (
     SentenceTransformerEmbedder,
@@ -407,4 +408,27 @@ def test_shared_batches_count_on_one_progress_bar_in_a_terminal(both, monkeypatc
     monkeypatch.setattr(float32, "_forward", lambda texts: np.zeros((len(texts), float32.dimension), dtype=np.float32))
     monkeypatch.setattr(float32, "workers", 2)
     float32.encode(TEXTS * 5, batch_size=4, progress=True)
-    assert counted == [5] + [1] * 5 + ["closed"]  # 20 texts: 5 batches, each counted once, then the bar closed
+    batches = len(plan_batches(float32.fed_tokens(TEXTS * 5), 4))
+    assert batches > 2
+    assert counted == [batches] + [1] * batches + ["closed"]  # each batch counted once, then the bar closed
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2])
+def test_batches_of_one_length_reach_the_model_unpadded_and_give_the_vectors_of_texts_alone(both, seed_passages, workers, monkeypatch):
+    float32 = both[0]
+    texts = [passage[:cut] for passage in seed_passages for cut in (60, 120, 400)] * 4 + TEXTS
+    alone = np.vstack([float32.encode([text]) for text in texts])
+    fed, forward = [], float32._forward
+
+    def counting(batch):
+        fed.append(batch)
+        return forward(batch)
+
+    monkeypatch.setattr(float32, "_forward", counting)
+    monkeypatch.setattr(float32, "workers", workers)
+    together = float32.encode(texts, batch_size=8)
+    assert len(fed) > 2 and sum(map(len, fed)) == len(texts)
+    for batch in fed:  # every length but a few TEXTS' is shared by 4 texts or more: no padding, no mask
+        assert set(batch) & set(TEXTS) or len(set(float32.fed_tokens(batch))) == 1
+    np.testing.assert_allclose(together, alone, atol=2e-5)  # padding and its mask change nothing either way

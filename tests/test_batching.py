@@ -1,0 +1,60 @@
+"""rag.batching: which texts share a model pass."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from rag.batching import padding, plan_batches
+
+
+def lengths_of(lengths, batches):
+    return [[lengths[i] for i in rows] for rows in batches]
+
+
+@pytest.mark.parametrize(
+    "lengths, size, expected",
+    [
+        ([], 4, []),
+        ([7], 4, [[7]]),
+        ([5, 5, 5, 5], 4, [[5, 5, 5, 5]]),  # one length: one batch, no padding
+        ([5, 5, 5, 5, 5], 4, [[5, 5, 5], [5, 5]]),  # cut evenly, not 4 + 1
+        ([9, 5, 5, 5, 5], 8, [[5, 5, 5, 5], [9]]),  # a rare length rides alone, costliest first
+        ([3, 9, 6, 4], 2, [[9, 6], [4, 3]]),  # all lengths rare: length order, padded
+        ([5] * 4 + [8] * 4, 8, [[8] * 4, [5] * 4]),  # two lengths never share a batch
+    ],
+)
+def test_batches_keep_one_length_together(lengths, size, expected):
+    assert lengths_of(lengths, plan_batches(lengths, size)) == expected
+
+
+def test_every_text_is_in_exactly_one_batch_of_at_most_the_size():
+    rng = random.Random(3)
+    lengths = [rng.choice([rng.randint(2, 256), 254]) for _ in range(997)]
+    batches = plan_batches(lengths, 32)
+    assert sorted(i for rows in batches for i in rows) == list(range(997))
+    assert max(len(rows) for rows in batches) <= 32
+    costs = [len(rows) * max(lengths[i] for i in rows) for rows in batches]
+    assert costs == sorted(costs, reverse=True)  # the longest work is handed out first
+
+
+def test_lengths_with_enough_texts_are_never_padded():
+    lengths = [10] * 4 + [11] * 3 + [12] * 40
+    for rows in plan_batches(lengths, 32):
+        if any(lengths[i] != 11 for i in rows):
+            assert len({lengths[i] for i in rows}) == 1
+
+
+def test_padding_counts_the_tokens_fed_over_the_real_ones():
+    assert padding([4, 2], [[0, 1]]) == pytest.approx(8 / 6)
+    assert padding([4, 2], [[0], [1]]) == 1.0
+    rng = random.Random(5)
+    lengths = [rng.randint(20, 254) for _ in range(2000)]
+    by_characters_like = [list(range(start, min(start + 32, 2000))) for start in range(0, 2000, 32)]  # unsorted
+    assert padding(lengths, plan_batches(lengths, 32)) < 1.02 < padding(lengths, by_characters_like)
+
+
+def test_a_batch_size_below_one_is_refused():
+    with pytest.raises(ValueError, match="at least 1"):
+        plan_batches([3], 0)
