@@ -16,7 +16,7 @@ rotating from block to block, so that other work on the machine slows all alike;
 wall-clock passages/s, the median of the per-block ratios to float32, and passages per CPU-second of
 this process (robust to other work taking the cores, as long as the threads do not spin). Then, to tell the cost
 of batching apart from the arithmetic, float32 and the int8 recipes each embed --whole passages in one call
-(sentence-transformers sorts them by length: the least padding, as in `rag build`), twice, alternating,
+(batched as in `rag build`: one token length per batch where possible, rag.batching), twice, alternating,
 as do both "workers" variants.
 The padding share of each batching (tokens fed / real tokens) is counted without timing.
 
@@ -85,12 +85,17 @@ def passages(folder: Path, embedder) -> list[str]:
 
 
 def padding(embedder, texts: list[str], batch: int, window: int) -> float:
-    """Tokens fed to the model / real tokens, when each `window` texts are length-sorted and cut into batches."""
-    lengths = [min(n + 2, embedder.max_tokens) for n in embedder.count_tokens(texts)]
-    fed = 0
+    """Tokens fed to the model / real tokens, when each `window` texts are batched as rag.embedding batches
+    them (rag.batching: one token length per batch where possible; by characters until 2026-12-03, which this
+    figure used to miss by sorting by tokens: bench/batching.py)."""
+    from rag.batching import plan_batches
+    from rag.batching import padding as fed_over_real
+
+    lengths = embedder.fed_tokens(texts)
+    fed = 0.0
     for start in range(0, len(lengths), window):
-        sorted_ = sorted(lengths[start:start + window], reverse=True)
-        fed += sum(max(sorted_[i:i + batch]) * len(sorted_[i:i + batch]) for i in range(0, len(sorted_), batch))
+        part = lengths[start:start + window]
+        fed += fed_over_real(part, plan_batches(part, batch)) * sum(part)
     return round(fed / sum(lengths), 3)
 
 
