@@ -42,7 +42,7 @@ class Settings:
     precision: str = setting("auto", "index", choices=PRECISIONS)
     """Embedding arithmetic (see PRECISIONS); an index keeps the arithmetic it was built in."""
     batch_size: int = setting(32, "index", minimum=1)
-    """Passages per forward pass when embedding."""
+    """Most passages per forward pass when embedding (batches hold one token length where possible)."""
     max_tokens: int = setting(0, "index", minimum=0)
     """Passage size limit in model tokens; 0 means the model's own maximum sequence length."""
     overlap: int = setting(1, "index", minimum=0)
