@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness import Timer, finish, machine, print_machine
+from harness import Timer, finish, machine, print_machine, print_vector_flags
 
 from int8_speed import passages
 from precision import KINDS, write_subset
@@ -124,8 +124,7 @@ def main(argv=None) -> int:
         return child(args)
     info = machine()
     print_machine(info)
-    flags = sorted(f for f in Path("/proc/cpuinfo").read_text().split("\n\n")[0].split() if f.startswith(("avx", "amx")))
-    print(f"CPU flags (avx*/amx*): {' '.join(flags)}")
+    flags = print_vector_flags()
     started, runs = time.perf_counter(), []
     folder = write_subset(args.docs)
     for kind in args.kinds.split(","):

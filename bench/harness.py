@@ -150,6 +150,13 @@ def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     return f"{name} ({detail})" if detail else name
 
 
+def print_vector_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> list[str]:
+    """Print and return the first processor's avx*/amx* flags: what decides rag's arithmetic on this CPU."""
+    flags = sorted(f for f in cpuinfo.read_text().split("\n\n")[0].split() if f.startswith(("avx", "amx")))
+    print(f"CPU flags (avx*/amx*): {' '.join(flags)}")
+    return flags
+
+
 def print_machine(info: dict) -> None:
     print(f"machine: {info['cores']} cores ({info['cpu']}), Python {info['python']}, {info['date']}, "
           f"load average {info['loadavg_1m_at_start']} at start (other work on the machine slows absolute figures; "

@@ -41,7 +41,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness import Timer, bfloat16_cast, finish, machine, print_machine
+from harness import Timer, bfloat16_cast, finish, machine, print_machine, print_vector_flags
 
 from precision import KINDS, write_subset
 
@@ -258,8 +258,7 @@ def main(argv=None) -> int:
         return child(args)
     info = machine()
     print_machine(info)
-    flags = sorted(f for f in Path("/proc/cpuinfo").read_text().split("\n\n")[0].split() if f.startswith(("avx", "amx")))
-    print(f"CPU flags (avx*/amx*): {' '.join(flags)}")
+    flags = print_vector_flags()
     limits = ", ".join(f"{k}={v}" for k, v in KINDS[args.kind].items()) or "no limits"
     print(f"kind: {args.kind} ({'EMULATED on this CPU: ' + limits if KINDS[args.kind] else 'this CPU as it is'})")
     started = time.perf_counter()

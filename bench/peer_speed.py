@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness import OUT, Timer, finish, machine, print_machine, write_scifact_corpus
+from harness import OUT, Timer, finish, machine, print_machine, print_vector_flags, write_scifact_corpus
 
 from precision import KINDS
 
@@ -141,8 +141,7 @@ def main(argv=None) -> int:
 
     info = machine()
     print_machine(info)
-    flags = sorted(f for f in Path("/proc/cpuinfo").read_text().split("\n\n")[0].split() if f.startswith(("avx", "amx")))
-    print(f"CPU flags (avx*/amx*): {' '.join(flags)}")
+    flags = print_vector_flags()
     limits = ", ".join(f"{k}={v}" for k, v in KINDS[args.kind].items()) or "no limits"
     print(f"kind: {args.kind} ({'EMULATED on this CPU: ' + limits if KINDS[args.kind] else 'this CPU as it is'}), "
           f"for rag and the peers alike")

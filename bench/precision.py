@@ -29,7 +29,8 @@ import sys
 import time
 from pathlib import Path
 
-from harness import OUT, SCIFACT, Timer, finish, json_line, machine, print_machine, read_jsonl, scifact_abstracts
+from harness import (OUT, SCIFACT, Timer, finish, json_line, machine, print_machine, print_vector_flags, read_jsonl,
+                     scifact_abstracts)
 
 WORK = OUT / "precision"
 KINDS = {
@@ -228,8 +229,7 @@ def main(argv=None) -> int:
         args.docs, args.blocks = 150, 3
     info = machine()
     print_machine(info)
-    flags = sorted(f for f in Path("/proc/cpuinfo").read_text().split("\n\n")[0].split() if f.startswith(("avx", "amx")))
-    print(f"CPU flags (avx*/amx*): {' '.join(flags)}")
+    flags = print_vector_flags()
     started = time.perf_counter()
     folder = write_subset(args.docs)
     documents = sum(1 for _ in open(folder / "corpus.jsonl", encoding="utf-8"))
