@@ -29,7 +29,7 @@ from pathlib import Path
 from harness import Timer, finish, machine, print_machine, print_vector_flags
 
 from int8_speed import passages
-from precision import KINDS, write_subset
+from precision import KINDS, kind_environment, write_subset
 
 BATCH = 32
 BATCHINGS = ("characters", "tokens", "one length")
@@ -130,8 +130,7 @@ def main(argv=None) -> int:
     for kind in args.kinds.split(","):
         limits = ", ".join(f"{k}={v}" for k, v in KINDS[kind].items())
         print(f"\nkind: {kind} ({'EMULATED on this CPU: ' + limits if limits else 'this CPU as it is'})", flush=True)
-        env = {k: v for k, v in os.environ.items() if all(k not in limits_ for limits_ in KINDS.values())}
-        env.update(KINDS[kind])
+        env = kind_environment(kind)
         command = [sys.executable, __file__, "--child", kind, "--folder", str(folder), "--passages",
                    str(args.passages), "--rounds", str(args.rounds)]
         done = subprocess.run(command, env=env, stdout=subprocess.PIPE, text=True, timeout=args.timeout)

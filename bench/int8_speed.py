@@ -43,7 +43,7 @@ from pathlib import Path
 
 from harness import Timer, bfloat16_cast, finish, machine, print_machine, print_vector_flags
 
-from precision import KINDS, write_subset
+from precision import KINDS, kind_environment, write_subset
 
 VARIANTS = {  # name: (precision, recipe fields, batch size, torch threads, workers: 1 one pass, 0 one per thread)
     "float32": ("float32", None, 32, None, 1),
@@ -263,8 +263,7 @@ def main(argv=None) -> int:
     print(f"kind: {args.kind} ({'EMULATED on this CPU: ' + limits if KINDS[args.kind] else 'this CPU as it is'})")
     started = time.perf_counter()
     folder = write_subset(args.docs)
-    env = {k: v for k, v in os.environ.items() if all(k not in limits_ for limits_ in KINDS.values())}
-    env.update(KINDS[args.kind])
+    env = kind_environment(args.kind)
     command = [sys.executable, __file__, "--child", args.kind, "--folder", str(folder), "--blocks", str(args.blocks),
                "--block", str(args.block), "--whole", str(args.whole)] + (["--quick"] if args.quick else []) + \
         (["--more"] if args.more else []) + \

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from harness import OUT, Timer, finish, machine, print_machine, print_vector_flags, write_scifact_corpus
 
-from precision import KINDS
+from precision import KINDS, kind_environment
 
 PEERS = ("llamaindex", "langchain")
 WORK = OUT / "peer_speed"
@@ -150,8 +150,7 @@ def main(argv=None) -> int:
     files = write_scifact_corpus(corpus, args.docs)
     tokenizer = load_embedder("all-MiniLM-L6-v2", "float32")
     text_tokens = sum(tokenizer.count_tokens([path.read_text(encoding="utf-8") for path in files]))
-    env = {k: v for k, v in os.environ.items() if all(k not in limits_ for limits_ in KINDS.values())}
-    env.update(KINDS[args.kind])
+    env = kind_environment(args.kind)
     arms = args.arms.split(",")
     runs: dict[str, list[dict]] = {arm: [] for arm in arms}
     for n in range(args.rounds):

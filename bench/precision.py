@@ -46,6 +46,15 @@ KINDS = {
         "FBGEMM_ENABLE_INSTRUCTIONS": "AVX512_E1",
     },
 }
+
+
+def kind_environment(kind: str) -> dict[str, str]:
+    """This process's environment with the limits of `kind` in place of any other kind's."""
+    env = {k: v for k, v in os.environ.items() if all(k not in limits for limits in KINDS.values())}
+    env.update(KINDS[kind])
+    return env
+
+
 PRECISIONS = ("float32", "bfloat16", "int8")
 RECIPES = {  # --builds int8:NAME: an int8 build with rag.embedding.INT8 set to this recipe (bench/int8_speed.py)
     "ffn-float32": {"ffn_output": "float32"},
@@ -161,8 +170,7 @@ def interleaved(passages, precisions: list[str], blocks: int, size: int = 64) ->
 
 def run_kind(kind: str, folder: Path, probe: list[str], build: list[str], blocks: int, timeout: float) -> dict:
     """One child process under the kind's CPU limits."""
-    env = {k: v for k, v in os.environ.items() if k not in KINDS["avx2"] and k not in KINDS["avx512"]}
-    env.update(KINDS[kind])
+    env = kind_environment(kind)
     command = [sys.executable, __file__, "--child", kind, "--folder", str(folder), "--work", str(WORK),
                "--probe", ",".join(probe), "--build", ",".join(build), "--blocks", str(blocks)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
