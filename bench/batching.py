@@ -35,13 +35,12 @@ BATCH = 32
 BATCHINGS = ("characters", "tokens", "one length")
 
 
-def plans(embedder, texts: list[str]) -> dict[str, list[list[int]]]:
-    """Each batching's batches of text indices."""
+def plans(texts: list[str], lengths: list[int]) -> dict[str, list[list[int]]]:
+    """Each batching's batches of text indices, from the texts and the tokens the model is fed of each."""
     import numpy as np
 
     from rag.batching import plan_batches
 
-    lengths = embedder.fed_tokens(texts)
     by_characters = np.argsort([-len(text) for text in texts], kind="stable")
     by_tokens = np.argsort([-n for n in lengths], kind="stable")
     cut = lambda order: [order[start:start + BATCH].tolist() for start in range(0, len(order), BATCH)]  # noqa: E731
@@ -60,8 +59,8 @@ def child(args) -> int:
     arithmetics = list(dict.fromkeys(["float32", chosen.precision]))
     models = {name: load_embedder("all-MiniLM-L6-v2", name) for name in arithmetics}
     texts = passages(args.folder, models["float32"])[:args.passages or None]
-    batchings = plans(models["float32"], texts)
     lengths = models["float32"].fed_tokens(texts)
+    batchings = plans(texts, lengths)
     workers = torch.get_num_threads()
     arms = [(a, b) for a in arithmetics for b in BATCHINGS]
     for arithmetic in arithmetics:  # first passes (allocations, weight packing) are not timed

@@ -88,15 +88,13 @@ def padding(embedder, texts: list[str], batch: int, window: int) -> float:
     """Tokens fed to the model / real tokens, when each `window` texts are batched as rag.embedding batches
     them (rag.batching: one token length per batch where possible; by characters until 2026-12-03, which this
     figure used to miss by sorting by tokens: bench/batching.py)."""
-    from rag.batching import plan_batches
     from rag.batching import padding as fed_over_real
+    from rag.batching import plan_batches
 
     lengths = embedder.fed_tokens(texts)
-    fed = 0.0
-    for start in range(0, len(lengths), window):
-        part = lengths[start:start + window]
-        fed += fed_over_real(part, plan_batches(part, batch)) * sum(part)
-    return round(fed / sum(lengths), 3)
+    batches = [[start + i for i in rows] for start in range(0, len(lengths), window)
+               for rows in plan_batches(lengths[start:start + window], batch)]
+    return round(fed_over_real(lengths, batches), 3)
 
 
 def load_variants(names: list[str]) -> dict:
