@@ -135,7 +135,10 @@ def query_arithmetic(indexed: str, flags: Iterable[str] | None = None) -> Arithm
 
 
 class SentenceTransformerEmbedder:
-    """A sentence-transformers model on the CPU, thread-safe for concurrent questions.
+    """A sentence-transformers model on the CPU, thread-safe for concurrent questions. A BERT with mean
+    pooling (the bundled model) runs in rag's own encoder (`rag.encoder`: the same vectors, bit for bit in
+    each precision, without importing sentence-transformers); others, or any with `library`, through
+    sentence-transformers.
 
     With `bfloat16` the linear layers hold bfloat16 weights and run under autocast (layer norms,
     softmax and pooling stay float32): 2.55x the passages per second of float32 on a 2-core AMX
@@ -149,7 +152,8 @@ class SentenceTransformerEmbedder:
     int8 vectors of one recipe (bench/precision.py).
     """
 
-    def __init__(self, name: str, precision: str = "auto", recipe: "Int8Recipe | None" = None, workers: int = 0):
+    def __init__(self, name: str, precision: str = "auto", recipe: "Int8Recipe | None" = None, workers: int = 0,
+                 library: bool = False):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         # OpenMP threads wait between the many small parallel regions of a forward pass. libgomp's
@@ -159,17 +163,11 @@ class SentenceTransformerEmbedder:
         # torch loads; a user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.
         if "OMP_WAIT_POLICY" not in os.environ:
             os.environ.setdefault("GOMP_SPINCOUNT", "10000")
-        from sentence_transformers import SentenceTransformer
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()  # "Loading weights" bars are noise for a CLI
-        hf_logging.set_verbosity_error()
-
         self.name = name
         location = resolve_model(name)
         try:
-            self.model = SentenceTransformer(location, device="cpu")
-        except Exception as error:  # the library raises many kinds; all mean "cannot load"
+            self.model = _open_model(location, library)
+        except Exception as error:  # the libraries raise many kinds; all mean "cannot load"
             raise ModelError(
                 f"cannot load embedding model {name!r} ({type(error).__name__}: {error}); set "
                 f"RAG_MODEL / --model to a local sentence-transformers folder, or download the "
@@ -187,6 +185,7 @@ class SentenceTransformerEmbedder:
         self.model.eval()
         self.workers = workers
         """Threads `encode` shares two or more batches among; 0: one per torch thread."""
+        self.device = "cpu"
         self._lock = threading.Lock()
 
     def arithmetic(self):
@@ -276,10 +275,18 @@ class SentenceTransformerEmbedder:
 
         with self._lock:  # the tokenizer is not safe to share across threads
             features = self.model.preprocess(texts)
+        if self.device != "cpu":
+            features = {key: value.to(self.device) for key, value in features.items()}
         with torch.inference_mode(), self.arithmetic():  # autocast is per thread
             embeddings = self.model(features)["sentence_embedding"]
             embeddings = torch.nn.functional.normalize(embeddings.float(), p=2, dim=1)
-        return embeddings.numpy()
+        return embeddings.cpu().numpy()
+
+    def to(self, device: str) -> "SentenceTransformerEmbedder":
+        """Run the model on `device` ("cuda" in a Ray GPU actor; float32 there), its inputs moved to it."""
+        self.model.to(device)
+        self.device = device
+        return self
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Model tokens per text, special tokens excluded."""
@@ -571,6 +578,21 @@ def _split_modules():
             return self.linear(main) + torch.nn.functional.linear(outliers, self.outlier_weight)
 
     return SplitIntermediate, SplitLinear
+
+def _open_model(location: str, library: bool = False):
+    """The model at `location`: rag's own encoder when it runs the model exactly (`rag.encoder.supports`,
+    as for the bundled model) unless `library`, else sentence-transformers' (which imports 4-5 s more)."""
+    from rag import encoder
+
+    if not library and encoder.supports(location):
+        return encoder.BertEncoder(location)
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # "Loading weights" bars are noise for a CLI
+    hf_logging.set_verbosity_error()
+    return SentenceTransformer(location, device="cpu")
+
 
 def load_embedder(name: str, precision: str | None = None) -> SentenceTransformerEmbedder:
     """The model called `name` in `precision` (by default what RAG_PRECISION asks for), loaded once per process."""

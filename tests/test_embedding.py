@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -265,7 +267,11 @@ def test_bad_rag_precision_stops_loading_with_its_fix(monkeypatch):
 @pytest.mark.slow
 def test_token_counts_match_the_tokenizer_without_truncation(real_embedder):
     texts = TEXTS + ["Naïve café — “quoted” ünïcödé 東京 🙂", "word " * 700, ""]
-    wrapper = real_embedder.model.tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"]
+    from transformers import AutoTokenizer
+
+    from rag.embedding import resolve_model
+
+    wrapper = AutoTokenizer.from_pretrained(resolve_model(DEFAULT_MODEL))(texts, add_special_tokens=False, truncation=False)["input_ids"]
     counts = real_embedder.count_tokens(texts)
     assert counts == [len(ids) for ids in wrapper]
     assert counts[-2] == 700 and counts[-1] == 0  # past the 256-token window: counted, not cut
@@ -298,21 +304,64 @@ def test_splitting_the_feed_forward_keeps_a_bert_block_the_same_function():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("precision", ["float32", "bfloat16", "int8"])
-def test_one_batch_runs_without_sentence_transformers_encode_and_gives_its_vectors(both, int8, seed_passages, precision, monkeypatch):
+def test_rags_own_encoder_gives_the_vectors_of_sentence_transformers_bit_for_bit(both, int8, seed_passages, precision, monkeypatch):
+    """The bundled model runs in rag.encoder, without importing sentence-transformers; the library itself, running
+    the same model in the same arithmetic (int8: calibrated on its own), is the reference, in one batch and in many."""
     import torch
+    from sentence_transformers import SentenceTransformer
+
+    from rag.encoder import BertEncoder
 
     embedder = {"float32": both[0], "bfloat16": both[1], "int8": int8}[precision]
-    texts = seed_passages + TEXTS
+    library = SentenceTransformerEmbedder(DEFAULT_MODEL, precision, library=True)
+    assert isinstance(embedder.model, BertEncoder) and isinstance(library.model, SentenceTransformer)
+    texts = seed_passages + TEXTS + ["  spaces around  ", "Naïve café — “quoted” 東京", "word " * 400]  # stripped; cut at 256
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one worker: the call's own thread
     try:
-        with embedder.arithmetic():
-            theirs = embedder.model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+        with library.arithmetic():
+            theirs = library.model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
         monkeypatch.setattr(embedder.model, "encode", lambda *a, **k: pytest.fail("one batch went through encode"))
         mine = embedder.encode(texts, batch_size=64)
+        batched = (embedder.encode(texts, batch_size=4), library.encode(texts, batch_size=4))
     finally:
         torch.set_num_threads(threads)
     np.testing.assert_array_equal(mine, theirs)
+    np.testing.assert_array_equal(*batched)
+
+
+def test_rags_encoder_runs_only_the_models_it_reproduces(tmp_path):
+    """A BERT with mean pooling, yes; any other pooling, model type or missing file goes to sentence-transformers."""
+    import json
+    import shutil
+
+    from rag.embedding import resolve_model
+    from rag.encoder import supports
+
+    bundled = Path(resolve_model(DEFAULT_MODEL))
+    assert supports(bundled)
+    for name, change in [
+        ("cls", lambda f: _edit(f / "1_Pooling" / "config.json", pooling_mode_cls_token=True)),
+        ("roberta", lambda f: _edit(f / "config.json", model_type="roberta")),
+        ("relu", lambda f: _edit(f / "config.json", hidden_act="relu")),
+        ("lower", lambda f: _edit(f / "sentence_bert_config.json", do_lower_case=True)),
+        ("dense", lambda f: (f / "modules.json").write_text(json.dumps(
+            json.loads((f / "modules.json").read_text())[:2] + [{"type": "sentence_transformers.models.Dense"}]))),
+        ("no weights", lambda f: (f / "model.safetensors").unlink()),
+        ("no modules", lambda f: (f / "modules.json").unlink()),
+    ]:
+        folder = tmp_path / name
+        shutil.copytree(bundled, folder, ignore=shutil.ignore_patterns("model.safetensors"))
+        (folder / "model.safetensors").symlink_to(bundled / "model.safetensors")
+        assert supports(folder)
+        change(folder)
+        assert not supports(folder), name
+
+
+def _edit(path, **changes):
+    import json
+
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
 
 
 @pytest.mark.slow
