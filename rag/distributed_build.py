@@ -214,7 +214,7 @@ class PassageEmbedder:
         torch.set_num_threads(max(1, threads))
         self.embedder = SentenceTransformerEmbedder(model, "float32" if on_gpu else asked)
         if on_gpu:
-            self.embedder.model.to("cuda")
+            self.embedder.to("cuda")
         self.batch_size = batch_size
 
     def __call__(self, batch: dict) -> dict:
