@@ -117,22 +117,23 @@ class SelfAttention(nn.Module):
 
 
 class Residual(nn.Module):
-    """A product, then layer norm of it plus the block's input (BERT's `…output`)."""
+    """A product, then layer norm of it plus the block's input (BERT's `…output`); dropout only in training."""
 
-    def __init__(self, inner: int, hidden: int, eps: float):
+    def __init__(self, inner: int, hidden: int, eps: float, dropout: float = 0.0):
         super().__init__()
         self.dense = nn.Linear(inner, hidden)
         self.LayerNorm = nn.LayerNorm(hidden, eps=eps)
+        self.dropout = nn.Dropout(dropout)
 
     def forward(self, hidden, inputs):
-        return self.LayerNorm(self.dense(hidden) + inputs)
+        return self.LayerNorm(self.dropout(self.dense(hidden)) + inputs)
 
 
 class Attention(nn.Module):
-    def __init__(self, config: dict):
+    def __init__(self, config: dict, dropout: float = 0.0):
         super().__init__()
         self.self = SelfAttention(config)
-        self.output = Residual(config["hidden_size"], config["hidden_size"], config["layer_norm_eps"])
+        self.output = Residual(config["hidden_size"], config["hidden_size"], config["layer_norm_eps"], dropout)
 
     def forward(self, x, mask):
         return self.output(self.self(x, mask), x)
@@ -149,11 +150,13 @@ class Intermediate(nn.Module):
 
 
 class Layer(nn.Module):
-    def __init__(self, config: dict):
+    """One encoder layer (post-layer-norm): also the reader's (rag.reader), which trains with `dropout`."""
+
+    def __init__(self, config: dict, dropout: float = 0.0):
         super().__init__()
-        self.attention = Attention(config)
+        self.attention = Attention(config, dropout)
         self.intermediate = Intermediate(config)
-        self.output = Residual(config["intermediate_size"], config["hidden_size"], config["layer_norm_eps"])
+        self.output = Residual(config["intermediate_size"], config["hidden_size"], config["layer_norm_eps"], dropout)
 
     def forward(self, x, mask):
         x = self.attention(x, mask)
@@ -166,6 +169,17 @@ class Encoder(nn.Module):
         self.layer = nn.ModuleList(Layer(config) for _ in range(config["num_hidden_layers"]))
 
 
+def load_part(module: nn.Module, weights: dict, prefix: str) -> nn.Module:
+    """`module` with the weights under `prefix` ("encoder.layer.3.") of a BERT's state dict."""
+    module.load_state_dict({key: weights[prefix + key] for key in module.state_dict()})
+    return module
+
+
+def read_config(folder: str | Path) -> dict:
+    """The model folder's config.json."""
+    return json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+
+
 class BertEncoder(nn.Module):
     """A BERT with mean pooling, with the parts of `SentenceTransformer` that `rag.embedding` uses:
     `tokenizer`, `max_seq_length`, `get_embedding_dimension`, `preprocess`, a forward pass that returns
@@ -176,7 +190,7 @@ class BertEncoder(nn.Module):
         from safetensors.torch import load_file
 
         root = Path(folder)
-        config = json.loads((root / "config.json").read_text(encoding="utf-8"))
+        config = read_config(root)
         self.max_seq_length = int(_sentence_config(root).get("max_seq_length") or config["max_position_embeddings"])
         self.tokenizer = Tokens(root / "tokenizer.json", self.max_seq_length)
         self.embeddings = Embeddings(config)

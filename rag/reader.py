@@ -26,10 +26,10 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from rag.config import DEFAULT_MODEL
+from rag.encoder import Embeddings, Layer, load_part, read_config
 from rag.errors import ConfigError
 
 MODEL_FILE = Path(__file__).with_name("reader_model.safetensors")
@@ -40,69 +40,24 @@ a longer text is cut at its end."""
 MAX_SPAN = 30
 """Longest answer the reader marks, in tokens (validation: 20 holds the answer in 0.644 of the gold
 sentences, 30 in 0.653, marks 18.5 and 19.9 characters on average; bench/README.md)."""
-HIDDEN, HEADS, LAYERS = 384, 12, 6
+HIDDEN, LAYERS = 384, 6
 _NAMES = {"q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
           "o": "attention.output.dense", "ln1": "attention.output.LayerNorm", "up": "intermediate.dense",
           "down": "output.dense", "ln2": "output.LayerNorm"}
-"""Our names for a BERT layer's parts, and the embedder's."""
+"""The reader file's names for a layer's parts (`top.0.q.u`, …), and the layer's own."""
 MATRICES = ("q", "k", "v", "o", "up", "down")
 
 
-class Block(nn.Module):
-    """One BERT encoder layer, as in the embedder (post-layer-norm, GELU)."""
-
-    def __init__(self):
-        super().__init__()
-        self.q, self.k, self.v = nn.Linear(HIDDEN, HIDDEN), nn.Linear(HIDDEN, HIDDEN), nn.Linear(HIDDEN, HIDDEN)
-        self.o = nn.Linear(HIDDEN, HIDDEN)
-        self.ln1 = nn.LayerNorm(HIDDEN, eps=1e-12)
-        self.up, self.down = nn.Linear(HIDDEN, 4 * HIDDEN), nn.Linear(4 * HIDDEN, HIDDEN)
-        self.ln2 = nn.LayerNorm(HIDDEN, eps=1e-12)
-        self.dropout = nn.Dropout(0.1)
-
-    def load(self, weights: dict, i: int) -> "Block":
-        """This layer's weights from the embedder's layer `i`."""
-        for mine, theirs in _NAMES.items():
-            getattr(self, mine).weight.data.copy_(weights[f"encoder.layer.{i}.{theirs}.weight"])
-            getattr(self, mine).bias.data.copy_(weights[f"encoder.layer.{i}.{theirs}.bias"])
-        return self
-
-    def forward(self, x, keep):
-        b, t, _ = x.shape
-
-        def heads(layer):
-            return layer(x).view(b, t, HEADS, HIDDEN // HEADS).transpose(1, 2)
-
-        a = F.scaled_dot_product_attention(heads(self.q), heads(self.k), heads(self.v), attn_mask=keep)
-        a = a.transpose(1, 2).reshape(b, t, HIDDEN)
-        x = self.ln1(x + self.dropout(self.o(a)))
-        return self.ln2(x + self.dropout(self.down(F.gelu(self.up(x)))))
-
-
-class Embeddings(nn.Module):
-    """Word, position and segment embeddings, as in the embedder (not trained)."""
-
-    def __init__(self, weights: dict):
-        super().__init__()
-        self.words = weights["embeddings.word_embeddings.weight"]
-        self.positions = weights["embeddings.position_embeddings.weight"]
-        self.types = weights["embeddings.token_type_embeddings.weight"]
-        self.ln = nn.LayerNorm(HIDDEN, eps=1e-12)
-        self.ln.weight.data.copy_(weights["embeddings.LayerNorm.weight"])
-        self.ln.bias.data.copy_(weights["embeddings.LayerNorm.bias"])
-
-    def forward(self, ids, types):
-        return self.ln(self.words[ids] + self.positions[: ids.shape[1]][None] + self.types[types])
-
-
 class Network(nn.Module):
-    """The encoder with the bottom `frozen` layers as shipped, the rest trainable, and a start/end head."""
+    """The embedder's encoder (rag.encoder's layers, dropout 0.1 in training) with the bottom `frozen` layers
+    as shipped, the rest trainable, and a start/end head."""
 
-    def __init__(self, weights: dict, frozen: int):
+    def __init__(self, weights: dict, frozen: int, config: dict | None = None):
         super().__init__()
-        self.embeddings = Embeddings(weights)
-        self.bottom = nn.ModuleList(Block().load(weights, i) for i in range(frozen))
-        self.top = nn.ModuleList(Block().load(weights, i) for i in range(frozen, LAYERS))
+        config = config or read_config(base_folder())
+        self.embeddings = load_part(Embeddings(config), weights, "embeddings.")
+        self.bottom = nn.ModuleList(load_part(Layer(config, 0.1), weights, f"encoder.layer.{i}.") for i in range(frozen))
+        self.top = nn.ModuleList(load_part(Layer(config, 0.1), weights, f"encoder.layer.{i}.") for i in range(frozen, LAYERS))
         self.head = nn.Linear(HIDDEN, 2)
         nn.init.normal_(self.head.weight, std=0.02)
         nn.init.zeros_(self.head.bias)
@@ -285,8 +240,8 @@ def apply_changes(network: Network, changes: dict) -> None:
     """Add the fitted low-rank changes to the top layers' matrices; set their biases, norms and the head."""
     with torch.no_grad():
         for j, block in enumerate(network.top):
-            for name in _NAMES:
-                layer = getattr(block, name)
+            for name, part in _NAMES.items():
+                layer = block.get_submodule(part)
                 key = f"top.{j}.{name}"
                 if name in MATRICES:
                     layer.weight += changes[key + ".u"].float() @ changes[key + ".v"].float()
@@ -313,8 +268,8 @@ def low_rank_changes(trained: Network, base: Network, rank: int) -> dict:
 def _cut_changes(trained: Network, base: Network, rank: int, changes: dict) -> None:
     with torch.no_grad():
         for j, (mine, theirs) in enumerate(zip(trained.top, base.top)):
-            for name in _NAMES:
-                new, old = getattr(mine, name), getattr(theirs, name)
+            for name, part in _NAMES.items():
+                new, old = mine.get_submodule(part), theirs.get_submodule(part)
                 key = f"top.{j}.{name}"
                 if name in MATRICES:
                     u, s, vh = torch.linalg.svd((new.weight - old.weight).float(), full_matrices=False)

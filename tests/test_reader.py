@@ -64,16 +64,23 @@ def test_marks_are_whole_words(text, a, b, lo, hi, expected):
     assert reader._whole_words(text, a, b, lo, hi) == expected
 
 
+TINY = {"vocab_size": 50, "max_position_embeddings": 64, "type_vocab_size": 2, "hidden_size": reader.HIDDEN,
+        "num_attention_heads": 12, "intermediate_size": 4 * reader.HIDDEN, "layer_norm_eps": 1e-12}
+"""The embedder's shape but for a vocabulary of 50 words and 64 positions."""
+
+
 def _tiny_weights(seed: int = 0) -> dict:
+    from rag.encoder import Layer
+
     g = torch.Generator().manual_seed(seed)
     w = {"embeddings.word_embeddings.weight": torch.randn(50, reader.HIDDEN, generator=g),
          "embeddings.position_embeddings.weight": torch.randn(64, reader.HIDDEN, generator=g),
          "embeddings.token_type_embeddings.weight": torch.randn(2, reader.HIDDEN, generator=g),
          "embeddings.LayerNorm.weight": torch.ones(reader.HIDDEN), "embeddings.LayerNorm.bias": torch.zeros(reader.HIDDEN)}
-    block = reader.Block()
+    block = Layer(TINY)
     for i in range(reader.LAYERS):
         for mine, theirs in reader._NAMES.items():
-            layer = getattr(block, mine)
+            layer = block.get_submodule(theirs)
             w[f"encoder.layer.{i}.{theirs}.weight"] = torch.randn(layer.weight.shape, generator=g) * 0.05
             w[f"encoder.layer.{i}.{theirs}.bias"] = torch.randn(layer.bias.shape, generator=g) * 0.05
     return w
@@ -81,19 +88,19 @@ def _tiny_weights(seed: int = 0) -> dict:
 
 def test_low_rank_changes_rebuild_the_trained_top_layers():
     weights = _tiny_weights()
-    base, trained = reader.Network(weights, 4), reader.Network(weights, 4)
+    base, trained = reader.Network(weights, 4, TINY), reader.Network(weights, 4, TINY)
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for block in trained.top:
             for name in reader.MATRICES:
-                layer = getattr(block, name)
+                layer = block.get_submodule(reader._NAMES[name])
                 out, inp = layer.weight.shape
                 layer.weight += torch.randn(out, 2, generator=g) @ torch.randn(2, inp, generator=g) * 0.01  # rank 2
                 layer.bias += 0.1
-            block.ln1.weight *= 1.5
+            block.attention.output.LayerNorm.weight *= 1.5
         trained.head.weight.normal_(generator=g)
     changes = reader.low_rank_changes(trained, base, rank=2)
-    rebuilt = reader.Network(weights, 4)
+    rebuilt = reader.Network(weights, 4, TINY)
     reader.apply_changes(rebuilt, changes)
     for mine, theirs in zip(rebuilt.state_dict().items(), trained.state_dict().items()):
         assert mine[0] == theirs[0]
@@ -103,9 +110,10 @@ def test_low_rank_changes_rebuild_the_trained_top_layers():
     rebuilt.eval(), trained.eval()
     assert torch.allclose(rebuilt(ids, torch.zeros_like(ids), keep)[0], trained(ids, torch.zeros_like(ids), keep)[0], atol=1e-2)
     # and a rank too small loses the change: the test can fail
-    cut = reader.Network(weights, 4)
+    cut = reader.Network(weights, 4, TINY)
     reader.apply_changes(cut, reader.low_rank_changes(trained, base, rank=1))
-    assert not torch.allclose(cut.top[0].q.weight, trained.top[0].q.weight, atol=2e-3)
+    query = "attention.self.query"
+    assert not torch.allclose(cut.top[0].get_submodule(query).weight, trained.top[0].get_submodule(query).weight, atol=2e-3)
 
 
 class _FixedReader:
