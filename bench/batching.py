@@ -14,6 +14,12 @@ torch thread); the arms' order rotates from round to round. Batchings:
   attention mask.
 Printed: passages/s, each batching against characters in the same arithmetic, the padding (tokens fed / real
 tokens), and each arm's cosine to float32 one-length vectors.
+
+    .venv/bin/python bench/batching.py --candidates 100  # 100 questions' candidate sentences, AVX2 and native
+
+`--candidates`: what sentence scoring embeds for each question, every sentence of six passages in a row (~35
+sentences), as one padded batch (rag until 2026-12-03) and in rag.batching's batches (`encode`, its workers),
+alternating set by set, on one torch thread and on two; median milliseconds per set, padding, cosine.
 """
 
 from __future__ import annotations
@@ -90,6 +96,64 @@ def child(args) -> int:
     return 0
 
 
+def candidate_sets(texts: list[str], count: int, per: int = 6) -> list[list[str]]:
+    """`count` sets of the sentences of `per` passages in a row, spread over the passages."""
+    from rag.chunking import split_sentences
+
+    step = max(1, (len(texts) - per) // max(1, count))
+    starts = range(0, max(1, len(texts) - per + 1), step)
+    return [[p[a:b] for p in texts[start:start + per] for a, b in split_sentences(p)] for start in list(starts)[:count]]
+
+
+def child_candidates(args) -> int:
+    """Under the kind's limits: each candidate set as one padded batch and in rag's batches; one JSON line."""
+    import numpy as np
+    import torch
+
+    from rag.batching import padding, plan_batches
+    from rag.embedding import choose_arithmetic, load_embedder
+
+    chosen = choose_arithmetic("auto")
+    result = {"kind": args.child, "auto": chosen.describe(), "cpu_capability": torch.backends.cpu.get_cpu_capability(), "arms": {}}
+    threads = torch.get_num_threads()
+    for arithmetic in dict.fromkeys(["float32", chosen.precision]):
+        model = load_embedder("all-MiniLM-L6-v2", arithmetic)
+        sets = candidate_sets(passages(args.folder, model), args.candidates)
+        lengths = [model.fed_tokens(texts) for texts in sets]
+        for texts in sets[:2]:  # first passes are not timed
+            model.encode(texts, batch_size=64)
+        for count in sorted({1, threads}):
+            torch.set_num_threads(count)
+            times = {"one batch": [], "rag.batching": []}
+            cosines = []
+            for n, texts in enumerate(sets):
+                arms = [("one batch", model._forward), ("rag.batching", lambda t: model.encode(t, batch_size=64))]
+                found = {}
+                for name, run in (arms if n % 2 == 0 else arms[::-1]):
+                    with Timer() as timer:
+                        found[name] = run(texts)
+                    times[name].append(timer.seconds * 1000)
+                cosines.append(float((found["one batch"] * found["rag.batching"]).sum(axis=1).min()))
+            one, planned = (float(np.median(times[name])) for name in ("one batch", "rag.batching"))
+            result["arms"][f"{arithmetic}, {count} thread(s)"] = {
+                "sets": len(sets), "sentences_mean": round(float(np.mean([len(t) for t in sets])), 1),
+                "one_batch_ms": round(one, 1), "rag_batching_ms": round(planned, 1), "speedup": round(one / planned, 3),
+                "padding_one_batch": round(float(np.mean([max(n) * len(n) / sum(n) for n in lengths])), 3),
+                "padding_rag": round(float(np.mean([padding(n, plan_batches(n, 64)) for n in lengths])), 3),
+                "cosine_min": round(min(cosines), 6)}
+        torch.set_num_threads(threads)
+    print(json.dumps(result))
+    return 0
+
+
+def report_candidates(run: dict) -> None:
+    print(f"kind {run['kind']}: PyTorch CPU capability {run['cpu_capability']}; {run['auto']}")
+    for name, row in run["arms"].items():
+        print(f"  {name:<24} {row['sets']} sets of {row['sentences_mean']} sentences: one batch {row['one_batch_ms']:.1f} ms "
+              f"(padding {row['padding_one_batch']:.2f}), rag.batching {row['rag_batching_ms']:.1f} ms (padding "
+              f"{row['padding_rag']:.2f}): {row['speedup']:.2f}x; min cosine {row['cosine_min']:.6f}")
+
+
 def report(run: dict) -> None:
     print(f"kind {run['kind']}: PyTorch CPU capability {run['cpu_capability']}, {run['workers']} workers, "
           f"{run['passages']} passages ({run['real_tokens']} tokens), median of {run['rounds']} round(s); {run['auto']}")
@@ -113,14 +177,17 @@ def main(argv=None) -> int:
     parser.add_argument("--passages", type=int, default=0, help="embed only the first N passages (default: all)")
     parser.add_argument("--rounds", type=int, default=1, help="rounds over every arm, order rotating (default 1)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 400 passages, AVX2 only")
+    parser.add_argument("--candidates", type=int, default=0, metavar="N",
+                        help="instead: N candidate sets of a question (every sentence of six passages), see above")
     parser.add_argument("--timeout", type=float, default=3600)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
         args.kinds, args.passages = "avx2", 400
+        args.candidates = min(args.candidates, 10)
     if args.child:
-        return child(args)
+        return child_candidates(args) if args.candidates else child(args)
     info = machine()
     print_machine(info)
     flags = print_vector_flags()
@@ -131,14 +198,14 @@ def main(argv=None) -> int:
         print(f"\nkind: {kind} ({'EMULATED on this CPU: ' + limits if limits else 'this CPU as it is'})", flush=True)
         env = kind_environment(kind)
         command = [sys.executable, __file__, "--child", kind, "--folder", str(folder), "--passages",
-                   str(args.passages), "--rounds", str(args.rounds)]
+                   str(args.passages), "--rounds", str(args.rounds), "--candidates", str(args.candidates)]
         done = subprocess.run(command, env=env, stdout=subprocess.PIPE, text=True, timeout=args.timeout)
         lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
         if done.returncode or not lines:
             print(f"NOT MEASURED: exit {done.returncode}")
             return 1
         runs.append(json.loads(lines[-1]))
-        report(runs[-1])
+        (report_candidates if args.candidates else report)(runs[-1])
     return finish("batching", {"machine": info, "cpu_flags": flags, "runs": runs}, started)
 
 

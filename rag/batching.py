@@ -7,6 +7,10 @@ from typing import Sequence
 
 LEAST_GROUP = 4
 """Fewest texts of one length given batches of their own; rarer lengths share padded batches."""
+SHORTEST_SHARE = 0.8
+"""A padded batch takes texts down to this share of its longest text's length, so that padding stays under
+1.25x: a question's ~40 candidate sentences (one batch of up to 64 until 2026-12-03) were padded 2.5x,
+and cut this way embed ~2x as fast on one thread (bench/batching.py --candidates)."""
 
 
 def plan_batches(lengths: Sequence[int], size: int, least: int = LEAST_GROUP) -> list[list[int]]:
@@ -14,7 +18,8 @@ def plan_batches(lengths: Sequence[int], size: int, least: int = LEAST_GROUP) ->
 
     Texts of one length are batched together, so such a batch has no padding and needs no attention mask
     (the model then takes SDPA's unmasked kernel). Lengths shared by fewer than `least` texts are batched
-    in length order, padded to their longest. sentence-transformers sorts by characters instead: on
+    in length order, padded to their longest, none shorter than `SHORTEST_SHARE` of it. sentence-transformers
+    sorts by characters instead: on
     SciFact passages that fed 1.19x the real tokens, and embedding them took 1.23-1.38x as long
     (bench/batching.py, AMD EPYC Zen 4 natively and held to AVX2)."""
     if size < 1:
@@ -30,8 +35,19 @@ def plan_batches(lengths: Sequence[int], size: int, least: int = LEAST_GROUP) ->
             batches += _even_split(group, size)
         else:
             rest += group
-    batches += [rest[start:start + size] for start in range(0, len(rest), size)]
+    batches += _padded_runs(rest, lengths, size)
     return sorted(batches, key=lambda rows: -len(rows) * max(lengths[i] for i in rows))
+
+
+def _padded_runs(rest: list[int], lengths: Sequence[int], size: int) -> list[list[int]]:
+    """`rest` (longest first) in runs of at most `size` whose texts are at least `SHORTEST_SHARE` of the run's first."""
+    runs: list[list[int]] = []
+    for index in rest:
+        if runs and len(runs[-1]) < size and lengths[index] >= SHORTEST_SHARE * lengths[runs[-1][0]]:
+            runs[-1].append(index)
+        else:
+            runs.append([index])
+    return runs
 
 
 def _even_split(group: list[int], size: int) -> list[list[int]]:

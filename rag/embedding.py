@@ -207,9 +207,11 @@ class SentenceTransformerEmbedder:
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        if len(texts) <= batch_size:  # a question, a reply's sentences: one batch, as it comes
+        if len(texts) == 1:  # a question
             return self._forward(texts)
         batches = plan_batches(self.fed_tokens(texts), batch_size)
+        if len(batches) == 1:
+            return self._forward(texts)
         workers = min(self.workers or _torch_threads(), len(batches))
         bar = _progress_bar(len(batches)) if progress and sys.stderr.isatty() else None
         try:

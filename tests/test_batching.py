@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from rag.batching import padding, plan_batches
+from rag.batching import SHORTEST_SHARE, padding, plan_batches
 
 
 def lengths_of(lengths, batches):
@@ -21,7 +21,8 @@ def lengths_of(lengths, batches):
         ([5, 5, 5, 5], 4, [[5, 5, 5, 5]]),  # one length: one batch, no padding
         ([5, 5, 5, 5, 5], 4, [[5, 5, 5], [5, 5]]),  # cut evenly, not 4 + 1
         ([9, 5, 5, 5, 5], 8, [[5, 5, 5, 5], [9]]),  # a rare length rides alone, costliest first
-        ([3, 9, 6, 4], 2, [[9, 6], [4, 3]]),  # all lengths rare: length order, padded
+        ([30, 36, 40, 33], 2, [[40, 36], [33, 30]]),  # all lengths rare: length order, padded
+        ([40, 20, 39, 19, 38], 8, [[40, 39, 38], [20, 19]]),  # a much shorter text starts a batch of its own
         ([5] * 4 + [8] * 4, 8, [[8] * 4, [5] * 4]),  # two lengths never share a batch
     ],
 )
@@ -37,6 +38,14 @@ def test_every_text_is_in_exactly_one_batch_of_at_most_the_size():
     assert max(len(rows) for rows in batches) <= 32
     costs = [len(rows) * max(lengths[i] for i in rows) for rows in batches]
     assert costs == sorted(costs, reverse=True)  # the longest work is handed out first
+
+
+def test_padded_batches_hold_no_text_much_shorter_than_their_longest():
+    rng = random.Random(4)
+    lengths = [rng.randint(5, 256) for _ in range(300)]
+    for rows in plan_batches(lengths, 64):
+        assert min(lengths[i] for i in rows) >= SHORTEST_SHARE * max(lengths[i] for i in rows)
+    assert padding(lengths, plan_batches(lengths, 64)) < 1 / SHORTEST_SHARE
 
 
 def test_lengths_with_enough_texts_are_never_padded():
