@@ -85,6 +85,8 @@ class Tokens:
 
 
 class Embeddings(nn.Module):
+    """Word, segment and position embeddings, summed in transformers' order, then layer norm."""
+
     def __init__(self, config: dict):
         super().__init__()
         hidden = config["hidden_size"]
@@ -100,6 +102,8 @@ class Embeddings(nn.Module):
 
 
 class SelfAttention(nn.Module):
+    """Multi-head attention over the block's input; `mask` (True: attend) or None when nothing is padded."""
+
     def __init__(self, config: dict):
         super().__init__()
         hidden = config["hidden_size"]
@@ -130,6 +134,8 @@ class Residual(nn.Module):
 
 
 class Attention(nn.Module):
+    """Self-attention, then its output product and the residual layer norm (BERT's `attention`)."""
+
     def __init__(self, config: dict, dropout: float = 0.0):
         super().__init__()
         self.self = SelfAttention(config)
@@ -140,6 +146,8 @@ class Attention(nn.Module):
 
 
 class Intermediate(nn.Module):
+    """The feed-forward input product and its exact GELU (`intermediate_act_fn`, the name the int8 split looks for)."""
+
     def __init__(self, config: dict):
         super().__init__()
         self.dense = nn.Linear(config["hidden_size"], config["intermediate_size"])
@@ -164,6 +172,8 @@ class Layer(nn.Module):
 
 
 class Encoder(nn.Module):
+    """The stack of layers, under transformers' name (`encoder.layer.N`)."""
+
     def __init__(self, config: dict):
         super().__init__()
         self.layer = nn.ModuleList(Layer(config) for _ in range(config["num_hidden_layers"]))
