@@ -14,7 +14,7 @@ from typing import Iterable, Protocol, Sequence
 
 import numpy as np
 
-from rag.batching import plan_batches
+from rag.batching import plan_batches, workers_for
 from rag.config import DEFAULT_MODEL
 from rag.config import precision as config_precision
 from rag.errors import ModelError
@@ -184,7 +184,8 @@ class SentenceTransformerEmbedder:
             _to_int8(self.model, name, recipe or INT8)
         self.model.eval()
         self.workers = workers
-        """Threads `encode` shares two or more batches among; 0: one per torch thread."""
+        """Threads `encode` shares two or more batches among; 0: one per torch thread, or one alone when a batch
+        outweighs its share of the work (`rag.batching.workers_for`)."""
         self.device = "cpu"
         self._lock = threading.Lock()
 
@@ -209,10 +210,11 @@ class SentenceTransformerEmbedder:
             return np.zeros((0, self.dimension), dtype=np.float32)
         if len(texts) == 1:  # a question
             return self._forward(texts)
-        batches = plan_batches(self.fed_tokens(texts), batch_size)
+        lengths = self.fed_tokens(texts)
+        batches = plan_batches(lengths, batch_size)
         if len(batches) == 1:
             return self._forward(texts)
-        workers = min(self.workers or _torch_threads(), len(batches))
+        workers = min(self.workers, len(batches)) if self.workers else workers_for(lengths, batches, _torch_threads())
         bar = _progress_bar(len(batches)) if progress and sys.stderr.isatty() else None
         try:
             if workers > 1:

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from rag.batching import SHORTEST_SHARE, padding, plan_batches
+from rag.batching import SHORTEST_SHARE, padding, plan_batches, workers_for
 
 
 def lengths_of(lengths, batches):
@@ -67,3 +67,17 @@ def test_padding_counts_the_tokens_fed_over_the_real_ones():
 def test_a_batch_size_below_one_is_refused():
     with pytest.raises(ValueError, match="at least 1"):
         plan_batches([3], 0)
+
+
+@pytest.mark.parametrize(
+    "lengths, batches, threads, expected",
+    [
+        ([10] * 8, [[0, 1], [2, 3], [4, 5], [6, 7]], 2, 2),  # even work: one worker per thread
+        ([10] * 8, [[0, 1], [2, 3], [4, 5], [6, 7]], 8, 4),  # never more workers than batches
+        ([100, 10, 10], [[0], [1], [2]], 2, 1),  # the largest batch outweighs the rest: all threads on each
+        ([50, 25, 25], [[0], [1], [2]], 2, 2),  # exactly its share: shared
+        ([50, 25, 25], [[0], [1], [2]], 1, 1),
+    ],
+)
+def test_workers_share_batches_only_when_no_batch_outweighs_its_share(lengths, batches, threads, expected):
+    assert workers_for(lengths, batches, threads) == expected
