@@ -138,7 +138,7 @@ def child_candidates(args) -> int:
             result["arms"][f"{arithmetic}, {count} thread(s)"] = {
                 "sets": len(sets), "sentences_mean": round(float(np.mean([len(t) for t in sets])), 1),
                 "one_batch_ms": round(one, 1), "rag_batching_ms": round(planned, 1), "speedup": round(one / planned, 3),
-                "padding_one_batch": round(float(np.mean([max(n) * len(n) / sum(n) for n in lengths])), 3),
+                "padding_one_batch": round(float(np.mean([padding(n, [list(range(len(n)))]) for n in lengths])), 3),
                 "padding_rag": round(float(np.mean([padding(n, plan_batches(n, 64)) for n in lengths])), 3),
                 "cosine_min": round(min(cosines), 6)}
         torch.set_num_threads(threads)

@@ -36,7 +36,7 @@ def plan_batches(lengths: Sequence[int], size: int, least: int = LEAST_GROUP) ->
         else:
             rest += group
     batches += _padded_runs(rest, lengths, size)
-    return sorted(batches, key=lambda rows: -len(rows) * max(lengths[i] for i in rows))
+    return sorted(batches, key=lambda rows: -fed(lengths, rows))
 
 
 def _padded_runs(rest: list[int], lengths: Sequence[int], size: int) -> list[list[int]]:
@@ -63,12 +63,16 @@ def workers_for(lengths: Sequence[int], batches: list[list[int]], threads: int) 
     every thread) when the largest batch costs more than its share, as the others would wait for it. 36 SciFact
     passages, whose largest batch is 73 % of the work: 951 ms on one worker against 1,133 ms on two; a question's
     candidate sentences (largest 31 %): 163 ms on two against 209 ms on one (AMD EPYC, bfloat16, 2 threads)."""
-    costs = [len(rows) * max(lengths[i] for i in rows) for rows in batches]
+    costs = [fed(lengths, rows) for rows in batches]
     workers = max(1, min(threads, len(batches)))
     return 1 if max(costs, default=0) * workers > sum(costs) else workers
 
 
 def padding(lengths: Sequence[int], batches: list[list[int]]) -> float:
     """Tokens fed to the model over real tokens, when each batch is padded to its longest text."""
-    fed = sum(len(rows) * max(lengths[i] for i in rows) for rows in batches)
-    return fed / max(1, sum(lengths))
+    return sum(fed(lengths, rows) for rows in batches) / max(1, sum(lengths))
+
+
+def fed(lengths: Sequence[int], rows: Sequence[int]) -> int:
+    """Tokens one batch feeds the model, padded to its longest text: what it costs."""
+    return len(rows) * max(lengths[i] for i in rows)

@@ -33,7 +33,7 @@ def supports(folder: str | Path) -> bool:
     root = Path(folder)
     try:
         modules = [m["type"] for m in json.loads((root / "modules.json").read_text(encoding="utf-8"))]
-        config = json.loads((root / "config.json").read_text(encoding="utf-8"))
+        config = read_config(root)
         pooling = json.loads((root / "1_Pooling" / "config.json").read_text(encoding="utf-8"))
         settings = _sentence_config(root)
     except (OSError, ValueError, KeyError, TypeError):
