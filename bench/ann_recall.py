@@ -41,7 +41,7 @@ QUERY_SPEED_1M = OUT / "query_speed" / "index-1000000"
 
 def real_sentences() -> list[str]:
     """Distinct sentences of SQuAD dev paragraphs, then of SciFact abstracts, in a fixed order."""
-    from rag.chunking import split_sentences
+    from rag.ingest.chunking import split_sentences
 
     paragraphs, _ = squad_paragraphs_and_questions()
     texts = [p for _, p in paragraphs] + [abstract_text(r) for r in scifact_abstracts()]
@@ -99,7 +99,7 @@ def build_hnsw(vectors: np.ndarray):
     import faiss
 
     index = faiss.IndexHNSWFlat(vectors.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
-    index.hnsw.efConstruction = 80  # as rag/store.py
+    index.hnsw.efConstruction = 80  # as rag/index/store.py
     index.add(vectors)
     return index
 
@@ -208,9 +208,9 @@ def load_query_speed_1m():
     """(vectors, its HNSW index or None) of bench/query_speed.py's 1M index, or None when it was not made."""
     import faiss
 
-    from rag import store
+    from rag.index import store
 
-    from rag import segment
+    from rag.index import segment
 
     version = store.current_version(QUERY_SPEED_1M) if QUERY_SPEED_1M.exists() else None
     folders = store.segment_folders(version) if version is not None and version.exists() else []
@@ -262,7 +262,7 @@ def main(argv=None) -> int:
     WORK.mkdir(parents=True, exist_ok=True)
     import faiss
 
-    from rag.embedding import load_embedder
+    from rag.embed.embedder import load_embedder
 
     embedder = load_embedder("all-MiniLM-L6-v2")
     sentences = real_sentences()
@@ -290,7 +290,7 @@ def main(argv=None) -> int:
     verdict = conclusions(results, args.latency_budget_ms, args.target)
     print(f"exact search costs {verdict['flat_ms_per_million']} ms per million vectors per query (1 thread, median "
           f"over sizes): it passes {args.latency_budget_ms:g} ms at about {verdict['threshold_passages']:,} passages "
-          f"(rag/store.py switches at 200,000)")
+          f"(rag/index/store.py switches at 200,000)")
     for name, kinds in verdict["settings_reaching_target"].items():
         for kind, text in kinds.items():
             print(f"recall@10 ≥ {args.target} on {name}: {kind}: {text}")

@@ -1,6 +1,6 @@
 """`rag ask` from the terminal, end to end: asked of a running `rag serve` vs answered cold in a new
 process, and what the cold answer consists of (imports, model, index, the question itself). Cold runs
-alternate with the model run by rag's own encoder (rag.encoder, as shipped) and by sentence-transformers
+alternate with the model run by rag's own encoder (rag.embed.bert, as shipped) and by sentence-transformers
 (as before 2026-12-03), so the two are measured side by side.
 
 Usage: .venv/bin/python bench/ask_speed.py [--runs N] [--quick]
@@ -24,17 +24,17 @@ STAGES = r"""
 import sys, time
 t0 = time.perf_counter(); marks = []
 def mark(name): marks.append((name, time.perf_counter()))
-from rag.config import Settings; from rag.answer import answer; from rag.retrieve import Retriever; mark("python + rag + numpy")
+from rag.config import Settings; from rag.answer.quotes import answer; from rag.search import Retriever; mark("python + rag + numpy")
 import torch; mark("import torch")
-from rag.embedding import load_embedder; settings = Settings.from_env(); load_embedder(settings.model); mark("load the model (rag.encoder)")
+from rag.embed.embedder import load_embedder; settings = Settings.from_env(); load_embedder(settings.model); mark("load the model (rag.embed.bert)")
 retriever = Retriever(settings); mark("load the index (FAISS, BM25 postings)")
 answer(sys.argv[1], retriever, settings); mark("answer the question")
 prev = t0
 for name, t in marks: print(f"STAGE {t - prev:.3f} {name}"); prev = t
 """
 
-LIBRARY = "import sys, rag.encoder; rag.encoder.supports = lambda folder: False; from rag.cli import main; sys.exit(main())"
-"""`rag` with the model run by sentence-transformers, as every model was before rag.encoder."""
+LIBRARY = "import sys, rag.embed.bert; rag.embed.bert.supports = lambda folder: False; from rag.cli import main; sys.exit(main())"
+"""`rag` with the model run by sentence-transformers, as every model was before rag.embed.bert."""
 
 
 def run(args: list[str], env: dict) -> float:
@@ -94,7 +94,7 @@ def main() -> int:
     print(f"\n`rag ask` end to end, {runs} runs each (median, min–max):")
     print(f"  cold, answered in a new process:  {statistics.median(cold):6.2f} s ({min(cold):.2f}–{max(cold):.2f})   target ≤ 5 s")
     print(f"  cold, through sentence-transformers: {statistics.median(library):6.2f} s ({min(library):.2f}–{max(library):.2f})"
-          f"   rag.encoder saves {statistics.median(library) - statistics.median(cold):.2f} s"
+          f"   rag.embed.bert saves {statistics.median(library) - statistics.median(cold):.2f} s"
           f" ({statistics.median(library) / statistics.median(cold):.2f}x)")
     print(f"  asked of the running rag serve:   {statistics.median(warm):6.2f} s ({min(warm):.2f}–{max(warm):.2f})   target ≤ 1 s")
     print(f"  ratio cold / served: {statistics.median(cold) / statistics.median(warm):.1f}x")

@@ -1,5 +1,5 @@
 """How passages are batched, side by side: sentence-transformers' order (by characters, rag until 2026-12-03)
-against batches of one length (rag.batching), in float32 and in the arithmetic `auto` picks, on this CPU as
+against batches of one length (rag.embed.batching), in float32 and in the arithmetic `auto` picks, on this CPU as
 it is and limited to AVX2 (emulated).
 
     .venv/bin/python bench/batching.py --quick      # 400 passages, AVX2 only
@@ -10,7 +10,7 @@ abstracts). Each arm embeds all of them in one call, as `rag build` does, with r
 torch thread); the arms' order rotates from round to round. Batchings:
 - characters: sorted by length in characters and cut into batches of 32, as sentence-transformers does;
 - tokens: sorted by length in model tokens, cut into batches of 32 (the least padding, still masked);
-- one length: rag.batching.plan_batches, texts of one token length together, so most batches need no
+- one length: rag.embed.batching.plan_batches, texts of one token length together, so most batches need no
   attention mask.
 Printed: passages/s, each batching against characters in the same arithmetic, the padding (tokens fed / real
 tokens), and each arm's cosine to float32 one-length vectors.
@@ -18,7 +18,7 @@ tokens), and each arm's cosine to float32 one-length vectors.
     .venv/bin/python bench/batching.py --candidates 100  # 100 questions' candidate sentences, AVX2 and native
 
 `--candidates`: what sentence scoring embeds for each question, every sentence of six passages in a row (~35
-sentences), as one padded batch (rag until 2026-12-03) and in rag.batching's batches (`encode`, its workers),
+sentences), as one padded batch (rag until 2026-12-03) and in rag.embed.batching's batches (`encode`, its workers),
 alternating set by set, on one torch thread and on two; median milliseconds per set, padding, cosine.
 """
 
@@ -45,7 +45,7 @@ def plans(texts: list[str], lengths: list[int]) -> dict[str, list[list[int]]]:
     """Each batching's batches of text indices, from the texts and the tokens the model is fed of each."""
     import numpy as np
 
-    from rag.batching import plan_batches
+    from rag.embed.batching import plan_batches
 
     by_characters = np.argsort([-len(text) for text in texts], kind="stable")
     by_tokens = np.argsort([-n for n in lengths], kind="stable")
@@ -58,8 +58,8 @@ def child(args) -> int:
     import numpy as np
     import torch
 
-    from rag.batching import padding
-    from rag.embedding import choose_arithmetic, load_embedder
+    from rag.embed.batching import padding
+    from rag.embed.embedder import choose_arithmetic, load_embedder
 
     chosen = choose_arithmetic("auto")
     arithmetics = list(dict.fromkeys(["float32", chosen.precision]))
@@ -98,7 +98,7 @@ def child(args) -> int:
 
 def candidate_sets(texts: list[str], count: int, per: int = 6) -> list[list[str]]:
     """`count` sets of the sentences of `per` passages in a row, spread over the passages."""
-    from rag.chunking import split_sentences
+    from rag.ingest.chunking import split_sentences
 
     step = max(1, (len(texts) - per) // max(1, count))
     starts = range(0, max(1, len(texts) - per + 1), step)
@@ -110,8 +110,8 @@ def child_candidates(args) -> int:
     import numpy as np
     import torch
 
-    from rag.batching import padding, plan_batches
-    from rag.embedding import choose_arithmetic, load_embedder
+    from rag.embed.batching import padding, plan_batches
+    from rag.embed.embedder import choose_arithmetic, load_embedder
 
     chosen = choose_arithmetic("auto")
     result = {"kind": args.child, "auto": chosen.describe(), "cpu_capability": torch.backends.cpu.get_cpu_capability(), "arms": {}}
@@ -124,17 +124,17 @@ def child_candidates(args) -> int:
             model.encode(texts, batch_size=64)
         for count in sorted({1, threads}):
             torch.set_num_threads(count)
-            times = {"one batch": [], "rag.batching": []}
+            times = {"one batch": [], "rag.embed.batching": []}
             cosines = []
             for n, texts in enumerate(sets):
-                arms = [("one batch", model._forward), ("rag.batching", lambda t: model.encode(t, batch_size=64))]
+                arms = [("one batch", model._forward), ("rag.embed.batching", lambda t: model.encode(t, batch_size=64))]
                 found = {}
                 for name, run in (arms if n % 2 == 0 else arms[::-1]):
                     with Timer() as timer:
                         found[name] = run(texts)
                     times[name].append(timer.seconds * 1000)
-                cosines.append(float((found["one batch"] * found["rag.batching"]).sum(axis=1).min()))
-            one, planned = (float(np.median(times[name])) for name in ("one batch", "rag.batching"))
+                cosines.append(float((found["one batch"] * found["rag.embed.batching"]).sum(axis=1).min()))
+            one, planned = (float(np.median(times[name])) for name in ("one batch", "rag.embed.batching"))
             result["arms"][f"{arithmetic}, {count} thread(s)"] = {
                 "sets": len(sets), "sentences_mean": round(float(np.mean([len(t) for t in sets])), 1),
                 "one_batch_ms": round(one, 1), "rag_batching_ms": round(planned, 1), "speedup": round(one / planned, 3),
@@ -150,7 +150,7 @@ def report_candidates(run: dict) -> None:
     print(f"kind {run['kind']}: PyTorch CPU capability {run['cpu_capability']}; {run['auto']}")
     for name, row in run["arms"].items():
         print(f"  {name:<24} {row['sets']} sets of {row['sentences_mean']} sentences: one batch {row['one_batch_ms']:.1f} ms "
-              f"(padding {row['padding_one_batch']:.2f}), rag.batching {row['rag_batching_ms']:.1f} ms (padding "
+              f"(padding {row['padding_one_batch']:.2f}), rag.embed.batching {row['rag_batching_ms']:.1f} ms (padding "
               f"{row['padding_rag']:.2f}): {row['speedup']:.2f}x; min cosine {row['cosine_min']:.6f}")
 
 

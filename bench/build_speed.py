@@ -4,7 +4,7 @@
     .venv/bin/python bench/build_speed.py                    # 1,000 SciFact abstracts
     .venv/bin/python bench/build_speed.py --peers            # … and the same files through LlamaIndex, LangChain
 
-a. Full build of N SciFact abstracts (one file each, title + " " + text) with `rag.indexer.build`,
+a. Full build of N SciFact abstracts (one file each, title + " " + text) with `rag.build.indexer.build`,
    then one file edited and an incremental build, in the same run: times, ratio, passages embedded.
 b. The whole `rag build` (scan, chunk, embed, BM25, FAISS, write + fsync) against a bare
    `SentenceTransformer.encode` of exactly the passages that build produced (read back from its
@@ -34,9 +34,9 @@ import numpy as np
 
 from harness import OUT, Timer, finish, machine, print_machine, write_scifact_corpus
 
-from rag import store
+from rag.index import store
 from rag.config import Settings
-from rag.indexer import build
+from rag.build.indexer import build
 
 EDIT = " This sentence was appended by bench/build_speed.py to measure an incremental build."
 PEERS = {
@@ -116,8 +116,8 @@ def part_a(settings: Settings, embedder, corpus_files: list[Path]) -> dict:
 
 
 def library_twin(settings: Settings, precision: str):
-    """The model in `precision` run by sentence-transformers itself (rag runs the bundled one in rag.encoder)."""
-    from rag.embedding import SentenceTransformerEmbedder
+    """The model in `precision` run by sentence-transformers itself (rag runs the bundled one in rag.embed.bert)."""
+    from rag.embed.embedder import SentenceTransformerEmbedder
 
     return SentenceTransformerEmbedder(settings.model, precision, library=True)
 
@@ -269,7 +269,7 @@ def main(argv=None) -> int:
     corpus_files = write_scifact_corpus(corpus, args.docs)
     settings = Settings(corpus=corpus, index=index, batch_size=args.batch_size)
 
-    from rag.embedding import load_embedder
+    from rag.embed.embedder import load_embedder
     import torch
 
     with Timer() as load:

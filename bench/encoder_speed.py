@@ -1,4 +1,4 @@
-"""rag's own encoder (rag.encoder) against sentence-transformers running the same bundled model, side by side in
+"""rag's own encoder (rag.embed.bert) against sentence-transformers running the same bundled model, side by side in
 one process, on the small products a question makes: embedding the question and embedding its candidate
 sentences, in the arithmetic `auto` picks on this CPU and in float32; and the cold cost of each: importing and
 loading the model in a fresh process. Cold `rag ask` end to end is `ask_speed.py`.
@@ -26,7 +26,7 @@ QUESTIONS = ["Which outlet did Baklanov give the interview to?", "When did the R
 COLD = """
 import sys, time
 t = time.perf_counter()
-from rag.embedding import SentenceTransformerEmbedder
+from rag.embed.embedder import SentenceTransformerEmbedder
 SentenceTransformerEmbedder("all-MiniLM-L6-v2", "float32", library=sys.argv[1] == "library").encode(["warm"])
 print(time.perf_counter() - t)
 """
@@ -52,9 +52,9 @@ def main(argv=None) -> int:
     import numpy as np
     import torch
 
-    from rag.chunking import split_sentences
+    from rag.ingest.chunking import split_sentences
     from rag.config import DEFAULT_MODEL
-    from rag.embedding import SentenceTransformerEmbedder, choose_arithmetic
+    from rag.embed.embedder import SentenceTransformerEmbedder, choose_arithmetic
 
     cold = {"encoder": [], "library": []}
     for _ in range(loads):
@@ -67,10 +67,10 @@ def main(argv=None) -> int:
              f"embed {len(sentences)} candidate sentences": lambda e, q: e.encode(sentences, batch_size=64)}
     figures = {"machine": info, "rounds": rounds, "torch_threads": 1, "precisions": {},
                "cold_load_s": {arm: round(statistics.median(values), 3) for arm, values in cold.items()}}
-    print(f"import and load in a fresh process (median of {loads}): rag.encoder {figures['cold_load_s']['encoder']:.2f} s, "
+    print(f"import and load in a fresh process (median of {loads}): rag.embed.bert {figures['cold_load_s']['encoder']:.2f} s, "
           f"sentence-transformers {figures['cold_load_s']['library']:.2f} s")
     for precision in dict.fromkeys([choose_arithmetic("auto").precision, "float32"]):
-        arms = [("rag.encoder", SentenceTransformerEmbedder(DEFAULT_MODEL, precision)),
+        arms = [("rag.embed.bert", SentenceTransformerEmbedder(DEFAULT_MODEL, precision)),
                 ("sentence-transformers", SentenceTransformerEmbedder(DEFAULT_MODEL, precision, library=True))]
         differences = [float(np.abs(arms[0][1].encode(texts) - arms[1][1].encode(texts)).max())
                        for texts in ([QUESTIONS[0]], sentences)]
@@ -89,7 +89,7 @@ def main(argv=None) -> int:
         for step in steps:
             mine, theirs = (statistics.median(times[step, name]) * 1000 for name, _ in arms)
             found[step] = {"encoder_ms": round(mine, 2), "library_ms": round(theirs, 2), "ratio": round(theirs / mine, 3)}
-            print(f"  {step:<28} rag.encoder {mine:7.2f}   sentence-transformers {theirs:7.2f}   {theirs / mine:.2f}x")
+            print(f"  {step:<28} rag.embed.bert {mine:7.2f}   sentence-transformers {theirs:7.2f}   {theirs / mine:.2f}x")
         figures["precisions"][precision] = found
     return finish("encoder_speed", figures, started)
 

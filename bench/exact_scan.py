@@ -1,5 +1,5 @@
 """Exact search in float32 (`flat`, segments before 2026-12-02 21:40) against a half-precision scan whose rows
-get their float32 cosines back (`flat-fp16`, rag.segment.make_faiss since), side by side in one process on one
+get their float32 cosines back (`flat-fp16`, rag.index.segment.make_faiss since), side by side in one process on one
 thread: milliseconds per question, and whether the two give the same top 10 with the same cosines.
 
     .venv/bin/python bench/exact_scan.py                    # 10k, 100k, 200k passages (rag's exact range)
@@ -7,7 +7,7 @@ thread: milliseconds per question, and whether the two give the same top 10 with
 
 Vectors: the real passage vectors query_speed.py cached (run it first), then noisy copies of them (cosine ~0.9
 to the originals, as query_speed's larger indexes); questions: other noisy copies, unit length. Each size is a
-real segment written by rag.segment.write_segment and searched through Segment.search; the float32 arm is the
+real segment written by rag.index.segment.write_segment and searched through Segment.search; the float32 arm is the
 same segment written with IndexFlatIP. Questions alternate between the arms.
 """
 
@@ -26,8 +26,8 @@ from harness import OUT, finish, machine, noisy_copies, print_machine
 def segment_of(folder: Path, vectors, float32: bool):
     import faiss
 
-    from rag import segment as segments
-    from rag.records import Passage
+    from rag.index import segment as segments
+    from rag.types import Passage
 
     passages = [Passage(f"f.txt#{i}", "f.txt", 10 * i, 10 * i + 9, 1, 1, "p") for i in range(len(vectors))]
     made = segments.make_faiss

@@ -1,12 +1,12 @@
-"""Fit the answer model (rag/answer_model.json): sentence relevance and the abstention threshold.
+"""Fit the answer model (rag/models/answer_model.json): sentence relevance and the abstention threshold.
 
-Training data only: SQuAD v2.0 dev questions of the *train* half of its articles (`rag.evaluate.halves`:
+Training data only: SQuAD v2.0 dev questions of the *train* half of its articles (`rag.eval.evaluate.halves`:
 articles alternate train, held-out in file order), asked of the whole v2.0 corpus, and SciFact *train*
 claims asked of the same corpus as off-corpus questions. A sentence is a positive when it holds a gold
 answer of an answerable question inside that question's article; every sentence found for an
 "impossible" question or a claim is a negative.
 
-1. collect: each question runs the pipeline of `rag.answer.answer` up to its candidate sentences and their
+1. collect: each question runs the pipeline of `rag.answer.quotes.answer` up to its candidate sentences and their
    cosines, once, into a cache (bench/out/answer_candidates.pkl; reused until -n, --claims or --seed change,
    or --recollect); their feature rows are computed from it again whenever the feature code changes
    (bench/out/answer_features.npz), in under a minute.
@@ -16,7 +16,7 @@ answer of an answerable question inside that question's article; every sentence 
    `--max-declined` of the answerable training questions, so that as few unanswerable ones as possible are
    answered. Two-fold cross-validation by article inside the train half reports what to expect.
 
-Writes the parameters, thresholds and training figures into rag/answer_model.json. Report figures on the
+Writes the parameters, thresholds and training figures into rag/models/answer_model.json. Report figures on the
 held-out half (`rag eval ../shared/eval/squad/dev-v2.0.json --half held-out`) and other data sets only;
 `--report` asks SciFact *test* claims of the SQuAD v1.1 articles with the shipped file (off-corpus answered).
 
@@ -41,12 +41,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rag import metrics  # noqa: E402
-from rag.answer import PASSAGES_TO_QUOTE, candidate_sentences, clean_question, sentence_cosines  # noqa: E402
+from rag.eval import metrics  # noqa: E402
+from rag.answer.quotes import PASSAGES_TO_QUOTE, candidate_sentences, clean_question, sentence_cosines  # noqa: E402
 from rag.config import Settings  # noqa: E402
-from rag.evaluate import halves, load_dataset, prepare  # noqa: E402
-from rag.relevance import FEATURES, MODEL_FILE, NEEDS_SENTENCE_SCORING, feature_rows  # noqa: E402
-from rag.retrieve import Retriever  # noqa: E402
+from rag.eval.evaluate import halves, load_dataset, prepare  # noqa: E402
+from rag.answer.relevance import FEATURES, MODEL_FILE, NEEDS_SENTENCE_SCORING, feature_rows  # noqa: E402
+from rag.search import Retriever  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "bench" / "out" / "answer_features.npz"
@@ -260,7 +260,7 @@ def fit_mode(data: dict, columns: list[int], max_declined: float, l2: float) -> 
 def report_off_corpus(args) -> dict:
     """Held-out check: SciFact *test* claims asked of the SQuAD v1.1 articles (they answer none), with the
     shipped model file, in both scoring modes: the share that is answered."""
-    from rag.answer import answer
+    from rag.answer.quotes import answer
 
     claims = [text for _, text in scifact_claims(args.eval, "test")]
     found = {}
@@ -309,7 +309,7 @@ def main() -> None:
             print(f"  {part:<16} " + ", ".join(f"{k} {v:.3f}" for k, v in found[part].items() if v is not None))
     kinds = data["kinds"].tolist()
     model = {
-        "about": "Sentence relevance for rag/answer.py: logistic regression over rag.relevance.FEATURES; "
+        "about": "Sentence relevance for rag/answer/quotes.py: logistic regression over rag.answer.relevance.FEATURES; "
                  "written by bench/fit_answer_model.py, do not edit by hand.",
         "fitted": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": "bench/fit_answer_model.py " + " ".join(sys.argv[1:]),

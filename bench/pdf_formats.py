@@ -32,14 +32,14 @@ from pathlib import Path
 from harness import OUT, SQUAD, Timer, finish, machine, print_machine
 from typeset import typeset
 
-from rag import metrics
+from rag.eval import metrics
 from rag.config import DEFAULT_MODEL, Settings
-from rag.embedding import load_embedder
+from rag.embed.embedder import load_embedder
 
 
 def corpora(articles: int, folder: Path):
     """The chosen articles as .txt and .pdf corpora under `folder`, and their questions."""
-    from rag.evaluate import load_squad
+    from rag.eval.evaluate import load_squad
 
     dataset = load_squad(SQUAD)
     names = list(dataset.files)[:articles]
@@ -56,7 +56,7 @@ def corpora(articles: int, folder: Path):
 
 
 def build_fresh(corpus: Path) -> tuple[Settings, object]:
-    from rag.indexer import build
+    from rag.build.indexer import build
 
     settings = Settings(corpus=corpus, index=corpus.parent / "index", model=DEFAULT_MODEL)
     shutil.rmtree(settings.index, ignore_errors=True)
@@ -65,8 +65,8 @@ def build_fresh(corpus: Path) -> tuple[Settings, object]:
 
 def quality(settings: Settings, questions) -> dict:
     """Answer in the first quote and right article, over `questions`."""
-    from rag.answer import answer
-    from rag.retrieve import Retriever
+    from rag.answer.quotes import answer
+    from rag.search import Retriever
 
     retriever = Retriever(settings)
     first_hits = article_hits = 0
@@ -91,7 +91,7 @@ def extractors():
     """name → function(bytes) → (text, pages)."""
 
     def rag_reader(data):
-        from rag.readers import pdf
+        from rag.ingest.readers import pdf
 
         record = pdf.read(data)
         return record.text, len(record.page_starts)

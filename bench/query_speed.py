@@ -8,12 +8,12 @@ How the indexes are made: the first --articles SQuAD v1.1 dev articles are writt
 rag's own chunker, and embedded for real with the bundled model (cached in bench/out/). An index
 of N passages repeats those real passages (same file, same span, so every quote still verifies)
 with copies' vectors SYNTHETIC: the real vector plus Gaussian noise (cosine ≈ 0.9 to it), renormalised.
-The version is written with `rag.store.write_whole` (one segment, so a large N gets whatever approximate index
-rag/store.py picks above its threshold), with a
+The version is written with `rag.index.store.write_whole` (one segment, so a large N gets whatever approximate index
+rag/index/store.py picks above its threshold), with a
 manifest whose file hashes match the corpus, so `rag serve` finds it up to date.
 
 Each size is measured in a fresh child process (`--child`): load time, RSS after loading, and
-per question (real SQuAD questions about those articles) the whole `rag.answer.answer` path —
+per question (real SQuAD questions about those articles) the whole `rag.answer.quotes.answer` path —
 embed the question with the real model, dense + BM25 search, fuse, score sentences, verify quotes —
 with reranking on and off alternately, plus the dense and BM25 search alone; then its peak RSS
 (VmHWM). Finally `rag serve` on the smallest index: seconds until `/ask` first answers, and N
@@ -64,9 +64,9 @@ def write_base_corpus(folder: Path, articles: int) -> list[tuple[str, str]]:
 
 def base_passages_and_vectors(corpus: Path, embedder, batch_size: int):
     """rag's passages of the base corpus and their real vectors (cached under bench/out/)."""
-    from rag.corpus import scan
-    from rag.embedding import vector_recipe
-    from rag.indexer import chunk_document
+    from rag.ingest.corpus import scan
+    from rag.embed.embedder import vector_recipe
+    from rag.build.indexer import chunk_document
 
     documents = scan(corpus).documents
     passages = [p for d in documents for p in chunk_document(d, embedder, 0, 1)]
@@ -88,11 +88,12 @@ def base_passages_and_vectors(corpus: Path, embedder, batch_size: int):
 def make_index(root: Path, documents, base_passages, base_vectors, size: int, key: str, chosen) -> dict:
     """Write an index of `size` passages into `root` (reused when already made from the same base), stamped
     with the arithmetic `chosen` that embedded the base, as `rag build` stamps its own: questions embed in it."""
-    from rag import lexical, store
+    from rag.index import bm25 as lexical
+    from rag.index import store
     from rag.config import Settings
-    from rag.embedding import vector_recipe
-    from rag.manifest import FORMAT_VERSION, FileEntry, Manifest
-    from rag.segment import faiss_kind, make_faiss
+    from rag.embed.embedder import vector_recipe
+    from rag.index.manifest import FORMAT_VERSION, FileEntry, Manifest
+    from rag.index.segment import faiss_kind, make_faiss
 
     stamp = root / "bench-made-from.json"
     exact = faiss_kind(make_faiss(base_vectors[:1]))  # the exact kind rag writes now (flat-fp16 since 21:40)
@@ -141,10 +142,10 @@ def make_index(root: Path, documents, base_passages, base_vectors, size: int, ke
 
 def child(args) -> int:
     """Load the index, answer the questions with reranking on and off, print one JSON line."""
-    from rag.answer import NO_ANSWER, STALE_INDEX, answer
+    from rag.answer.quotes import NO_ANSWER, STALE_INDEX, answer
     from rag.config import Settings
-    from rag.embedding import load_embedder
-    from rag.retrieve import Retriever
+    from rag.embed.embedder import load_embedder
+    from rag.search import Retriever
 
     questions = json.loads(Path(args.questions_file).read_text())
     settings = Settings(corpus=Path(args.corpus), index=Path(args.index))
@@ -203,7 +204,7 @@ def threads_a_b(questions, retriever, modes, ms) -> dict:
     """The same questions with torch at its default thread count and at 1 thread, alternating, in one process."""
     import torch
 
-    from rag.answer import answer
+    from rag.answer.quotes import answer
 
     default = torch.get_num_threads() if torch.get_num_threads() > 1 else 2
     timings = {(t, r): [] for t in (default, 1) for r in (True, False)}
@@ -377,7 +378,7 @@ def main(argv=None) -> int:
     questions_file = WORK / "questions.json"
     questions_file.write_text(json.dumps(questions))
 
-    from rag.embedding import load_embedder
+    from rag.embed.embedder import load_embedder
 
     embedder = load_embedder("all-MiniLM-L6-v2")
     documents, base_passages, base_vectors, key = base_passages_and_vectors(corpus, embedder, 32)

@@ -9,7 +9,7 @@ one core: the embedding and reading of later questions, and a build in the same 
 that asks and then rebuilds). Now the search gives the count back. This script runs both in one process, on
 the same index, alternating: "left at 1" sets the count to 1 exactly as the old search left it, "given back"
 is rag as it is. It prints the build seconds of a full `rag build` in each state and the p50/p95 of whole
-questions (`rag.answer.answer`: embed, search, fuse, score sentences, read, verify) in each state.
+questions (`rag.answer.quotes.answer`: embed, search, fuse, score sentences, read, verify) in each state.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ STATES = ("left at 1", "given back")
 
 def time_builds(settings, rounds: int, default: int) -> dict[str, list[float]]:
     """Seconds of a full build in each state, the order rotating round by round."""
-    from rag.indexer import build
+    from rag.build.indexer import build
 
     builds: dict[str, list[float]] = {state: [] for state in STATES}
     for n in range(rounds):
@@ -54,8 +54,8 @@ def time_builds(settings, rounds: int, default: int) -> dict[str, list[float]]:
 
 def time_questions(settings, count: int, default: int) -> dict[str, list[float]]:
     """Seconds of each of `count` SciFact test claims asked in each state, the order alternating claim by claim."""
-    from rag.answer import answer
-    from rag.retrieve import Retriever
+    from rag.answer.quotes import answer
+    from rag.search import Retriever
 
     claims = [q["text"] for q in read_jsonl(SCIFACT / "queries.jsonl")][: count + 3]
     retriever = Retriever(settings)
@@ -88,7 +88,7 @@ def main(argv=None) -> int:
     import torch
 
     from rag.config import Settings
-    from rag.embedding import choose_arithmetic, load_embedder
+    from rag.embed.embedder import choose_arithmetic, load_embedder
 
     default = torch.get_num_threads()
     corpus = WORK / "corpus"

@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # loopback stays loopback (rag/cluster.py)
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # loopback stays loopback (rag/cluster/connect.py)
 
 from harness import OUT, ROOT, finish, machine, print_machine, write_scifact_corpus  # noqa: E402
 
@@ -55,7 +55,7 @@ def local_build(corpus: Path, index: Path, threads: int) -> dict:
 
 def ray_build(settings: Settings) -> dict:
     """`rag build --ray --full` from this process (the driver); whole seconds and the embedding rate."""
-    from rag.distributed_build import build_on_cluster
+    from rag.cluster.build import build_on_cluster
 
     lines: list[str] = []
     started = time.perf_counter()
@@ -103,7 +103,7 @@ def stop(process) -> None:
 def measure_serving(cluster, scratch: Path, clients: int, questions: int) -> dict:
     corpus, index = scratch / "seed-corpus", scratch / "seed-index"
     shutil.copytree(ROOT / "seeds", corpus)
-    from rag.indexer import build
+    from rag.build.indexer import build
 
     build(Settings(corpus=corpus, index=index))
     figures = {}

@@ -4,7 +4,7 @@
     .venv/bin/python bench/segments.py --quick                              # 100,000 passages, 20 edits
 
 A synthetic corpus (files of 100 paragraphs of made-up words, one passage each) is indexed through
-the real build (`rag.indexer.build`: scan, chunk, segments, FAISS, BM25, manifest, atomic publish).
+the real build (`rag.build.indexer.build`: scan, chunk, segments, FAISS, BM25, manifest, atomic publish).
 Vectors come from a deterministic hashed bag-of-words embedder standing in for the vector cache, so
 embedding is not the cost: what is measured is the index. Search is exact (RAG_EXACT_UP_TO above
 the corpus) so results can be compared passage for passage. Side by side in one run:
@@ -139,11 +139,12 @@ def main() -> int:
     args = parser.parse_args()
     if args.quick:
         args.passages, args.edits, args.questions = 100_000, 20, 50
-    from rag import merge, store
+    from rag.index import merge
+    from rag.index import store
     from rag.config import Settings
-    from rag.indexer import build
-    from rag.retrieve import Retriever
-    from rag.status import bytes_on_disk
+    from rag.build.indexer import build
+    from rag.search import Retriever
+    from rag.build.status import bytes_on_disk
 
     started = time.perf_counter()
     info = machine()

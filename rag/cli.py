@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rag.config import Settings
 from rag.errors import RagError
-from rag.export import FORMATS
+from rag.serve.export import FORMATS
 
 EXIT_ERROR = 2
 
@@ -124,9 +124,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def cmd_build(args, settings: Settings) -> int:
     if settings.ray_address:
-        from rag.distributed_build import build_on_cluster as build
+        from rag.cluster.build import build_on_cluster as build
     else:
-        from rag.indexer import build
+        from rag.build.indexer import build
 
     summary = build(settings, full=args.full, progress=_stderr if args.verbose or settings.ray_address else None)
     print(json.dumps(summary.to_dict()) if args.json else summary.line())
@@ -137,7 +137,7 @@ def cmd_build(args, settings: Settings) -> int:
 
 
 def cmd_ask(args, settings: Settings) -> int:
-    from rag import export
+    from rag.serve import export
 
     result = ask_one(args, settings)
     fmt = "json" if args.json else (args.format or "text")
@@ -152,7 +152,7 @@ def cmd_ask(args, settings: Settings) -> int:
 
 def ask_one(args, settings: Settings) -> dict:
     """The answer object, from a running server of this index when there is one, else computed here."""
-    from rag import client
+    from rag.serve import client
 
     url = args.server or (None if args.local else client.find_server(settings))
     if url:
@@ -162,20 +162,20 @@ def ask_one(args, settings: Settings) -> dict:
             if args.server:
                 raise
             print(f"rag: {error}; answering here instead", file=sys.stderr)
-    from rag.answer import answer
-    from rag.retrieve import Retriever
+    from rag.answer.quotes import answer
+    from rag.search import Retriever
 
     return answer(args.question, Retriever(settings), settings).to_dict()
 
 
 def cmd_chat(args, settings: Settings) -> int:
-    from rag.terminal import chat
+    from rag.serve.terminal import chat
 
     return chat(settings)
 
 
 def cmd_status(args, settings: Settings) -> int:
-    from rag.status import index_status
+    from rag.build.status import index_status
 
     info = index_status(settings)
     if args.json:
@@ -195,7 +195,7 @@ def cmd_status(args, settings: Settings) -> int:
 def cmd_serve(args, settings: Settings) -> int:
     if settings.ray_address:
         from rag.errors import ConfigError
-        from rag.replicas import serve_replicated
+        from rag.cluster.replicas import serve_replicated
 
         if args.watch:
             raise ConfigError(
@@ -204,21 +204,21 @@ def cmd_serve(args, settings: Settings) -> int:
             )
         serve_replicated(settings, args.replicas, no_auth=args.no_auth, api_port=args.api_port)
         return 0
-    from rag.app import serve
+    from rag.serve.chat import serve
 
     serve(settings, watch=args.watch, no_auth=args.no_auth)
     return 0
 
 
 def cmd_watch(args, settings: Settings) -> int:
-    from rag.watch import watch_forever
+    from rag.build.watch import watch_forever
 
     watch_forever(settings, report=print)
     return 0
 
 
 def cmd_eval(args, settings: Settings) -> int:
-    from rag.evaluate import evaluate
+    from rag.eval.evaluate import evaluate
 
     report = evaluate(
         args.dataset, settings, split=args.split, limit=args.limit, seed=args.seed,

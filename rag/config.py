@@ -13,7 +13,7 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 FUSIONS = ("convex", "rrf")
 PRECISIONS = ("auto", "float32", "bfloat16", "int8")
 """Embedding arithmetic: `auto` is bfloat16 where the CPU has it natively (AVX512-BF16 or AMX), else int8
-where it has AVX2, else float32 (rag/embedding.py, `choose_arithmetic`)."""
+where it has AVX2, else float32 (rag/embed/embedder.py, `choose_arithmetic`)."""
 STAGES = ("index", "retrieval", "answer", "server")
 """The stages settings belong to, in pipeline order (`Settings.stage` lists one)."""
 RENAMED = {"RAG_RERANK": "RAG_SENTENCE_SCORING"}
@@ -91,7 +91,7 @@ class Settings:
     min_score: float = setting(-1.0, "answer", maximum=1.0)
     """Abstain when the best sentence's relevance (0–1) is below this. Negative, the default: the
     threshold of the scoring mode that bench/fit_answer_model.py calibrated and wrote into
-    rag/answer_model.json (on one half of SQuAD v2.0's articles and SciFact train claims)."""
+    rag/models/answer_model.json (on one half of SQuAD v2.0's articles and SciFact train claims)."""
 
     # ── server: the chat and its API ──
     host: str = setting("127.0.0.1", "server")

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from fakes import FakeEmbedder
-from rag import segment, store
+from rag.index import segment
+from rag.index import store
 from rag.config import DEFAULT_MODEL, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,19 +41,19 @@ def _fast_tier_never_loads_the_model(request, monkeypatch):
     """A test outside the slow tier that reaches the real model fails, naming the fix."""
     if request.node.get_closest_marker("slow"):
         return
-    import rag.embedding
+    import rag.embed.embedder
 
     def refuse(*args, **kwargs):
         raise AssertionError(f"{request.node.nodeid} loads the real model: use the fake embedder or mark it slow")
 
-    monkeypatch.setattr(rag.embedding, "_load", refuse)
-    monkeypatch.setattr(rag.embedding.SentenceTransformerEmbedder, "__init__", refuse)
+    monkeypatch.setattr(rag.embed.embedder, "_load", refuse)
+    monkeypatch.setattr(rag.embed.embedder.SentenceTransformerEmbedder, "__init__", refuse)
 
 
 @pytest.fixture(scope="session")
 def real_embedder():
     """The bundled all-MiniLM-L6-v2, loaded once for the whole run."""
-    from rag.embedding import load_embedder
+    from rag.embed.embedder import load_embedder
 
     return load_embedder(DEFAULT_MODEL)
 
@@ -93,7 +94,7 @@ def copy_index(settings: Settings, root: Path) -> Settings:
 @pytest.fixture(scope="session")
 def seed_settings(tmp_path_factory, real_embedder) -> Settings:
     """The seed article plus one small document, indexed once with the real model."""
-    from rag.indexer import build
+    from rag.build.indexer import build
 
     root = tmp_path_factory.mktemp("seed")
     corpus = root / "corpus"
@@ -177,7 +178,7 @@ def topic_text(topic: str, sentences: int = 6) -> str:
 
 def newest_segment(version):
     """The folder of the segment a version added last (the one its build wrote)."""
-    from rag.manifest import Manifest
+    from rag.index.manifest import Manifest
 
     name = Manifest.read(version / store.MANIFEST).segments[-1].name
     return version.parent / store.SEGMENTS / name

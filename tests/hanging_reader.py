@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from rag.readers import read as real_read
+from rag.ingest.readers import read as real_read
 
 
 def read(kind: str, data: bytes):

@@ -11,9 +11,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fakes import FakeEmbedder  # noqa: E402
-from rag import store  # noqa: E402
+from rag.index import store  # noqa: E402
 from rag.config import Settings  # noqa: E402
-from rag.indexer import build  # noqa: E402
+from rag.build.indexer import build  # noqa: E402
 
 
 def stall(phase):
@@ -27,12 +27,12 @@ def main(corpus, index, phase):
         original_encode = fake.encode
         fake.encode = lambda texts, **kw: (stall(phase), original_encode(texts, **kw))[1]
     if phase == "writing":
-        from rag.lexical import Postings
+        from rag.index.bm25 import Postings
 
         original_build = Postings.build
         Postings.build = classmethod(lambda cls, texts: (stall(phase), original_build(texts))[1])
     if phase == "converting":
-        from rag import conversion
+        from rag.build import conversion
 
         original_read = conversion.read_one
         conversion.read_one = lambda *args: (stall(phase), original_read(*args))[1]
@@ -47,7 +47,7 @@ def main(corpus, index, phase):
 
         store.publish = publish
     if phase in ("merging", "merged"):  # the edit is published, then the two segments are merged
-        from rag import merge
+        from rag.index import merge
 
         original_write = merge.write_segment
         merge.write_segment = lambda *args, **kw: (original_write(*args, **kw), phase == "merging" and stall(phase))[0]

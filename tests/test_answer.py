@@ -6,7 +6,7 @@ import pytest
 
 from conftest import write_corpus
 from fakes import FakeEmbedder
-from rag.answer import (
+from rag.answer.quotes import (
     NO_ANSWER,
     NOT_A_QUESTION,
     Candidate,
@@ -20,9 +20,9 @@ from rag.answer import (
     threshold,
     with_context,
 )
-from rag.indexer import build
-from rag.records import Hit, Passage
-from rag.retrieve import Retriever
+from rag.build.indexer import build
+from rag.types import Hit, Passage
+from rag.search import Retriever
 
 
 @pytest.mark.parametrize(
@@ -201,7 +201,7 @@ def test_context_takes_neighbouring_sentences_of_the_same_paragraph(sentence, co
 
 
 def test_the_threshold_is_the_calibrated_one_unless_min_score_is_set(make_settings):
-    from rag.relevance import load_model
+    from rag.answer.relevance import load_model
 
     settings = make_settings()
     assert threshold(settings) == load_model("sentence_scoring").threshold

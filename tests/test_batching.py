@@ -1,4 +1,4 @@
-"""rag.batching: which texts share a model pass."""
+"""rag.embed.batching: which texts share a model pass."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from rag.batching import SHORTEST_SHARE, padding, plan_batches, workers_for
+from rag.embed.batching import SHORTEST_SHARE, padding, plan_batches, workers_for
 
 
 def lengths_of(lengths, batches):

@@ -10,7 +10,7 @@ import pytest
 
 import writers
 from conftest import copy_index, start_server, write_corpus
-from rag.indexer import build
+from rag.build.indexer import build
 from test_readers import LEFT_1, LEFT_2, PAGE_2_LEFT, PAGE_2_RIGHT, RIGHT_1
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -1,4 +1,4 @@
-"""rag.chunking: paragraphs, sentences and passages as exact character spans."""
+"""rag.ingest.chunking: paragraphs, sentences and passages as exact character spans."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.chunking import LineIndex, pack_passages, split_paragraphs, split_sentences
-from rag.corpus import decode
+from rag.ingest.chunking import LineIndex, pack_passages, split_paragraphs, split_sentences
+from rag.ingest.corpus import decode
 
 CORPUS = Path(__file__).parent / "data" / "corpus"
 

@@ -1,4 +1,4 @@
-"""rag.client: the runtime file a server leaves, and when `rag ask` may send its question there."""
+"""rag.serve.client: the runtime file a server leaves, and when `rag ask` may send its question there."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from rag import client
+from rag.serve import client
 from rag.config import Settings
 
 

@@ -11,19 +11,19 @@ from pathlib import Path
 import pytest
 
 from rag.cli import make_parser, settings_from
-from rag.cluster import connect, resolve_address
+from rag.cluster.connect import connect, resolve_address
 from rag.errors import ClusterError
 
 DEFAULT_PATH = textwrap.dedent(
     """
     import sys, contextlib, io
     from pathlib import Path
-    import rag, rag.cli, rag.indexer, rag.retrieve, rag.answer, rag.app, rag.status
+    import rag, rag.cli, rag.build.indexer, rag.search, rag.answer.quotes, rag.serve.chat, rag.build.status
     from fakes import FakeEmbedder
     from rag.config import Settings
-    from rag.indexer import build
-    from rag.retrieve import Retriever
-    from rag.answer import answer
+    from rag.build.indexer import build
+    from rag.search import Retriever
+    from rag.answer.quotes import answer
     root = Path(sys.argv[1])
     (root / "corpus").mkdir()
     (root / "corpus" / "a.txt").write_text("The kettle is descaled every four weeks.\\n", encoding="utf-8")

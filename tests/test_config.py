@@ -27,7 +27,7 @@ DEFAULTS = {
     "quote_context": 1,
     "quote_chars": 600,
     "max_quotes": 3,
-    "min_score": -1.0,  # negative: the threshold calibrated in rag/answer_model.json
+    "min_score": -1.0,  # negative: the threshold calibrated in rag/models/answer_model.json
     "max_file_bytes": 20_000_000,
     "max_upload_bytes": 5_000_000,
     "host": "127.0.0.1",

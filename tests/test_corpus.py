@@ -1,4 +1,4 @@
-"""rag.corpus: which files become documents, how they decode, and why others are skipped."""
+"""rag.ingest.corpus: which files become documents, how they decode, and why others are skipped."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from rag.corpus import decode, read_file, read_source, scan
+from rag.ingest.corpus import decode, read_file, read_source, scan
 from rag.errors import CorpusError
-from rag.records import Document, Skipped
+from rag.types import Document, Skipped
 
 CORPUS = Path(__file__).parent / "data" / "corpus"
 

@@ -12,9 +12,9 @@ import pytest
 import writers
 from conftest import write_corpus
 from fakes import FakeEmbedder
-from rag import store
-from rag.indexer import build
-from rag.retrieve import Retriever
+from rag.index import store
+from rag.build.indexer import build
+from rag.search import Retriever
 
 SCRIPT = Path(__file__).with_name("slow_build.py")
 QUESTIONS = ["harbour ferries", "glacier ice", "orchard apples"]

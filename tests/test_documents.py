@@ -1,4 +1,4 @@
-"""rag.documents: uploads and deletes through the chat never write or remove anything they should not."""
+"""rag.serve.uploads: uploads and deletes through the chat never write or remove anything they should not."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.documents import add_document, delete_document, list_documents, safe_name
+from rag.serve.uploads import add_document, delete_document, list_documents, safe_name
 from rag.errors import UploadRefused
 
 EXTENSIONS = (".txt", ".md")

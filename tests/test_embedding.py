@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from conftest import SEED
-from rag.batching import plan_batches
+from rag.embed.batching import plan_batches
 from rag.config import DEFAULT_MODEL
-from rag.embedding import (
+from rag.embed.embedder import (
     SentenceTransformerEmbedder,
     build_arithmetic,
     choose_arithmetic,
@@ -55,8 +55,8 @@ def int8(both):
 @pytest.fixture(scope="module")
 def seed_passages(both):
     """Every passage of the seed news article, as rag cuts it."""
-    from rag.indexer import chunk_document
-    from rag.records import Document
+    from rag.build.indexer import chunk_document
+    from rag.types import Document
 
     document = Document(SEED.name, SEED, SEED.read_text(encoding="utf-8"), "")
     return [p.text for p in chunk_document(document, both[0], 0, 1)]
@@ -101,7 +101,7 @@ def test_int8_quantizes_every_linear_layer_but_the_outlier_channels(int8):
 
 @pytest.mark.slow
 def test_the_former_int8_recipe_keeps_the_feed_forward_outputs_float32_and_agrees(both, seed_passages):
-    from rag.embedding import Int8Recipe
+    from rag.embed.embedder import Int8Recipe
 
     former = SentenceTransformerEmbedder(DEFAULT_MODEL, "int8", Int8Recipe(ffn_output="float32"))
     layers = {path: type(m).__module__ for path, m in former.model.named_modules() if type(m).__name__ == "Linear"}
@@ -136,7 +136,7 @@ def test_a_packed_bfloat16_layer_computes_what_a_bfloat16_linear_layer_does():
 
     import torch
 
-    from rag.embedding import bfloat16_linears
+    from rag.embed.embedder import bfloat16_linears
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(384, 1536), torch.nn.GELU(), torch.nn.Linear(1536, 384))
@@ -157,7 +157,7 @@ def test_a_packed_bfloat16_layer_computes_what_a_bfloat16_linear_layer_does():
 def test_layers_oneDNN_cannot_pack_are_cast_to_bfloat16(monkeypatch):
     import torch
 
-    import rag.embedding as embedding
+    import rag.embed.embedder as embedding
 
     def cannot(*args):
         raise RuntimeError("no bfloat16 here")
@@ -269,7 +269,7 @@ def test_token_counts_match_the_tokenizer_without_truncation(real_embedder):
     texts = TEXTS + ["Naïve café — “quoted” ünïcödé 東京 🙂", "word " * 700, ""]
     from transformers import AutoTokenizer
 
-    from rag.embedding import resolve_model
+    from rag.embed.embedder import resolve_model
 
     wrapper = AutoTokenizer.from_pretrained(resolve_model(DEFAULT_MODEL))(texts, add_special_tokens=False, truncation=False)["input_ids"]
     counts = real_embedder.count_tokens(texts)
@@ -282,7 +282,7 @@ def test_splitting_the_feed_forward_keeps_a_bert_block_the_same_function():
     from transformers import BertConfig
     from transformers.models.bert.modeling_bert import BertEncoder
 
-    from rag.embedding import _smooth, _split_outliers
+    from rag.embed.embedder import _smooth, _split_outliers
 
     torch.manual_seed(0)
     model = torch.nn.Module()
@@ -305,13 +305,13 @@ def test_splitting_the_feed_forward_keeps_a_bert_block_the_same_function():
 @pytest.mark.slow
 @pytest.mark.parametrize("precision", ["float32", "bfloat16", "int8"])
 def test_rags_own_encoder_gives_the_vectors_of_sentence_transformers_bit_for_bit(both, int8, seed_passages, precision, monkeypatch):
-    """The bundled model runs in rag.encoder, without importing sentence-transformers; the library itself, running
+    """The bundled model runs in rag.embed.bert, without importing sentence-transformers; the library itself, running
     the same model in the same arithmetic (int8: calibrated on its own), is the reference: its own `encode` text by
     text, and rag's batches (padded and not) through both."""
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from rag.encoder import BertEncoder
+    from rag.embed.bert import BertEncoder
 
     embedder = {"float32": both[0], "bfloat16": both[1], "int8": int8}[precision]
     library = SentenceTransformerEmbedder(DEFAULT_MODEL, precision, library=True)
@@ -336,8 +336,8 @@ def test_rags_encoder_runs_only_the_models_it_reproduces(tmp_path):
     import json
     import shutil
 
-    from rag.embedding import resolve_model
-    from rag.encoder import supports
+    from rag.embed.embedder import resolve_model
+    from rag.embed.bert import supports
 
     bundled = Path(resolve_model(DEFAULT_MODEL))
     assert supports(bundled)
@@ -442,7 +442,7 @@ def test_questions_embedded_while_a_build_shares_its_batches_are_unchanged(both,
 def test_shared_batches_count_on_one_progress_bar_in_a_terminal(both, monkeypatch):
     import sys
 
-    import rag.embedding
+    import rag.embed.embedder
 
     float32, counted = both[0], []
 
@@ -453,7 +453,7 @@ def test_shared_batches_count_on_one_progress_bar_in_a_terminal(both, monkeypatc
         def close(self):
             counted.append("closed")
 
-    monkeypatch.setattr(rag.embedding, "_progress_bar", lambda total: counted.append(total) or Bar())
+    monkeypatch.setattr(rag.embed.embedder, "_progress_bar", lambda total: counted.append(total) or Bar())
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
     monkeypatch.setattr(float32, "_forward", lambda texts: np.zeros((len(texts), float32.dimension), dtype=np.float32))
     monkeypatch.setattr(float32, "workers", 2)

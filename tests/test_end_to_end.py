@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from conftest import SEED
-from rag.answer import NO_ANSWER, answer
-from rag.retrieve import Retriever
+from rag.answer.quotes import NO_ANSWER, answer
+from rag.search import Retriever
 
 FACTS = [
     ("In how many countries will the terrorists now solve their problems?", "about 60 countries"),
@@ -78,7 +78,7 @@ FOLLOW_UPS = [  # (previous question, question, is a follow-up), decided with th
 def test_the_quote_is_the_sentence_that_holds_the_answer_not_only_the_one_that_matches(tmp_path, real_embedder):
     """ "She is also the oldest pilot…" matches the question; the sentence before it names her: that one is quoted."""
     from rag.config import Settings
-    from rag.indexer import build
+    from rag.build.indexer import build
 
     from conftest import write_corpus
 
@@ -100,7 +100,7 @@ def test_the_quote_is_the_sentence_that_holds_the_answer_not_only_the_one_that_m
 
 @pytest.mark.parametrize("previous, question, follows", FOLLOW_UPS)
 def test_follow_ups_are_decided_by_meaning_with_the_real_model(real_embedder, previous, question, follows):
-    from rag.answer import contextualize, is_follow_up
+    from rag.answer.quotes import contextualize, is_follow_up
 
     assert is_follow_up(question, previous, real_embedder) is follows
     searched = contextualize(question, [previous], real_embedder)
@@ -203,7 +203,7 @@ def test_a_word_heading_that_matches_gives_way_to_the_paragraph_it_heads(tmp_pat
     """A Word document's heading is a paragraph of its own in the text of record: the answer comes from under it."""
     import writers
     from rag.config import Settings
-    from rag.indexer import build
+    from rag.build.indexer import build
 
     corpus = tmp_path / "corpus"
     corpus.mkdir()

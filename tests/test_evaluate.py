@@ -9,9 +9,9 @@ import pytest
 
 from fakes import FakeEmbedder
 from rag import cli
-from rag import evaluate as evaluation
+from rag.eval import evaluate as evaluation
 from rag.config import Settings
-from rag.evaluate import DatasetError, evaluate, load_squad
+from rag.eval.evaluate import DatasetError, evaluate, load_squad
 
 DOCUMENTS = [
     {"_id": "d1", "title": "Harbour ferries", "text": "Ferries leave the harbour at dawn and return at dusk."},

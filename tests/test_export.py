@@ -1,4 +1,4 @@
-"""rag.export: the terminal lines, Markdown and JSON made from `rag ask --json` objects."""
+"""rag.serve.export: the terminal lines, Markdown and JSON made from `rag ask --json` objects."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from rag.export import as_json, as_markdown, as_text, plural, where
+from rag.serve.export import as_json, as_markdown, as_text, plural, where
 
 
 def citation(n=1, **changes) -> dict:

@@ -12,11 +12,12 @@ import pytest
 import writers
 from conftest import write_corpus
 from fakes import FakeEmbedder
-from rag import readers, store
-from rag.answer import Candidate, answer, verify
-from rag.indexer import build, is_stale
-from rag.records import Hit
-from rag.retrieve import Retriever
+from rag.ingest import readers
+from rag.index import store
+from rag.answer.quotes import Candidate, answer, verify
+from rag.build.indexer import build, is_stale
+from rag.types import Hit
+from rag.search import Retriever
 from test_readers import LEFT_1, LEFT_2, PAGE, PAGE_2_LEFT, PAGE_2_RIGHT, RIGHT_1, WORD_BLOCKS
 
 
@@ -207,7 +208,7 @@ def test_a_renamed_pdf_is_neither_converted_nor_embedded_again(corpus):
 def test_a_file_that_hangs_its_reader_is_skipped_and_the_build_goes_on(corpus, monkeypatch):
     import functools
 
-    from rag import conversion
+    from rag.build import conversion
 
     monkeypatch.setattr(conversion, "Extractor", functools.partial(conversion.Extractor, reader="hanging_reader:read"))
     (corpus.corpus / "hang.pdf").write_bytes(b"%PDF-1.4 hang-me")
@@ -223,8 +224,8 @@ def test_the_sources_panel_shows_the_cited_pdf_page_as_an_image_with_its_page_nu
 
     from PIL import Image
 
-    from rag.app import chat_text, render_sources
-    from rag.pages import cited_pages
+    from rag.serve.chat import chat_text, render_sources
+    from rag.serve.page_images import cited_pages
 
     _, factory = fake_factory()
     build(corpus, embedder_factory=factory)
@@ -248,7 +249,7 @@ def test_the_sources_panel_shows_the_cited_pdf_page_as_an_image_with_its_page_nu
 
 def test_uploads_of_the_new_types_are_checked_by_their_content(tmp_path, documents):
     from rag.config import Settings
-    from rag.documents import add_document, delete_document, list_documents
+    from rag.serve.uploads import add_document, delete_document, list_documents
     from rag.errors import UploadRefused
 
     corpus, types, limit = tmp_path / "uploads", Settings().extensions, 5_000_000

@@ -16,12 +16,13 @@ import pytest
 
 from conftest import DAMAGES, ROOT, copy_index, damage_version, newest_segment, start_server, topic_text, write_corpus
 from fakes import FakeEmbedder
-from rag import segment, store
-from rag.answer import MAX_QUESTION_CHARS, NO_ANSWER, NOT_A_QUESTION, answer
+from rag.index import segment
+from rag.index import store
+from rag.answer.quotes import MAX_QUESTION_CHARS, NO_ANSWER, NOT_A_QUESTION, answer
 from rag.cli import main as rag_main
-from rag.corpus import read_source
-from rag.indexer import build
-from rag.retrieve import Retriever
+from rag.ingest.corpus import read_source
+from rag.build.indexer import build
+from rag.search import Retriever
 
 # --- 1. bad questions ---------------------------------------------------------------------
 
@@ -232,7 +233,7 @@ def test_a_bad_file_is_skipped_by_name_and_the_build_goes_on(make_settings, open
     write_corpus(settings.corpus, GOOD)
     maker, reason = BAD_FILES[name]
     maker(settings.corpus / name)
-    with caplog.at_level(logging.WARNING, logger="rag.corpus"):
+    with caplog.at_level(logging.WARNING, logger="rag.ingest.corpus"):
         summary = build_within(settings)
     assert name in summary.skipped and reason in summary.skipped[name]
     assert f"skipped {name}: " in caplog.text
@@ -328,7 +329,7 @@ def test_a_folder_linked_from_outside_is_not_entered_and_is_named(make_settings,
     write_corpus(settings.corpus, GOOD)
     write_corpus(tmp_path / "elsewhere", {"secret.txt": "The outside secret code is swordfish."})
     os.symlink(tmp_path / "elsewhere", settings.corpus / "linked")
-    with caplog.at_level(logging.WARNING, logger="rag.corpus"):
+    with caplog.at_level(logging.WARNING, logger="rag.ingest.corpus"):
         build_within(settings)
     assert "linked" in caplog.text and "not entered" in caplog.text
     loaded = store.load(settings.index)
@@ -479,7 +480,7 @@ SERVER_DAMAGES = ["truncated faiss", "edited manifest", "passages out of step", 
 
 def ask_raw(url: str, question: str) -> dict:
     """`/ask` over plain HTTP, for input gradio_client cannot send (a lone surrogate travels JSON-escaped)."""
-    from rag.client import ask_server
+    from rag.serve.client import ask_server
 
     return ask_server(url, question, timeout=120)
 

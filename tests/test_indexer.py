@@ -11,12 +11,13 @@ import pytest
 
 from conftest import DAMAGES, TOPICS, damage_version, newest_segment, topic_text, write_corpus
 from fakes import FakeEmbedder
-from rag import segment, store
+from rag.index import segment
+from rag.index import store
 from rag.errors import BuildLocked, IndexDamaged, IndexMissing
-from rag.embedding import vector_recipe
-from rag.indexer import build, build_lock, is_stale
-from rag.manifest import FORMAT_VERSION
-from rag.retrieve import Retriever
+from rag.embed.embedder import vector_recipe
+from rag.build.indexer import build, build_lock, is_stale
+from rag.index.manifest import FORMAT_VERSION
+from rag.search import Retriever
 
 @pytest.fixture
 def corpus_settings(make_settings):
@@ -133,7 +134,7 @@ def test_model_or_chunking_change_forces_a_full_rebuild(corpus_settings, fake, c
 
 
 def test_the_arithmetic_is_recorded_and_an_int8_index_is_never_mixed_with_float_vectors(corpus_settings, monkeypatch):
-    from rag.status import index_status
+    from rag.build.status import index_status
 
     settings = corpus_settings.replace(precision="int8")
     first = build(settings, embedder_factory=lambda name: FakeEmbedder())
@@ -159,12 +160,12 @@ def test_the_arithmetic_is_recorded_and_an_int8_index_is_never_mixed_with_float_
 
 
 def test_an_int8_index_of_another_recipe_is_rebuilt_in_full_saying_why(corpus_settings, monkeypatch):
-    import rag.embedding
+    import rag.embed.embedder
 
     settings = corpus_settings.replace(precision="int8")
     build(settings, embedder_factory=lambda name: FakeEmbedder())
     assert not is_stale(settings)
-    monkeypatch.setattr(rag.embedding, "INT8", rag.embedding.Int8Recipe(ffn_output="float32"))  # a rag with another recipe
+    monkeypatch.setattr(rag.embed.embedder, "INT8", rag.embed.embedder.Int8Recipe(ffn_output="float32"))  # a rag with another recipe
     assert is_stale(settings) and is_stale(corpus_settings.replace(precision="auto"))
     rebuilt = build(corpus_settings.replace(precision="auto"), embedder_factory=lambda name: FakeEmbedder())
     assert rebuilt.full and rebuilt.passages_reused == 0
@@ -174,8 +175,8 @@ def test_an_int8_index_of_another_recipe_is_rebuilt_in_full_saying_why(corpus_se
 
 def test_the_planned_arithmetic_is_the_one_the_build_then_records(corpus_settings):
     """What a cluster build hands its actors: read from the manifest, the same as the build's own choice."""
-    from rag.embedding import build_arithmetic
-    from rag.indexer import planned_arithmetic
+    from rag.embed.embedder import build_arithmetic
+    from rag.build.indexer import planned_arithmetic
 
     int8 = corpus_settings.replace(precision="int8")
     assert planned_arithmetic(int8).precision == "int8"  # no index yet: what is asked for
@@ -189,20 +190,20 @@ def test_the_planned_arithmetic_is_the_one_the_build_then_records(corpus_setting
 
 
 def test_status_says_when_questions_to_a_bfloat16_index_run_in_float32_here(corpus_settings, monkeypatch):
-    import rag.embedding
-    from rag.status import index_status
+    import rag.embed.embedder
+    from rag.build.status import index_status
 
     settings = corpus_settings.replace(precision="bfloat16")
     build(settings, embedder_factory=lambda name: FakeEmbedder())
-    monkeypatch.setattr(rag.embedding, "cpu_flags", lambda: frozenset({"avx2"}))  # a CPU without native bfloat16
+    monkeypatch.setattr(rag.embed.embedder, "cpu_flags", lambda: frozenset({"avx2"}))  # a CPU without native bfloat16
     info = index_status(settings)
     assert info["arithmetic"] == "bfloat16, set by RAG_PRECISION" and info["state"] == "up to date"
     assert info["question_arithmetic"].startswith("float32: the index is bfloat16, not native on this CPU")
 
 
 def test_the_default_model_is_loaded_in_the_arithmetic_of_the_build_and_of_the_index(corpus_settings, monkeypatch):
-    import rag.indexer
-    import rag.retrieve
+    import rag.build.indexer
+    import rag.search
 
     asked = []
 
@@ -212,8 +213,8 @@ def test_the_default_model_is_loaded_in_the_arithmetic_of_the_build_and_of_the_i
         fake.precision = precision
         return fake
 
-    monkeypatch.setattr(rag.indexer, "load_embedder", load)
-    monkeypatch.setattr(rag.retrieve, "load_embedder", load)
+    monkeypatch.setattr(rag.build.indexer, "load_embedder", load)
+    monkeypatch.setattr(rag.search, "load_embedder", load)
     settings = corpus_settings.replace(precision="int8")
     build(settings)
     settings = corpus_settings.replace(precision="float32")  # what the config says now does not decide the questions'
@@ -332,7 +333,7 @@ def test_staging_left_by_a_dead_build_is_cleaned_and_old_versions_pruned(corpus_
 
 def test_an_index_of_an_older_format_is_named_outdated_and_rebuilt_in_full(corpus_settings, fake):
     from rag.errors import IndexMismatch
-    from rag.status import index_status
+    from rag.build.status import index_status
 
     build(corpus_settings, embedder_factory=lambda name: fake)
     manifest = store.current_version(corpus_settings.index) / store.MANIFEST
@@ -347,8 +348,8 @@ def test_an_index_of_an_older_format_is_named_outdated_and_rebuilt_in_full(corpu
 
 @pytest.mark.parametrize("change", ["stopwords", "version", "stemmer"])
 def test_a_changed_bm25_tokenizer_rebuilds_the_index_in_full_and_says_why(corpus_settings, fake, monkeypatch, change):
-    from rag import lexical
-    from rag.indexer import is_stale
+    from rag.index import bm25 as lexical
+    from rag.build.indexer import is_stale
 
     build(corpus_settings, embedder_factory=lambda name: fake)
     assert not is_stale(corpus_settings)

@@ -1,4 +1,4 @@
-"""rag.manifest: what an index was built from, how it is read back, and how a corpus differs."""
+"""rag.index.manifest: what an index was built from, how it is read back, and how a corpus differs."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from rag.embedding import vector_recipe
+from rag.embed.embedder import vector_recipe
 from rag.errors import IndexDamaged
 from rag.config import Settings
-from rag.lexical import TOKENIZER
-from rag.manifest import FIRST_INT8_RECIPE, FORMAT_VERSION, SPLITTER, CorpusChanges, FileEntry, SegmentEntry, Manifest, diff, recipe, recipe_hash
-from rag.records import Document
+from rag.index.bm25 import TOKENIZER
+from rag.index.manifest import FIRST_INT8_RECIPE, FORMAT_VERSION, SPLITTER, CorpusChanges, FileEntry, SegmentEntry, Manifest, diff, recipe, recipe_hash
+from rag.types import Document
 
 SHA = {k: k * 64 for k in "xyz"}  # stand-in sha256 hex digests
 

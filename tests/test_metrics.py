@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from rag.metrics import (
+from rag.eval.metrics import (
     abstention_rates,
     contains_answer,
     dcg,

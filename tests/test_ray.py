@@ -18,14 +18,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # loopback stays loopback (see rag/cluster.py)
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # loopback stays loopback (see rag/cluster/connect.py)
 ray = pytest.importorskip("ray", reason="the Ray tests need the extra: pip install -e '.[test,ray]'")
 
 from conftest import SEED, write_corpus  # noqa: E402
-from rag import store  # noqa: E402
+from rag.index import store  # noqa: E402
 from rag.config import DEFAULT_MODEL, Settings  # noqa: E402
 from rag.errors import ClusterError  # noqa: E402
-from rag.indexer import BuildSummary, build  # noqa: E402
+from rag.build.indexer import BuildSummary, build  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -96,8 +96,8 @@ def assert_same_index(local_index, ray_index):
 
 
 def test_ray_build_equals_local_build_and_increments_by_what_changed(cluster, tmp_path, real_embedder, monkeypatch):
-    from rag import distributed_build
-    from rag.distributed_build import build_on_cluster
+    from rag.cluster import build as distributed_build
+    from rag.cluster.build import build_on_cluster
 
     monkeypatch.setattr(distributed_build, "ROWS_PER_BLOCK", 4)  # several blocks, so progress has a rate
     monkeypatch.setattr(distributed_build, "PROGRESS_EVERY", 0.0)
@@ -130,14 +130,14 @@ def test_ray_build_equals_local_build_and_increments_by_what_changed(cluster, tm
 
 
 def test_unreachable_cluster_is_one_clear_line(tmp_path):
-    from rag.cluster import connect
+    from rag.cluster.connect import connect
 
     with pytest.raises(ClusterError, match=r"cannot reach the Ray cluster at 127\.0\.0\.1:9 .*ray start --head"):
         connect("127.0.0.1:9")
 
 
 def test_cluster_without_the_model_is_one_clear_line(cluster, tmp_path):
-    from rag.cluster import check_nodes, connect
+    from rag.cluster.connect import check_nodes, connect
 
     connect(cluster.address)
     with pytest.raises(ClusterError, match=r"cannot embed with '/nowhere/model'.*pip install 'rag\[ray\]'"):
@@ -146,9 +146,9 @@ def test_cluster_without_the_model_is_one_clear_line(cluster, tmp_path):
 
 def test_node_killed_mid_build_publishes_a_whole_version_or_none(cluster, tmp_path, monkeypatch, real_embedder):
     """A third node joins, takes part in the build, and is killed while passages are being embedded."""
-    from rag import distributed_build
-    from rag.answer import answer
-    from rag.retrieve import Retriever
+    from rag.cluster import build as distributed_build
+    from rag.answer.quotes import answer
+    from rag.search import Retriever
 
     settings = ray_settings(tmp_path / "kill", cluster)
     build(settings)  # the live version, built locally
@@ -215,8 +215,8 @@ def test_two_replicas_answer_concurrently_and_both_follow_a_rebuild(cluster, tmp
     from gradio_client import Client
     from test_serve import free_port
 
-    from rag import replicas as ray_replicas
-    from rag.app import launch, make_app
+    from rag.cluster import replicas as ray_replicas
+    from rag.serve.chat import launch, make_app
 
     settings = ray_settings(tmp_path / "serve", cluster, port=free_port())
     build(settings)
@@ -267,7 +267,7 @@ def test_two_replicas_answer_concurrently_and_both_follow_a_rebuild(cluster, tmp
 
 
 def test_a_cluster_with_no_free_cpu_stops_the_build_with_a_clear_line(cluster, tmp_path, monkeypatch):
-    from rag import distributed_build
+    from rag.cluster import build as distributed_build
 
     @ray.remote(num_cpus=1)
     class Holder:
@@ -290,8 +290,8 @@ def test_a_cluster_with_no_free_cpu_stops_the_build_with_a_clear_line(cluster, t
 
 def test_pdf_word_and_html_are_converted_on_the_cluster_as_a_local_build_would(cluster, tmp_path, real_embedder):
     import writers
-    from rag import readers
-    from rag.distributed_build import build_on_cluster
+    from rag.ingest import readers
+    from rag.cluster.build import build_on_cluster
 
     settings = ray_settings(tmp_path / "ray", cluster)
     writers.text_pdf(settings.corpus / "manual.pdf", [["The kettle switches itself off when the water boils."],

@@ -1,4 +1,4 @@
-"""The reader (rag/reader.py): span choice from start/end scores, the shipped file's low-rank changes, and
+"""The reader (rag/answer/marker.py): span choice from start/end scores, the shipped file's low-rank changes, and
 marks inside quotes; with the real packaged weights in the slow tier."""
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from rag import reader  # noqa: E402
-from rag.answer import (  # noqa: E402
+from rag.answer import marker as reader  # noqa: E402
+from rag.answer.quotes import (  # noqa: E402
     NEIGHBOUR_MARGIN, Candidate, answering_sentence, distinct_places, is_heading, mark_answers, with_context,
 )
-from rag.chunking import split_sentences  # noqa: E402
-from rag.records import Hit, Passage  # noqa: E402
+from rag.ingest.chunking import split_sentences  # noqa: E402
+from rag.types import Hit, Passage  # noqa: E402
 
 
 def _item(starts, ends):
@@ -70,7 +70,7 @@ TINY = {"vocab_size": 50, "max_position_embeddings": 64, "type_vocab_size": 2, "
 
 
 def _tiny_weights(seed: int = 0) -> dict:
-    from rag.encoder import Layer
+    from rag.embed.bert import Layer
 
     g = torch.Generator().manual_seed(seed)
     w = {"embeddings.word_embeddings.weight": torch.randn(50, reader.HIDDEN, generator=g),
@@ -275,7 +275,7 @@ def test_the_real_reader_marks_the_answer_inside_the_quote(real_reader, question
      "The Hoover Dam was finished in 1936. It is on the Colorado River. It was named after Herbert Hoover.", 0, 0, "1936"),
 ])
 def test_the_real_reader_quotes_the_neighbour_that_holds_the_answer(real_reader, question, paragraph, matched, quoted, marked):
-    from rag.chunking import split_sentences
+    from rag.ingest.chunking import split_sentences
 
     passage = Passage("p.txt#1", "p.txt", 0, len(paragraph), 1, 1, paragraph)
     sentences = split_sentences(paragraph)

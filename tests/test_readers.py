@@ -1,4 +1,4 @@
-"""rag.readers: PDF, Word and HTML turned into a text of record that can be quoted, or a named skip."""
+"""rag.ingest.readers: PDF, Word and HTML turned into a text of record that can be quoted, or a named skip."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import writers
-from rag import readers
-from rag.readers import Unreadable, docx, html, pdf
-from rag.readers.worker import Extractor
+from rag.ingest import readers
+from rag.ingest.readers import Unreadable, docx, html, pdf
+from rag.ingest.readers.worker import Extractor
 
 LEFT_1 = [
     "Kettles were first made of cast iron in",

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from fakes import FakeEmbedder
-from rag.answer import candidate_sentences, sentence_cosines
+from rag.answer.quotes import candidate_sentences, sentence_cosines
 from rag.errors import ConfigError
-from rag.records import Hit, Passage
-from rag.relevance import FEATURES, MODEL_FILE, MODES, NEEDS_SENTENCE_SCORING, feature_rows, key_terms, load_model
+from rag.types import Hit, Passage
+from rag.answer.relevance import FEATURES, MODEL_FILE, MODES, NEEDS_SENTENCE_SCORING, feature_rows, key_terms, load_model
 
 TEXT = "The Hoover Dam was finished in 1936. It holds back Lake Mead. Was it costly?"
 OTHER = "Puffins nest on cliffs. They eat small fish."
@@ -111,7 +111,7 @@ def test_the_shipped_model_loads_for_each_mode_and_gives_probabilities(rows, mod
 
 def test_the_model_file_is_package_data_written_by_its_script():
     pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
-    assert MODEL_FILE.name in pyproject["tool"]["setuptools"]["package-data"]["rag"]
+    assert MODEL_FILE.name in pyproject["tool"]["setuptools"]["package-data"]["rag.models"]
     spec = json.loads(MODEL_FILE.read_text())
     assert "bench/fit_answer_model.py" in spec["command"] and set(spec["modes"]) == set(MODES)
 

@@ -6,10 +6,10 @@ import pytest
 
 from conftest import write_corpus
 from fakes import FakeEmbedder
-from rag.indexer import build
-from rag.records import Hit, Passage
-from rag.lexical import top
-from rag.retrieve import RRF_K, Retriever, load_cross_encoder, rank_fusion, rerank, score_fusion
+from rag.build.indexer import build
+from rag.types import Hit, Passage
+from rag.index.bm25 import top
+from rag.search import RRF_K, Retriever, load_cross_encoder, rank_fusion, rerank, score_fusion
 
 
 @pytest.mark.parametrize(
@@ -187,7 +187,7 @@ def test_a_rebuild_landing_mid_search_does_not_mix_versions(make_settings, tmp_p
     ],
 )
 def test_equal_scores_are_settled_by_source_and_passage_number_whatever_the_row_numbers(scores, k, expected):
-    from rag.store import settle_ties
+    from rag.index.store import settle_ties
 
     keys = {0: ("g.txt", 1), 1: ("e.txt", 1), 2: ("c.txt", 1), 3: ("a.txt", 1), 4: ("b.txt", 1), 5: ("b.txt", 10),
             6: ("b.txt", 2)}

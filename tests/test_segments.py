@@ -12,10 +12,11 @@ import pytest
 
 from conftest import TOPICS, topic_text, write_corpus
 from fakes import FakeEmbedder
-from rag import merge, store
-from rag.indexer import build
-from rag.lexical import LexicalIndex, Postings, terms
-from rag.retrieve import Retriever
+from rag.index import merge
+from rag.index import store
+from rag.build.indexer import build
+from rag.index.bm25 import LexicalIndex, Postings, terms
+from rag.search import Retriever
 
 WORDS = ("harbour ferry glacier orchard lantern copper meadow falcon quarry violin tundra spice comet "
          "canyon walrus pepper bronze delta marble osprey cobalt saffron ridge willow").split()
@@ -123,7 +124,7 @@ def test_an_edit_writes_one_small_segment_and_leaves_the_others_untouched(make_s
 
 
 def test_unchanged_files_are_not_read_again(make_settings, fake, monkeypatch):
-    from rag import corpus
+    from rag.ingest import corpus
 
     settings = make_settings()
     write_corpus(settings.corpus, {f"{t}.txt": topic_text(t) for t in TOPICS})
@@ -223,7 +224,7 @@ def test_questions_never_fail_while_edits_and_merges_run(make_settings, fake):
 
 
 def test_status_shows_segments_deletions_and_bytes(make_settings, fake):
-    from rag.status import index_status
+    from rag.build.status import index_status
 
     settings = make_settings(merge_factor=100)
     write_corpus(settings.corpus, {f"{t}.txt": topic_text(t) for t in TOPICS})
@@ -238,8 +239,8 @@ def test_status_shows_segments_deletions_and_bytes(make_settings, fake):
 
 def test_a_converted_file_keeps_its_text_of_record_through_a_rename_and_merges(make_settings, fake):
     import writers
-    from rag import readers
-    from rag.answer import answer
+    from rag.ingest import readers
+    from rag.answer.quotes import answer
 
     settings = make_settings(merge_factor=2, min_score=0.0)
     writers.text_pdf(settings.corpus / "ferries.pdf", [["The harbour ferries now run at noon as well."]])
@@ -260,8 +261,8 @@ def test_a_converted_file_keeps_its_text_of_record_through_a_rename_and_merges(m
 
 
 def _segment_of(tmp_path, vectors):
-    from rag.records import Passage
-    from rag.segment import Segment, write_segment
+    from rag.types import Passage
+    from rag.index.segment import Segment, write_segment
 
     passages = [Passage(f"f.txt#{i}", "f.txt", 10 * i, 10 * i + 9, i + 1, i + 1, f"passage {i:05}") for i in range(len(vectors))]
     info = write_segment(tmp_path, passages, vectors)
@@ -309,7 +310,7 @@ def test_a_search_gives_the_asking_thread_its_own_thread_count_back(tmp_path):
 def test_a_float32_segment_written_before_half_precision_still_answers(tmp_path, monkeypatch):
     import faiss
 
-    from rag import segment as segments
+    from rag.index import segment as segments
 
     def float32_flat(vectors, approximate_above=segments.APPROXIMATE_ABOVE):
         index = faiss.IndexFlatIP(vectors.shape[1])

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from conftest import copy_index, free_port, start_server, write_corpus
-from rag.indexer import build
+from rag.build.indexer import build
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rag.errors import ConfigError
-from rag.span_scoring import (
+from rag.answer.span_model import (
     FEATURES, KINDS, MAX_WORDS, MODEL_FILE, SpanModel, best_span, best_span_score, candidates, load_span_model,
     question_kind,
 )

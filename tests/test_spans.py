@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.spans import answer_span, expected_answer_type, holds_answer_type
+from rag.answer.answer_types import answer_span, expected_answer_type, holds_answer_type
 
 SYRIA = (
     "Two main tasks were set before our military operation on September 30, 2015: the lawful regime's "
@@ -126,7 +126,7 @@ def test_answer_span_of_an_empty_sentence_is_none(question):
     ],
 )
 def test_a_marked_answer_sheds_leading_and_trailing_function_words(text, expected):
-    from rag.spans import trim_edges
+    from rag.answer.answer_types import trim_edges
 
     padded = f"x {text} y"
     start, end = trim_edges(padded, 2, 2 + len(text))

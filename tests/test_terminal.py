@@ -12,9 +12,9 @@ import pytest
 
 from conftest import write_corpus
 from fakes import FakeEmbedder
-from rag.indexer import build
-from rag.retrieve import Retriever
-from rag.terminal import chat
+from rag.build.indexer import build
+from rag.search import Retriever
+from rag.serve.terminal import chat
 
 DOCUMENTS = {
     "dams.txt": "The Hoover Dam was finished in 1936. It holds back Lake Mead on the Colorado River.",

@@ -10,8 +10,8 @@ import time
 
 from conftest import copy_index, LineReader, start_server, write_corpus
 from fakes import FakeEmbedder
-from rag import store
-from rag.watch import watch_forever
+from rag.index import store
+from rag.build.watch import watch_forever
 
 
 def wait_for(condition, seconds=60.0):

@@ -80,7 +80,7 @@ class Engine:
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
         if kind.startswith("torch"):
             import torch
-            from rag.embedding import SentenceTransformerEmbedder
+            from rag.embed.embedder import SentenceTransformerEmbedder
 
             torch.set_num_threads(threads)
             self.model = SentenceTransformerEmbedder(model_path, "bfloat16" if kind == "torch-bf16" else "float32")

@@ -1,0 +1,1 @@
+"""From hits to a cited answer: choosing, checking and marking quotes, or declining."""

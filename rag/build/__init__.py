@@ -1,0 +1,1 @@
+"""Keeping the index up to date with the corpus: incremental builds, conversion, watching, status."""

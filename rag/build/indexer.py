@@ -1,0 +1,381 @@
+"""Build and update the index: only what changed is embedded, and the live index is never at risk."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import shutil
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from rag.index import merge
+from rag.index import store
+from rag.ingest.chunking import LineIndex, pack_passages
+from rag.config import Settings
+from rag.build.conversion import convert, known_unreadable, read_converted
+from rag.ingest.corpus import CorpusScan, Known, scan
+from rag.embed.embedder import Arithmetic, Embedder, build_arithmetic, load_embedder, vector_recipe
+from rag.errors import BuildLocked, IndexMissing, RagError
+from rag.index.manifest import FileEntry, Manifest, SegmentEntry, diff, recipe
+from rag.types import Document, Passage
+from rag.index.segment import text_keys, write_segment
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BuildSummary:
+    """What one build did, for the one-line summary and `rag build --json`."""
+
+    files_added: int = 0
+    files_changed: int = 0
+    files_removed: int = 0
+    files_renamed: int = 0
+    files_unchanged: int = 0
+    files_skipped: int = 0
+    passages: int = 0
+    passages_embedded: int = 0
+    passages_reused: int = 0
+    passages_removed: int = 0
+    seconds: float = 0.0
+    files_converted: int = 0
+    """Converted files (PDF, Word, HTML) read this build; unchanged ones reuse their stored text."""
+    conversion_seconds: float = 0.0
+    full: bool = False
+    reason: str = ""
+    version: str = ""
+    precision: str = ""
+    arithmetic: str = ""
+    """Which arithmetic embedded the passages and why (`auto: int8, no native bfloat16 on this CPU`)."""
+    skipped: dict[str, str] = field(default_factory=dict)
+    segments: int = 0
+    """Live segments after the build (and its merges)."""
+    merges: int = 0
+
+    def line(self) -> str:
+        """One line a person reads at a glance."""
+        files = (
+            f"files: {self.files_added} added, {self.files_changed} changed, {self.files_removed} removed, "
+            f"{self.files_renamed} renamed, {self.files_unchanged} unchanged, {self.files_skipped} skipped"
+        )
+        passages = (
+            f"passages: {self.passages_embedded} embedded, {self.passages_reused} reused, "
+            f"{self.passages_removed} removed, {self.passages} in index"
+        )
+        kind = "full build" if self.full else "incremental build"
+        if not self.version:
+            kind = "index up to date"
+        arithmetic = f"; arithmetic {self.arithmetic}" if self.passages_embedded else ""
+        segments = ""
+        if self.version:
+            merged = f", {self.merges} merged" if self.merges else ""
+            segments = f"; {self.segments} segment{'s' if self.segments != 1 else ''}{merged}"
+        return f"{kind}; {files}; {passages}{arithmetic}{segments}; {self.seconds:.1f}s"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@contextmanager
+def build_lock(root: Path, timeout: float):
+    """Hold the index folder's lock; wait up to `timeout` seconds for another build, then refuse."""
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / ".lock"
+    with open(path, "a+") as handle:
+        deadline = time.monotonic() + timeout
+        told = False
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    handle.seek(0)
+                    holder = handle.read().strip() or "another process"
+                    raise BuildLocked(
+                        f"another build ({holder}) is writing {root}; wait for it to finish and run "
+                        f"`rag build` again"
+                    ) from None
+                if not told:
+                    log.warning("another build is writing %s; waiting for it", root)
+                    told = True
+                time.sleep(0.2)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def chunk_document(document: Document, embedder: Embedder, max_tokens: int, overlap: int) -> list[Passage]:
+    """Passages of one document with ids `source#n`, spans, and line numbers."""
+    budget = (max_tokens or embedder.max_tokens) - 2  # room for the model's [CLS] and [SEP]
+    spans = pack_passages(document.text, embedder.count_tokens, budget, overlap)
+    lines = LineIndex(document.text)
+    return [
+        Passage(f"{document.source}#{n}", document.source, a, b, *lines.lines(a, b), document.text[a:b])
+        for n, (a, b) in enumerate(spans, start=1)
+    ]
+
+
+def _previous(root: Path, settings: Settings, full: bool) -> tuple[store.LoadedIndex | None, str, Arithmetic]:
+    """The live index if it can be extended, else None and why a full build is needed; and the arithmetic."""
+    if full:
+        return None, "--full asked for", _arithmetic(settings, None)[0]
+    try:
+        previous = store.load(root, search=False)
+    except IndexMissing:
+        return None, "no index yet", _arithmetic(settings, None)[0]
+    except RagError as error:
+        return None, f"previous index unusable ({error})", _arithmetic(settings, None)[0]
+    arithmetic, mismatches = _arithmetic(settings, previous.manifest)
+    if mismatches:
+        return None, "settings changed: " + "; ".join(mismatches), arithmetic
+    return previous, "", arithmetic
+
+
+def _arithmetic(settings: Settings, manifest: Manifest | None) -> tuple[Arithmetic, list[str]]:
+    """The arithmetic a build embeds in (the index's own while it can be extended), and what stops
+    the index in `manifest` from being extended."""
+    if manifest is None:
+        return build_arithmetic(settings.precision, None), []
+    arithmetic = build_arithmetic(settings.precision, manifest.precision)
+    mismatches = manifest.mismatches(recipe(settings), arithmetic.precision)
+    return (build_arithmetic(settings.precision, None) if mismatches else arithmetic), mismatches
+
+
+def planned_arithmetic(settings: Settings, full: bool = False) -> Arithmetic:
+    """The arithmetic `build(settings, full)` will embed in, read from the live manifest alone (no
+    model, no index load): what a cluster build's actors must use."""
+    try:
+        manifest = None if full else Manifest.read(store.current_version(settings.index) / store.MANIFEST)
+    except (RagError, TypeError):
+        manifest = None
+    return _arithmetic(settings, manifest)[0]
+
+
+def build(
+    settings: Settings,
+    full: bool = False,
+    embedder_factory: Callable[[str], Embedder] | None = None,
+    progress: Progress | None = None,
+    scanner: Callable[..., CorpusScan] = scan,
+    converter: Callable[..., tuple[dict, float]] | None = None,
+) -> BuildSummary:
+    """Bring the index in `settings.index` up to date with `settings.corpus`, atomically.
+
+    Only what changed is written: new and changed files go into one new segment, the files they
+    replace are marked deleted in the new version, and small segments are then merged by size tier.
+    The model is rag's own in the arithmetic RAG_PRECISION asks for unless `embedder_factory` is given;
+    `embedder_factory`, `scanner` and `converter` (`read_converted`'s shape) are where a cluster
+    build plugs in (rag/cluster/build.py): the embedder is asked only for the passages whose
+    vectors are not reused, the converter only for files whose text of record is not stored.
+    """
+    started = time.perf_counter()
+    say = progress or (lambda message: log.info(message))
+    root = Path(settings.index)
+    with build_lock(root, settings.lock_timeout):
+        store.collect_garbage(root)
+        previous, reason, arithmetic = _previous(root, settings, full)
+        try:
+            say(f"reading {settings.corpus}")
+            scanned_ns = time.time_ns()
+            known = Known.of(previous.manifest) if previous else None
+            found = scanner(settings.corpus, settings.extensions, settings.max_file_bytes, known=known)
+            factory = embedder_factory or (lambda name: load_embedder(name, arithmetic.precision))
+            found, still_unreadable = known_unreadable(found, previous.manifest if previous else None)
+            changes = diff(previous.manifest.files if previous else {}, found.documents)
+            if previous and not changes.any:
+                skipped = {s.source: s.reason for s in found.skipped}
+                return BuildSummary(
+                    files_unchanged=len(changes.unchanged), files_skipped=len(skipped), skipped=skipped,
+                    passages=len(previous.passages), seconds=time.perf_counter() - started,
+                )
+            scratch = root / f".tmp-v-texts-{os.getpid()}-{time.time_ns()}"  # removed by the next build if this one dies
+            try:
+                summary = _build_changed(settings, found, previous, still_unreadable, reason, scratch, factory,
+                                         arithmetic, say, scanned_ns, converter or read_converted)
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+        finally:
+            if previous is not None:
+                previous.release()
+        merges = merge.tidy(root, settings.merge_factor, settings.exact_up_to, say)
+        store.collect_garbage(root)
+        live = store.current_version(root)
+        return replace(summary, merges=merges, segments=len(Manifest.read(live / store.MANIFEST).segments),
+                       version=live.name, seconds=time.perf_counter() - started)
+
+
+def _build_changed(settings, found, previous, still_unreadable, reason, scratch, embedder_factory,
+                   arithmetic: Arithmetic, say, scanned_ns, converter) -> BuildSummary:
+    """The part of a build that converts, embeds and publishes a new version (the caller holds the lock)."""
+    root = Path(settings.index)
+    old_files = previous.manifest.files if previous else {}
+    found, unreadable, conversion = convert(found, previous, settings, say, scratch, converter)
+    unreadable.update(still_unreadable)
+    changes = diff(old_files, found.documents)
+    skipped = {s.source: s.reason for s in found.skipped}
+    written = set(changes.added) | set(changes.changed) | set(changes.renamed) if previous else {d.source for d in found.documents}
+    to_write = [d for d in found.documents if d.source in written]
+    passages, vectors, embedded = _assemble(to_write, previous, changes.renamed, settings, embedder_factory, say)
+    ran = (arithmetic.precision, arithmetic.describe())
+    if previous is not None and not embedded:  # nothing embedded: the vectors are as they were
+        ran = (previous.manifest.precision, previous.manifest.arithmetic)
+    texts = {d.sha256: scratch if d.record is not None else previous.record_folder(d.sha256)
+             for d in to_write if d.kind != "text"}
+    say(f"writing {len(passages)} passages")
+    segment = write_segment(store.segments_folder(root), passages, vectors, texts, settings.exact_up_to) if passages else None
+    replaced = set(changes.changed) | set(changes.removed) | set(changes.renamed.values())
+    segments = _live_segments(previous, replaced) + ([SegmentEntry(segment.name)] if segment else [])
+    per_file = {source: end - start for source, (start, end) in segment.files.items()} if segment else {}
+    files = {}
+    for d in found.documents:
+        old = old_files.get(d.source)
+        count, home = (per_file.get(d.source, 0), segment.name if segment else "") if d.source in written else (old.passages, old.segment)
+        files[d.source] = FileEntry(d.sha256, d.encoding, count, d.kind, d.size, d.mtime_ns, home)
+    kinds = {p.segment.info.index_type for p in previous.parts if any(e.name == p.segment.name for e in segments)} if previous else set()
+    manifest = Manifest(
+        model=settings.model,
+        dimension=vectors.shape[1],
+        max_tokens=settings.max_tokens,
+        overlap=settings.overlap,
+        files=files,
+        passages=sum(entry.passages for entry in files.values()),
+        built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        index_type="+".join(sorted(kinds | ({segment.index_type} if segment else set()))) or "flat",
+        skipped=skipped,
+        unreadable=unreadable,
+        tokenizer=recipe(settings)["tokenizer"],
+        precision=ran[0],
+        arithmetic=ran[1],
+        int8_recipe=previous.manifest.int8_recipe if previous is not None and not embedded else vector_recipe(ran[0]),
+        segments=tuple(segments),
+        scanned_ns=scanned_ns,
+    )
+    version = store.write_version(root, manifest)
+    store.publish(root, version)
+    removed = _removed(previous, set(changes.changed) | set(changes.removed), passages)  # a rename removes none
+    return BuildSummary(
+        files_added=len(changes.added),
+        files_changed=len(changes.changed),
+        files_removed=len(changes.removed),
+        files_renamed=len(changes.renamed),
+        files_unchanged=len(changes.unchanged),
+        files_skipped=len(skipped),
+        skipped=skipped,
+        files_converted=conversion[0],
+        conversion_seconds=round(conversion[1], 3),
+        passages=manifest.passages,
+        passages_embedded=embedded,
+        passages_reused=manifest.passages - embedded,
+        passages_removed=removed,
+        full=previous is None,
+        reason=reason,
+        version=version.name,
+        precision=ran[0],
+        arithmetic=ran[1],
+    )
+
+
+def _live_segments(previous: store.LoadedIndex | None, replaced: set[str]) -> list[SegmentEntry]:
+    """The previous version's segments with the replaced files marked deleted; segments left empty go."""
+    if previous is None:
+        return []
+    kept = []
+    for part in previous.parts:
+        files = part.segment.info.files
+        gone = {s for s in replaced if s in files and previous.manifest.files[s].segment == part.segment.name}
+        deleted = tuple(sorted(set(part.deleted) | gone))
+        if set(files) - set(deleted):
+            kept.append(SegmentEntry(part.segment.name, deleted))
+    return kept
+
+
+def _assemble(documents, previous, renamed, settings, embedder_factory, say):
+    """Passages of the files to write and their vectors: reused by text from any stored segment
+    where possible, else embedded. Returns passages, vectors and how many were embedded."""
+    embedder = None
+    passages: list[Passage] = []
+    for document in documents:
+        old = renamed.get(document.source)
+        if old is not None and previous is not None:
+            passages.extend(_moved(p, document.source) for p in previous.file_passages(old))
+            continue
+        embedder = embedder or embedder_factory(settings.model)
+        passages.extend(chunk_document(document, embedder, settings.max_tokens, settings.overlap))
+    stored = _stored_vectors(previous, passages)
+    missing = [i for i, vector in enumerate(stored) if vector is None]
+    if missing or (previous is None and embedder is None):
+        embedder = embedder or embedder_factory(settings.model)  # an empty corpus still needs the dimension
+    dimension = embedder.dimension if embedder else previous.manifest.dimension
+    vectors = np.zeros((len(passages), dimension), dtype=np.float32)
+    for i, vector in enumerate(stored):
+        if vector is not None:
+            vectors[i] = vector
+    if missing:
+        say(f"embedding {len(missing)} passages with {settings.model} ({getattr(embedder, 'precision', 'its own arithmetic')})")
+        vectors[missing] = embedder.encode(
+            [passages[i].text for i in missing], batch_size=settings.batch_size, progress=True
+        )
+    return passages, vectors, len(missing)
+
+
+def _stored_vectors(previous: store.LoadedIndex | None, passages: list[Passage]) -> list:
+    """For each passage, the stored vector of a passage with the same text in any segment, or None."""
+    found: list = [None] * len(passages)
+    if previous is None or not passages:
+        return found
+    keys = text_keys([p.text for p in passages])
+    for part in previous.parts:
+        wanted = [i for i, vector in enumerate(found) if vector is None]
+        if not wanted:
+            break
+        rows = part.segment.rows_with(keys[wanted])
+        for i, row in zip(wanted, rows.tolist()):
+            if row >= 0 and part.segment.passages[row].text == passages[i].text:  # the key is 64 bits: check
+                found[i] = part.segment.vectors[[row]][0]
+    return found
+
+
+def _removed(previous: store.LoadedIndex | None, replaced: set[str], passages: list[Passage]) -> int:
+    """Passages of replaced or removed files whose text the new segment does not carry on."""
+    if previous is None:
+        return 0
+    carried = {p.text for p in passages}
+    return sum(1 for source in replaced for p in previous.file_passages(source) if p.text not in carried)
+
+
+def _moved(passage: Passage, source: str) -> Passage:
+    """The same passage under a file's new name."""
+    if passage.source == source:
+        return passage
+    number = passage.id.rsplit("#", 1)[1]
+    return replace(passage, id=f"{source}#{number}", source=source)
+
+
+def is_stale(settings: Settings) -> bool:
+    """True when `rag build` would change the index (cheap: hashes files, loads no model)."""
+    try:
+        manifest = Manifest.read(store.current_version(settings.index) / store.MANIFEST)
+    except (RagError, TypeError):
+        return True
+    if _arithmetic(settings, manifest)[1]:
+        return True
+    found = scan(settings.corpus, settings.extensions, settings.max_file_bytes, known=Known.of(manifest))
+    found, _ = known_unreadable(found, manifest)
+    return diff(manifest.files, found.documents).any

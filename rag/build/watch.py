@@ -1,0 +1,61 @@
+"""Follow the corpus folder: debounce bursts of changes, then rebuild incrementally."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Callable
+
+from rag.config import Settings
+from rag.embed.embedder import Embedder
+from rag.errors import RagError
+from rag.build.indexer import BuildSummary, build, is_stale
+
+log = logging.getLogger(__name__)
+
+DEBOUNCE_MS = 1500
+
+
+def watch_forever(
+    settings: Settings,
+    report: Callable[[str], None] = print,
+    stop: threading.Event | None = None,
+    on_build: Callable[[BuildSummary], None] | None = None,
+    embedder_factory: Callable[[str], Embedder] | None = None,
+) -> None:
+    """Build once, then rebuild after every burst of changes until `stop` is set (or Ctrl-C)."""
+    from watchfiles import watch
+
+    def rebuild() -> None:
+        try:
+            summary = build(settings, embedder_factory=embedder_factory)
+        except RagError as error:  # a bad moment (say, a half-copied folder) must not end the watch
+            report(f"build failed, index unchanged: {error}")
+            return
+        report(summary.line())
+        if on_build:
+            on_build(summary)
+
+    rebuild()
+    report(f"watching {settings.corpus} for changes (Ctrl-C to stop)")
+    started = False
+    for changes in watch(
+        settings.corpus, debounce=DEBOUNCE_MS, stop_event=stop, raise_interrupt=False,
+        yield_on_timeout=True, rust_timeout=1000,
+    ):
+        if changes or (not started and is_stale(settings)):
+            rebuild()  # the first quiet tick catches what changed while the watcher was starting
+        started = True
+
+
+def start_watch_thread(settings: Settings, on_build=None) -> threading.Event:
+    """Watch in a daemon thread (for `rag serve --watch`); set the returned event to stop it."""
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=watch_forever,
+        args=(settings, lambda message: log.warning("%s", message), stop, on_build),
+        name="rag-watch",
+        daemon=True,
+    )
+    thread.start()
+    return stop

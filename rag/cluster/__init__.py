@@ -1,0 +1,1 @@
+"""Ray: builds on a cluster and answering replicas (the optional `rag[ray]` extra)."""

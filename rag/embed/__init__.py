@@ -1,0 +1,1 @@
+"""The embedding model and its arithmetic: texts in, unit vectors out."""

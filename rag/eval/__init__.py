@@ -1,0 +1,1 @@
+"""Measuring quality on public data sets: `rag eval` and its metrics."""

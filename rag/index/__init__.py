@@ -1,0 +1,1 @@
+"""The index on disk: immutable segments, the manifest, BM25, versions and merges."""

@@ -1,0 +1,1 @@
+"""Reading the corpus: finding files, reading each format into its text, cutting passages."""

@@ -1,0 +1,220 @@
+"""Readers: one module per document format, each turning a file's bytes into its text of record.
+
+A reader module has `KIND`, `SUFFIXES`, `sniff(data) -> bool` (does the content look like this
+format?) and `read(data) -> TextRecord` (raising `Unreadable` with a reason a person can act on).
+Adding a format means adding one module and naming it in `_MODULES`.
+
+Plain text (`.txt`, `.md`) is not converted: its text of record is the decoded file itself, so
+offsets stay offsets into the file (see `rag.ingest.readers.text`).
+"""
+
+from __future__ import annotations
+
+import bisect
+import importlib
+import json
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+_MODULES = ("rag.ingest.readers.pdf", "rag.ingest.readers.docx", "rag.ingest.readers.html")
+TEXT_SUFFIXES = (".txt", ".md")
+SECTION_SEPARATOR = " › "
+
+
+class Unreadable(Exception):
+    """A file a reader cannot turn into text; `str(error)` says why and what to do."""
+
+
+@dataclass(frozen=True)
+class TextRecord:
+    """The text of record of a converted document and where each character came from.
+
+    `page_starts[i]` is the offset where physical page i + 1 begins; `boxes[j]` is the box
+    (left, bottom, right, top, in PDF units on its page) of character j, NaN for characters the
+    reader put in (spaces between lines, paragraph breaks); `sections` are (offset, heading path)
+    pairs, each path holding from its offset on.
+    """
+
+    kind: str
+    text: str
+    page_starts: tuple[int, ...] = ()
+    page_labels: tuple[str, ...] = ()
+    page_frames: tuple[tuple[float, float, float, float], ...] = ()
+    sections: tuple[tuple[int, str], ...] = ()
+    boxes: object = field(default=None, compare=False, repr=False)
+
+    def page_of(self, offset: int) -> int | None:
+        """The 1-based physical page that holds the character at `offset`, or None for formats without pages."""
+        if not self.page_starts:
+            return None
+        return max(1, bisect.bisect_right(self.page_starts, offset))
+
+    def pages_of(self, start: int, end: int) -> list[int]:
+        """Every page the span `[start, end)` touches, in order."""
+        first, last = self.page_of(start), self.page_of(max(start, end - 1))
+        return [] if first is None else list(range(first, last + 1))
+
+    def label_of(self, page: int | None) -> str | None:
+        """The printed label of a 1-based page ("iv"), or None when the document defines none."""
+        if page is None or not self.page_labels or not 0 < page <= len(self.page_labels):
+            return None
+        return self.page_labels[page - 1] or None
+
+    def section_of(self, offset: int) -> str | None:
+        """The heading path above the character at `offset` ("2 Methods › 2.1 Data"), or None."""
+        at = bisect.bisect_right([s for s, _ in self.sections], offset) - 1
+        return self.sections[at][1] or None if at >= 0 else None
+
+    def quote_boxes(self, start: int, end: int) -> dict[int, list[tuple[float, float, float, float]]]:
+        """Page → boxes of the characters of `[start, end)` on it (characters without a box left out)."""
+        import numpy as np
+
+        if self.boxes is None or not self.page_starts:
+            return {}
+        boxes = np.asarray(self.boxes[start:end], dtype=np.float32)
+        found: dict[int, list] = {}
+        for offset, box in zip(range(start, end), boxes):
+            if not np.isnan(box).any():
+                found.setdefault(self.page_of(offset), []).append(tuple(float(v) for v in box))
+        return found
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"kind": self.kind, "text": self.text, "page_starts": list(self.page_starts),
+             "page_labels": list(self.page_labels), "page_frames": [list(f) for f in self.page_frames],
+             "sections": [list(s) for s in self.sections]},
+            ensure_ascii=False,
+        )
+
+    @classmethod
+    def from_json(cls, raw: str, boxes=None) -> "TextRecord":
+        data = json.loads(raw)
+        return cls(
+            kind=data["kind"], text=data["text"], page_starts=tuple(data["page_starts"]),
+            page_labels=tuple(data["page_labels"]), page_frames=tuple(tuple(f) for f in data["page_frames"]),
+            sections=tuple((int(a), str(b)) for a, b in data["sections"]), boxes=boxes,
+        )
+
+
+TEXTS = "texts"
+"""Folder of an index version that holds the text of record of each converted file, by sha256."""
+
+
+def record_paths(folder: Path, sha256: str) -> tuple[Path, Path]:
+    """Where a version keeps the text of record (`.json`) and character boxes (`.boxes.npy`) of one file."""
+    base = Path(folder) / TEXTS
+    return base / f"{sha256}.json", base / f"{sha256}.boxes.npy"
+
+
+def save_record(folder: Path, sha256: str, record: TextRecord) -> list[Path]:
+    """Write one text of record into an index version folder; returns the files written (to fsync)."""
+    import numpy as np
+
+    text_path, boxes_path = record_paths(folder, sha256)
+    text_path.parent.mkdir(parents=True, exist_ok=True)
+    text_path.write_text(record.to_json(), encoding="utf-8")
+    written = [text_path]
+    if record.boxes is not None:
+        np.save(boxes_path, np.asarray(record.boxes, dtype=np.float32))
+        written.append(boxes_path)
+    return written
+
+
+def link_record(source_folder: Path, folder: Path, sha256: str) -> list[Path]:
+    """Carry one stored text of record from an older version into a new one (hard link, else copy)."""
+    import shutil
+
+    written = []
+    for old, new in zip(record_paths(source_folder, sha256), record_paths(folder, sha256)):
+        if not old.exists():
+            continue
+        new.parent.mkdir(exist_ok=True)
+        try:
+            os.link(old, new)
+        except OSError:
+            shutil.copyfile(old, new)
+        written.append(new)
+    return written
+
+
+_RECENT: dict[tuple, TextRecord] = {}
+"""Texts of record read lately, by (path, size, mtime): a question quoting one file reads it once."""
+
+
+def load_record(folder: Path, sha256: str, boxes: bool = False) -> TextRecord | None:
+    """The stored text of record of one file (boxes memory-mapped when asked for), or None if absent or damaged."""
+    import numpy as np
+
+    text_path, boxes_path = record_paths(folder, sha256)
+    try:
+        info = text_path.stat()
+        key = (str(text_path), info.st_size, info.st_mtime_ns)
+        record = _RECENT.get(key)
+        if record is None:
+            record = TextRecord.from_json(text_path.read_text(encoding="utf-8"))
+            while len(_RECENT) >= 16:
+                _RECENT.pop(next(iter(_RECENT)), None)
+            _RECENT[key] = record
+        found = np.load(boxes_path, mmap_mode="r") if boxes and boxes_path.exists() else None
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError):
+        return None
+    if found is not None and len(found) != len(record.text):
+        return None
+    return replace(record, boxes=found) if found is not None else record
+
+
+def _modules():
+    return [importlib.import_module(name) for name in _MODULES]
+
+
+def suffixes() -> tuple[str, ...]:
+    """Every file name ending some reader reads, text included."""
+    return TEXT_SUFFIXES + tuple(s for m in _modules() for s in m.SUFFIXES)
+
+
+def kind_of(name: str) -> str | None:
+    """The format a file name claims by its ending: "text", "pdf", "docx", "html", or None."""
+    lowered = name.lower()
+    if lowered.endswith(TEXT_SUFFIXES):
+        return "text"
+    for module in _modules():
+        if lowered.endswith(module.SUFFIXES):
+            return module.KIND
+    return None
+
+
+def sniff(data: bytes) -> str | None:
+    """The format the content itself shows (binary formats by their signature), or None."""
+    for module in _modules():
+        if module.sniff(data):
+            return module.KIND
+    return None
+
+
+def content_problem(kind: str, data: bytes) -> str:
+    """Why the content contradicts the name's format ("" when it does not): the type is decided by content."""
+    found = sniff(data)
+    if kind == "text":
+        if found in ("pdf", "docx"):
+            return f"named as text but its content is a {found.upper()} file; rename it to .{found}"
+        return ""
+    if found == kind or (kind == "html" and found is None and _module(kind).plausible(data)):
+        return ""
+    what = f"a {found.upper()} file" if found else "not a " + _module(kind).NAME
+    return f"named .{kind} but its content is {what}; rename it to match its content"
+
+
+def _module(kind: str):
+    for module in _modules():
+        if module.KIND == kind:
+            return module
+    raise KeyError(kind)
+
+
+def read(kind: str, data: bytes) -> TextRecord:
+    """The text of record of `data` in format `kind`, or Unreadable with the reason."""
+    record = _module(kind).read(data)
+    if not record.text.strip():
+        raise Unreadable("no text found in it")
+    return record

@@ -1,0 +1,1 @@
+"""The doors people use: the browser chat, the terminal, exports, uploads and the HTTP client."""

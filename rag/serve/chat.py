@@ -1,0 +1,390 @@
+"""The browser chat. The only module that imports gradio: callbacks call the library and render."""
+
+from __future__ import annotations
+
+import base64
+import html
+import logging
+import queue
+import signal
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+from rag.serve import client
+from rag.serve import export
+from rag.answer.quotes import answer
+from rag.config import Settings, credentials, is_loopback
+from rag.serve.uploads import add_document, delete_document, list_documents
+from rag.errors import ConfigError, IndexDamaged, RagError
+from rag.build.indexer import BuildSummary, build, is_stale
+from rag.serve.page_images import cited_pages
+from rag.types import Answer, Citation
+from rag.search import Retriever
+
+log = logging.getLogger(__name__)
+
+CSS = """
+.rag-source { border: 1px solid var(--border-color-primary); border-radius: 6px; margin: 0 0 8px; padding: 6px 10px; }
+.rag-source summary { cursor: pointer; font-weight: 600; overflow-wrap: anywhere; }
+#rag-status, #rag-searched { overflow-wrap: anywhere; }
+@media (max-width: 640px) { #rag-chat { height: 380px !important; } .rag-passage { font-size: 0.88em; } }
+.rag-passage { white-space: pre-wrap; font-size: 0.92em; line-height: 1.45; margin-top: 6px; }
+.rag-passage mark { background: #ffe58a; color: #000; padding: 0 1px; }
+.rag-passage .rag-context { background: #fff8dc; color: #000; }
+.rag-note { color: var(--body-text-color-subdued); font-size: 0.9em; }
+.rag-page { margin: 6px 0; }
+.rag-page img { max-width: 100%; border: 1px solid var(--border-color-primary); }
+.rag-page figcaption { font-size: 0.85em; color: var(--body-text-color-subdued); }
+"""
+
+
+def render_pages(c: Citation, pages) -> str:
+    """The rendered PDF page(s) of a citation as inline PNG images, each with its page number."""
+    figures = []
+    for image in pages:
+        label = f" (printed {image.label})" if image.label and image.label != str(image.page) else ""
+        caption = f"page {image.page}{label} of {c.source}, quote [{c.n}] highlighted"
+        data = base64.b64encode(image.png).decode("ascii")
+        figures.append(
+            f"<figure class='rag-page' data-page='{image.page}'><img alt='{html.escape(caption, quote=True)}' "
+            f"src='data:image/png;base64,{data}'><figcaption>{html.escape(caption)}</figcaption></figure>"
+        )
+    return "".join(figures)
+
+
+def render_sources(result: Answer, pages=None) -> str:
+    """HTML for the sources panel: each citation opens its passage with the quote highlighted, the
+    neighbouring sentences (its context) shaded and the marked answer in bold, and a PDF citation
+    its rendered page(s) with the quoted characters marked (`pages(citation)` gives them).
+
+    Every piece of document text is escaped, so nothing from a document can run in the browser.
+    """
+    if result.abstained:
+        if not result.nearest:
+            return "<p class='rag-note'>No sources.</p>"
+        items = "".join(
+            f"<details class='rag-source rag-nearest'><summary>{html.escape(h.passage.source)} · "
+            f"lines {h.passage.line_start}–{h.passage.line_end}</summary>"
+            f"<div class='rag-passage'>{html.escape(h.passage.text)}</div></details>"
+            for h in result.nearest
+        )
+        return "<p class='rag-note'>Nearest passages, for reference only (not an answer):</p>" + items
+    items = []
+    for c in result.citations:
+        body = (f"<span class='rag-context'>{html.escape(c.context_before)}</span><mark data-n='{c.n}'>{_quote_html(c)}</mark>"
+                f"<span class='rag-context'>{html.escape(c.context_after)}</span>")
+        passage = result.passages.get(c.passage_id)
+        a, b = c.start - len(c.context_before), c.end + len(c.context_after)
+        if passage is not None and passage.start <= a and b <= passage.end:
+            text = passage.text
+            body = f"{html.escape(text[: a - passage.start])}{body}{html.escape(text[b - passage.start :])}"
+        figures = render_pages(c, pages(c)) if pages is not None else ""
+        items.append(
+            f"<details class='rag-source' data-n='{c.n}'><summary>[{c.n}] {html.escape(export.where(c.to_dict()))} · "
+            f"passage #{html.escape(c.passage_id.rsplit('#', 1)[-1])}</summary>"
+            f"{figures}<div class='rag-passage'>{body}</div></details>"
+        )
+    return "".join(items)
+
+
+def _quote_html(citation) -> str:
+    """The escaped quote with its marked answer, if any, in <strong>."""
+    quote = citation.quote
+    if citation.answer_start is None or citation.answer_end is None:
+        return html.escape(quote)
+    a, b = citation.answer_start - citation.start, citation.answer_end - citation.start
+    if not 0 <= a < b <= len(quote):
+        return html.escape(quote)
+    return f"{html.escape(quote[:a])}<strong>{html.escape(quote[a:b])}</strong>{html.escape(quote[b:])}"
+
+
+def chat_text(result: Answer) -> str:
+    """The assistant's message: the quotes with markers, then one line per citation."""
+    if not result.citations:
+        return result.text
+    sources = "\n".join(f"[{c.n}] {export.where(c.to_dict())}" for c in result.citations)
+    return f"{result.text}\n\n{sources}"
+
+
+def chat_html(result: Answer) -> str:
+    """`chat_text` as escaped HTML, with each quote's marked answer in <strong>."""
+    if not result.citations:
+        return html.escape(chat_text(result))
+    quotes = "\n\n".join(f"“{_quote_html(c)}” [{c.n}]" for c in result.citations)
+    sources = "\n".join(f"[{c.n}] {html.escape(export.where(c.to_dict()))}" for c in result.citations)
+    return f"{quotes}\n\n{sources}"
+
+
+def status_line(retriever: Retriever) -> str:
+    """Files, passages, model and build time of the index being served."""
+    manifest = retriever.index.manifest
+    line = (
+        f"{export.plural(len(manifest.files), 'file', 'files')} · {export.plural(manifest.passages, 'passage', 'passages')} · "
+        f"model {manifest.model} · built {manifest.built_at.replace('T', ' ').replace('+00:00', ' UTC')}"
+    )
+    if manifest.skipped:
+        line += f" · {len(manifest.skipped)} skipped"
+    if retriever.reload_error:
+        line += f" · newest build not served: {retriever.reload_error}"
+    return line
+
+
+def _message_text(message: dict) -> str:
+    """The plain text of a chat message (stored escaped, maybe split into parts by gradio)."""
+    content = message.get("content", "")
+    if isinstance(content, list):
+        content = " ".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return html.unescape(str(content))
+
+
+class LocalBackend:
+    """Where the chat's questions are answered and its rebuilds run: this process, from the live index.
+
+    `rag serve --ray` swaps in rag.cluster.replicas.ReplicaBackend, whose answers come from Ray Serve replicas.
+    """
+
+    def __init__(self, settings: Settings, retriever: Retriever):
+        self.settings, self.retriever = settings, retriever
+
+    def answer(self, question: str, history: list[str] = ()) -> Answer:
+        """A verified, cited answer (or the corpus-does-not-answer one)."""
+        return answer(question, self.retriever, self.settings, history=history)
+
+    def pages(self, citation: Citation) -> list:
+        """The rendered PDF pages of a citation, its quote highlighted ([] for other formats)."""
+        return cited_pages(self.settings.corpus, self.retriever.index, citation)
+
+    def status(self) -> str:
+        """The status line of the index being served."""
+        return status_line(self.retriever)
+
+    def build(self, progress) -> BuildSummary:
+        """An incremental build of the corpus."""
+        return build(self.settings, progress=progress)
+
+    def refresh(self) -> None:
+        """Start serving a version a build just published."""
+        self.retriever.refresh()
+
+
+def make_app(settings: Settings, retriever: Retriever | None, backend: LocalBackend | None = None):
+    """The Blocks app: chat, sources panel, status line, documents, downloads, and the `/ask` API."""
+    import gradio as gr
+
+    backend = backend or LocalBackend(settings, retriever)
+
+    def respond(message: str, history: list[dict], answers: list[dict]):
+        history, answers = list(history or []), list(answers or [])
+        asked = [_message_text(m) for m in history if m.get("role") == "user"]
+        try:
+            result = backend.answer(message, asked)
+            reply = chat_html(result)
+            sources = render_sources(result, pages=backend.pages)
+            searched = f"Searched for: {result.searched_for}" if result.searched_for else ""
+            answers.append(result.to_dict())
+        except RagError as error:
+            reply, sources, searched = html.escape(f"Sorry, that failed: {error}"), "", ""
+        # The chatbot renders HTML even without Markdown: escape so document text shows as text.
+        history += [
+            {"role": "user", "content": html.escape(str(message))},
+            {"role": "assistant", "content": reply},  # already escaped: chat_html
+        ]
+        markdown, json_file = write_exports(answers)
+        return (history, sources, searched, backend.status(), "", answers,
+                gr.update(value=markdown, interactive=True), gr.update(value=json_file, interactive=True))
+
+    def start_over():
+        return [], [], gr.update(value=None, interactive=False), gr.update(value=None, interactive=False)
+
+    def ask(question: str) -> dict:
+        """Answer one question with verified, cited quotes (the `rag ask --json` object)."""
+        return backend.answer(question).to_dict()
+
+    def rebuild():
+        yield from _rebuild_with_progress(backend)
+
+    def upload(files):
+        notes = []
+        for path in files or []:
+            path = Path(path)
+            try:
+                added = add_document(
+                    settings.corpus, path.name, path.read_bytes(), settings.extensions, settings.max_upload_bytes
+                )
+                notes.append(f"added {added.name}")
+            except RagError as error:
+                notes.append(f"refused: {error}")
+        yield "; ".join(notes) or "nothing uploaded", gr.update(choices=list_documents(settings.corpus, settings.extensions))
+        for progress in _rebuild_with_progress(backend):
+            yield "; ".join(notes) + "\n" + progress, gr.update()
+
+    def delete(source: str | None):
+        if not source:
+            return "choose a document to delete", gr.update()
+        try:
+            delete_document(settings.corpus, source, settings.extensions)
+        except RagError as error:
+            return f"refused: {error}", gr.update()
+        note = f"deleted {source}"
+        for progress in _rebuild_with_progress(backend):
+            note = f"deleted {source}\n{progress}"
+        return note, gr.update(choices=list_documents(settings.corpus, settings.extensions), value=None)
+
+    examples = [q.strip() for q in settings.examples.split("|") if q.strip()]
+    with gr.Blocks(title="rag — ask your documents") as demo:
+        gr.Markdown("## Ask your documents\nEvery answer is made of verbatim quotes, each checked against its source file.")
+        status = gr.Markdown(backend.status(), elem_id="rag-status")
+        with gr.Row():
+            with gr.Column(scale=3):
+                chatbot = gr.Chatbot(
+                    label="Chat", elem_id="rag-chat", height=460, render_markdown=False,
+                    sanitize_html=True, allow_tags=False, feedback_options=None,
+                )
+                question = gr.Textbox(label="Question", placeholder="Ask about your documents…", elem_id="rag-question")
+                with gr.Row():
+                    send = gr.Button("Ask", variant="primary", elem_id="rag-ask")
+                    new_chat = gr.ClearButton([chatbot, question], value="New chat", elem_id="rag-new-chat")
+                with gr.Row():
+                    save_markdown = gr.DownloadButton("Download as Markdown", interactive=False, size="sm", elem_id="rag-export-md")
+                    save_json = gr.DownloadButton("Download as JSON", interactive=False, size="sm", elem_id="rag-export-json")
+                searched = gr.Markdown(elem_id="rag-searched")
+                if examples:
+                    gr.Examples(examples=examples, inputs=question, label="Examples")
+            with gr.Column(scale=2):
+                gr.Markdown("### Sources")
+                sources = gr.HTML("<p class='rag-note'>Citations appear here; open one to see its passage.</p>", elem_id="rag-sources")
+        with gr.Accordion("Documents and index", open=False):
+            with gr.Row():
+                files = gr.File(
+                    label="Add documents (" + ", ".join(settings.extensions) + ")", file_count="multiple",
+                    file_types=list(settings.extensions), elem_id="rag-upload",
+                )
+                with gr.Column():
+                    chosen = gr.Dropdown(list_documents(settings.corpus, settings.extensions), label="Document", elem_id="rag-doc")
+                    remove = gr.Button("Delete document", variant="stop", elem_id="rag-delete")
+                    rebuild_button = gr.Button("Rebuild index", elem_id="rag-rebuild")
+            build_log = gr.Textbox(label="Index", lines=3, interactive=False, elem_id="rag-build-log")
+
+        answers = gr.State([])
+        outputs = [chatbot, sources, searched, status, question, answers, save_markdown, save_json]
+        question.submit(respond, [question, chatbot, answers], outputs, api_visibility="private")
+        send.click(respond, [question, chatbot, answers], outputs, api_visibility="private")
+        new_chat.click(start_over, None, [chatbot, answers, save_markdown, save_json], api_visibility="private")
+        rebuild_button.click(rebuild, None, build_log, api_name="rebuild", concurrency_limit=1)
+        files.upload(upload, files, [build_log, chosen], api_visibility="private", concurrency_limit=1)
+        remove.click(delete, chosen, [build_log, chosen], api_visibility="private", concurrency_limit=1)
+        gr.Timer(5).tick(lambda: backend.status(), None, status, api_visibility="private")
+        demo.load(  # a page opened later must list the documents as they are now
+            lambda: (backend.status(), gr.update(choices=list_documents(settings.corpus, settings.extensions))),
+            None, [status, chosen], api_visibility="private",
+        )
+        gr.api(ask, api_name="ask")
+    return demo
+
+
+def write_exports(answers: list[dict]) -> tuple[str | None, str | None]:
+    """The conversation as a Markdown and a JSON file for the download buttons (None before any answer)."""
+    if not answers:
+        return None, None
+    folder = Path(tempfile.mkdtemp(prefix="rag-export-"))
+    markdown, json_file = folder / "conversation.md", folder / "conversation.json"
+    markdown.write_text(export.as_markdown(answers), encoding="utf-8")
+    json_file.write_text(export.as_json(answers), encoding="utf-8")
+    return str(markdown), str(json_file)
+
+
+def _rebuild_with_progress(backend: LocalBackend):
+    """Run an incremental build in a thread, yielding its progress lines and then its summary."""
+    messages: queue.Queue = queue.Queue()
+    outcome: dict = {}
+
+    def work():
+        try:
+            outcome["summary"] = backend.build(progress=messages.put)
+        except RagError as error:
+            outcome["error"] = error
+        finally:
+            messages.put(None)
+
+    threading.Thread(target=work, name="rag-rebuild", daemon=True).start()
+    shown = ["rebuilding…"]
+    yield "\n".join(shown)
+    while (message := messages.get()) is not None:
+        shown = shown[-3:] + [message]
+        yield "\n".join(shown)
+    if "error" in outcome:
+        yield f"build failed, the index in use is unchanged: {outcome['error']}"
+        return
+    backend.refresh()
+    yield outcome["summary"].line()
+
+
+def serve(settings: Settings, watch: bool = False, no_auth: bool = False, block: bool = True):
+    """Build the index if missing or stale, then serve the chat; returns the app when not blocking."""
+    accounts = accounts_for(settings, no_auth)
+    build_if_stale(settings, build)
+    try:
+        retriever = Retriever(settings)
+    except IndexDamaged as error:  # a build replaces an unusable index in full
+        print(f"rag: {error}; rebuilding it now …", file=sys.stderr)
+        print("rag: " + build(settings).line(), file=sys.stderr)
+        retriever = Retriever(settings)
+    if watch:
+        from rag.build.watch import start_watch_thread
+
+        start_watch_thread(settings, on_build=lambda summary: retriever.refresh())
+    return launch(make_app(settings, retriever), settings, accounts, block)
+
+
+def accounts_for(settings: Settings, no_auth: bool) -> list[tuple[str, str]] | None:
+    """The accounts the page asks for (refusing a network-facing page without any, unless --no-auth,
+    which is then said loudly)."""
+    accounts = credentials(settings, no_auth)
+    if not is_loopback(settings.host) and accounts is None:
+        print(f"rag: WARNING: serving {settings.host} without authentication (--no-auth)", file=sys.stderr)
+    return accounts
+
+
+def build_if_stale(settings: Settings, builder, where: str = "") -> None:
+    """Bring a missing or stale index up to date before serving it, saying so."""
+    if is_stale(settings):
+        print(f"rag: building the index of {settings.corpus}{where} …", file=sys.stderr)
+        print("rag: " + builder(settings).line(), file=sys.stderr)
+
+
+def launch(demo, settings: Settings, accounts: list[tuple[str, str]] | None, block: bool = True):
+    """Serve the Blocks app on settings.host:settings.port, announced to `rag ask`; returns it when not blocking."""
+    demo.queue(default_concurrency_limit=16)
+    try:
+        demo.launch(
+            server_name=settings.host,
+            server_port=settings.port,
+            auth=accounts,
+            max_file_size=settings.max_upload_bytes,
+            prevent_thread_lock=True,
+            css=CSS,
+            show_error=False,
+            footer_links=[],
+        )
+    except OSError as error:
+        raise ConfigError(
+            f"cannot listen on {settings.host}:{settings.port} ({error}); pass --port with a free port"
+        ) from None
+    client.announce(settings, local_url(settings.host, demo.server_port))
+    if not block:
+        return demo
+    signal.signal(signal.SIGTERM, lambda *_: demo.close())  # a stopped server withdraws its runtime file
+    try:
+        demo.block_thread()
+    finally:
+        client.withdraw(settings)
+    return demo
+
+
+def local_url(host: str, port: int) -> str:
+    """The address a program on this machine reaches the server at."""
+    if is_loopback(host) or host in ("0.0.0.0", "::", ""):
+        return f"http://127.0.0.1:{port}/"
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"

@@ -1,0 +1,53 @@
+"""The page a PDF citation points at, rendered on the server with the quoted characters highlighted."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from rag.ingest import readers
+from rag.ingest.corpus import read_at_most
+from rag.types import Citation
+
+MAX_PAGES_SHOWN = 2
+"""A quote across a page break shows both pages; a longer run shows its first two."""
+
+
+@dataclass(frozen=True)
+class PageImage:
+    """One rendered page of a cited PDF: PNG bytes with the quote's character boxes drawn over it."""
+
+    page: int
+    label: str | None
+    png: bytes
+
+
+def cited_pages(corpus: Path, index, citation: Citation, max_pixels: int = 1200) -> list[PageImage]:
+    """The pages of a PDF citation with its quote highlighted; [] for other formats or a file that changed.
+
+    `index` is the loaded index version the citation was checked against: the rendered file must
+    still be the one indexed (same sha256) and the quote must still stand in its text of record.
+    """
+    entry = index.manifest.files.get(citation.source) if index is not None else None
+    if entry is None or entry.kind != "pdf" or not citation.pages:
+        return []
+    try:
+        data = read_at_most(Path(corpus) / citation.source)
+    except OSError:
+        return []
+    if data is None or hashlib.sha256(data).hexdigest() != entry.sha256:
+        return []
+    record = readers.load_record(index.texts_folder(citation.source), entry.sha256, boxes=True)
+    if record is None or record.text[citation.start : citation.end] != citation.quote:
+        return []
+    from rag.ingest.readers.pdf import render_page
+
+    boxes = record.quote_boxes(citation.start, citation.end)
+    try:
+        return [
+            PageImage(page, record.label_of(page), render_page(data, page, boxes.get(page, []), max_pixels))
+            for page in citation.pages[:MAX_PAGES_SHOWN]
+        ]
+    except Exception:  # PDFium failing on a file it read at build time: show the passage text alone
+        return []
