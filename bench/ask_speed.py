@@ -15,7 +15,6 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from harness import OUT, ROOT, finish, machine, print_machine
 

@@ -31,12 +31,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from harness import OUT, Timer, finish, machine, print_machine, write_scifact_corpus
 
-from rag.index import store
-from rag.config import Settings
 from rag.build.indexer import build
+from rag.config import Settings
+from rag.index import store
 
 EDIT = " This sentence was appended by bench/build_speed.py to measure an incremental build."
 PEERS = {
@@ -117,9 +116,9 @@ def part_a(settings: Settings, embedder, corpus_files: list[Path]) -> dict:
 
 def library_twin(settings: Settings, precision: str):
     """The model in `precision` run by sentence-transformers itself (rag runs the bundled one in rag.embed.bert)."""
-    from rag.embed.embedder import SentenceTransformerEmbedder
+    from rag.embed.embedder import SentenceEmbedder
 
-    return SentenceTransformerEmbedder(settings.model, precision, library=True)
+    return SentenceEmbedder(settings.model, precision, library=True)
 
 
 def bare_encode(embedder, texts: list[str], batch_size: int) -> tuple[np.ndarray, float]:
@@ -269,8 +268,9 @@ def main(argv=None) -> int:
     corpus_files = write_scifact_corpus(corpus, args.docs)
     settings = Settings(corpus=corpus, index=index, batch_size=args.batch_size)
 
-    from rag.embed.embedder import load_embedder
     import torch
+
+    from rag.embed.embedder import load_embedder
 
     with Timer() as load:
         embedder = load_embedder(settings.model)

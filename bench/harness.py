@@ -199,15 +199,15 @@ def noisy_copies(base, size: int, noise: float, seed: int = 0):
 @contextlib.contextmanager
 def bfloat16_cast():
     """While inside, models loaded in bfloat16 get their linear layers cast, as rag did before 2026-12-02 21:00,
-    instead of packed once for oneDNN (rag.embed.embedder.bfloat16_linears): the arm packing is measured against."""
+    instead of packed once for oneDNN (rag.embed.bfloat16.bfloat16_linears): the arm packing is measured against."""
     import rag.embed.embedder
 
     def refuse(linear):
         raise RuntimeError("bfloat16 layers cast for the comparison")
 
-    packed = rag.embed.embedder._packed_linear
-    rag.embed.embedder._packed_linear = lambda: refuse
+    packed = rag.embed.bfloat16._packed_linear
+    rag.embed.bfloat16._packed_linear = lambda: refuse
     try:
         yield
     finally:
-        rag.embed.embedder._packed_linear = packed
+        rag.embed.bfloat16._packed_linear = packed

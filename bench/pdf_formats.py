@@ -24,7 +24,6 @@ import argparse
 import io
 import json
 import random
-import re
 import shutil
 import time
 from pathlib import Path
@@ -32,9 +31,9 @@ from pathlib import Path
 from harness import OUT, SQUAD, Timer, finish, machine, print_machine
 from typeset import typeset
 
-from rag.eval import metrics
 from rag.config import DEFAULT_MODEL, Settings
 from rag.embed.embedder import load_embedder
+from rag.eval import metrics
 
 
 def corpora(articles: int, folder: Path):

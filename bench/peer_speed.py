@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 from harness import OUT, Timer, finish, machine, print_machine, print_vector_flags, write_scifact_corpus
-
 from precision import KINDS, kind_environment
 
 PEERS = ("llamaindex", "langchain")
@@ -39,9 +38,9 @@ def rag_child(args) -> int:
     """One full `rag build` of --corpus into --out in RAG_PRECISION's arithmetic; one JSON line."""
     import torch
 
+    from rag.build.indexer import build, planned_arithmetic
     from rag.config import Settings
     from rag.embed.embedder import load_embedder
-    from rag.build.indexer import build, planned_arithmetic
     from rag.index import store
 
     settings = Settings.from_env(corpus=Path(args.corpus), index=Path(args.out))

@@ -29,8 +29,18 @@ import sys
 import time
 from pathlib import Path
 
-from harness import (OUT, SCIFACT, Timer, finish, json_line, machine, print_machine, print_vector_flags, read_jsonl,
-                     scifact_abstracts)
+from harness import (
+    OUT,
+    SCIFACT,
+    Timer,
+    finish,
+    json_line,
+    machine,
+    print_machine,
+    print_vector_flags,
+    read_jsonl,
+    scifact_abstracts,
+)
 
 WORK = OUT / "precision"
 KINDS = {
@@ -56,7 +66,7 @@ def kind_environment(kind: str) -> dict[str, str]:
 
 
 PRECISIONS = ("float32", "bfloat16", "int8")
-RECIPES = {  # --builds int8:NAME: an int8 build with rag.embed.embedder.INT8 set to this recipe (bench/int8_speed.py)
+RECIPES = {  # --builds int8:NAME: an int8 build with rag.embed.int8.INT8 set to this recipe (bench/int8_speed.py)
     "ffn-float32": {"ffn_output": "float32"},
     "ffn-float32-per-tensor": {"ffn_output": "float32", "per_channel": False},
     "split": {"ffn_output": "split"},
@@ -95,10 +105,11 @@ def child(args) -> int:
     import numpy as np
     import torch
 
-    from rag.index import store
     from rag.config import Settings
-    from rag.embed.embedder import choose_arithmetic, load_embedder
+    from rag.embed.arithmetic import choose_arithmetic
+    from rag.embed.embedder import load_embedder
     from rag.eval.evaluate import evaluate
+    from rag.index import store
 
     texts = [f"{r['title']} {r['text']}" for r in read_jsonl(args.folder / "corpus.jsonl", PROBE_PASSAGES)]
     result = {"kind": args.child, "cpu_capability": torch.backends.cpu.get_cpu_capability(),

@@ -8,7 +8,7 @@ How the indexes are made: the first --articles SQuAD v1.1 dev articles are writt
 rag's own chunker, and embedded for real with the bundled model (cached in bench/out/). An index
 of N passages repeats those real passages (same file, same span, so every quote still verifies)
 with copies' vectors SYNTHETIC: the real vector plus Gaussian noise (cosine ≈ 0.9 to it), renormalised.
-The version is written with `rag.index.store.write_whole` (one segment, so a large N gets whatever approximate index
+The version is written with `write_whole` (one segment, so a large N gets whatever approximate index
 rag/index/store.py picks above its threshold), with a
 manifest whose file hashes match the corpus, so `rag serve` finds it up to date.
 
@@ -38,7 +38,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-
 from harness import OUT, SQUAD, Timer, finish, machine, noisy_copies, peak_rss_mb, percentile, print_machine, rss_mb
 
 WORK = OUT / "query_speed"
@@ -47,6 +46,28 @@ NOISE = 0.025
 
 
 # ---------------------------------------------------------------- the real base corpus and its vectors
+
+
+def write_whole(root: Path, manifest, passages: list, vectors) -> Path:
+    """Write a version holding all of `passages` in one new segment, the shape of a full build; not published."""
+    from dataclasses import replace
+
+    from rag.index import store
+    from rag.index.manifest import SegmentEntry
+    from rag.index.segment import APPROXIMATE_ABOVE, write_segment
+
+    info = write_segment(store.segments_folder(root), passages, vectors, None, APPROXIMATE_ABOVE)
+    files = {source: replace(entry, segment=info.name) for source, entry in manifest.files.items()}
+    return store.write_version(root, replace(manifest, files=files, segments=(SegmentEntry(info.name),),
+                                             index_type=info.index_type, passages=len(passages)))
+
+
+def segment_folders(version: Path) -> list[Path]:
+    """The folders of the segments a version lists, in order."""
+    from rag.index import store
+    from rag.index.manifest import Manifest
+
+    return [version.parent / store.SEGMENTS / e.name for e in Manifest.read(version / store.MANIFEST).segments]
 
 def write_base_corpus(folder: Path, articles: int) -> list[tuple[str, str]]:
     """The first `articles` SQuAD dev articles, one file each; returns (source, question) pairs about them."""
@@ -64,9 +85,9 @@ def write_base_corpus(folder: Path, articles: int) -> list[tuple[str, str]]:
 
 def base_passages_and_vectors(corpus: Path, embedder, batch_size: int):
     """rag's passages of the base corpus and their real vectors (cached under bench/out/)."""
-    from rag.ingest.corpus import scan
-    from rag.embed.embedder import vector_recipe
     from rag.build.indexer import chunk_document
+    from rag.embed.arithmetic import vector_recipe
+    from rag.ingest.corpus import scan
 
     documents = scan(corpus).documents
     passages = [p for d in documents for p in chunk_document(d, embedder, 0, 1)]
@@ -88,10 +109,9 @@ def base_passages_and_vectors(corpus: Path, embedder, batch_size: int):
 def make_index(root: Path, documents, base_passages, base_vectors, size: int, key: str, chosen) -> dict:
     """Write an index of `size` passages into `root` (reused when already made from the same base), stamped
     with the arithmetic `chosen` that embedded the base, as `rag build` stamps its own: questions embed in it."""
-    from rag.index import bm25 as lexical
-    from rag.index import store
     from rag.config import Settings
-    from rag.embed.embedder import vector_recipe
+    from rag.embed.arithmetic import vector_recipe
+    from rag.index import bm25, store
     from rag.index.manifest import FORMAT_VERSION, FileEntry, Manifest
     from rag.index.segment import faiss_kind, make_faiss
 
@@ -119,21 +139,21 @@ def make_index(root: Path, documents, base_passages, base_vectors, size: int, ke
         model=settings.model, dimension=vectors.shape[1], max_tokens=settings.max_tokens, overlap=settings.overlap,
         files={d.source: FileEntry(d.sha256, d.encoding, counts.get(d.source, 0)) for d in documents},
         passages=size, built_at=time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
-        tokenizer=dict(lexical.TOKENIZER), precision=chosen.precision, arithmetic=chosen.describe(),
+        tokenizer=dict(bm25.TOKENIZER), precision=chosen.precision, arithmetic=chosen.describe(),
         int8_recipe=vector_recipe(chosen.precision),
     )
     # Passages repeat, so stemming each distinct text once gives the very same BM25 index, faster.
-    original_terms, memo = lexical.terms, {}
-    lexical.terms = lambda text: memo[text] if text in memo else memo.setdefault(text, original_terms(text))
+    original_terms, memo = bm25.terms, {}
+    bm25.terms = lambda text: memo[text] if text in memo else memo.setdefault(text, original_terms(text))
     try:
         with Timer() as write_timer:
-            version = store.write_whole(root, manifest, passages, vectors)
+            version = write_whole(root, manifest, passages, vectors)
             store.publish(root, version)
     finally:
-        lexical.terms = original_terms
+        bm25.terms = original_terms
     stamp.write_text(json.dumps(wanted))
     kind = json.loads((version / store.MANIFEST).read_text())["index_type"]
-    disk = sum(p.stat().st_size for folder in [version, *store.segment_folders(version)] for p in folder.rglob("*") if p.is_file())
+    disk = sum(p.stat().st_size for folder in [version, *segment_folders(version)] for p in folder.rglob("*") if p.is_file())
     return {"reused": False, "vectors_s": round(vec_timer.seconds, 1), "write_version_s": round(write_timer.seconds, 1),
             "index_type": kind, "disk_mb": round(disk / 2**20)}
 
@@ -398,7 +418,7 @@ def main(argv=None) -> int:
             continue
         r, n = result["rerank"], result["no_rerank"]
         print(f"{size:>9,} passages ({result['index_type']}, torch threads {result['torch_threads']}, OMP_WAIT_POLICY "
-              f"{figures['omp_wait_policy']}, GOMP_SPINCOUNT {figures['gomp_spincount']}; index {'reused' if made['reused'] else 'written in %.0f s' % made['write_version_s']}): "
+              f"{figures['omp_wait_policy']}, GOMP_SPINCOUNT {figures['gomp_spincount']}; index {'reused' if made['reused'] else 'written in ' + format(made['write_version_s'], '.0f') + ' s'}): "
               f"rerank p50 {r['p50_ms']:.0f} ms p95 {r['p95_ms']:.0f} ms · no rerank p50 {n['p50_ms']:.0f} ms p95 "
               f"{n['p95_ms']:.0f} ms · question embed p50 {result['embed_question_p50_ms']} ms, dense search p50 "
               f"{result['dense_search_p50_ms']} ms, BM25 p50 {result['bm25_search_p50_ms']} ms · index load "

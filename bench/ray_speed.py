@@ -29,9 +29,9 @@ from pathlib import Path
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # loopback stays loopback (rag/cluster/connect.py)
 
+import load  # noqa: E402
 from harness import OUT, ROOT, finish, machine, print_machine, write_scifact_corpus  # noqa: E402
 
-import load  # noqa: E402
 from rag.config import Settings  # noqa: E402
 
 NODE = dict(num_cpus=1, object_store_memory=200 * 1024**2, node_ip_address="127.0.0.1", include_dashboard=False)

@@ -139,12 +139,11 @@ def main() -> int:
     args = parser.parse_args()
     if args.quick:
         args.passages, args.edits, args.questions = 100_000, 20, 50
-    from rag.index import merge
-    from rag.index import store
-    from rag.config import Settings
     from rag.build.indexer import build
-    from rag.search import Retriever
     from rag.build.status import bytes_on_disk
+    from rag.config import Settings
+    from rag.index import merge, store
+    from rag.search import Retriever
 
     started = time.perf_counter()
     info = machine()

@@ -20,6 +20,7 @@ def main() -> int:
     args = arguments()
 
     from importlib.metadata import version
+
     from langchain_community.document_loaders import DirectoryLoader, TextLoader
     from langchain_community.vectorstores import FAISS
     from langchain_huggingface import HuggingFaceEmbeddings

@@ -19,8 +19,9 @@ from peer_common import arguments, token_figures  # noqa: E402
 def main() -> int:
     args = arguments()
 
-    import faiss
     from importlib.metadata import version
+
+    import faiss
     from llama_index.core import Settings, SimpleDirectoryReader, StorageContext, VectorStoreIndex
     from llama_index.core.schema import MetadataMode
     from llama_index.embeddings.huggingface import HuggingFaceEmbedding

@@ -9,8 +9,8 @@ kind (softmax over each sentence's candidates, L2-regularised, L-BFGS) gives the
 cross-validation by article inside the train half reports the share of gold sentences whose chosen span
 holds the answer, beside the rule-based `rag.answer.answer_types.answer_span`. No retrieval, no model: about a minute.
 
-    .venv/bin/python bench/fit_span_model.py          # writes rag/models/span_model.json
-    .venv/bin/python bench/fit_span_model.py --dry    # cross-validation only
+    .venv/bin/python training/fit_span_model.py          # writes rag/models/span_model.json
+    .venv/bin/python training/fit_span_model.py --dry    # cross-validation only
 
 Report figures on held-out data only (`rag eval ../shared/eval/squad/dev-v1.1.json`, the v2.0 held-out half).
 """
@@ -29,10 +29,10 @@ from scipy.optimize import minimize
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from rag.answer.answer_types import answer_span  # noqa: E402
+from rag.answer.span_model import FEATURES, KINDS, MODEL_FILE, candidates, question_kind  # noqa: E402
 from rag.eval import metrics  # noqa: E402
 from rag.ingest.chunking import split_sentences  # noqa: E402
-from rag.answer.span_model import FEATURES, KINDS, MODEL_FILE, candidates, question_kind  # noqa: E402
-from rag.answer.answer_types import answer_span  # noqa: E402
 
 KIND_PENALTY = 5.0
 """How much harder a kind's own deviation from the shared weights is penalised than the shared weights."""
@@ -168,9 +168,9 @@ def main() -> None:
         params = fit(items, args.l2)
         model = {
             "about": "Answer span scoring for rag/answer/span_model.py: one conditional logit per question kind over "
-                     "rag.answer.span_model.FEATURES; written by bench/fit_span_model.py, do not edit by hand.",
+                     "rag.answer.span_model.FEATURES; written by training/fit_span_model.py, do not edit by hand.",
             "fitted": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "command": "bench/fit_span_model.py " + " ".join(sys.argv[1:]),
+            "command": "training/fit_span_model.py " + " ".join(sys.argv[1:]),
             "training": {"squad_v2_train_half_gold_sentences": len(items), "slack": args.slack, "l2": args.l2},
             "features": list(FEATURES), "kinds": list(KINDS),
             "mean": params["mean"].round(6).tolist(), "scale": params["scale"].round(6).tolist(),

@@ -2,7 +2,7 @@
 sentence where the reader finds the answer?
 
 Validation only: the answerable questions of the 4 validation articles of SQuAD v2.0's train half (train-half
-article k is validation when k // 2 % 5 == 2, as in bench/fit_reader.py), asked through rag's pipeline of
+article k is validation when k // 2 % 5 == 2, as in training/fit_reader.py), asked through rag's pipeline of
 the v2.0 corpus, with the *validation-run* reader (`--reader`, a `fit_reader.py --save` file fitted on the
 other 14 articles only), so that its scores on these questions are honest. For each question the first
 quote and its context (one neighbour each side) are read once; then for each margin d the quote moves to
@@ -10,10 +10,10 @@ the context's best-scoring sentence when that one beats the quote's best span by
 margin: answer in the first quote's sentence, in its mark (the moved quote's mark from the context
 reading, the quote alone otherwise, as rag marks), how many quotes moved, gained and lost the answer.
 
-    flock /tmp/rag-heavy.lock .venv/bin/python bench/neighbour_margin.py --index /tmp/rag-eval-answers
+    flock /tmp/rag-heavy.lock .venv/bin/python training/neighbour_margin.py --index /tmp/rag-eval-answers
 
 (4 minutes; the reader checkpoint is written by `fit_reader.py --frozen 0 --epochs 3 --all-answers --save
-bench/out/reader_f0.pt --pipeline 0`)
+training/out/reader_f0.pt --pipeline 0`)
 """
 
 from __future__ import annotations
@@ -25,15 +25,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))  # harness
 
 from fit_reader import article_numbers, checkpoint_network  # noqa: E402
 from harness import finish, machine, print_machine  # noqa: E402
 
 import rag.answer.quotes as pipeline  # noqa: E402
-from rag.eval import metrics  # noqa: E402
-from rag.config import Settings  # noqa: E402
-from rag.eval.evaluate import load_dataset, prepare  # noqa: E402
 from rag.answer.marker import Reader  # noqa: E402
+from rag.config import Settings  # noqa: E402
+from rag.eval import metrics  # noqa: E402
+from rag.eval.evaluate import load_dataset, prepare  # noqa: E402
 from rag.search import Retriever  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,7 +112,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--eval", type=Path, default=Path("/work/shared/eval"), help="folder with squad/")
     parser.add_argument("--index", type=Path, default=Path("/tmp/rag-eval-answers"), help="where eval indexes are cached")
-    parser.add_argument("--reader", type=Path, default=ROOT / "bench" / "out" / "reader_f0.pt",
+    parser.add_argument("--reader", type=Path, default=ROOT / "training" / "out" / "reader_f0.pt",
                         help="a fit_reader.py --save checkpoint fitted without the validation articles")
     args = parser.parse_args()
     started = time.perf_counter()

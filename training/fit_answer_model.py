@@ -7,9 +7,9 @@ answer of an answerable question inside that question's article; every sentence 
 "impossible" question or a claim is a negative.
 
 1. collect: each question runs the pipeline of `rag.answer.quotes.answer` up to its candidate sentences and their
-   cosines, once, into a cache (bench/out/answer_candidates.pkl; reused until -n, --claims or --seed change,
+   cosines, once, into a cache (training/out/answer_candidates.pkl; reused until -n, --claims or --seed change,
    or --recollect); their feature rows are computed from it again whenever the feature code changes
-   (bench/out/answer_features.npz), in under a minute.
+   (training/out/answer_features.npz), in under a minute.
 2. fit: one logistic regression per scoring mode (with sentence scoring, and passage features only),
    L2-regularised, fitted by Newton's method on standardised features, in numpy.
 3. calibrate: per mode, the highest threshold on the best sentence's relevance that declines at most
@@ -20,8 +20,8 @@ Writes the parameters, thresholds and training figures into rag/models/answer_mo
 held-out half (`rag eval ../shared/eval/squad/dev-v2.0.json --half held-out`) and other data sets only;
 `--report` asks SciFact *test* claims of the SQuAD v1.1 articles with the shipped file (off-corpus answered).
 
-    flock /tmp/rag-heavy.lock .venv/bin/python bench/fit_answer_model.py --index /tmp/rag-eval-answers
-    flock /tmp/rag-heavy.lock .venv/bin/python bench/fit_answer_model.py --report --index /tmp/rag-eval-answers
+    flock /tmp/rag-heavy.lock .venv/bin/python training/fit_answer_model.py --index /tmp/rag-eval-answers
+    flock /tmp/rag-heavy.lock .venv/bin/python training/fit_answer_model.py --report --index /tmp/rag-eval-answers
 """
 
 from __future__ import annotations
@@ -41,16 +41,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rag.eval import metrics  # noqa: E402
-from rag.answer.quotes import PASSAGES_TO_QUOTE, candidate_sentences, clean_question, sentence_cosines  # noqa: E402
-from rag.config import Settings  # noqa: E402
-from rag.eval.evaluate import halves, load_dataset, prepare  # noqa: E402
+from rag.answer.candidates import candidate_sentences, sentence_cosines  # noqa: E402
+from rag.answer.quotes import PASSAGES_TO_QUOTE, clean_question  # noqa: E402
 from rag.answer.relevance import FEATURES, MODEL_FILE, NEEDS_SENTENCE_SCORING, feature_rows  # noqa: E402
+from rag.config import Settings  # noqa: E402
+from rag.eval import metrics  # noqa: E402
+from rag.eval.evaluate import halves, load_dataset, prepare  # noqa: E402
 from rag.search import Retriever  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-CACHE = ROOT / "bench" / "out" / "answer_features.npz"
-RAW = ROOT / "bench" / "out" / "answer_candidates.pkl"
+CACHE = ROOT / "training" / "out" / "answer_features.npz"
+RAW = ROOT / "training" / "out" / "answer_candidates.pkl"
 L2 = 1.0
 """Ridge penalty on the standardised weights (in units of one training row's log-loss, summed)."""
 
@@ -310,9 +311,9 @@ def main() -> None:
     kinds = data["kinds"].tolist()
     model = {
         "about": "Sentence relevance for rag/answer/quotes.py: logistic regression over rag.answer.relevance.FEATURES; "
-                 "written by bench/fit_answer_model.py, do not edit by hand.",
+                 "written by training/fit_answer_model.py, do not edit by hand.",
         "fitted": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": "bench/fit_answer_model.py " + " ".join(sys.argv[1:]),
+        "command": "training/fit_answer_model.py " + " ".join(sys.argv[1:]),
         "training": {"squad_v2_train_half_questions": sum(k != "off_corpus" for k in kinds),
                      "of_which_impossible": kinds.count("impossible"),
                      "scifact_train_claims": kinds.count("off_corpus"), "sentences": int(len(data["labels"])),

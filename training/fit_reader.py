@@ -20,12 +20,12 @@ On the validation articles it prints, beside what rag does now on the same quest
 (a) the answer inside the reader's span on the gold sentence (reading the gold paragraph) vs the span
     model of rag/answer/span_model.py refitted on the fit articles only, with mean span length;
 (b) unanswerable questions answered when at most 10 % of answerable ones are declined, reading the gold
-    paragraph and in the pipeline (the retrieved candidate sentences of bench/out/answer_candidates.pkl,
-    written by bench/fit_answer_model.py), vs the answer model refitted on the fit articles only;
+    paragraph and in the pipeline (the retrieved candidate sentences of training/out/answer_candidates.pkl,
+    written by training/fit_answer_model.py), vs the answer model refitted on the fit articles only;
 (c) how often the reader's best span score picks a gold sentence among the candidates, vs that model.
 
-    flock /tmp/rag-heavy.lock .venv/bin/python bench/fit_reader.py --frozen 0 --epochs 3 --all-answers --all-articles \
-        --cache bench/out/reader_lower0.pt --write rag/models/reader_model.safetensors --pipeline 0
+    flock /tmp/rag-heavy.lock .venv/bin/python training/fit_reader.py --frozen 0 --epochs 3 --all-answers --all-articles \
+        --cache training/out/reader_lower0.pt --write rag/models/reader_model.safetensors --pipeline 0
 
 (the shipped file: the recipe chosen on validation, refitted on all 18 train-half articles; without
 --all-articles the same run prints the validation figures)
@@ -48,15 +48,24 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from low_rank import low_rank_changes, save_changes  # noqa: E402
+
+from rag.answer.marker import (  # noqa: E402
+    HIDDEN,
+    MODEL_FILE,
+    Network,
+    apply_changes,
+    base_weights,
+    best_span,
+    encode,
+    tokenizer,
+)
 from rag.eval import metrics  # noqa: E402
 from rag.ingest.chunking import split_sentences  # noqa: E402
-from rag.answer.marker import (  # noqa: E402
-    HIDDEN, MODEL_FILE, Network, apply_changes, base_weights, best_span, encode, low_rank_changes, save_changes, tokenizer,
-)
 
 ROOT = Path(__file__).resolve().parents[1]
 SQUAD = Path("/work/shared/eval/squad/dev-v2.0.json")
-CANDIDATES = ROOT / "bench" / "out" / "answer_candidates.pkl"
+CANDIDATES = ROOT / "training" / "out" / "answer_candidates.pkl"
 def squad_examples(tok) -> list[dict]:
     """Every question of the train half's articles with its paragraph, token labels and article number."""
     data = json.loads(SQUAD.read_text(encoding="utf-8"))["data"]
@@ -177,7 +186,7 @@ def cache_lower(reader, items, path: Path | None, size=64):
     reader.eval()
     started = time.perf_counter()
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        for n, idx in enumerate(batches(items, size)):
+        for idx in batches(items, size):
             ids, types = pad(items, idx, "ids"), pad(items, idx, "types")
             mask = pad(items, idx, "ids", -1) >= 0
             keep = mask[:, None, None, :]
@@ -357,7 +366,7 @@ def trained_by(args) -> dict:
     """The training settings a checkpoint or shipped file records (a file written from --load keeps its checkpoint's)."""
     return {"frozen": args.frozen, "epochs": args.epochs, "lr": args.lr, "seed": args.seed, "all_answers": args.all_answers,
             "all_articles": args.all_articles, "negatives": args.negatives, "init": str(args.init) if args.init else None,
-            "command": "bench/fit_reader.py " + " ".join(sys.argv[1:])}
+            "command": "training/fit_reader.py " + " ".join(sys.argv[1:])}
 
 
 def write_reader(trained, args, val_items, found) -> Network:
@@ -369,7 +378,7 @@ def write_reader(trained, args, val_items, found) -> Network:
     if val_items and "lower" in val_items[0]:
         found["shipped"] = gold_paragraph_figures(shipped, val_items)
     trained_as = found.get("trained") or trained_by(args)
-    about = {"fitted": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": "bench/fit_reader.py " + " ".join(sys.argv[1:]),
+    about = {"fitted": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": "training/fit_reader.py " + " ".join(sys.argv[1:]),
              "training": "SQuAD v2.0 dev, train half of its articles (rag.eval.evaluate.halves)"
                          + ("" if trained_as.get("all_articles") else " less the validation fifth"),
              "trained": trained_as, "rank": args.rank, "validation": found.get("shipped")}
@@ -427,8 +436,9 @@ def span_model_baseline(val_items) -> dict:
 def pipeline_figures(reader, tok, val_items, limit) -> dict:
     """(b) and (c) over the retrieved candidate sentences of validation questions (answer_candidates.pkl)."""
     import fit_answer_model as answer_fit
+
     from rag.answer.quotes import clean_question
-    from rag.answer.relevance import FEATURES, feature_rows
+    from rag.answer.relevance import feature_rows
 
     with CANDIDATES.open("rb") as handle:
         raw = pickle.load(handle)["questions"]
@@ -475,7 +485,7 @@ def pipeline_figures(reader, tok, val_items, limit) -> dict:
             (score, a, b), null = best_span(item, st, en, lo, hi)
             spans.append((score - null, s, s.hit.passage.text[a:b]))
         passage_best = {}
-        for (score, s, _) in spans:
+        for _, s, _ in spans:
             item, st, en = by_passage[(g, s.hit.passage.id)]
             if s.hit.passage.id not in passage_best:
                 (whole, _, _), null = best_span(item, st, en)
@@ -493,7 +503,7 @@ def pipeline_figures(reader, tok, val_items, limit) -> dict:
         scores["reader"][side].append(score)
         scores["model"][side].append(float(relevance[best_rel]))
         if kind == "answerable":
-            gold = lambda s: s.hit.passage.source == source and metrics.contains_answer(s.text, answers)  # noqa: E731
+            gold = lambda s: s.hit.passage.source == source and metrics.contains_answer(s.text, answers)  # noqa: E731, B023
             reader_pick.append(gold(sentence))
             model_pick.append(bool(labels[best_rel]))
             reader_span_in.append(metrics.contains_answer(marked, answers))
