@@ -25,7 +25,6 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def _no_sentence_scoring(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-sentence-scoring", dest="no_sentence_scoring", action="store_true",
                         help="rank quotes by passage, without scoring each sentence (env RAG_SENTENCE_SCORING=0)")
-    parser.add_argument("--no-rerank", dest="no_sentence_scoring", action="store_true", help=argparse.SUPPRESS)
 
 
 def _ray_flag(parser: argparse.ArgumentParser, help_text: str) -> None:
@@ -194,8 +193,8 @@ def cmd_status(args, settings: Settings) -> int:
 
 def cmd_serve(args, settings: Settings) -> int:
     if settings.ray_address:
-        from rag.errors import ConfigError
         from rag.cluster.replicas import serve_replicated
+        from rag.errors import ConfigError
 
         if args.watch:
             raise ConfigError(

@@ -16,8 +16,6 @@ PRECISIONS = ("auto", "float32", "bfloat16", "int8")
 where it has AVX2, else float32 (rag/embed/embedder.py, `choose_arithmetic`)."""
 STAGES = ("index", "retrieval", "answer", "server")
 """The stages settings belong to, in pipeline order (`Settings.stage` lists one)."""
-RENAMED = {"RAG_RERANK": "RAG_SENTENCE_SCORING"}
-"""Variables an earlier version read, and their names now: an old name is refused, never ignored."""
 
 
 def setting(default, stage: str, minimum: float | None = None, maximum: float | None = None,
@@ -90,7 +88,7 @@ class Settings:
     """Most quotes one answer shows."""
     min_score: float = setting(-1.0, "answer", maximum=1.0)
     """Abstain when the best sentence's relevance (0–1) is below this. Negative, the default: the
-    threshold of the scoring mode that bench/fit_answer_model.py calibrated and wrote into
+    threshold of the scoring mode that training/fit_answer_model.py calibrated and wrote into
     rag/models/answer_model.json (on one half of SQuAD v2.0's articles and SciFact train claims)."""
 
     # ── server: the chat and its API ──
@@ -121,12 +119,9 @@ class Settings:
             _check(f, getattr(self, f.name))
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Settings":
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> Settings:
         """Defaults, then `RAG_*` environment variables, then explicit overrides (CLI flags)."""
         environ = os.environ if environ is None else environ
-        for old, new in RENAMED.items():
-            if environ.get(old):
-                raise ConfigError(f"environment variable {old} was renamed {new}; rename it")
         values = {}
         for f in dataclasses.fields(cls):
             raw = environ.get(f"RAG_{f.name.upper()}")
@@ -139,7 +134,7 @@ class Settings:
                 values[name] = Path(values[name])
         return cls(**values)
 
-    def replace(self, **changes) -> "Settings":
+    def replace(self, **changes) -> Settings:
         """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)
 
@@ -212,44 +207,3 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
-
-
-def credentials(settings: Settings, no_auth: bool = False) -> list[tuple[str, str]] | None:
-    """Accounts the chat asks for, or None; refuses a network-facing server without any."""
-    accounts = [_account(settings.auth, "RAG_AUTH")] if settings.auth.strip() else []
-    if settings.auth_file:
-        from_file = _accounts_in_file(Path(settings.auth_file))
-        if not from_file:
-            raise ConfigError(
-                f"RAG_AUTH_FILE {settings.auth_file} holds no account; add `user:password` lines or unset it"
-            )
-        accounts += from_file
-    if accounts or is_loopback(settings.host) or no_auth:
-        return accounts or None
-    raise ConfigError(
-        f"binding {settings.host} opens the chat to the network; set RAG_AUTH=user:password or "
-        f"RAG_AUTH_FILE=path, or pass --no-auth if that is really what you want"
-    )
-
-
-def _accounts_in_file(path: Path) -> list[tuple[str, str]]:
-    """The `user:password` lines of an account file; blank lines and `#` comments are passed over."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as error:
-        raise ConfigError(f"cannot read RAG_AUTH_FILE {path} ({error.strerror or error}); fix the path") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"RAG_AUTH_FILE {path} is not UTF-8 text; save it as UTF-8") from None
-    return [
-        _account(line, f"line {number} of RAG_AUTH_FILE {path}")
-        for number, line in enumerate(text.splitlines(), start=1)
-        if line.strip() and not line.strip().startswith("#")
-    ]
-
-
-def _account(line: str, where: str) -> tuple[str, str]:
-    """(user, password) from `user:password`; the message names the place, never the password."""
-    user, sep, password = line.strip().partition(":")
-    if not sep or not user.strip() or not password:
-        raise ConfigError(f"{where} is not an account: write it as `user:password` (the password may hold `:`)")
-    return user.strip(), password

@@ -6,16 +6,17 @@ import functools
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from rag.index import store
 from rag.config import Settings
-from rag.embed.embedder import Embedder, compatible, load_embedder, query_arithmetic
+from rag.embed.arithmetic import compatible, query_arithmetic
+from rag.embed.embedder import Embedder, load_embedder
 from rag.errors import IndexDamaged, IndexMismatch, ModelError, RagError
+from rag.index import store
 from rag.index.bm25 import top
 from rag.types import Hit
 

@@ -13,11 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
-
 from fakes import FakeEmbedder
-from rag.index import segment
-from rag.index import store
+
 from rag.config import DEFAULT_MODEL, Settings
+from rag.index import segment, store
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT / "seeds" / "000_46ad57352320fbef.txt"
@@ -25,7 +24,7 @@ SEED = ROOT / "seeds" / "000_46ad57352320fbef.txt"
 
 REAL_PATH_FIXTURES = {"real_embedder", "seed_settings"}
 """Fixtures that load the packaged model: a test that uses one, directly or not, is `slow`."""
-REAL_PATH_MODULES = {"test_serve", "test_browser", "test_watch", "test_embedding"}
+REAL_PATH_MODULES = {"test_serve", "test_browser", "test_watch", "test_embedder"}
 """Modules whose tests start real servers, watchers or browsers, or measure the model itself."""
 
 
@@ -47,7 +46,7 @@ def _fast_tier_never_loads_the_model(request, monkeypatch):
         raise AssertionError(f"{request.node.nodeid} loads the real model: use the fake embedder or mark it slow")
 
     monkeypatch.setattr(rag.embed.embedder, "_load", refuse)
-    monkeypatch.setattr(rag.embed.embedder.SentenceTransformerEmbedder, "__init__", refuse)
+    monkeypatch.setattr(rag.embed.embedder.SentenceEmbedder, "__init__", refuse)
 
 
 @pytest.fixture(scope="session")

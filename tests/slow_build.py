@@ -11,9 +11,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fakes import FakeEmbedder  # noqa: E402
-from rag.index import store  # noqa: E402
-from rag.config import Settings  # noqa: E402
+
 from rag.build.indexer import build  # noqa: E402
+from rag.config import Settings  # noqa: E402
+from rag.index import store  # noqa: E402
 
 
 def stall(phase):

@@ -3,26 +3,24 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import write_corpus
 from fakes import FakeEmbedder
+
+from rag.answer.candidates import Candidate
+from rag.answer.follow_up import contextualize, is_follow_up, refers_back
 from rag.answer.quotes import (
     NO_ANSWER,
     NOT_A_QUESTION,
-    Candidate,
     answer,
     choose_quotes,
     clean_question,
-    contextualize,
-    is_follow_up,
     mark_answer,
-    refers_back,
     threshold,
     with_context,
 )
 from rag.build.indexer import build
-from rag.types import Hit, Passage
 from rag.search import Retriever
+from rag.types import Hit, Passage
 
 
 @pytest.mark.parametrize(
@@ -263,4 +261,4 @@ def test_mark_answer_marks_a_slice_of_the_quote(question, sentence, marked):
         return
     inside = sentence[found.answer_start - 100 : found.answer_end - 100]
     assert 100 <= found.answer_start < found.answer_end <= 100 + len(sentence)
-    assert marked in inside and len(inside.split()) <= len(marked.split()) + 3, inside  # bench/fit_span_model.py --slack
+    assert marked in inside and len(inside.split()) <= len(marked.split()) + 3, inside  # training/fit_span_model.py --slack

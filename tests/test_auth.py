@@ -10,11 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import copy_index, free_port, start_server
 
-from rag.config import Settings, credentials, is_loopback
+from rag.config import Settings, is_loopback
 from rag.errors import ConfigError
+from rag.serve.auth import credentials
 
 QUESTION = "In how many countries will the terrorists now solve their problems?"
 

@@ -7,11 +7,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 import writers
 from conftest import copy_index, start_server, write_corpus
-from rag.build.indexer import build
 from test_readers import LEFT_1, LEFT_2, PAGE_2_LEFT, PAGE_2_RIGHT, RIGHT_1
+
+from rag.build.indexer import build
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = [

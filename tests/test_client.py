@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from rag.serve import client
 from rag.config import Settings
+from rag.serve import client
 
 
 @pytest.fixture

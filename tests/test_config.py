@@ -265,11 +265,6 @@ def test_values_at_the_edges_of_their_range_are_kept(field, value):
     assert getattr(Settings().replace(**{field: value}), field) == value
 
 
-def test_a_renamed_variable_is_refused_with_its_new_name():
-    with pytest.raises(ConfigError, match="RAG_RERANK was renamed RAG_SENTENCE_SCORING"):
-        Settings.from_env({"RAG_RERANK": "0"})
-
-
 def test_every_setting_belongs_to_one_stage_and_the_stages_cover_them_all():
     from rag.config import STAGES
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.ingest.corpus import decode, read_file, read_source, scan
 from rag.errors import CorpusError
+from rag.ingest.corpus import decode, read_file, read_source, scan
 from rag.types import Document, Skipped
 
 CORPUS = Path(__file__).parent / "data" / "corpus"

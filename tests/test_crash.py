@@ -8,12 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
-
 import writers
 from conftest import write_corpus
 from fakes import FakeEmbedder
-from rag.index import store
+
 from rag.build.indexer import build
+from rag.index import store
 from rag.search import Retriever
 
 SCRIPT = Path(__file__).with_name("slow_build.py")

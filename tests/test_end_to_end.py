@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import SEED
+
 from rag.answer.quotes import NO_ANSWER, answer
 from rag.search import Retriever
 
@@ -77,10 +77,10 @@ FOLLOW_UPS = [  # (previous question, question, is a follow-up), decided with th
 
 def test_the_quote_is_the_sentence_that_holds_the_answer_not_only_the_one_that_matches(tmp_path, real_embedder):
     """ "She is also the oldest pilot…" matches the question; the sentence before it names her: that one is quoted."""
-    from rag.config import Settings
-    from rag.build.indexer import build
-
     from conftest import write_corpus
+
+    from rag.build.indexer import build
+    from rag.config import Settings
 
     write_corpus(tmp_path / "corpus", {
         "airline.md": "# Polar routes\n\nCaptain Ingrid Solberg became the first pilot to fly both polar routes for the "
@@ -100,7 +100,7 @@ def test_the_quote_is_the_sentence_that_holds_the_answer_not_only_the_one_that_m
 
 @pytest.mark.parametrize("previous, question, follows", FOLLOW_UPS)
 def test_follow_ups_are_decided_by_meaning_with_the_real_model(real_embedder, previous, question, follows):
-    from rag.answer.quotes import contextualize, is_follow_up
+    from rag.answer.follow_up import contextualize, is_follow_up
 
     assert is_follow_up(question, previous, real_embedder) is follows
     searched = contextualize(question, [previous], real_embedder)
@@ -202,8 +202,9 @@ def test_asking_with_another_model_than_the_index_names_both(seed_settings):
 def test_a_word_heading_that_matches_gives_way_to_the_paragraph_it_heads(tmp_path, real_embedder):
     """A Word document's heading is a paragraph of its own in the text of record: the answer comes from under it."""
     import writers
-    from rag.config import Settings
+
     from rag.build.indexer import build
+    from rag.config import Settings
 
     corpus = tmp_path / "corpus"
     corpus.mkdir()

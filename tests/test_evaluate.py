@@ -6,11 +6,11 @@ import functools
 import json
 
 import pytest
-
 from fakes import FakeEmbedder
+
 from rag import cli
-from rag.eval import evaluate as evaluation
 from rag.config import Settings
+from rag.eval import evaluate as evaluation
 from rag.eval.evaluate import DatasetError, evaluate, load_squad
 
 DOCUMENTS = [

@@ -15,7 +15,7 @@ def citation(n=1, **changes) -> dict:
     return {**base, **changes}
 
 
-def answer(question="When was the dam finished?", citations=(citation(),), abstained=False, text=None) -> dict:
+def answer(question="When was the dam finished?", citations=(citation(),), abstained=False, text=None) -> dict:  # noqa: B008
     quotes = "\n\n".join(f"“{c['quote']}” [{c['n']}]" for c in citations)
     return {"question": question, "answer": text or quotes, "abstained": abstained, "citations": list(citations)}
 

@@ -8,17 +8,19 @@ import re
 import shutil
 
 import pytest
-
 import writers
 from conftest import write_corpus
 from fakes import FakeEmbedder
-from rag.ingest import readers
-from rag.index import store
-from rag.answer.quotes import Candidate, answer, verify
-from rag.build.indexer import build, is_stale
-from rag.types import Hit
-from rag.search import Retriever
 from test_readers import LEFT_1, LEFT_2, PAGE, PAGE_2_LEFT, PAGE_2_RIGHT, RIGHT_1, WORD_BLOCKS
+
+from rag.answer.candidates import Candidate
+from rag.answer.quotes import answer
+from rag.answer.verify import verify
+from rag.build.indexer import build, is_stale
+from rag.index import store
+from rag.ingest import readers
+from rag.search import Retriever
+from rag.types import Hit
 
 
 @pytest.fixture(scope="module")
@@ -249,8 +251,8 @@ def test_the_sources_panel_shows_the_cited_pdf_page_as_an_image_with_its_page_nu
 
 def test_uploads_of_the_new_types_are_checked_by_their_content(tmp_path, documents):
     from rag.config import Settings
-    from rag.serve.uploads import add_document, delete_document, list_documents
     from rag.errors import UploadRefused
+    from rag.serve.uploads import add_document, delete_document, list_documents
 
     corpus, types, limit = tmp_path / "uploads", Settings().extensions, 5_000_000
     pdf_bytes = (documents / "papers" / "kettles.pdf").read_bytes()

@@ -13,15 +13,14 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import DAMAGES, ROOT, copy_index, damage_version, newest_segment, start_server, topic_text, write_corpus
 from fakes import FakeEmbedder
-from rag.index import segment
-from rag.index import store
+
 from rag.answer.quotes import MAX_QUESTION_CHARS, NO_ANSWER, NOT_A_QUESTION, answer
-from rag.cli import main as rag_main
-from rag.ingest.corpus import read_source
 from rag.build.indexer import build
+from rag.cli import main as rag_main
+from rag.index import segment, store
+from rag.ingest.corpus import read_source
 from rag.search import Retriever
 
 # --- 1. bad questions ---------------------------------------------------------------------

@@ -6,18 +6,17 @@ import json
 import threading
 
 import numpy as np
-
 import pytest
-
 from conftest import DAMAGES, TOPICS, damage_version, newest_segment, topic_text, write_corpus
 from fakes import FakeEmbedder
-from rag.index import segment
-from rag.index import store
-from rag.errors import BuildLocked, IndexDamaged, IndexMissing
-from rag.embed.embedder import vector_recipe
+
 from rag.build.indexer import build, build_lock, is_stale
+from rag.embed.arithmetic import vector_recipe
+from rag.errors import BuildLocked, IndexDamaged, IndexMissing
+from rag.index import segment, store
 from rag.index.manifest import FORMAT_VERSION
 from rag.search import Retriever
+
 
 @pytest.fixture
 def corpus_settings(make_settings):
@@ -160,12 +159,12 @@ def test_the_arithmetic_is_recorded_and_an_int8_index_is_never_mixed_with_float_
 
 
 def test_an_int8_index_of_another_recipe_is_rebuilt_in_full_saying_why(corpus_settings, monkeypatch):
-    import rag.embed.embedder
+    import rag.embed.int8
 
     settings = corpus_settings.replace(precision="int8")
     build(settings, embedder_factory=lambda name: FakeEmbedder())
     assert not is_stale(settings)
-    monkeypatch.setattr(rag.embed.embedder, "INT8", rag.embed.embedder.Int8Recipe(ffn_output="float32"))  # a rag with another recipe
+    monkeypatch.setattr(rag.embed.int8, "INT8", rag.embed.int8.Int8Recipe(ffn_output="float32"))  # a rag with another recipe
     assert is_stale(settings) and is_stale(corpus_settings.replace(precision="auto"))
     rebuilt = build(corpus_settings.replace(precision="auto"), embedder_factory=lambda name: FakeEmbedder())
     assert rebuilt.full and rebuilt.passages_reused == 0
@@ -175,8 +174,8 @@ def test_an_int8_index_of_another_recipe_is_rebuilt_in_full_saying_why(corpus_se
 
 def test_the_planned_arithmetic_is_the_one_the_build_then_records(corpus_settings):
     """What a cluster build hands its actors: read from the manifest, the same as the build's own choice."""
-    from rag.embed.embedder import build_arithmetic
     from rag.build.indexer import planned_arithmetic
+    from rag.embed.arithmetic import build_arithmetic
 
     int8 = corpus_settings.replace(precision="int8")
     assert planned_arithmetic(int8).precision == "int8"  # no index yet: what is asked for
@@ -190,12 +189,12 @@ def test_the_planned_arithmetic_is_the_one_the_build_then_records(corpus_setting
 
 
 def test_status_says_when_questions_to_a_bfloat16_index_run_in_float32_here(corpus_settings, monkeypatch):
-    import rag.embed.embedder
+    import rag.embed.arithmetic
     from rag.build.status import index_status
 
     settings = corpus_settings.replace(precision="bfloat16")
     build(settings, embedder_factory=lambda name: FakeEmbedder())
-    monkeypatch.setattr(rag.embed.embedder, "cpu_flags", lambda: frozenset({"avx2"}))  # a CPU without native bfloat16
+    monkeypatch.setattr(rag.embed.arithmetic, "cpu_flags", lambda: frozenset({"avx2"}))  # a CPU without native bfloat16
     info = index_status(settings)
     assert info["arithmetic"] == "bfloat16, set by RAG_PRECISION" and info["state"] == "up to date"
     assert info["question_arithmetic"].startswith("float32: the index is bfloat16, not native on this CPU")
@@ -332,8 +331,8 @@ def test_staging_left_by_a_dead_build_is_cleaned_and_old_versions_pruned(corpus_
 
 
 def test_an_index_of_an_older_format_is_named_outdated_and_rebuilt_in_full(corpus_settings, fake):
-    from rag.errors import IndexMismatch
     from rag.build.status import index_status
+    from rag.errors import IndexMismatch
 
     build(corpus_settings, embedder_factory=lambda name: fake)
     manifest = store.current_version(corpus_settings.index) / store.MANIFEST
@@ -348,12 +347,12 @@ def test_an_index_of_an_older_format_is_named_outdated_and_rebuilt_in_full(corpu
 
 @pytest.mark.parametrize("change", ["stopwords", "version", "stemmer"])
 def test_a_changed_bm25_tokenizer_rebuilds_the_index_in_full_and_says_why(corpus_settings, fake, monkeypatch, change):
-    from rag.index import bm25 as lexical
     from rag.build.indexer import is_stale
+    from rag.index import bm25
 
     build(corpus_settings, embedder_factory=lambda name: fake)
     assert not is_stale(corpus_settings)
-    monkeypatch.setattr(lexical, "TOKENIZER", {**lexical.TOKENIZER, change: "changed"})
+    monkeypatch.setattr(bm25, "TOKENIZER", {**bm25.TOKENIZER, change: "changed"})
     assert is_stale(corpus_settings)
     summary = build(corpus_settings, embedder_factory=lambda name: fake)
     assert summary.full and f"BM25 tokenizer: index was built with other {change}" in summary.reason

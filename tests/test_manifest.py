@@ -7,11 +7,20 @@ from pathlib import Path
 
 import pytest
 
-from rag.embed.embedder import vector_recipe
-from rag.errors import IndexDamaged
 from rag.config import Settings
+from rag.errors import IndexDamaged
 from rag.index.bm25 import TOKENIZER
-from rag.index.manifest import FIRST_INT8_RECIPE, FORMAT_VERSION, SPLITTER, CorpusChanges, FileEntry, SegmentEntry, Manifest, diff, recipe, recipe_hash
+from rag.index.manifest import (
+    FORMAT_VERSION,
+    SPLITTER,
+    CorpusChanges,
+    FileEntry,
+    Manifest,
+    SegmentEntry,
+    diff,
+    recipe,
+    recipe_hash,
+)
 from rag.types import Document
 
 SHA = {k: k * 64 for k in "xyz"}  # stand-in sha256 hex digests
@@ -295,34 +304,11 @@ def test_manifest_read_files_not_a_mapping(tmp_path, files):
             ("all-MiniLM-L6-v2", 256, 1),
             [],
         ),
-        # the arithmetic: float32 and bfloat16 vectors agree to 0.9999 and share an index; int8 ones do not
-        (manifest(), ("all-MiniLM-L6-v2", 256, 1, "float32"), []),
-        (manifest(), ("all-MiniLM-L6-v2", 256, 1, "bfloat16"), []),
-        (manifest(precision="bfloat16"), ("all-MiniLM-L6-v2", 256, 1, "float32"), []),
-        (manifest(precision="int8", int8_recipe=vector_recipe("int8")), ("all-MiniLM-L6-v2", 256, 1, "int8"), []),
-        (manifest(precision="int8"), ("all-MiniLM-L6-v2", 256, 1), []),
-        # int8 vectors of two recipes differ by more than 0.999: an index of another recipe is rebuilt
-        (
-            manifest(precision="int8"),
-            ("all-MiniLM-L6-v2", 256, 1, "int8"),
-            [f"int8 recipe: index has {FIRST_INT8_RECIPE}, this rag uses {vector_recipe('int8')} "
-             "(vectors of two recipes differ by more than a cosine of 0.999)"],
-        ),
-        (
-            manifest(),
-            ("all-MiniLM-L6-v2", 256, 1, "int8"),
-            ["arithmetic: index has float32, RAG_PRECISION asks for int8"],
-        ),
-        (
-            manifest(precision="int8"),
-            ("all-MiniLM-L6-v2", 256, 1, "bfloat16"),
-            ["arithmetic: index has int8, RAG_PRECISION asks for bfloat16"],
-        ),
     ],
 )
 def test_mismatches(m, asked, found):
-    model, max_tokens, overlap, *precision = asked
-    assert m.mismatches(recipe(Settings(model=model, max_tokens=max_tokens, overlap=overlap)), *precision) == found
+    model, max_tokens, overlap = asked
+    assert m.mismatches(recipe(Settings(model=model, max_tokens=max_tokens, overlap=overlap))) == found
 
 
 def test_chunking_parameters():

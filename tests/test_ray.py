@@ -22,10 +22,11 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # loopback stay
 ray = pytest.importorskip("ray", reason="the Ray tests need the extra: pip install -e '.[test,ray]'")
 
 from conftest import SEED, write_corpus  # noqa: E402
-from rag.index import store  # noqa: E402
+
+from rag.build.indexer import BuildSummary, build  # noqa: E402
 from rag.config import DEFAULT_MODEL, Settings  # noqa: E402
 from rag.errors import ClusterError  # noqa: E402
-from rag.build.indexer import BuildSummary, build  # noqa: E402
+from rag.index import store  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -146,8 +147,8 @@ def test_cluster_without_the_model_is_one_clear_line(cluster, tmp_path):
 
 def test_node_killed_mid_build_publishes_a_whole_version_or_none(cluster, tmp_path, monkeypatch, real_embedder):
     """A third node joins, takes part in the build, and is killed while passages are being embedded."""
-    from rag.cluster import build as distributed_build
     from rag.answer.quotes import answer
+    from rag.cluster import build as distributed_build
     from rag.search import Retriever
 
     settings = ray_settings(tmp_path / "kill", cluster)
@@ -290,8 +291,9 @@ def test_a_cluster_with_no_free_cpu_stops_the_build_with_a_clear_line(cluster, t
 
 def test_pdf_word_and_html_are_converted_on_the_cluster_as_a_local_build_would(cluster, tmp_path, real_embedder):
     import writers
-    from rag.ingest import readers
+
     from rag.cluster.build import build_on_cluster
+    from rag.ingest import readers
 
     settings = ray_settings(tmp_path / "ray", cluster)
     writers.text_pdf(settings.corpus / "manual.pdf", [["The kettle switches itself off when the water boils."],

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
-
 import writers
+
 from rag.ingest import readers
 from rag.ingest.readers import Unreadable, docx, html, pdf
 from rag.ingest.readers.worker import Extractor

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import json
-import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
-
+import tomllib
 from fakes import FakeEmbedder
-from rag.answer.quotes import candidate_sentences, sentence_cosines
+
+from rag.answer.candidates import candidate_sentences, sentence_cosines
+from rag.answer.relevance import (
+    FEATURES,
+    MODEL_FILE,
+    MODES,
+    NEEDS_SENTENCE_SCORING,
+    feature_rows,
+    key_terms,
+    load_model,
+)
 from rag.errors import ConfigError
 from rag.types import Hit, Passage
-from rag.answer.relevance import FEATURES, MODEL_FILE, MODES, NEEDS_SENTENCE_SCORING, feature_rows, key_terms, load_model
 
 TEXT = "The Hoover Dam was finished in 1936. It holds back Lake Mead. Was it costly?"
 OTHER = "Puffins nest on cliffs. They eat small fish."
@@ -113,7 +121,7 @@ def test_the_model_file_is_package_data_written_by_its_script():
     pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
     assert MODEL_FILE.name in pyproject["tool"]["setuptools"]["package-data"]["rag.models"]
     spec = json.loads(MODEL_FILE.read_text())
-    assert "bench/fit_answer_model.py" in spec["command"] and set(spec["modes"]) == set(MODES)
+    assert "training/fit_answer_model.py" in spec["command"] and set(spec["modes"]) == set(MODES)
 
 
 def test_an_unreadable_model_file_is_named(tmp_path):

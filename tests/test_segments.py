@@ -9,12 +9,10 @@ import threading
 
 import numpy as np
 import pytest
-
 from conftest import TOPICS, topic_text, write_corpus
-from fakes import FakeEmbedder
-from rag.index import merge
-from rag.index import store
+
 from rag.build.indexer import build
+from rag.index import merge, store
 from rag.index.bm25 import LexicalIndex, Postings, terms
 from rag.search import Retriever
 
@@ -239,8 +237,9 @@ def test_status_shows_segments_deletions_and_bytes(make_settings, fake):
 
 def test_a_converted_file_keeps_its_text_of_record_through_a_rename_and_merges(make_settings, fake):
     import writers
-    from rag.ingest import readers
+
     from rag.answer.quotes import answer
+    from rag.ingest import readers
 
     settings = make_settings(merge_factor=2, min_score=0.0)
     writers.text_pdf(settings.corpus / "ferries.pdf", [["The harbour ferries now run at noon as well."]])
@@ -261,8 +260,8 @@ def test_a_converted_file_keeps_its_text_of_record_through_a_rename_and_merges(m
 
 
 def _segment_of(tmp_path, vectors):
-    from rag.types import Passage
     from rag.index.segment import Segment, write_segment
+    from rag.types import Passage
 
     passages = [Passage(f"f.txt#{i}", "f.txt", 10 * i, 10 * i + 9, i + 1, i + 1, f"passage {i:05}") for i in range(len(vectors))]
     info = write_segment(tmp_path, passages, vectors)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 
 import pytest
-
 from conftest import copy_index, free_port, start_server, write_corpus
+
 from rag.build.indexer import build
 
 

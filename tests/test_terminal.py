@@ -9,9 +9,9 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import write_corpus
 from fakes import FakeEmbedder
+
 from rag.build.indexer import build
 from rag.search import Retriever
 from rag.serve.terminal import chat

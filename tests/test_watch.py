@@ -8,10 +8,11 @@ import sys
 import threading
 import time
 
-from conftest import copy_index, LineReader, start_server, write_corpus
+from conftest import LineReader, copy_index, start_server, write_corpus
 from fakes import FakeEmbedder
-from rag.index import store
+
 from rag.build.watch import watch_forever
+from rag.index import store
 
 
 def wait_for(condition, seconds=60.0):

@@ -30,7 +30,7 @@ DATE = re.compile(
         r"\b(?:\d{1,2}(?:st|nd|rd|th)|first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|"
         r"eleventh|twelfth|thirteenth|fourteenth|fifteenth|sixteenth|seventeenth|eighteenth|nineteenth|"
         r"twentieth|twenty-first)[- ]century\b",
-        rf"\b(?:AD|BC|BCE|CE)\s+\d{{1,4}}\b|\b\d{{1,4}}\s+(?:AD|BC|BCE|CE)\b",
+        r"\b(?:AD|BC|BCE|CE)\s+\d{1,4}\b|\b\d{1,4}\s+(?:AD|BC|BCE|CE)\b",
         rf"\b{_YEAR}s?\b",
         rf"\b{_MONTHS}\b",
         rf"\b{_DAYS}\b",

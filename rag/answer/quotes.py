@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
-import re
 import unicodedata
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from rag.ingest.chunking import LineIndex, split_sentences
+from rag.answer.answer_types import expected_answer_type, trim_edges, typed_matches
+from rag.answer.candidates import Candidate, score_sentences
+from rag.answer.follow_up import contextualize
+from rag.answer.relevance import ends_like_a_sentence, load_model, mode
+from rag.answer.span_model import best_span
+from rag.answer.verify import verify
 from rag.config import Settings
-from rag.ingest.corpus import read_record, read_source
 from rag.embed.embedder import BUNDLED_NAMES
 from rag.index.bm25 import terms
-from rag.types import Answer, Citation, Hit, Passage
-from rag.answer.relevance import Sentence, ends_like_a_sentence, feature_rows, load_model, mode
+from rag.ingest.chunking import split_sentences
 from rag.search import Retriever
-from rag.answer.span_model import best_span
-from rag.answer.answer_types import expected_answer_type, trim_edges, typed_matches
+from rag.types import Answer, Hit, Passage
 
 NO_ANSWER = "The corpus does not seem to answer this question."
 NOT_A_QUESTION = "Please type a question in words, for example: What is this document about?"
@@ -37,32 +38,7 @@ SAME_FILE_SHARE = 0.75
 NEIGHBOUR_MARGIN = 6.0
 """How far the reader's best answer in a neighbouring sentence must score above its best in the quote for
 that sentence to become the quote (chosen on validation articles of v2.0's train half with a reader not
-fitted on them: 12 first quotes gained the answer, 4 lost it, of 662; bench/README.md)."""
-REFERRING = frozenset("it its they them their theirs he she him her his hers this these those there then such".split())
-"""Words that point back at something named earlier in the conversation."""
-ELLIPSIS = re.compile(r"^\s*(?:and|also|but|or|so|then|what about|how about|same for|and what about)\b", re.IGNORECASE)
-"""Openings of a question that continues the previous one ("and when?", "what about Paris?")."""
-FOLLOW_UP_SIMILARITY = 0.5
-"""A question whose embedding is at least this close to the previous question's is a follow-up."""
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """One sentence that could be quoted, where it stands, and how well it answers (`relevance`, 0–1).
-
-    `context_start`/`context_end` take in the neighbouring sentences shown around the quote;
-    `answer_start`/`answer_end` mark the answer inside it, when one can be told (all source offsets).
-    """
-
-    hit: Hit
-    start: int
-    end: int
-    text: str
-    relevance: float
-    context_start: int | None = None
-    context_end: int | None = None
-    answer_start: int | None = None
-    answer_end: int | None = None
+fitted on them: 12 first quotes gained the answer, 4 lost it, of 662; docs/decisions.md)."""
 
 
 def clean_question(raw: str) -> str:
@@ -71,43 +47,9 @@ def clean_question(raw: str) -> str:
     return " ".join(text.split())[:MAX_QUESTION_CHARS]
 
 
-def refers_back(question: str) -> bool:
-    """True when the question leans on an earlier one: a pointing word ("it", "there"), an opening
-    that continues ("and…", "what about…"), or no words of its own to search for ("Why?")."""
-    words = [w.strip("?,.!;:\"'()").lower() for w in question.split()]
-    if ELLIPSIS.match(question) or not terms(question):
-        return True
-    # "there is/are…" and "is there…" are existential, not the place named before
-    pointing = [w for i, w in enumerate(words) if w in REFERRING and not (w == "there" and _existential(words, i))]
-    return bool(pointing)
-
-
-def _existential(words: list[str], i: int) -> bool:
-    return (i + 1 < len(words) and words[i + 1] in {"is", "are", "was", "were", "be", "been"}) or (
-        i > 0 and words[i - 1] in {"is", "are", "was", "were"})
-
-
-def is_follow_up(question: str, previous: str, embedder=None) -> bool:
-    """Whether `question` continues `previous`: it refers back, or (given the embedder) it means
-    nearly the same thing as the previous question, so searching the two together loses nothing."""
-    if refers_back(question):
-        return True
-    if embedder is None:
-        return False
-    vectors = embedder.encode([question, previous])
-    return float(vectors[0] @ vectors[1]) >= FOLLOW_UP_SIMILARITY
-
-
-def contextualize(question: str, history: Sequence[str] = (), embedder=None) -> str:
-    """What to search for: a follow-up (see `is_follow_up`) is joined to the previous question."""
-    if history and is_follow_up(question, history[-1], embedder):
-        return f"{history[-1]} {question}"
-    return question
-
-
 def threshold(settings: Settings) -> float:
     """The relevance below which the answer abstains: `min_score` when set (0–1), else the threshold
-    calibrated for the scoring mode and written into the model file by bench/fit_answer_model.py."""
+    calibrated for the scoring mode and written into the model file by training/fit_answer_model.py."""
     if settings.min_score >= 0:
         return settings.min_score
     return load_model(mode(settings.sentence_scoring)).threshold
@@ -152,58 +94,6 @@ def _abstain(question: str, searched: str, hits: list[Hit], relevance: float) ->
         excerpt = excerpt[:160] + ("…" if len(excerpt) > 160 else "")
         lines.append(f"- {hit.passage.source}, lines {hit.passage.line_start}–{hit.passage.line_end}: {excerpt}")
     return Answer(question, "\n".join(lines), True, nearest=nearest, searched_for=searched, relevance=relevance)
-
-
-def candidate_sentences(hits: Sequence[Hit]) -> list[Sentence]:
-    """Every sentence of the hits once (overlapping passages repeat some: the better-ranked one keeps it)."""
-    seen: set[tuple[str, int]] = set()
-    sentences = []
-    for rank, hit in enumerate(hits):
-        passage = hit.passage
-        spans = split_sentences(passage.text)
-        for i, (a, b) in enumerate(spans):
-            key = (passage.source, passage.start + a)
-            if key not in seen:
-                seen.add(key)
-                sentences.append(Sentence(hit, passage.start + a, passage.start + b, passage.text[a:b], rank, i, len(spans)))
-    return sentences
-
-
-def sentence_cosines(sentences: Sequence[Sentence], query_vector: np.ndarray, embedder) -> tuple[list[float], list[float]]:
-    """Each sentence's cosine with the question, and its best clause's (the sentence's own when it has one)."""
-    clauses = [_clauses(s.text) for s in sentences]
-    texts = [s.text for s in sentences] + [c for parts in clauses for c in parts]
-    sims = (embedder.encode(texts, batch_size=64) @ query_vector).tolist()
-    whole = sims[: len(sentences)]
-    best_clause, at = [], len(sentences)
-    for sim, parts in zip(whole, clauses):
-        best_clause.append(max(sims[at : at + len(parts)], default=sim))
-        at += len(parts)
-    return whole, best_clause
-
-
-def score_sentences(
-    question: str, query_vector: np.ndarray, hits: Sequence[Hit], embedder, settings: Settings
-) -> list[Candidate]:
-    """Every sentence of the hits with its relevance from the fitted model (rag/models/answer_model.json)."""
-    sentences = candidate_sentences(hits)
-    if not sentences:
-        return []
-    scoring = settings.sentence_scoring
-    cosines, clauses = sentence_cosines(sentences, query_vector, embedder) if scoring else (None, None)
-    rows = feature_rows(question, sentences, cosines, clauses)
-    relevance = load_model(mode(scoring)).relevance(rows)
-    return [Candidate(s.hit, s.start, s.end, s.text, float(r)) for s, r in zip(sentences, relevance)]
-
-
-_CLAUSE_BREAK = re.compile(r"[:;]\s+|\s+[–—-]\s+")
-
-
-def _clauses(sentence: str, min_words: int = 4) -> list[str]:
-    """The clauses of a sentence split at colons, semicolons and dashes; none when it has only one."""
-    parts = [part.strip() for part in _CLAUSE_BREAK.split(sentence)]
-    parts = [part for part in parts if len(part.split()) >= min_words]
-    return parts if len(parts) >= 2 else []
 
 
 def choose_quotes(candidates: Sequence[Candidate], limit: int, floor: float = 0.0) -> list[Candidate]:
@@ -376,65 +266,4 @@ def _near_duplicate(a: str, b: str, threshold: float = 0.7) -> bool:
         return a.strip() == b.strip()
     return len(sa & sb) / len(sa | sb) >= threshold
 
-
-def verify(chosen: Sequence[Candidate], corpus: Path, index=None) -> list[Citation]:
-    """Citations for the quotes that stand, character for character, at their offsets in the file now.
-
-    For a converted file (PDF, Word, HTML) the offsets are into its stored text of record, used only
-    while the file on disk still has the sha256 indexed; `index` is the loaded index version.
-    """
-    texts: dict[str, object] = {}
-    citations = []
-    for candidate in chosen:
-        source = candidate.hit.passage.source
-        if source not in texts:
-            texts[source] = _source_text(corpus, source, index)
-        found = texts[source]
-        text = getattr(found, "text", found)
-        if text is None or text[candidate.start : candidate.end] != candidate.text:
-            continue
-        line_start, line_end = LineIndex(text).lines(candidate.start, candidate.end)
-        place = {}
-        if hasattr(found, "pages_of"):
-            pages = found.pages_of(candidate.start, candidate.end)
-            page = pages[0] if pages else None
-            place = dict(page=page, page_label=found.label_of(page), pages=tuple(pages), section=found.section_of(candidate.start))
-        context_start = candidate.start if candidate.context_start is None else candidate.context_start
-        context_end = candidate.end if candidate.context_end is None else candidate.context_end
-        citations.append(
-            Citation(
-                n=len(citations) + 1,
-                source=source,
-                start=candidate.start,
-                end=candidate.end,
-                line_start=line_start,
-                line_end=line_end,
-                quote=candidate.text,
-                passage_id=candidate.hit.passage.id,
-                relevance=round(candidate.relevance, 4),
-                context_before=text[context_start : candidate.start],
-                context_after=text[candidate.end : context_end],
-                answer_start=candidate.answer_start,
-                answer_end=candidate.answer_end,
-                **place,
-            )
-        )
-    return citations
-
-
-def _source_text(corpus: Path, source: str, index):
-    """The text a quote of `source` is checked against: the file itself, or a converted file's text of record."""
-    entry = index.manifest.files.get(source) if index is not None else None
-    if entry is not None and entry.kind != "text":
-        return read_record(corpus, source, entry, index.texts_folder(source))
-    return read_source(corpus, source)
-
-
-def highlight_spans(passage: Passage, citations: Sequence[Citation]) -> list[tuple[int, int, int]]:
-    """(start, end, n) of each citation inside `passage.text`, for rendering."""
-    return [
-        (c.start - passage.start, c.end - passage.start, c.n)
-        for c in citations
-        if c.passage_id == passage.id or (c.source == passage.source and passage.start <= c.start and c.end <= passage.end)
-    ]
 

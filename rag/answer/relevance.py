@@ -2,7 +2,7 @@
 model that turns them into its relevance (0–1), which both ranks quotes and decides abstention.
 
 The model is a logistic regression whose parameters live in `rag/models/answer_model.json`, written by
-`bench/fit_answer_model.py` from SQuAD v2.0 (one half of its articles) and SciFact train claims;
+`training/fit_answer_model.py` from SQuAD v2.0 (one half of its articles) and SciFact train claims;
 that script also writes the abstention threshold of each scoring mode into the same file.
 """
 
@@ -13,16 +13,16 @@ import json
 import math
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
+from rag.answer.answer_types import expected_answer_type, typed_distance
 from rag.errors import ConfigError
 from rag.index.bm25 import terms
 from rag.types import Hit
-from rag.answer.answer_types import expected_answer_type, typed_distance
 
 MODEL_FILE = Path(__file__).parents[1] / "models" / "answer_model.json"
 MODES = ("sentence_scoring", "passage_only")
@@ -103,7 +103,7 @@ def load_model(scoring_mode: str, path: Path = MODEL_FILE) -> Model:
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ConfigError(
             f"the answer model {path} cannot be read for mode {scoring_mode!r} ({type(error).__name__}: {error}); "
-            f"reinstall rag or rerun bench/fit_answer_model.py"
+            f"reinstall rag or rerun training/fit_answer_model.py"
         ) from None
 
 

@@ -1,5 +1,5 @@
 """Which phrase of a quoted sentence answers the question: every short run of words is a candidate
-span, and a fitted model scores each (`rag/models/span_model.json`, written by bench/fit_span_model.py from
+span, and a fitted model scores each (`rag/models/span_model.json`, written by training/fit_span_model.py from
 the gold sentences of SQuAD v2.0's train half of articles). The best span is marked in the quote.
 
 A span is always a slice of the sentence, never new text.
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from rag.answer.answer_types import _CAUSE, _WORD, answer_span, expected_answer_type, typed_matches
 from rag.errors import ConfigError
 from rag.index.bm25 import STOPWORDS, terms
-from rag.answer.answer_types import _CAUSE, _WORD, answer_span, expected_answer_type, typed_matches
 
 MODEL_FILE = Path(__file__).parents[1] / "models" / "span_model.json"
 MAX_WORDS = 10
@@ -69,7 +69,7 @@ def load_span_model(path: Path = MODEL_FILE) -> SpanModel:
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ConfigError(
             f"the span model {path} cannot be read ({type(error).__name__}: {error}); "
-            f"reinstall rag or rerun bench/fit_span_model.py"
+            f"reinstall rag or rerun training/fit_span_model.py"
         ) from None
 
 

@@ -8,14 +8,14 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
 
-from rag.ingest import readers
 from rag.config import Settings
-from rag.ingest.corpus import CorpusScan
 from rag.index.manifest import Manifest
+from rag.ingest import readers
+from rag.ingest.corpus import CorpusScan
 from rag.ingest.readers.worker import Extractor
 from rag.types import Document, Skipped
 

@@ -7,25 +7,25 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from rag.index import merge
-from rag.index import store
-from rag.ingest.chunking import LineIndex, pack_passages
-from rag.config import Settings
 from rag.build.conversion import convert, known_unreadable, read_converted
-from rag.ingest.corpus import CorpusScan, Known, scan
-from rag.embed.embedder import Arithmetic, Embedder, build_arithmetic, load_embedder, vector_recipe
+from rag.config import Settings
+from rag.embed.arithmetic import Arithmetic, for_build, vector_recipe
+from rag.embed.embedder import Embedder, load_embedder
 from rag.errors import BuildLocked, IndexMissing, RagError
-from rag.index.manifest import FileEntry, Manifest, SegmentEntry, diff, recipe
-from rag.types import Document, Passage
+from rag.index import merge, store
+from rag.index.manifest import CorpusChanges, FileEntry, Manifest, SegmentEntry, diff, recipe
 from rag.index.segment import text_keys, write_segment
+from rag.ingest.chunking import LineIndex, pack_passages
+from rag.ingest.corpus import CorpusScan, Known, scan
+from rag.types import Document, Passage
 
 log = logging.getLogger(__name__)
 
@@ -152,10 +152,10 @@ def _arithmetic(settings: Settings, manifest: Manifest | None) -> tuple[Arithmet
     """The arithmetic a build embeds in (the index's own while it can be extended), and what stops
     the index in `manifest` from being extended."""
     if manifest is None:
-        return build_arithmetic(settings.precision, None), []
-    arithmetic = build_arithmetic(settings.precision, manifest.precision)
-    mismatches = manifest.mismatches(recipe(settings), arithmetic.precision)
-    return (build_arithmetic(settings.precision, None) if mismatches else arithmetic), mismatches
+        return for_build(settings.precision)
+    arithmetic, kept_apart = for_build(settings.precision, manifest.precision, manifest.int8_recipe)
+    mismatches = manifest.mismatches(recipe(settings)) + kept_apart
+    return (for_build(settings.precision)[0] if mismatches else arithmetic), mismatches
 
 
 def planned_arithmetic(settings: Settings, full: bool = False) -> Arithmetic:
@@ -207,8 +207,9 @@ def build(
                 )
             scratch = root / f".tmp-v-texts-{os.getpid()}-{time.time_ns()}"  # removed by the next build if this one dies
             try:
-                summary = _build_changed(settings, found, previous, still_unreadable, reason, scratch, factory,
-                                         arithmetic, say, scanned_ns, converter or read_converted)
+                run = _Run(settings, previous, reason, arithmetic, scratch, factory, say, scanned_ns,
+                           converter or read_converted)
+                summary = _build_changed(run, found, still_unreadable)
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)
         finally:
@@ -221,74 +222,122 @@ def build(
                        version=live.name, seconds=time.perf_counter() - started)
 
 
-def _build_changed(settings, found, previous, still_unreadable, reason, scratch, embedder_factory,
-                   arithmetic: Arithmetic, say, scanned_ns, converter) -> BuildSummary:
-    """The part of a build that converts, embeds and publishes a new version (the caller holds the lock)."""
-    root = Path(settings.index)
-    old_files = previous.manifest.files if previous else {}
-    found, unreadable, conversion = convert(found, previous, settings, say, scratch, converter)
+@dataclass(frozen=True)
+class _Run:
+    """What one build works with, settled before anything is written (the caller holds the lock)."""
+
+    settings: Settings
+    previous: store.LoadedIndex | None
+    reason: str
+    """Why the build starts from nothing, "" when it extends `previous`."""
+    arithmetic: Arithmetic
+    scratch: Path
+    """Where converted texts of record wait until the segment takes them."""
+    embedder_factory: Callable[[str], Embedder]
+    say: Progress
+    scanned_ns: int
+    converter: Callable[..., tuple[dict, float]]
+
+    @property
+    def root(self) -> Path:
+        return Path(self.settings.index)
+
+    @property
+    def old_files(self) -> dict[str, FileEntry]:
+        return self.previous.manifest.files if self.previous else {}
+
+
+def _build_changed(run: _Run, found: CorpusScan, still_unreadable: dict[str, str]) -> BuildSummary:
+    """Convert what changed, embed what is new, write it as one segment and publish a version that lists it."""
+    found, unreadable, conversion = convert(found, run.previous, run.settings, run.say, run.scratch, run.converter)
     unreadable.update(still_unreadable)
-    changes = diff(old_files, found.documents)
-    skipped = {s.source: s.reason for s in found.skipped}
-    written = set(changes.added) | set(changes.changed) | set(changes.renamed) if previous else {d.source for d in found.documents}
+    changes = diff(run.old_files, found.documents)
+    written = _written(run, changes, found)
     to_write = [d for d in found.documents if d.source in written]
-    passages, vectors, embedded = _assemble(to_write, previous, changes.renamed, settings, embedder_factory, say)
-    ran = (arithmetic.precision, arithmetic.describe())
-    if previous is not None and not embedded:  # nothing embedded: the vectors are as they were
-        ran = (previous.manifest.precision, previous.manifest.arithmetic)
-    texts = {d.sha256: scratch if d.record is not None else previous.record_folder(d.sha256)
-             for d in to_write if d.kind != "text"}
-    say(f"writing {len(passages)} passages")
-    segment = write_segment(store.segments_folder(root), passages, vectors, texts, settings.exact_up_to) if passages else None
-    replaced = set(changes.changed) | set(changes.removed) | set(changes.renamed.values())
-    segments = _live_segments(previous, replaced) + ([SegmentEntry(segment.name)] if segment else [])
-    per_file = {source: end - start for source, (start, end) in segment.files.items()} if segment else {}
-    files = {}
-    for d in found.documents:
-        old = old_files.get(d.source)
-        count, home = (per_file.get(d.source, 0), segment.name if segment else "") if d.source in written else (old.passages, old.segment)
-        files[d.source] = FileEntry(d.sha256, d.encoding, count, d.kind, d.size, d.mtime_ns, home)
-    kinds = {p.segment.info.index_type for p in previous.parts if any(e.name == p.segment.name for e in segments)} if previous else set()
-    manifest = Manifest(
-        model=settings.model,
-        dimension=vectors.shape[1],
-        max_tokens=settings.max_tokens,
-        overlap=settings.overlap,
-        files=files,
-        passages=sum(entry.passages for entry in files.values()),
-        built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        index_type="+".join(sorted(kinds | ({segment.index_type} if segment else set()))) or "flat",
-        skipped=skipped,
-        unreadable=unreadable,
-        tokenizer=recipe(settings)["tokenizer"],
-        precision=ran[0],
-        arithmetic=ran[1],
-        int8_recipe=previous.manifest.int8_recipe if previous is not None and not embedded else vector_recipe(ran[0]),
-        segments=tuple(segments),
-        scanned_ns=scanned_ns,
-    )
-    version = store.write_version(root, manifest)
-    store.publish(root, version)
-    removed = _removed(previous, set(changes.changed) | set(changes.removed), passages)  # a rename removes none
+    passages, vectors, embedded = _assemble(to_write, run.previous, changes.renamed, run.settings,
+                                            run.embedder_factory, run.say)
+    segment = _write_segment(run, to_write, passages, vectors)
+    manifest = _manifest(run, found, changes, written, segment, vectors.shape[1], embedded, unreadable)
+    version = store.write_version(run.root, manifest)
+    store.publish(run.root, version)
+    removed = _removed(run.previous, set(changes.changed) | set(changes.removed), passages)  # a rename removes none
     return BuildSummary(
         files_added=len(changes.added),
         files_changed=len(changes.changed),
         files_removed=len(changes.removed),
         files_renamed=len(changes.renamed),
         files_unchanged=len(changes.unchanged),
-        files_skipped=len(skipped),
-        skipped=skipped,
+        files_skipped=len(manifest.skipped),
+        skipped=manifest.skipped,
         files_converted=conversion[0],
         conversion_seconds=round(conversion[1], 3),
         passages=manifest.passages,
         passages_embedded=embedded,
         passages_reused=manifest.passages - embedded,
         passages_removed=removed,
-        full=previous is None,
-        reason=reason,
+        full=run.previous is None,
+        reason=run.reason,
         version=version.name,
-        precision=ran[0],
-        arithmetic=ran[1],
+        precision=manifest.precision,
+        arithmetic=manifest.arithmetic,
+    )
+
+
+def _written(run: _Run, changes: CorpusChanges, found: CorpusScan) -> set[str]:
+    """The files whose passages go into the new segment: all of them in a full build, else the new,
+    changed and renamed ones."""
+    if run.previous is None:
+        return {d.source for d in found.documents}
+    return set(changes.added) | set(changes.changed) | set(changes.renamed)
+
+
+def _write_segment(run: _Run, documents: list[Document], passages: list[Passage], vectors: np.ndarray):
+    """The new segment of these passages and their converted files' texts of record, or None when there are none."""
+    if not passages:
+        return None
+    texts = {d.sha256: run.scratch if d.record is not None else run.previous.record_folder(d.sha256)
+             for d in documents if d.kind != "text"}
+    run.say(f"writing {len(passages)} passages")
+    return write_segment(store.segments_folder(run.root), passages, vectors, texts, run.settings.exact_up_to)
+
+
+def _manifest(run: _Run, found: CorpusScan, changes: CorpusChanges, written: set[str], segment, dimension: int,
+              embedded: int, unreadable: dict[str, str]) -> Manifest:
+    """The new version's manifest: every file with its segment, the live segments with their deletions, and the
+    arithmetic of the vectors (the previous version's when nothing was embedded)."""
+    previous, settings = run.previous, run.settings
+    replaced = set(changes.changed) | set(changes.removed) | set(changes.renamed.values())
+    segments = _live_segments(previous, replaced) + ([SegmentEntry(segment.name)] if segment else [])
+    per_file = {source: end - start for source, (start, end) in segment.files.items()} if segment else {}
+    files = {}
+    for d in found.documents:
+        old = run.old_files.get(d.source)
+        count, home = (per_file.get(d.source, 0), segment.name if segment else "") if d.source in written else (old.passages, old.segment)
+        files[d.source] = FileEntry(d.sha256, d.encoding, count, d.kind, d.size, d.mtime_ns, home)
+    live = {e.name for e in segments}
+    kinds = {p.segment.info.index_type for p in previous.parts if p.segment.name in live} if previous else set()
+    if previous is not None and not embedded:  # nothing embedded: the vectors are as they were
+        precision, why, int8_recipe = previous.manifest.precision, previous.manifest.arithmetic, previous.manifest.int8_recipe
+    else:
+        precision, why = run.arithmetic.precision, run.arithmetic.describe()
+        int8_recipe = vector_recipe(precision)
+    return Manifest(
+        model=settings.model,
+        dimension=dimension,
+        max_tokens=settings.max_tokens,
+        overlap=settings.overlap,
+        files=files,
+        passages=sum(entry.passages for entry in files.values()),
+        built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        index_type="+".join(sorted(kinds | ({segment.index_type} if segment else set()))) or "flat-fp16",
+        skipped={s.source: s.reason for s in found.skipped},
+        unreadable=unreadable,
+        tokenizer=recipe(settings)["tokenizer"],
+        precision=precision,
+        arithmetic=why,
+        int8_recipe=int8_recipe,
+        segments=tuple(segments),
+        scanned_ns=run.scanned_ns,
     )
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from rag.index import store
-from rag.config import Settings
-from rag.embed.embedder import query_arithmetic
-from rag.errors import IndexMismatch, IndexMissing, RagError
 from rag.build.indexer import is_stale
+from rag.config import Settings
+from rag.embed.arithmetic import query_arithmetic
+from rag.errors import IndexMismatch, IndexMissing, RagError
+from rag.index import store
 from rag.index.manifest import recipe_hash
 
 

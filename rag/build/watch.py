@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable
+from collections.abc import Callable
 
+from rag.build.indexer import BuildSummary, build, is_stale
 from rag.config import Settings
 from rag.embed.embedder import Embedder
 from rag.errors import RagError
-from rag.build.indexer import BuildSummary, build, is_stale
 
 log = logging.getLogger(__name__)
 

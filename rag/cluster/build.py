@@ -15,18 +15,18 @@ import math
 import queue
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
+from rag.build.indexer import BuildSummary, Progress, build, planned_arithmetic
 from rag.cluster.connect import check_nodes, connect, cpus, gpus
 from rag.config import Settings
-from rag.ingest.corpus import CorpusScan, Known, _walk, printable, read_file, scan
 from rag.embed.embedder import load_embedder
 from rag.errors import ClusterError
-from rag.build.indexer import BuildSummary, Progress, build, planned_arithmetic
+from rag.ingest.corpus import CorpusScan, Known, _walk, printable, read_file, scan
 from rag.types import Document
 
 log = logging.getLogger(__name__)
@@ -207,12 +207,12 @@ class PassageEmbedder:
         import ray
         import torch
 
-        from rag.embed.embedder import SentenceTransformerEmbedder
+        from rag.embed.embedder import SentenceEmbedder
 
         on_gpu = bool(ray.get_gpu_ids()) and torch.cuda.is_available()
         threads = int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1) or 1)
         torch.set_num_threads(max(1, threads))
-        self.embedder = SentenceTransformerEmbedder(model, "float32" if on_gpu else asked)
+        self.embedder = SentenceEmbedder(model, "float32" if on_gpu else asked)
         if on_gpu:
             self.embedder.to("cuda")
         self.batch_size = batch_size

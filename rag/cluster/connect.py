@@ -6,13 +6,13 @@ a command asks for a cluster, so `import rag`, `rag --help` and every local comm
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import socket
 import tempfile
 from pathlib import Path
 
+from rag.config import is_loopback
 from rag.errors import ClusterError
 
 log = logging.getLogger(__name__)
@@ -59,15 +59,6 @@ def _host_port(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _reachable(host: str, port: int, seconds: float = 3.0) -> str:
     """"" when something listens at host:port, else why not (a plain TCP connect, so no Ray retries)."""
     try:
@@ -81,7 +72,7 @@ def connect(address: str):
     """Join the running cluster at `address` and return the `ray` module; ClusterError in one line if not."""
     target = resolve_address(address)
     host, port = _host_port(target)
-    if _is_loopback(host):
+    if is_loopback(host):
         # A head started with --node-ip-address 127.0.0.1 listens on loopback only, but Ray rewrites
         # 127.0.0.1 to this machine's network address before connecting; this keeps loopback loopback.
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")

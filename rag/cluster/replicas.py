@@ -182,8 +182,8 @@ class ReplicaBackend:
 
 def serve_replicated(settings: Settings, replicas: int, no_auth: bool = False, block: bool = True, api_port: int = 8000):
     """`rag serve --ray`: build on the cluster if needed, start the replicas, and serve the chat page here."""
-    from rag.serve.chat import accounts_for, build_if_stale, launch, make_app
     from rag.cluster.build import build_on_cluster
+    from rag.serve.chat import accounts_for, build_if_stale, launch, make_app
 
     accounts = accounts_for(settings, no_auth)
     build_if_stale(settings, build_on_cluster, " on the Ray cluster")

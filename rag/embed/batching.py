@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Sequence
+from collections.abc import Sequence
 
 LEAST_GROUP = 4
 """Fewest texts of one length given batches of their own; rarer lengths share padded batches."""
 SHORTEST_SHARE = 0.8
 """A padded batch takes texts down to this share of its longest text's length, so that padding stays under
-1.25x: a question's ~40 candidate sentences (one batch of up to 64 until 2026-12-03) were padded 2.5x,
-and cut this way embed ~2x as fast on one thread (bench/batching.py --candidates)."""
+1.25x the real tokens (docs/decisions.md, "Batches of one token length")."""
 
 
 def plan_batches(lengths: Sequence[int], size: int, least: int = LEAST_GROUP) -> list[list[int]]:
@@ -18,10 +17,8 @@ def plan_batches(lengths: Sequence[int], size: int, least: int = LEAST_GROUP) ->
 
     Texts of one length are batched together, so such a batch has no padding and needs no attention mask
     (the model then takes SDPA's unmasked kernel). Lengths shared by fewer than `least` texts are batched
-    in length order, padded to their longest, none shorter than `SHORTEST_SHARE` of it. sentence-transformers
-    sorts by characters instead: on
-    SciFact passages that fed 1.19x the real tokens, and embedding them took 1.23-1.38x as long
-    (bench/batching.py, AMD EPYC Zen 4 natively and held to AVX2)."""
+    in length order, padded to their longest, none shorter than `SHORTEST_SHARE` of it (sentence-transformers
+    sorts by characters instead, which pads more: docs/decisions.md)."""
     if size < 1:
         raise ValueError(f"batch size must be at least 1, not {size}")
     by_length: dict[int, list[int]] = defaultdict(list)
@@ -60,9 +57,7 @@ def _even_split(group: list[int], size: int) -> list[list[int]]:
 
 def workers_for(lengths: Sequence[int], batches: list[list[int]], threads: int) -> int:
     """How many one-thread workers should share `batches`: one per thread, but one alone (running each batch on
-    every thread) when the largest batch costs more than its share, as the others would wait for it. 36 SciFact
-    passages, whose largest batch is 73 % of the work: 951 ms on one worker against 1,133 ms on two; a question's
-    candidate sentences (largest 31 %): 163 ms on two against 209 ms on one (AMD EPYC, bfloat16, 2 threads)."""
+    every thread) when the largest batch costs more than its share, as the others would wait for it."""
     costs = [fed(lengths, rows) for rows in batches]
     workers = max(1, min(threads, len(batches)))
     return 1 if max(costs, default=0) * workers > sum(costs) else workers

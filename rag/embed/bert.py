@@ -14,8 +14,8 @@ Imports torch: imported only by `rag.embed.embedder` when it loads a model.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch

@@ -10,14 +10,14 @@ import json
 import random
 import re
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Sequence
 
-from rag.eval import metrics
 from rag.config import Settings
 from rag.embed.embedder import Embedder
 from rag.errors import ConfigError, RagError
+from rag.eval import metrics
 
 DOCUMENTS_RANKED = 100
 """BEIR: distinct documents ranked per query, enough for recall@100."""
@@ -27,7 +27,7 @@ FORMATS = "a BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) or a S
 REPORTED_SETTINGS = ("model", "hybrid", "candidates", "cross_encoder", "sentence_scoring", "min_score")
 HALVES = ("train", "held-out")
 """SQuAD halves by article: articles in file order alternate train, held-out, train, … The answer
-model is fitted on the train half of SQuAD v2.0 only (bench/fit_answer_model.py)."""
+model is fitted on the train half of SQuAD v2.0 only (training/fit_answer_model.py)."""
 THRESHOLDS = tuple(round(0.02 * i, 2) for i in range(51))
 """Abstention thresholds the SQuAD report sweeps (relevance 0–1)."""
 _UNSAFE = re.compile(r"[^\w.()-]+")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 Qrels = Mapping[str, float]
 """Judged documents of one query: document id → graded relevance (0 or less means not relevant)."""

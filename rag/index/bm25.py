@@ -9,8 +9,8 @@ import math
 import re
 from array import array
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -75,7 +75,7 @@ class Postings:
         self.vocab, self.starts, self.rows, self.counts, self.lengths = vocab, starts, rows, counts, lengths
 
     @classmethod
-    def build(cls, texts: Sequence[str]) -> "Postings":
+    def build(cls, texts: Sequence[str]) -> Postings:
         """The postings of passage texts, row by row."""
         vocab: dict[str, int] = {}
         flat = array("i")
@@ -100,7 +100,7 @@ class Postings:
             np.save(folder / name, values)
 
     @classmethod
-    def load(cls, folder: Path, size: int) -> "Postings":
+    def load(cls, folder: Path, size: int) -> Postings:
         """The postings saved in `folder` for `size` passages (arrays memory-mapped), or IndexDamaged."""
         try:
             words = json.loads((folder / VOCAB).read_text(encoding="utf-8"))

@@ -8,20 +8,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rag.config import Settings
-from rag.embed.embedder import compatible, vector_recipe
 from rag.errors import IndexDamaged
-from rag.index import bm25 as lexical
+from rag.index import bm25
 from rag.types import Document
 
-FORMAT_VERSION = 4
-"""2: passages are read through passages.offsets.npy and BM25 is memory-mapped.
-3: the manifest records the BM25 tokenizer with the rest of the index's recipe; converted documents
-(PDF, Word, HTML): texts/<sha256>.json (+ .boxes.npy) hold their text of record; files record their
-kind, size and mtime; `unreadable` remembers files that failed by sha256; the arithmetic of the
-vectors is recorded.
-4: the index is immutable segments (rag/index/segment.py); a version is this manifest alone, listing the
-live segments and the files deleted from each; each file names its segment; BM25 keeps counts per
-segment and scores over the whole live corpus."""
+FORMAT_VERSION = 5
+"""The layout this rag reads: immutable segments (rag/index/segment.py) whose exact indexes scan half-precision
+vectors (`flat-fp16`) and whose int8 vectors name their recipe; a version is this manifest alone. An index of
+another format version is named and rebuilt in full, as for any other change of recipe."""
 SPLITTER = "sentences-v2"
 
 
@@ -71,8 +65,7 @@ class Manifest:
     arithmetic: str = ""
     """Why: `auto: int8, no native bfloat16 on this CPU`."""
     int8_recipe: str = ""
-    """For int8 vectors, the recipe that made them (`rag.embed.embedder.Int8Recipe.name`); "" for other
-    precisions, and in int8 indexes made before it was recorded, whose recipe was `FIRST_INT8_RECIPE`."""
+    """For int8 vectors, the recipe that made them (`rag.embed.int8.Int8Recipe.name`); "" for other precisions."""
     format_version: int = FORMAT_VERSION
     tokenizer: dict = field(default_factory=dict)
     """The BM25 tokenizer the terms were made with (`rag.index.bm25.TOKENIZER`); {} when unknown."""
@@ -86,7 +79,7 @@ class Manifest:
         return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
 
     @classmethod
-    def read(cls, path: Path) -> "Manifest":
+    def read(cls, path: Path) -> Manifest:
         """Parse `manifest.json`, or say it is damaged and how to recover."""
         try:
             raw = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -109,9 +102,9 @@ class Manifest:
         return {"model": self.model, **self.chunking(), "tokenizer": self.tokenizer, "precision": self.precision,
                 **({"int8_recipe": self.int8_recipe} if self.int8_recipe else {})}
 
-    def mismatches(self, asked: dict, precision: str | None = None) -> list[str]:
-        """Human-readable differences between this index and the recipe settings ask for (`recipe`),
-        and the arithmetic a build would embed in when `precision` is given."""
+    def mismatches(self, asked: dict) -> list[str]:
+        """Human-readable differences between this index and the recipe settings ask for (`recipe`).
+        Whether its vectors' arithmetic can be kept is rag.embed.arithmetic's to say (`for_build`)."""
         found = []
         if self.format_version != FORMAT_VERSION:
             found.append(f"format version: index has {self.format_version}, this rag reads {FORMAT_VERSION}")
@@ -119,18 +112,7 @@ class Manifest:
         for key, wanted in asked.items():
             if have.get(key) != wanted:
                 found.append(_difference(key, have.get(key), wanted))
-        if precision is not None and not compatible(self.precision, precision):
-            found.append(f"arithmetic: index has {self.precision}, RAG_PRECISION asks for {precision}")
-        elif precision == self.precision == "int8":
-            have_int8, use_int8 = self.int8_recipe or FIRST_INT8_RECIPE, vector_recipe("int8")
-            if have_int8 != use_int8:
-                found.append(f"int8 recipe: index has {have_int8}, this rag uses {use_int8} "
-                             "(vectors of two recipes differ by more than a cosine of 0.999)")
         return found
-
-
-FIRST_INT8_RECIPE = "ffn-out float32"
-"""The int8 recipe of indexes whose manifest does not name one (2026-12-01 to 2026-12-02)."""
 
 
 RECIPE_NAMES = {"model": "model", "max_tokens": "max_tokens", "overlap": "overlap",
@@ -153,7 +135,7 @@ def _difference(key: str, have, wanted) -> str:
 def recipe(settings: Settings) -> dict:
     """The recipe `settings` ask for: model, chunking, splitter and BM25 tokenizer."""
     return {"model": settings.model, "max_tokens": settings.max_tokens, "overlap": settings.overlap,
-            "splitter": SPLITTER, "tokenizer": dict(lexical.TOKENIZER)}
+            "splitter": SPLITTER, "tokenizer": dict(bm25.TOKENIZER)}
 
 
 def recipe_hash(recipe: dict) -> str:

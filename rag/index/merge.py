@@ -9,9 +9,9 @@ version it holds, and a crash leaves the last published version.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 

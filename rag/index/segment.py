@@ -27,33 +27,31 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.ingest import readers
 from rag.errors import IndexDamaged
 from rag.index.bm25 import Postings
+from rag.ingest import readers
 from rag.types import Passage
 
 INFO, PASSAGES, OFFSETS, VECTORS, FAISS, TERMS, KEYS, KEY_ORDER = (
     "segment.json", "passages.jsonl", "passages.offsets.npy", "vectors.npy", "index.faiss", "terms", "keys.npy",
     "keys.order.npy")
 APPROXIMATE_ABOVE = 200_000
-"""Exact search costs ~106 ms per million vectors per query here (bench/ann_recall.py), passing
-20 ms near 190,000 passages; a segment with more passages gets an IVF index with 8-bit vectors."""
+"""Segments with more passages than this get an IVF index with 8-bit vectors instead of an exact scan, whose
+cost grows with the passages (docs/decisions.md, "Exact search up to 200,000 passages")."""
 NPROBE = 64
-"""IVF lists searched per query: IVF-SQ8 recall@10 0.972 on 51k real sentence vectors (0.951 at 32),
-0.966 on 100k and 0.981 on 1M synthetic ones, for 0.3-1.5 ms per query on one core."""
+"""IVF lists searched per query: recall@10 against exact search stays above 0.95 (docs/decisions.md)."""
 
 
 SEARCH_THREADS = 1
 """OpenMP threads of one question's FAISS search, in the asking thread and for the search alone.
-A single query gains little from threads and loses much when the cores are busy: at 20,000
-passages with the machine loaded, 2 threads took 22-34 ms a search against 2-3.5 ms on one."""
+A single query gains little from threads and loses much when the cores are busy."""
 
 
 @contextlib.contextmanager
 def search_threads():
     """Run a FAISS search on SEARCH_THREADS OpenMP threads, then give the thread its own number back. FAISS and
     torch share one OpenMP runtime: left set, the setting also held every later torch call of that thread, so a
-    build after a question in the same thread (`rag eval`, a notebook) embedded on one core (1.7x slower on 2)."""
+    build after a question in the same thread (`rag eval`, a notebook) would embed on one core."""
     import faiss
 
     before = faiss.omp_get_max_threads()
@@ -68,10 +66,9 @@ def make_faiss(vectors: np.ndarray, approximate_above: int = APPROXIMATE_ABOVE):
     """An inner-product index over unit vectors: exact while small, IVF-SQ8 beyond the threshold
     (a quarter of the memory of exact search, so a million passages serve in well under 2 GB).
 
-    The exact index scans every vector in half precision (`flat-fp16`): half the bytes a question reads
-    (100,000 passages: 5.6 ms against 9.9 ms in float32 on one core, bench/exact_scan.py), and `Segment.search` gives the rows
-    it finds their float32 cosines from vectors.npy, so only which rows make the cut can differ from a float32
-    scan (by ~1e-4 of a cosine). Segments written before it hold float32 (`flat`) and are searched as they are."""
+    The exact index scans every vector in half precision (`flat-fp16`): half the bytes a question reads, and
+    `Segment.search` gives the rows it finds their float32 cosines from vectors.npy, so only which rows make the
+    cut can differ from a float32 scan (by ~1e-4 of a cosine)."""
     import faiss
 
     dimension = vectors.shape[1]
@@ -127,8 +124,7 @@ class _RowFile:
     """A file read in small pieces with `pread`, closed when no longer referenced.
 
     A memory map would do the same, but every row read through one maps whole cached blocks of
-    the file into the server: at 1M passages the ~30 rows of one question added ~50 MB of
-    resident memory, and peak RSS passed 2.7 GB after 40 questions (bench/query_speed.py).
+    the file into the server, and a large index's resident memory would grow with every question.
     """
 
     def __init__(self, path: Path):

@@ -21,16 +21,16 @@ import os
 import shutil
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from rag.errors import IndexDamaged, IndexMismatch, IndexMissing
 from rag.index.bm25 import LexicalIndex
-from rag.index.manifest import FORMAT_VERSION, Manifest, SegmentEntry
+from rag.index.manifest import FORMAT_VERSION, Manifest
+from rag.index.segment import Segment, fsync_dir, fsync_file, new_name
 from rag.types import Passage
-from rag.index.segment import APPROXIMATE_ABOVE, Segment, fsync_dir, fsync_file, new_name, write_segment
 
 POINTER, MANIFEST, SEGMENTS = "CURRENT", "manifest.json", "segments"
 
@@ -262,7 +262,7 @@ class LoadedIndex:
             self.hold.release()
 
 
-def settle_ties(pairs: list[tuple[int, float]], passages: "LivePassages", k: int) -> list[tuple[int, float]]:
+def settle_ties(pairs: list[tuple[int, float]], passages: LivePassages, k: int) -> list[tuple[int, float]]:
     """The `k` best (row, score) pairs, best first; equal scores in (source, passage number) order,
     so which of several tied passages is kept does not depend on how the index is segmented."""
     if k < 1 or not pairs:
@@ -291,21 +291,6 @@ def write_version(root: Path, manifest: Manifest) -> Path:
     os.rename(staging, final)
     fsync_dir(root)
     return final
-
-
-def write_whole(root: Path, manifest: Manifest, passages: list[Passage], vectors: np.ndarray,
-                exact_up_to: int = APPROXIMATE_ABOVE) -> Path:
-    """Write a version holding all of `passages` in one new segment, the shape of a full build (for
-    benchmarks and tools that make an index from passages and vectors in hand); not published."""
-    info = write_segment(segments_folder(root), passages, vectors, None, exact_up_to)
-    files = {source: replace(entry, segment=info.name) for source, entry in manifest.files.items()}
-    return write_version(root, replace(manifest, files=files, segments=(SegmentEntry(info.name),),
-                                       index_type=info.index_type, passages=len(passages)))
-
-
-def segment_folders(version: Path) -> list[Path]:
-    """The folders of the segments a version lists, in order."""
-    return [version.parent / SEGMENTS / entry.name for entry in Manifest.read(version / MANIFEST).segments]
 
 
 def segments_folder(root: Path) -> Path:
@@ -388,7 +373,7 @@ def load(root: Path, reuse: LoadedIndex | None = None, search: bool = True) -> L
     small edit opens only the new segment. `search=False` leaves FAISS and BM25 unread (a build).
     """
     root = Path(root)
-    for attempt in range(3):
+    for _ in range(3):
         folder = current_version(root)
         if folder is None:
             raise IndexMissing(f"no index in {root}; run `rag build` first")

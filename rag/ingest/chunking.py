@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bisect
 import re
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 Span = tuple[int, int]
 TokenCounter = Callable[[Sequence[str]], list[int]]

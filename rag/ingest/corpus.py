@@ -10,8 +10,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from rag.ingest import readers
 from rag.errors import CorpusError
+from rag.ingest import readers
 from rag.ingest.readers.text import decode
 from rag.types import Document, Skipped
 
@@ -42,7 +42,7 @@ class Known:
     scanned_ns: int
 
     @classmethod
-    def of(cls, manifest) -> "Known | None":
+    def of(cls, manifest) -> Known | None:
         return cls(manifest.files, manifest.scanned_ns) if manifest is not None and manifest.scanned_ns else None
 
     def unchanged(self, path: Path, source: str) -> Document | None:

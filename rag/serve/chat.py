@@ -12,16 +12,16 @@ import tempfile
 import threading
 from pathlib import Path
 
-from rag.serve import client
-from rag.serve import export
 from rag.answer.quotes import answer
-from rag.config import Settings, credentials, is_loopback
-from rag.serve.uploads import add_document, delete_document, list_documents
-from rag.errors import ConfigError, IndexDamaged, RagError
 from rag.build.indexer import BuildSummary, build, is_stale
-from rag.serve.page_images import cited_pages
-from rag.types import Answer, Citation
+from rag.config import Settings, is_loopback
+from rag.errors import ConfigError, IndexDamaged, RagError
 from rag.search import Retriever
+from rag.serve import client, export
+from rag.serve.auth import credentials
+from rag.serve.page_images import cited_pages
+from rag.serve.uploads import add_document, delete_document, list_documents
+from rag.types import Answer, Citation
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ server and one computed here print the same, and an export holds the very quotes
 from __future__ import annotations
 
 import json
-from typing import Sequence
+from collections.abc import Sequence
 
 from rag.types import page_phrase
 

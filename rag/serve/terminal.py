@@ -5,12 +5,13 @@ citation's passage with the quote marked, or save the conversation."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import TextIO
 
-from rag.serve import export
 from rag.config import Settings
 from rag.errors import RagError
+from rag.serve import export
 
 HELP = """Commands:
   /show N      the passage around citation N of the last answer, the quote marked
@@ -69,7 +70,7 @@ def chat(settings: Settings, read: Callable[[str], str] = input, out: TextIO = s
     from rag.search import Retriever
 
     retriever = retriever or Retriever(settings)
-    retriever.embedder  # load the model now, not at the first question
+    _ = retriever.embedder  # load the model now, not at the first question
     conversation = Conversation(settings, retriever)
     marks = ("\033[1;4m", "\033[0m") if out.isatty() else ("»", "«")
     history = _start_history() if sys.stdin.isatty() else None

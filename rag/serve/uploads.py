@@ -8,9 +8,9 @@ import unicodedata
 import uuid
 from pathlib import Path, PurePosixPath
 
+from rag.errors import UploadRefused
 from rag.ingest import readers
 from rag.ingest.corpus import DOCUMENT_SUFFIXES, decode, printable
-from rag.errors import UploadRefused
 
 _UNSAFE = re.compile(r"[^\w.\- ]+", re.UNICODE)
 

@@ -88,7 +88,7 @@ class TextRecord:
         )
 
     @classmethod
-    def from_json(cls, raw: str, boxes=None) -> "TextRecord":
+    def from_json(cls, raw: str, boxes=None) -> TextRecord:
         data = json.loads(raw)
         return cls(
             kind=data["kind"], text=data["text"], page_starts=tuple(data["page_starts"]),
@@ -166,11 +166,6 @@ def load_record(folder: Path, sha256: str, boxes: bool = False) -> TextRecord | 
 
 def _modules():
     return [importlib.import_module(name) for name in _MODULES]
-
-
-def suffixes() -> tuple[str, ...]:
-    """Every file name ending some reader reads, text included."""
-    return TEXT_SUFFIXES + tuple(s for m in _modules() for s in m.SUFFIXES)
 
 
 def kind_of(name: str) -> str | None:

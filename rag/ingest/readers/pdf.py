@@ -212,7 +212,7 @@ def _key(fragment: Fragment) -> str:
 def _furniture(pages, frames) -> list[set[int]]:
     """Per page, the ids of fragments that are running headers, footers or page numbers."""
     candidates = []
-    for fragments, (left, bottom, right, top) in zip(pages, frames):
+    for fragments, (_, bottom, _, top) in zip(pages, frames):
         zone = MARGIN_SHARE * (top - bottom)
         candidates.append([f for f in fragments if f.bottom >= top - zone or f.top <= bottom + zone])
     seen: dict[str, int] = {}
@@ -403,9 +403,9 @@ def render_page(data: bytes, page_number: int, boxes, max_pixels: int = 1400) ->
     if rotation == 0 and boxes:
         overlay = Image.new("RGBA", image.size, (0, 0, 0, 0))
         draw = ImageDraw.Draw(overlay)
-        for l, b, r, t in line_rectangles(boxes):
+        for x0, y0, x1, y1 in line_rectangles(boxes):
             draw.rectangle(
-                [(l - left) * scale, (top - t) * scale, (r - left) * scale, (top - b) * scale],
+                [(x0 - left) * scale, (top - y1) * scale, (x1 - left) * scale, (top - y0) * scale],
                 fill=(255, 214, 0, 110), outline=(230, 140, 0, 255), width=1,
             )
         image = Image.alpha_composite(image.convert("RGBA"), overlay).convert("RGB")
@@ -417,11 +417,11 @@ def render_page(data: bytes, page_number: int, boxes, max_pixels: int = 1400) ->
 def line_rectangles(boxes) -> list[tuple[float, float, float, float]]:
     """Character boxes merged into one rectangle per run on a line, in reading order."""
     rectangles: list[list[float]] = []
-    for l, b, r, t in boxes:
+    for x0, y0, x1, y1 in boxes:
         last = rectangles[-1] if rectangles else None
-        if last and abs(b - last[1]) < 0.5 * (t - b) and l >= last[0] - 0.5 and l - last[2] < 1.2 * (t - b):
-            last[0], last[1], last[2], last[3] = min(last[0], l), min(last[1], b), max(last[2], r), max(last[3], t)
+        if last and abs(y0 - last[1]) < 0.5 * (y1 - y0) and x0 >= last[0] - 0.5 and x0 - last[2] < 1.2 * (y1 - y0):
+            last[0], last[1], last[2], last[3] = min(last[0], x0), min(last[1], y0), max(last[2], x1), max(last[3], y1)
         else:
-            rectangles.append([l, b, r, t])
+            rectangles.append([x0, y0, x1, y1])
     return [tuple(r) for r in rectangles]
 

@@ -1,4 +1,4 @@
-"""The reader (rag/answer/marker.py): span choice from start/end scores, the shipped file's low-rank changes, and
+"""The answer marker (rag/answer/marker.py): span choice from start/end scores, the shipped file's low-rank changes, and
 marks inside quotes; with the real packaged weights in the slow tier."""
 
 from __future__ import annotations
@@ -10,12 +10,19 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from rag.answer import marker as reader  # noqa: E402
+from rag.answer import marker  # noqa: E402
+from rag.answer.candidates import Candidate  # noqa: E402
 from rag.answer.quotes import (  # noqa: E402
-    NEIGHBOUR_MARGIN, Candidate, answering_sentence, distinct_places, is_heading, mark_answers, with_context,
+    NEIGHBOUR_MARGIN,
+    answering_sentence,
+    distinct_places,
+    is_heading,
+    mark_answers,
+    with_context,
 )
 from rag.ingest.chunking import split_sentences  # noqa: E402
 from rag.types import Hit, Passage  # noqa: E402
+from training.low_rank import low_rank_changes  # noqa: E402
 
 
 def _item(starts, ends):
@@ -29,7 +36,7 @@ def test_best_span_takes_the_best_start_and_end_inside_the_passage():
     item = _item([0, 6, 12, 18], [5, 11, 17, 23])
     start = np.array([0.0, 9, 9, 0, 1, 5, 0, 0, 9])  # question and [SEP] tokens score high but never count
     end = np.array([0.0, 9, 9, 0, 0, 0, 0, 6, 9])
-    (score, a, b), null = reader.best_span(item, start, end)
+    (score, a, b), null = marker.best_span(item, start, end)
     assert (a, b) == (6, 23) and score == 11.0 and null == 0.0
 
 
@@ -37,22 +44,22 @@ def test_best_span_stays_inside_the_quote_and_never_runs_backwards():
     item = _item([0, 6, 12, 18], [5, 11, 17, 23])
     start = np.array([2.0, 0, 0, 0, 0, 0, 0, 9, 0])
     end = np.array([3.0, 0, 0, 0, 9, 0, 0, 0, 0])
-    (_, a, b), null = reader.best_span(item, start, end)
+    (_, a, b), null = marker.best_span(item, start, end)
     assert a <= b and (a, b) == (18, 23) or (a, b) == (0, 5)
-    (_, a, b), _ = reader.best_span(item, start, end, lo=6, hi=17)
+    (_, a, b), _ = marker.best_span(item, start, end, lo=6, hi=17)
     assert 6 <= a < b <= 17
     assert null == 5.0
-    (score, _, _), _ = reader.best_span(item, start, end, lo=30, hi=40)
+    (score, _, _), _ = marker.best_span(item, start, end, lo=30, hi=40)
     assert score <= -1e8  # no token of the quote was read
 
 
 def test_best_span_is_at_most_max_span_tokens():
-    n = reader.MAX_SPAN + 5
+    n = marker.MAX_SPAN + 5
     item = _item([3 * i for i in range(n)], [3 * i + 2 for i in range(n)])
     start, end = np.zeros(n + 5), np.zeros(n + 5)
     start[4], end[4 + n - 1] = 10.0, 10.0  # first and last passage tokens: too far apart
-    (_, a, b), _ = reader.best_span(item, start, end)
-    assert (b - a + 1) // 3 <= reader.MAX_SPAN
+    (_, a, b), _ = marker.best_span(item, start, end)
+    assert (b - a + 1) // 3 <= marker.MAX_SPAN
 
 
 @pytest.mark.parametrize("text, a, b, lo, hi, expected", [
@@ -61,11 +68,11 @@ def test_best_span_is_at_most_max_span_tokens():
     ("the Broncos won", 6, 10, 6, 15, (6, 11)),  # never beyond the quote
 ])
 def test_marks_are_whole_words(text, a, b, lo, hi, expected):
-    assert reader._whole_words(text, a, b, lo, hi) == expected
+    assert marker._whole_words(text, a, b, lo, hi) == expected
 
 
-TINY = {"vocab_size": 50, "max_position_embeddings": 64, "type_vocab_size": 2, "hidden_size": reader.HIDDEN,
-        "num_attention_heads": 12, "intermediate_size": 4 * reader.HIDDEN, "layer_norm_eps": 1e-12}
+TINY = {"vocab_size": 50, "max_position_embeddings": 64, "type_vocab_size": 2, "hidden_size": marker.HIDDEN,
+        "num_attention_heads": 12, "intermediate_size": 4 * marker.HIDDEN, "layer_norm_eps": 1e-12}
 """The embedder's shape but for a vocabulary of 50 words and 64 positions."""
 
 
@@ -73,13 +80,13 @@ def _tiny_weights(seed: int = 0) -> dict:
     from rag.embed.bert import Layer
 
     g = torch.Generator().manual_seed(seed)
-    w = {"embeddings.word_embeddings.weight": torch.randn(50, reader.HIDDEN, generator=g),
-         "embeddings.position_embeddings.weight": torch.randn(64, reader.HIDDEN, generator=g),
-         "embeddings.token_type_embeddings.weight": torch.randn(2, reader.HIDDEN, generator=g),
-         "embeddings.LayerNorm.weight": torch.ones(reader.HIDDEN), "embeddings.LayerNorm.bias": torch.zeros(reader.HIDDEN)}
+    w = {"embeddings.word_embeddings.weight": torch.randn(50, marker.HIDDEN, generator=g),
+         "embeddings.position_embeddings.weight": torch.randn(64, marker.HIDDEN, generator=g),
+         "embeddings.token_type_embeddings.weight": torch.randn(2, marker.HIDDEN, generator=g),
+         "embeddings.LayerNorm.weight": torch.ones(marker.HIDDEN), "embeddings.LayerNorm.bias": torch.zeros(marker.HIDDEN)}
     block = Layer(TINY)
-    for i in range(reader.LAYERS):
-        for mine, theirs in reader._NAMES.items():
+    for i in range(marker.LAYERS):
+        for _, theirs in marker._NAMES.items():
             layer = block.get_submodule(theirs)
             w[f"encoder.layer.{i}.{theirs}.weight"] = torch.randn(layer.weight.shape, generator=g) * 0.05
             w[f"encoder.layer.{i}.{theirs}.bias"] = torch.randn(layer.bias.shape, generator=g) * 0.05
@@ -88,20 +95,20 @@ def _tiny_weights(seed: int = 0) -> dict:
 
 def test_low_rank_changes_rebuild_the_trained_top_layers():
     weights = _tiny_weights()
-    base, trained = reader.Network(weights, 4, TINY), reader.Network(weights, 4, TINY)
+    base, trained = marker.Network(weights, 4, TINY), marker.Network(weights, 4, TINY)
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for block in trained.top:
-            for name in reader.MATRICES:
-                layer = block.get_submodule(reader._NAMES[name])
+            for name in marker.MATRICES:
+                layer = block.get_submodule(marker._NAMES[name])
                 out, inp = layer.weight.shape
                 layer.weight += torch.randn(out, 2, generator=g) @ torch.randn(2, inp, generator=g) * 0.01  # rank 2
                 layer.bias += 0.1
             block.attention.output.LayerNorm.weight *= 1.5
         trained.head.weight.normal_(generator=g)
-    changes = reader.low_rank_changes(trained, base, rank=2)
-    rebuilt = reader.Network(weights, 4, TINY)
-    reader.apply_changes(rebuilt, changes)
+    changes = low_rank_changes(trained, base, rank=2)
+    rebuilt = marker.Network(weights, 4, TINY)
+    marker.apply_changes(rebuilt, changes)
     for mine, theirs in zip(rebuilt.state_dict().items(), trained.state_dict().items()):
         assert mine[0] == theirs[0]
         assert torch.allclose(mine[1], theirs[1], atol=2e-3), mine[0]
@@ -110,8 +117,8 @@ def test_low_rank_changes_rebuild_the_trained_top_layers():
     rebuilt.eval(), trained.eval()
     assert torch.allclose(rebuilt(ids, torch.zeros_like(ids), keep)[0], trained(ids, torch.zeros_like(ids), keep)[0], atol=1e-2)
     # and a rank too small loses the change: the test can fail
-    cut = reader.Network(weights, 4, TINY)
-    reader.apply_changes(cut, reader.low_rank_changes(trained, base, rank=1))
+    cut = marker.Network(weights, 4, TINY)
+    marker.apply_changes(cut, low_rank_changes(trained, base, rank=1))
     query = "attention.self.query"
     assert not torch.allclose(cut.top[0].get_submodule(query).weight, trained.top[0].get_submodule(query).weight, atol=2e-3)
 
@@ -120,7 +127,7 @@ class _FixedReader:
     """Marks characters 4..11 of every quote, or nothing for quotes starting with "skip"."""
 
     def mark(self, question, quotes):
-        return [None if text.startswith("skip") else reader.Mark(4, 11, 0.0) for text in quotes]
+        return [None if text.startswith("skip") else marker.Mark(4, 11, 0.0) for text in quotes]
 
 
 class _ScoredReader(_FixedReader):
@@ -136,7 +143,7 @@ class _ScoredReader(_FixedReader):
             for (lo, hi), score in zip(regions, self.scores):
                 word = text[lo:hi].split()[0]
                 at = text.index(word, lo)
-                marks.append(reader.Mark(at, at + len(word), score))
+                marks.append(marker.Mark(at, at + len(word), score))
             found.append(marks)
         return found
 
@@ -245,7 +252,7 @@ def test_mark_answers_falls_back_to_the_span_model_where_the_reader_reads_nothin
 @pytest.fixture(scope="session")
 def real_reader(real_embedder):
     """The shipped reader on the wheel's weights, loaded once (slow tier: it needs the packaged model)."""
-    return reader.load_reader()
+    return marker.load_reader()
 
 
 @pytest.mark.parametrize("question, quote, marked", [

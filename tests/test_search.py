@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import write_corpus
 from fakes import FakeEmbedder
+
 from rag.build.indexer import build
-from rag.types import Hit, Passage
 from rag.index.bm25 import top
 from rag.search import RRF_K, Retriever, load_cross_encoder, rank_fusion, rerank, score_fusion
+from rag.types import Hit, Passage
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.serve.uploads import add_document, delete_document, list_documents, safe_name
 from rag.errors import UploadRefused
+from rag.serve.uploads import add_document, delete_document, list_documents, safe_name
 
 EXTENSIONS = (".txt", ".md")
 LIMIT = 1000
@@ -137,7 +137,7 @@ def test_add_refuses_with_a_reason_and_writes_nothing(place, name, data, reason)
         ("notes.txt", TEXT, "notes.txt"),
         ("my notes (v2).md", TEXT, "my notes _v2_.md"),
         ("it's \"quoted\".txt", TEXT, "it_s _quoted_.txt"),
-        ("café.txt", "Le café ouvre à neuf heures.\n".encode("utf-8"), "café.txt"),
+        ("café.txt", "Le café ouvre à neuf heures.\n".encode(), "café.txt"),
         ("latin1.txt", "Le café ouvre à neuf heures.\n".encode("cp1252"), "latin1.txt"),
         ("utf16.txt", "Das Café öffnet um neun.\n".encode("utf-16"), "utf16.txt"),
         ("exact.txt", b"x" * LIMIT, "exact.txt"),

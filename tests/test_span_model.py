@@ -6,14 +6,21 @@ import json
 
 import numpy as np
 import pytest
+from test_answer_types import SYRIA, VESTNIK  # the seed sentences of issue 13, written once
 
-from rag.errors import ConfigError
 from rag.answer.span_model import (
-    FEATURES, KINDS, MAX_WORDS, MODEL_FILE, SpanModel, best_span, best_span_score, candidates, load_span_model,
+    FEATURES,
+    KINDS,
+    MAX_WORDS,
+    MODEL_FILE,
+    SpanModel,
+    best_span,
+    best_span_score,
+    candidates,
+    load_span_model,
     question_kind,
 )
-
-from test_spans import SYRIA, VESTNIK  # the seed sentences of issue 13, written once
+from rag.errors import ConfigError
 
 
 @pytest.mark.parametrize(
@@ -79,7 +86,7 @@ def test_a_model_prefers_what_its_weights_say():
 def test_the_shipped_file_matches_the_features_and_was_written_by_the_script():
     spec = json.loads(MODEL_FILE.read_text(encoding="utf-8"))
     assert spec["features"] == list(FEATURES) and spec["kinds"] == list(KINDS)
-    assert "bench/fit_span_model.py" in spec["command"]
+    assert "training/fit_span_model.py" in spec["command"]
     assert set(spec["weights"]) == set(KINDS)
     assert all(len(w) == len(FEATURES) for w in spec["weights"].values())
     assert len(spec["mean"]) == len(spec["scale"]) == len(FEATURES)

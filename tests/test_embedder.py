@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-
 from conftest import SEED
-from rag.embed.batching import plan_batches
+
 from rag.config import DEFAULT_MODEL
-from rag.embed.embedder import (
-    SentenceTransformerEmbedder,
-    build_arithmetic,
-    choose_arithmetic,
-    compatible,
-    cpu_flags,
-    load_embedder,
-    query_arithmetic,
-    resolve_precision,
-)
+from rag.embed.batching import plan_batches
+from rag.embed.embedder import SentenceEmbedder, load_embedder
 
 TEXTS = [
     "When did the Russian military operation in Syria start?",
@@ -32,7 +21,7 @@ TEXTS = [
 @pytest.fixture(scope="module")
 def both():
     """The bundled model loaded once in float32 and once in bfloat16."""
-    return SentenceTransformerEmbedder(DEFAULT_MODEL, "float32"), SentenceTransformerEmbedder(DEFAULT_MODEL, "bfloat16")
+    return SentenceEmbedder(DEFAULT_MODEL, "float32"), SentenceEmbedder(DEFAULT_MODEL, "bfloat16")
 
 
 @pytest.mark.slow
@@ -49,7 +38,7 @@ def test_bfloat16_vectors_agree_with_float32(both):
 @pytest.fixture(scope="module")
 def int8(both):
     """The bundled model with int8 linear layers."""
-    return SentenceTransformerEmbedder(DEFAULT_MODEL, "int8")
+    return SentenceEmbedder(DEFAULT_MODEL, "int8")
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +62,7 @@ def test_int8_vectors_agree_with_float32_on_real_passages(both, int8, seed_passa
     assert TEXTS[-1] == "x" and agreement[:-1].min() >= 0.99  # every real passage and sentence
     assert agreement[-1] >= 0.98  # a one-letter text, the outlier channels' worst case: 0.987
     assert agreement.min() < 0.9999  # the int8 path really ran: closer than bfloat16 would be suspicious
-    again = SentenceTransformerEmbedder(DEFAULT_MODEL, "int8")  # fixed calibration: every load is the same model
+    again = SentenceEmbedder(DEFAULT_MODEL, "int8")  # fixed calibration: every load is the same model
     assert np.array_equal(again.encode(texts), b)
 
 
@@ -101,9 +90,9 @@ def test_int8_quantizes_every_linear_layer_but_the_outlier_channels(int8):
 
 @pytest.mark.slow
 def test_the_former_int8_recipe_keeps_the_feed_forward_outputs_float32_and_agrees(both, seed_passages):
-    from rag.embed.embedder import Int8Recipe
+    from rag.embed.int8 import Int8Recipe
 
-    former = SentenceTransformerEmbedder(DEFAULT_MODEL, "int8", Int8Recipe(ffn_output="float32"))
+    former = SentenceEmbedder(DEFAULT_MODEL, "int8", Int8Recipe(ffn_output="float32"))
     layers = {path: type(m).__module__ for path, m in former.model.named_modules() if type(m).__name__ == "Linear"}
     float32_layers = {path for path, kind in layers.items() if kind == "torch.nn.modules.linear"}
     assert float32_layers and all(path.endswith(".output.dense") and ".attention." not in path for path in float32_layers)
@@ -131,117 +120,6 @@ def test_bfloat16_casts_only_the_linear_layers(both):
     assert {m.weight.dtype for m in float32.model.modules() if hasattr(m, "weight")} == {torch.float32}
 
 
-def test_a_packed_bfloat16_layer_computes_what_a_bfloat16_linear_layer_does():
-    import copy
-
-    import torch
-
-    from rag.embed.embedder import bfloat16_linears
-
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(384, 1536), torch.nn.GELU(), torch.nn.Linear(1536, 384))
-    plain = copy.deepcopy(model)
-    plain[0].to(torch.bfloat16), plain[2].to(torch.bfloat16)
-    bfloat16_linears(model)
-    if any(isinstance(m, torch.nn.Linear) for m in model):
-        pytest.skip("oneDNN cannot pack bfloat16 on this CPU: the layers were cast instead")
-    for rows in (1, 7, 150):  # a question's tokens to a build's batch, 2-D and 3-D
-        x = torch.randn(rows, 384)
-        with torch.inference_mode():  # equal but for an accumulation order now and then: one bfloat16 rounding
-            packed, cast = model(x).float(), plain(x.bfloat16()).float()
-            torch.testing.assert_close(packed, cast, rtol=2 ** -7, atol=1e-3)
-            assert (packed == cast).float().mean() > 0.99
-            assert torch.equal(model(x.view(1, rows, 384)).float(), packed.view(1, rows, 384))
-
-
-def test_layers_oneDNN_cannot_pack_are_cast_to_bfloat16(monkeypatch):
-    import torch
-
-    import rag.embed.embedder as embedding
-
-    def cannot(*args):
-        raise RuntimeError("no bfloat16 here")
-
-    monkeypatch.setattr(embedding, "_packed_linear", lambda: cannot)
-    model = torch.nn.Sequential(torch.nn.Linear(8, 4))
-    embedding.bfloat16_linears(model)
-    assert isinstance(model[0], torch.nn.Linear) and model[0].weight.dtype == torch.bfloat16
-
-
-def test_precision_is_named_and_explicit_choices_are_kept():
-    for asked in ("float32", "bfloat16", "int8"):
-        assert resolve_precision(asked) == asked
-        assert choose_arithmetic(asked, set()).describe() == f"{asked}, set by RAG_PRECISION"
-    assert resolve_precision("auto") in ("float32", "bfloat16", "int8")
-
-
-# /proc/cpuinfo flags of real CPUs (trimmed to what matters)
-SAPPHIRE_RAPIDS = {"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile", "amx_int8"}
-COOPER_LAKE = {"avx2", "avx512f", "avx512_vnni", "avx512_bf16"}
-CASCADE_LAKE = {"avx2", "avx512f", "avx512_vnni"}
-EPYC_ZEN3 = {"avx2", "fma", "sse4_2"}
-OLD_ATOM = {"sse4_2"}
-
-
-@pytest.mark.parametrize(
-    "flags, precision, reason",
-    [
-        (SAPPHIRE_RAPIDS, "bfloat16", "auto: bfloat16, native on this CPU (AMX, AVX512-BF16)"),
-        (COOPER_LAKE, "bfloat16", "auto: bfloat16, native on this CPU (AVX512-BF16)"),
-        (CASCADE_LAKE, "int8", "auto: int8, no native bfloat16 on this CPU"),
-        (EPYC_ZEN3, "int8", "auto: int8, no native bfloat16 on this CPU"),
-        (OLD_ATOM, "float32", "auto: float32, no native bfloat16 and no AVX2 for int8 on this CPU"),
-        (set(), "float32", "auto: float32, no native bfloat16 and no AVX2 for int8 on this CPU"),
-    ],
-)
-def test_auto_chooses_by_the_cpu_flags(flags, precision, reason):
-    chosen = choose_arithmetic("auto", flags)
-    assert (chosen.precision, chosen.describe()) == (precision, reason)
-    assert resolve_precision("auto", flags) == precision
-
-
-def test_cpu_flags_are_read_from_cpuinfo_and_onednn_limits_take_bfloat16_away(tmp_path):
-    cpuinfo = tmp_path / "cpuinfo"
-    cpuinfo.write_text("processor\t: 0\nmodel name\t: Xeon\nflags\t\t: fpu avx2 avx512_bf16 amx_bf16 amx_tile\n\n"
-                       "processor\t: 1\nflags\t\t: fpu avx2 avx512_bf16 amx_bf16 amx_tile\n")
-    assert cpu_flags(cpuinfo, {}) == {"fpu", "avx2", "avx512_bf16", "amx_bf16", "amx_tile"}
-    limited = cpu_flags(cpuinfo, {"ONEDNN_MAX_CPU_ISA": "avx2"})
-    assert limited == {"fpu", "avx2", "amx_tile"} and choose_arithmetic("auto", limited).precision == "int8"
-    assert cpu_flags(cpuinfo, {"DNNL_MAX_CPU_ISA": "AVX512_CORE_AMX"}) == cpu_flags(cpuinfo, {})
-    assert cpu_flags(tmp_path / "missing", {}) == frozenset()
-
-
-def test_only_float32_and_bfloat16_vectors_share_an_index():
-    assert compatible("float32", "bfloat16") and compatible("bfloat16", "float32") and compatible("int8", "int8")
-    assert not compatible("int8", "float32") and not compatible("bfloat16", "int8")
-
-
-@pytest.mark.parametrize(
-    "asked, indexed, flags, expected",
-    [
-        ("auto", None, EPYC_ZEN3, "int8"),
-        ("auto", "int8", SAPPHIRE_RAPIDS, "int8"),  # auto extends an index in its own arithmetic
-        ("auto", "bfloat16", EPYC_ZEN3, "float32"),  # ... or a compatible one this CPU runs fast
-        ("auto", "float32", SAPPHIRE_RAPIDS, "bfloat16"),
-        ("float32", "int8", EPYC_ZEN3, "float32"),  # an explicit choice is kept (the index is rebuilt)
-    ],
-)
-def test_a_build_continues_an_index_in_its_arithmetic_unless_told_otherwise(asked, indexed, flags, expected):
-    assert build_arithmetic(asked, indexed, flags).precision == expected
-
-
-@pytest.mark.parametrize(
-    "indexed, flags, expected",
-    [
-        ("int8", SAPPHIRE_RAPIDS, "int8"),
-        ("float32", SAPPHIRE_RAPIDS, "float32"),
-        ("bfloat16", SAPPHIRE_RAPIDS, "bfloat16"),
-        ("bfloat16", EPYC_ZEN3, "float32"),  # proven compatible: see test_bfloat16_vectors_agree_with_float32
-    ],
-)
-def test_questions_are_embedded_in_the_index_arithmetic(indexed, flags, expected):
-    assert query_arithmetic(indexed, flags).precision == expected
-
 
 @pytest.mark.slow
 def test_load_embedder_reads_rag_precision_and_loads_once(monkeypatch):
@@ -255,13 +133,6 @@ def test_load_embedder_takes_the_precision_it_is_given(monkeypatch):
     monkeypatch.setenv("RAG_PRECISION", "bfloat16")
     assert load_embedder(DEFAULT_MODEL, "float32").precision == "float32"
 
-
-def test_bad_rag_precision_stops_loading_with_its_fix(monkeypatch):
-    from rag.errors import ConfigError
-
-    monkeypatch.setenv("RAG_PRECISION", "half")
-    with pytest.raises(ConfigError, match="RAG_PRECISION"):
-        load_embedder(DEFAULT_MODEL)
 
 
 @pytest.mark.slow
@@ -277,31 +148,6 @@ def test_token_counts_match_the_tokenizer_without_truncation(real_embedder):
     assert counts[-2] == 700 and counts[-1] == 0  # past the 256-token window: counted, not cut
 
 
-def test_splitting_the_feed_forward_keeps_a_bert_block_the_same_function():
-    import torch
-    from transformers import BertConfig
-    from transformers.models.bert.modeling_bert import BertEncoder
-
-    from rag.embed.embedder import _smooth, _split_outliers
-
-    torch.manual_seed(0)
-    model = torch.nn.Module()
-    model.encoder = BertEncoder(BertConfig(hidden_size=8, intermediate_size=16, num_attention_heads=2, num_hidden_layers=1))
-    model.eval()
-    inputs = torch.randn(3, 5, 8)
-    path, intermediate = "encoder.layer.0.output.dense", "encoder.layer.0.intermediate"
-    with torch.no_grad():
-        before = model.encoder(inputs).last_hidden_state
-        hidden = model.encoder.layer[0].intermediate(inputs)
-        peaks = {path: hidden.abs().reshape(-1, 16).amax(0), f"{intermediate}.dense": inputs.abs().reshape(-1, 8).amax(0)}
-        _smooth(model, [f"{intermediate}.dense"], peaks)  # the input layer is smoothed first, as in int8
-        assert _split_outliers(model, [path], peaks, 3) == [path]
-        main, outliers = model.encoder.layer[0].intermediate(inputs)
-        assert main.shape[-1] == 13 and outliers.shape[-1] == 3
-        assert torch.allclose(outliers.abs().reshape(-1, 3).amax(0).sort().values, peaks[path].topk(3).values.sort().values)
-        assert torch.allclose(model.encoder(inputs).last_hidden_state, before, atol=1e-5)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("precision", ["float32", "bfloat16", "int8"])
 def test_rags_own_encoder_gives_the_vectors_of_sentence_transformers_bit_for_bit(both, int8, seed_passages, precision, monkeypatch):
@@ -314,7 +160,7 @@ def test_rags_own_encoder_gives_the_vectors_of_sentence_transformers_bit_for_bit
     from rag.embed.bert import BertEncoder
 
     embedder = {"float32": both[0], "bfloat16": both[1], "int8": int8}[precision]
-    library = SentenceTransformerEmbedder(DEFAULT_MODEL, precision, library=True)
+    library = SentenceEmbedder(DEFAULT_MODEL, precision, library=True)
     assert isinstance(embedder.model, BertEncoder) and isinstance(library.model, SentenceTransformer)
     texts = seed_passages + TEXTS + ["  spaces around  ", "Naïve café — “quoted” 東京", "word " * 400]  # stripped; cut at 256
     threads = torch.get_num_threads()
@@ -331,38 +177,6 @@ def test_rags_own_encoder_gives_the_vectors_of_sentence_transformers_bit_for_bit
     np.testing.assert_array_equal(*batched)
 
 
-def test_rags_encoder_runs_only_the_models_it_reproduces(tmp_path):
-    """A BERT with mean pooling, yes; any other pooling, model type or missing file goes to sentence-transformers."""
-    import json
-    import shutil
-
-    from rag.embed.embedder import resolve_model
-    from rag.embed.bert import supports
-
-    bundled = Path(resolve_model(DEFAULT_MODEL))
-    assert supports(bundled)
-    for name, change in [
-        ("cls", lambda f: _edit(f / "1_Pooling" / "config.json", pooling_mode_cls_token=True)),
-        ("roberta", lambda f: _edit(f / "config.json", model_type="roberta")),
-        ("relu", lambda f: _edit(f / "config.json", hidden_act="relu")),
-        ("lower", lambda f: _edit(f / "sentence_bert_config.json", do_lower_case=True)),
-        ("dense", lambda f: (f / "modules.json").write_text(json.dumps(
-            json.loads((f / "modules.json").read_text())[:2] + [{"type": "sentence_transformers.models.Dense"}]))),
-        ("no weights", lambda f: (f / "model.safetensors").unlink()),
-        ("no modules", lambda f: (f / "modules.json").unlink()),
-    ]:
-        folder = tmp_path / name
-        shutil.copytree(bundled, folder, ignore=shutil.ignore_patterns("model.safetensors"))
-        (folder / "model.safetensors").symlink_to(bundled / "model.safetensors")
-        assert supports(folder)
-        change(folder)
-        assert not supports(folder), name
-
-
-def _edit(path, **changes):
-    import json
-
-    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
 
 
 @pytest.mark.slow

@@ -1,0 +1,65 @@
+"""Checking quotes: a quote is cited only if it stands, character for character, at its offsets in the file now
+(for a converted file, in its stored text of record while the file still has the sha256 indexed)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from rag.answer.candidates import Candidate
+from rag.ingest.chunking import LineIndex
+from rag.ingest.corpus import read_record, read_source
+from rag.types import Citation
+
+
+def verify(chosen: Sequence[Candidate], corpus: Path, index=None) -> list[Citation]:
+    """Citations for the quotes that stand, character for character, at their offsets in the file now.
+
+    For a converted file (PDF, Word, HTML) the offsets are into its stored text of record, used only
+    while the file on disk still has the sha256 indexed; `index` is the loaded index version.
+    """
+    texts: dict[str, object] = {}
+    citations = []
+    for candidate in chosen:
+        source = candidate.hit.passage.source
+        if source not in texts:
+            texts[source] = _source_text(corpus, source, index)
+        found = texts[source]
+        text = getattr(found, "text", found)
+        if text is None or text[candidate.start : candidate.end] != candidate.text:
+            continue
+        line_start, line_end = LineIndex(text).lines(candidate.start, candidate.end)
+        place = {}
+        if hasattr(found, "pages_of"):
+            pages = found.pages_of(candidate.start, candidate.end)
+            page = pages[0] if pages else None
+            place = dict(page=page, page_label=found.label_of(page), pages=tuple(pages), section=found.section_of(candidate.start))
+        context_start = candidate.start if candidate.context_start is None else candidate.context_start
+        context_end = candidate.end if candidate.context_end is None else candidate.context_end
+        citations.append(
+            Citation(
+                n=len(citations) + 1,
+                source=source,
+                start=candidate.start,
+                end=candidate.end,
+                line_start=line_start,
+                line_end=line_end,
+                quote=candidate.text,
+                passage_id=candidate.hit.passage.id,
+                relevance=round(candidate.relevance, 4),
+                context_before=text[context_start : candidate.start],
+                context_after=text[candidate.end : context_end],
+                answer_start=candidate.answer_start,
+                answer_end=candidate.answer_end,
+                **place,
+            )
+        )
+    return citations
+
+
+def _source_text(corpus: Path, source: str, index):
+    """The text a quote of `source` is checked against: the file itself, or a converted file's text of record."""
+    entry = index.manifest.files.get(source) if index is not None else None
+    if entry is not None and entry.kind != "text":
+        return read_record(corpus, source, entry, index.texts_folder(source))
+    return read_source(corpus, source)
