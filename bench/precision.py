@@ -112,8 +112,13 @@ def child(args) -> int:
     from rag.index import store
 
     texts = [f"{r['title']} {r['text']}" for r in read_jsonl(args.folder / "corpus.jsonl", PROBE_PASSAGES)]
-    result = {"kind": args.child, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-              "auto": choose_arithmetic("auto").describe(), "probe": {}, "builds": {}}
+    result = {
+        "kind": args.child,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "auto": choose_arithmetic("auto").describe(),
+        "probe": {},
+        "builds": {},
+    }
     for precision in args.probe:
         embedder = load_embedder("all-MiniLM-L6-v2", precision)
         embedder.encode(texts[:8])
@@ -133,9 +138,12 @@ def child(args) -> int:
         loaded = store.load(index / "eval" / args.folder.name / "index")
         vectors[precision] = np.asarray(loaded.vectors.all(), dtype=np.float32)
         result["builds"][precision] = {
-            "arithmetic": loaded.manifest.arithmetic, "passages": report.index["passages_embedded"],
-            "build_s": round(report.index["seconds"], 2), "eval_s": round(timer.seconds, 1),
-            "ndcg@10": report.scores["ndcg@10"], "dense_ndcg@10": dense.scores["ndcg@10"],
+            "arithmetic": loaded.manifest.arithmetic,
+            "passages": report.index["passages_embedded"],
+            "build_s": round(report.index["seconds"], 2),
+            "eval_s": round(timer.seconds, 1),
+            "ndcg@10": report.scores["ndcg@10"],
+            "dense_ndcg@10": dense.scores["ndcg@10"],
             "queries": report.questions,
         }
     if not args.build:  # --speed-only: the passages of the float32 index an earlier run built
@@ -146,7 +154,10 @@ def child(args) -> int:
     if "float32" in vectors:
         for precision, found in vectors.items():
             cosine = (found * vectors["float32"]).sum(axis=1)
-            result["builds"][precision]["cosine_to_float32"] = [round(float(cosine.mean()), 5), round(float(cosine.min()), 5)]
+            result["builds"][precision]["cosine_to_float32"] = [
+                round(float(cosine.mean()), 5),
+                round(float(cosine.min()), 5),
+            ]
     print(json.dumps(result))
     return 0
 
@@ -168,10 +179,10 @@ def interleaved(passages, precisions: list[str], blocks: int, size: int = 64) ->
     from rag.embed.embedder import load_embedder
 
     step = max(1, len(passages) // blocks)
-    chosen = [[p.text for p in passages[start:start + size]] for start in range(0, len(passages), step)][:blocks]
+    chosen = [[p.text for p in passages[start : start + size]] for start in range(0, len(passages), step)][:blocks]
     seconds = dict.fromkeys(precisions, 0.0)
     for n, texts in enumerate(chosen):
-        for precision in precisions[n % len(precisions):] + precisions[:n % len(precisions)]:
+        for precision in precisions[n % len(precisions) :] + precisions[: n % len(precisions)]:
             with Timer() as timer:
                 load_embedder("all-MiniLM-L6-v2", precision).encode(texts)
             seconds[precision] += timer.seconds
@@ -182,8 +193,22 @@ def interleaved(passages, precisions: list[str], blocks: int, size: int = 64) ->
 def run_kind(kind: str, folder: Path, probe: list[str], build: list[str], blocks: int, timeout: float) -> dict:
     """One child process under the kind's CPU limits."""
     env = kind_environment(kind)
-    command = [sys.executable, __file__, "--child", kind, "--folder", str(folder), "--work", str(WORK),
-               "--probe", ",".join(probe), "--build", ",".join(build), "--blocks", str(blocks)]
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        kind,
+        "--folder",
+        str(folder),
+        "--work",
+        str(WORK),
+        "--probe",
+        ",".join(probe),
+        "--build",
+        ",".join(build),
+        "--blocks",
+        str(blocks),
+    ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode or not lines:
@@ -204,7 +229,9 @@ def report(run: dict) -> None:
     print("   probe, 96 abstracts embedded: " + ", ".join(f"{p} {v} passages/s" for p, v in probe.items()))
     speed = run.get("interleaved", {})
     if speed:
-        ratios = ", ".join(f"{p} {speed[p]} passages/s = {speed[p] / speed['float32']:.2f}× float32" for p in probe if p in speed)
+        ratios = ", ".join(
+            f"{p} {speed[p]} passages/s = {speed[p] / speed['float32']:.2f}× float32" for p in probe if p in speed
+        )
         print(f"   interleaved, {speed['passages']} of the index's passages in blocks of 64, order rotating: {ratios}")
     base = run["builds"].get("float32")
     for precision, row in run["builds"].items():
@@ -227,20 +254,35 @@ def report(run: dict) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--docs", type=int, default=1000, help="SciFact abstracts in the corpus (default 1000; 5183 = all)")
-    parser.add_argument("--kinds", default="native,avx2", help=f"kinds of CPU, of {', '.join(KINDS)} (default native,avx2)")
+    parser.add_argument(
+        "--docs", type=int, default=1000, help="SciFact abstracts in the corpus (default 1000; 5183 = all)"
+    )
+    parser.add_argument(
+        "--kinds", default="native,avx2", help=f"kinds of CPU, of {', '.join(KINDS)} (default native,avx2)"
+    )
     parser.add_argument("--timeout", type=float, default=3000, help="seconds one kind may take")
-    parser.add_argument("--blocks", type=int, default=10, help="blocks of 64 passages timed interleaved (default 10; 0: none)")
+    parser.add_argument(
+        "--blocks", type=int, default=10, help="blocks of 64 passages timed interleaved (default 10; 0: none)"
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: 150 abstracts, 3 blocks")
-    parser.add_argument("--speed-only", action="store_true", help="only the probe and the interleaved timing, on the "
-                        "passages of the float32 indexes an earlier run with the same --docs built")
-    parser.add_argument("--builds", help="precisions to build, e.g. float32,int8,int8:split (default: float32, "
-                        "bfloat16 where native, int8; int8:NAME is an int8 recipe of RECIPES)")
+    parser.add_argument(
+        "--speed-only",
+        action="store_true",
+        help="only the probe and the interleaved timing, on the "
+        "passages of the float32 indexes an earlier run with the same --docs built",
+    )
+    parser.add_argument(
+        "--builds",
+        help="precisions to build, e.g. float32,int8,int8:split (default: float32, "
+        "bfloat16 where native, int8; int8:NAME is an int8 recipe of RECIPES)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--probe", type=lambda raw: raw.split(","), help=argparse.SUPPRESS)
-    parser.add_argument("--build", type=lambda raw: [p for p in raw.split(",") if p], default=[], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--build", type=lambda raw: [p for p in raw.split(",") if p], default=[], help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
     if args.child:
         return child(args)

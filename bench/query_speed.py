@@ -58,8 +58,16 @@ def write_whole(root: Path, manifest, passages: list, vectors) -> Path:
 
     info = write_segment(store.segments_folder(root), passages, vectors, None, APPROXIMATE_ABOVE)
     files = {source: replace(entry, segment=info.name) for source, entry in manifest.files.items()}
-    return store.write_version(root, replace(manifest, files=files, segments=(SegmentEntry(info.name),),
-                                             index_type=info.index_type, passages=len(passages)))
+    return store.write_version(
+        root,
+        replace(
+            manifest,
+            files=files,
+            segments=(SegmentEntry(info.name),),
+            index_type=info.index_type,
+            passages=len(passages),
+        ),
+    )
 
 
 def segment_folders(version: Path) -> list[Path]:
@@ -68,6 +76,7 @@ def segment_folders(version: Path) -> list[Path]:
     from rag.index.manifest import Manifest
 
     return [version.parent / store.SEGMENTS / e.name for e in Manifest.read(version / store.MANIFEST).segments]
+
 
 def write_base_corpus(folder: Path, articles: int) -> list[tuple[str, str]]:
     """The first `articles` SQuAD dev articles, one file each; returns (source, question) pairs about them."""
@@ -101,8 +110,10 @@ def base_passages_and_vectors(corpus: Path, embedder, batch_size: int):
         with Timer() as timer:
             vectors = embedder.encode([p.text for p in passages], batch_size=batch_size)
         np.save(cache, vectors)
-        print(f"base: {len(passages)} real passages from {len(documents)} files embedded in {timer.seconds:.1f} s "
-              f"({len(passages) / timer.seconds:.1f} passages/s), cached in {cache.name}")
+        print(
+            f"base: {len(passages)} real passages from {len(documents)} files embedded in {timer.seconds:.1f} s "
+            f"({len(passages) / timer.seconds:.1f} passages/s), cached in {cache.name}"
+        )
     return documents, passages, vectors, key
 
 
@@ -117,7 +128,14 @@ def make_index(root: Path, documents, base_passages, base_vectors, size: int, ke
 
     stamp = root / "bench-made-from.json"
     exact = faiss_kind(make_faiss(base_vectors[:1]))  # the exact kind rag writes now (flat-fp16 since 21:40)
-    wanted = {"base": key, "size": size, "noise": NOISE, "format": FORMAT_VERSION, "precision": chosen.precision, "exact": exact}
+    wanted = {
+        "base": key,
+        "size": size,
+        "noise": NOISE,
+        "format": FORMAT_VERSION,
+        "precision": chosen.precision,
+        "exact": exact,
+    }
     live = store.current_version(root) if root.exists() else None
     if stamp.exists() and json.loads(stamp.read_text()) == wanted and live is not None:
         manifest = Manifest.read(live / store.MANIFEST)
@@ -125,8 +143,12 @@ def make_index(root: Path, documents, base_passages, base_vectors, size: int, ke
             return {"reused": True}  # (a `rag serve` that found it stale would have rebuilt it smaller)
     shutil.rmtree(root, ignore_errors=True)
     passages = [
-        base_passages[i % len(base_passages)] if i < len(base_passages)
-        else replace(base_passages[i % len(base_passages)], id=f"{base_passages[i % len(base_passages)].id}~{i // len(base_passages)}")
+        base_passages[i % len(base_passages)]
+        if i < len(base_passages)
+        else replace(
+            base_passages[i % len(base_passages)],
+            id=f"{base_passages[i % len(base_passages)].id}~{i // len(base_passages)}",
+        )
         for i in range(size)
     ]
     with Timer() as vec_timer:
@@ -136,10 +158,16 @@ def make_index(root: Path, documents, base_passages, base_vectors, size: int, ke
         counts[p.source] = counts.get(p.source, 0) + 1
     settings = Settings()
     manifest = Manifest(
-        model=settings.model, dimension=vectors.shape[1], max_tokens=settings.max_tokens, overlap=settings.overlap,
+        model=settings.model,
+        dimension=vectors.shape[1],
+        max_tokens=settings.max_tokens,
+        overlap=settings.overlap,
         files={d.source: FileEntry(d.sha256, d.encoding, counts.get(d.source, 0)) for d in documents},
-        passages=size, built_at=time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
-        tokenizer=dict(bm25.TOKENIZER), precision=chosen.precision, arithmetic=chosen.describe(),
+        passages=size,
+        built_at=time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
+        tokenizer=dict(bm25.TOKENIZER),
+        precision=chosen.precision,
+        arithmetic=chosen.describe(),
         int8_recipe=vector_recipe(chosen.precision),
     )
     # Passages repeat, so stemming each distinct text once gives the very same BM25 index, faster.
@@ -153,12 +181,20 @@ def make_index(root: Path, documents, base_passages, base_vectors, size: int, ke
         bm25.terms = original_terms
     stamp.write_text(json.dumps(wanted))
     kind = json.loads((version / store.MANIFEST).read_text())["index_type"]
-    disk = sum(p.stat().st_size for folder in [version, *segment_folders(version)] for p in folder.rglob("*") if p.is_file())
-    return {"reused": False, "vectors_s": round(vec_timer.seconds, 1), "write_version_s": round(write_timer.seconds, 1),
-            "index_type": kind, "disk_mb": round(disk / 2**20)}
+    disk = sum(
+        p.stat().st_size for folder in [version, *segment_folders(version)] for p in folder.rglob("*") if p.is_file()
+    )
+    return {
+        "reused": False,
+        "vectors_s": round(vec_timer.seconds, 1),
+        "write_version_s": round(write_timer.seconds, 1),
+        "index_type": kind,
+        "disk_mb": round(disk / 2**20),
+    }
 
 
 # ---------------------------------------------------------------- one size, measured in a fresh process
+
 
 def child(args) -> int:
     """Load the index, answer the questions with reranking on and off, print one JSON line."""
@@ -188,7 +224,7 @@ def child(args) -> int:
     outcome = {True: {"answered": 0, "abstained": 0, "stale": 0}, False: {"answered": 0, "abstained": 0, "stale": 0}}
     dense_s, lexical_s, embed_s = [], [], []
     for n, question in enumerate(questions):
-        for rerank in ((True, False) if n % 2 == 0 else (False, True)):
+        for rerank in (True, False) if n % 2 == 0 else (False, True):
             started = time.perf_counter()
             result = answer(question, retriever, modes[rerank])
             latency[rerank].append(time.perf_counter() - started)
@@ -205,18 +241,31 @@ def child(args) -> int:
         lexical_s.append(t.seconds)
     ms = lambda values, q: round(1000 * percentile(values, q), 1)  # noqa: E731
     threads_ab = threads_a_b(questions, retriever, modes, ms) if args.threads_ab else None
-    print(json.dumps({
-        "passages": len(loaded.passages), "index_type": loaded.manifest.index_type, "torch_threads": torch.get_num_threads(),
-        "model_load_s": round(model_timer.seconds, 2), "index_load_s": round(index_timer.seconds, 2),
-        "rss_start_mb": round(rss_start), "rss_after_model_mb": round(rss_model), "rss_after_load_mb": round(rss_loaded),
-        "questions": len(questions),
-        "rerank": {"p50_ms": ms(latency[True], 50), "p95_ms": ms(latency[True], 95), **outcome[True]},
-        "no_rerank": {"p50_ms": ms(latency[False], 50), "p95_ms": ms(latency[False], 95), **outcome[False]},
-        "embed_question_p50_ms": ms(embed_s, 50), "dense_search_p50_ms": ms(dense_s, 50),
-        "dense_search_p95_ms": ms(dense_s, 95), "bm25_search_p50_ms": ms(lexical_s, 50),
-        "bm25_search_p95_ms": ms(lexical_s, 95), "peak_rss_mb": round(peak_rss_mb()),
-        "no_answer_text": NO_ANSWER[:20], "threads_ab": threads_ab,
-    }))
+    print(
+        json.dumps(
+            {
+                "passages": len(loaded.passages),
+                "index_type": loaded.manifest.index_type,
+                "torch_threads": torch.get_num_threads(),
+                "model_load_s": round(model_timer.seconds, 2),
+                "index_load_s": round(index_timer.seconds, 2),
+                "rss_start_mb": round(rss_start),
+                "rss_after_model_mb": round(rss_model),
+                "rss_after_load_mb": round(rss_loaded),
+                "questions": len(questions),
+                "rerank": {"p50_ms": ms(latency[True], 50), "p95_ms": ms(latency[True], 95), **outcome[True]},
+                "no_rerank": {"p50_ms": ms(latency[False], 50), "p95_ms": ms(latency[False], 95), **outcome[False]},
+                "embed_question_p50_ms": ms(embed_s, 50),
+                "dense_search_p50_ms": ms(dense_s, 50),
+                "dense_search_p95_ms": ms(dense_s, 95),
+                "bm25_search_p50_ms": ms(lexical_s, 50),
+                "bm25_search_p95_ms": ms(lexical_s, 95),
+                "peak_rss_mb": round(peak_rss_mb()),
+                "no_answer_text": NO_ANSWER[:20],
+                "threads_ab": threads_ab,
+            }
+        )
+    )
     return 0
 
 
@@ -229,23 +278,39 @@ def threads_a_b(questions, retriever, modes, ms) -> dict:
     default = torch.get_num_threads() if torch.get_num_threads() > 1 else 2
     timings = {(t, r): [] for t in (default, 1) for r in (True, False)}
     for n, question in enumerate(questions):
-        for threads in ((default, 1) if n % 2 == 0 else (1, default)):
+        for threads in (default, 1) if n % 2 == 0 else (1, default):
             torch.set_num_threads(threads)
             for rerank in (True, False):
                 started = time.perf_counter()
                 answer(question, retriever, modes[rerank])
                 timings[(threads, rerank)].append(time.perf_counter() - started)
-    return {f"{'rerank' if r else 'no_rerank'}_{t}_threads": {"p50_ms": ms(v, 50), "p95_ms": ms(v, 95)}
-            for (t, r), v in timings.items()}
+    return {
+        f"{'rerank' if r else 'no_rerank'}_{t}_threads": {"p50_ms": ms(v, 50), "p95_ms": ms(v, 95)}
+        for (t, r), v in timings.items()
+    }
 
 
-def measure_size(corpus: Path, index: Path, questions_file: Path, timeout: float, torch_threads: int,
-                 threads_ab: bool = False) -> dict:
+def measure_size(
+    corpus: Path, index: Path, questions_file: Path, timeout: float, torch_threads: int, threads_ab: bool = False
+) -> dict:
     done = subprocess.run(
-        [sys.executable, __file__, "--child", "--corpus", str(corpus), "--index", str(index),
-         "--questions-file", str(questions_file), "--torch-threads", str(torch_threads)]
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            "--corpus",
+            str(corpus),
+            "--index",
+            str(index),
+            "--questions-file",
+            str(questions_file),
+            "--torch-threads",
+            str(torch_threads),
+        ]
         + (["--threads-ab"] if threads_ab else []),
-        capture_output=True, text=True, timeout=timeout,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode or not lines:
@@ -254,6 +319,7 @@ def measure_size(corpus: Path, index: Path, questions_file: Path, timeout: float
 
 
 # ---------------------------------------------------------------- the server
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -271,9 +337,25 @@ def start_server(corpus: Path, index: Path, question: str, torch_threads: int, t
         env["OMP_NUM_THREADS"] = str(torch_threads)  # torch's intra-op pool follows it
     started = time.perf_counter()
     process = subprocess.Popen(
-        [sys.executable, "-m", "rag", "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--corpus", str(corpus), "--index", str(index)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=str(WORK),
+        [
+            sys.executable,
+            "-m",
+            "rag",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--corpus",
+            str(corpus),
+            "--index",
+            str(index),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=str(WORK),
     )
     seen: list[str] = []
     listening: dict[str, float] = {}
@@ -327,25 +409,37 @@ def concurrent_load(url: str, questions: list[str], threads: int, per_thread: in
     for worker in workers:
         worker.join()
     wall = time.perf_counter() - started
-    return {"threads": threads, "questions": threads * per_thread, "failed": len(failures), "seconds": round(wall, 2),
-            "throughput_qps": round(len(latencies) / wall, 2), "p50_ms": round(1000 * percentile(latencies, 50)),
-            "p95_ms": round(1000 * percentile(latencies, 95)), "failures": failures[:3]}
+    return {
+        "threads": threads,
+        "questions": threads * per_thread,
+        "failed": len(failures),
+        "seconds": round(wall, 2),
+        "throughput_qps": round(len(latencies) / wall, 2),
+        "p50_ms": round(1000 * percentile(latencies, 50)),
+        "p95_ms": round(1000 * percentile(latencies, 95)),
+        "failures": failures[:3],
+    }
 
 
-def server_part(corpus: Path, index: Path, questions: list[str], thread_counts: list[int], per_thread: int,
-                torch_threads: int) -> dict:
+def server_part(
+    corpus: Path, index: Path, questions: list[str], thread_counts: list[int], per_thread: int, torch_threads: int
+) -> dict:
     process, url, listening_s, ready_s = start_server(corpus, index, questions[0], torch_threads)
-    print(f"server: `rag serve` on the {index.name} index printed its URL after {listening_s:.1f} s and first "
-          f"answered /ask after {ready_s:.1f} s")
+    print(
+        f"server: `rag serve` on the {index.name} index printed its URL after {listening_s:.1f} s and first "
+        f"answered /ask after {ready_s:.1f} s"
+    )
     runs = []
     try:
         for threads in thread_counts:
             run = concurrent_load(url, questions, threads, per_thread)
             run["vs_1_thread"] = round(run["throughput_qps"] / runs[0]["throughput_qps"], 2) if runs else 1.0
             runs.append(run)
-            print(f"server: {threads:>2} threads × {per_thread} questions: {run['throughput_qps']:.2f} questions/s "
-                  f"({run['vs_1_thread']:.2f}× 1 thread), latency p50 {run['p50_ms']} ms p95 {run['p95_ms']} ms, "
-                  f"{run['failed']} failed {run['failures'] if run['failed'] else ''}")
+            print(
+                f"server: {threads:>2} threads × {per_thread} questions: {run['throughput_qps']:.2f} questions/s "
+                f"({run['vs_1_thread']:.2f}× 1 thread), latency p50 {run['p50_ms']} ms p95 {run['p95_ms']} ms, "
+                f"{run['failed']} failed {run['failures'] if run['failed'] else ''}"
+            )
     finally:
         process.terminate()
         try:
@@ -357,24 +451,39 @@ def server_part(corpus: Path, index: Path, questions: list[str], thread_counts: 
 
 # ---------------------------------------------------------------- main
 
+
 def main(argv=None) -> int:
     global WORK
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="10000,100000,1000000", help="passages per index, comma-separated")
-    parser.add_argument("--articles", type=int, default=10, help="SQuAD dev articles in the real base corpus (default 10)")
+    parser.add_argument(
+        "--articles", type=int, default=10, help="SQuAD dev articles in the real base corpus (default 10)"
+    )
     parser.add_argument("--questions", type=int, default=40, help="questions timed per size and mode (default 40)")
     parser.add_argument("--threads", default="1,4,16", help="concurrent clients against the server, comma-separated")
     parser.add_argument("--per-thread", type=int, default=6, help="questions each client asks (default 6)")
     parser.add_argument("--no-server", action="store_true", help="skip the `rag serve` part")
     parser.add_argument("--timeout", type=float, default=1200, help="seconds one size's child process may take")
-    parser.add_argument("--torch-threads", type=int, default=0,
-                        help="torch intra-op threads in the measured processes (default 0: torch's own choice, as rag runs)")
-    parser.add_argument("--omp-passive", action="store_true",
-                        help="run the measured processes with OMP_WAIT_POLICY=PASSIVE (OpenMP threads sleep instead of spinning)")
-    parser.add_argument("--threads-ab", action="store_true",
-                        help="at the first size, also time each question with torch at 2 threads and at 1, alternating")
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=0,
+        help="torch intra-op threads in the measured processes (default 0: torch's own choice, as rag runs)",
+    )
+    parser.add_argument(
+        "--omp-passive",
+        action="store_true",
+        help="run the measured processes with OMP_WAIT_POLICY=PASSIVE (OpenMP threads sleep instead of spinning)",
+    )
+    parser.add_argument(
+        "--threads-ab",
+        action="store_true",
+        help="at the first size, also time each question with torch at 2 threads and at 1, alternating",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 articles, 2,000 passages, 6 questions")
-    parser.add_argument("--out", type=Path, default=WORK, help=f"folder for the corpus, indexes and caches (default {WORK})")
+    parser.add_argument(
+        "--out", type=Path, default=WORK, help=f"folder for the corpus, indexes and caches (default {WORK})"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--corpus", help=argparse.SUPPRESS)
     parser.add_argument("--index", help=argparse.SUPPRESS)
@@ -402,34 +511,52 @@ def main(argv=None) -> int:
 
     embedder = load_embedder("all-MiniLM-L6-v2")
     documents, base_passages, base_vectors, key = base_passages_and_vectors(corpus, embedder, 32)
-    figures = {"machine": info, "base_passages": len(base_passages), "questions": len(questions),
-               "torch_threads": args.torch_threads or "default",
-               "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
-               "gomp_spincount": os.environ.get("GOMP_SPINCOUNT", "default"), "sizes": {}}
+    figures = {
+        "machine": info,
+        "base_passages": len(base_passages),
+        "questions": len(questions),
+        "torch_threads": args.torch_threads or "default",
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
+        "gomp_spincount": os.environ.get("GOMP_SPINCOUNT", "default"),
+        "sizes": {},
+    }
     for size in sizes:
         index = WORK / f"index-{size}"
         made = make_index(index, documents, base_passages, base_vectors, size, key, embedder.chosen)
-        result = measure_size(corpus, index, questions_file, args.timeout, args.torch_threads,
-                              threads_ab=args.threads_ab and size == sizes[0])
+        result = measure_size(
+            corpus,
+            index,
+            questions_file,
+            args.timeout,
+            args.torch_threads,
+            threads_ab=args.threads_ab and size == sizes[0],
+        )
         result["made"] = made
         figures["sizes"][size] = result
         if "error" in result:
             print(f"{size:>9,} passages: NOT MEASURED: {result['error']}")
             continue
         r, n = result["rerank"], result["no_rerank"]
-        print(f"{size:>9,} passages ({result['index_type']}, torch threads {result['torch_threads']}, OMP_WAIT_POLICY "
-              f"{figures['omp_wait_policy']}, GOMP_SPINCOUNT {figures['gomp_spincount']}; index {'reused' if made['reused'] else 'written in ' + format(made['write_version_s'], '.0f') + ' s'}): "
-              f"rerank p50 {r['p50_ms']:.0f} ms p95 {r['p95_ms']:.0f} ms · no rerank p50 {n['p50_ms']:.0f} ms p95 "
-              f"{n['p95_ms']:.0f} ms · question embed p50 {result['embed_question_p50_ms']} ms, dense search p50 "
-              f"{result['dense_search_p50_ms']} ms, BM25 p50 {result['bm25_search_p50_ms']} ms · index load "
-              f"{result['index_load_s']:.1f} s · RSS after model {result['rss_after_model_mb']} MB, after index "
-              f"{result['rss_after_load_mb']} MB, peak {result['peak_rss_mb']} MB "
-              f"({'within' if result['peak_rss_mb'] <= 2048 else 'OVER'} 2 GB) · answered/abstained/stale "
-              f"{r['answered']}/{r['abstained']}/{r['stale']} (rerank), {n['answered']}/{n['abstained']}/{n['stale']} (no rerank)")
+        print(
+            f"{size:>9,} passages ({result['index_type']}, torch threads {result['torch_threads']}, OMP_WAIT_POLICY "
+            f"{figures['omp_wait_policy']}, GOMP_SPINCOUNT {figures['gomp_spincount']}; index {'reused' if made['reused'] else 'written in ' + format(made['write_version_s'], '.0f') + ' s'}): "
+            f"rerank p50 {r['p50_ms']:.0f} ms p95 {r['p95_ms']:.0f} ms · no rerank p50 {n['p50_ms']:.0f} ms p95 "
+            f"{n['p95_ms']:.0f} ms · question embed p50 {result['embed_question_p50_ms']} ms, dense search p50 "
+            f"{result['dense_search_p50_ms']} ms, BM25 p50 {result['bm25_search_p50_ms']} ms · index load "
+            f"{result['index_load_s']:.1f} s · RSS after model {result['rss_after_model_mb']} MB, after index "
+            f"{result['rss_after_load_mb']} MB, peak {result['peak_rss_mb']} MB "
+            f"({'within' if result['peak_rss_mb'] <= 2048 else 'OVER'} 2 GB) · answered/abstained/stale "
+            f"{r['answered']}/{r['abstained']}/{r['stale']} (rerank), {n['answered']}/{n['abstained']}/{n['stale']} (no rerank)"
+        )
         if result.get("threads_ab"):
             ab = result["threads_ab"]
-            print(f"{size:>9,} passages, torch threads A/B in one process, alternating per question: " + " · ".join(
-                f"{name.replace('_', ' ')} p50 {v['p50_ms']:.0f} ms p95 {v['p95_ms']:.0f} ms" for name, v in ab.items()))
+            print(
+                f"{size:>9,} passages, torch threads A/B in one process, alternating per question: "
+                + " · ".join(
+                    f"{name.replace('_', ' ')} p50 {v['p50_ms']:.0f} ms p95 {v['p95_ms']:.0f} ms"
+                    for name, v in ab.items()
+                )
+            )
     if not args.no_server:
         index = WORK / f"index-{sizes[0]}"
         thread_counts = [int(t) for t in args.threads.split(",")]

@@ -43,7 +43,10 @@ def local_build(corpus: Path, index: Path, threads: int) -> dict:
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "rag", "build", "--full", "--json", "--corpus", str(corpus), "--index", str(index)],
-        capture_output=True, text=True, env=env, timeout=1800,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1800,
     )
     if done.returncode:
         raise SystemExit(f"bench: local build failed:\n{done.stderr[-2000:]}")
@@ -62,7 +65,11 @@ def ray_build(settings: Settings) -> dict:
     summary = build_on_cluster(settings, full=True, progress=lines.append)
     seconds = time.perf_counter() - started
     embedded = [line for line in lines if line.startswith("embedded ")]
-    return {"seconds": round(seconds, 1), "passages": summary.passages, "embedding_line": f"{embedded[0]}; {embedded[-1]}"}
+    return {
+        "seconds": round(seconds, 1),
+        "passages": summary.passages,
+        "embedding_line": f"{embedded[0]}; {embedded[-1]}",
+    }
 
 
 def measure_builds(cluster, corpus: Path, scratch: Path) -> dict:
@@ -82,7 +89,9 @@ def measure_builds(cluster, corpus: Path, scratch: Path) -> dict:
         entry["passages_per_s"] = round(entry["passages"] / entry["seconds"], 1)
     figures["speedup_2_nodes_over_1"] = round(figures["ray_1_node"]["seconds"] / figures["ray_2_nodes"]["seconds"], 2)
     figures["ray_over_local_1_core"] = round(figures["ray_1_node"]["seconds"] / figures["local_1_thread"]["seconds"], 2)
-    figures["ray_over_local_2_cores"] = round(figures["ray_2_nodes"]["seconds"] / figures["local_2_threads"]["seconds"], 2)
+    figures["ray_over_local_2_cores"] = round(
+        figures["ray_2_nodes"]["seconds"] / figures["local_2_threads"]["seconds"], 2
+    )
     return figures
 
 
@@ -165,16 +174,20 @@ def print_builds(builds: dict, abstracts: int) -> None:
         extra = f"  [{entry['embedding_line']}]" if "embedding_line" in entry else ""
         print(f"  {name:16s} {entry['seconds']:7.1f} s  {entry['passages_per_s']:6.1f} passages/s{extra}")
     print(f"  2 nodes over 1 node: {builds['speedup_2_nodes_over_1']:.2f}x faster")
-    print(f"  Ray over local, equal cores: {builds['ray_over_local_1_core']:.2f}x the time at 1 core, "
-          f"{builds['ray_over_local_2_cores']:.2f}x at 2 cores")
+    print(
+        f"  Ray over local, equal cores: {builds['ray_over_local_1_core']:.2f}x the time at 1 core, "
+        f"{builds['ray_over_local_2_cores']:.2f}x at 2 cores"
+    )
 
 
 def print_serving(serving: dict) -> None:
     print("\nquestions through the chat page's /ask (bench/load.py):")
     for name in ("local_serve", "replicas_1", "replicas_2"):
         entry = serving[name]
-        print(f"  {name:12s} {entry['throughput']:5.2f} questions/s  p50 {entry['p50']:.2f} s  p95 {entry['p95']:.2f} s  "
-              f"{entry['answered']} answered, {entry['failed']} failed")
+        print(
+            f"  {name:12s} {entry['throughput']:5.2f} questions/s  p50 {entry['p50']:.2f} s  p95 {entry['p95']:.2f} s  "
+            f"{entry['answered']} answered, {entry['failed']} failed"
+        )
     print(f"  2 replicas over 1: {serving['throughput_2_over_1_replica']:.2f}x the questions/s")
 
 

@@ -188,16 +188,27 @@ def main() -> int:
     store.publish(settings.index, store.write_version(settings.index, manifest))
     store.collect_garbage(settings.index)
     print(f"\none single-file edit at {summary.passages:,} passages ({index_bytes / 2**30:.2f} GiB index):")
-    print(f"  segments: published in {published.seconds:.2f} s, answerable in {answerable:.2f} s, "
-          f"wrote {one_edit_bytes / 2**20:.2f} MiB = {100 * one_edit_bytes / index_bytes:.3f} % of the index   "
-          f"targets ≤ 2 s, ≤ 1 %")
-    print(f"  rewriting the whole index (every edit's cost before segments): {rewrite.seconds:.1f} s, "
-          f"{rewrite_bytes / 2**20:.0f} MiB = {100 * rewrite_bytes / index_bytes:.0f} %")
-    print(f"  ratio: {rewrite.seconds / published.seconds:.0f}× faster, {rewrite_bytes / max(1, one_edit_bytes):.0f}× fewer bytes")
-    figures["one_edit"] = {"published_s": round(published.seconds, 3), "answerable_s": round(answerable, 3),
-                           "written_bytes": one_edit_bytes, "index_bytes": index_bytes,
-                           "written_share": round(one_edit_bytes / index_bytes, 6),
-                           "rewrite_s": round(rewrite.seconds, 2), "rewrite_bytes": rewrite_bytes}
+    print(
+        f"  segments: published in {published.seconds:.2f} s, answerable in {answerable:.2f} s, "
+        f"wrote {one_edit_bytes / 2**20:.2f} MiB = {100 * one_edit_bytes / index_bytes:.3f} % of the index   "
+        f"targets ≤ 2 s, ≤ 1 %"
+    )
+    print(
+        f"  rewriting the whole index (every edit's cost before segments): {rewrite.seconds:.1f} s, "
+        f"{rewrite_bytes / 2**20:.0f} MiB = {100 * rewrite_bytes / index_bytes:.0f} %"
+    )
+    print(
+        f"  ratio: {rewrite.seconds / published.seconds:.0f}× faster, {rewrite_bytes / max(1, one_edit_bytes):.0f}× fewer bytes"
+    )
+    figures["one_edit"] = {
+        "published_s": round(published.seconds, 3),
+        "answerable_s": round(answerable, 3),
+        "written_bytes": one_edit_bytes,
+        "index_bytes": index_bytes,
+        "written_share": round(one_edit_bytes / index_bytes, 6),
+        "rewrite_s": round(rewrite.seconds, 2),
+        "rewrite_bytes": rewrite_bytes,
+    }
 
     # 2. many edits with merging, then a fresh build of the same corpus
     rng = random.Random(3)
@@ -209,11 +220,13 @@ def main() -> int:
         edit_times.append(one.seconds)
         merges += summary.merges
     retriever.search("follow the last version", k=1)  # the running retriever moves on to the last version,
-    store.collect_garbage(settings.index)               # and the next build's clean-up frees the one it held
+    store.collect_garbage(settings.index)  # and the next build's clean-up frees the one it held
     segments = len(retriever.index.parts)
-    print(f"\n{args.edits} single-file edits: build p50 {statistics.median(edit_times):.2f} s, "
-          f"p95 {percentile(edit_times, 95):.2f} s, max {max(edit_times):.2f} s (merges included: {merges}); "
-          f"{segments} segments now")
+    print(
+        f"\n{args.edits} single-file edits: build p50 {statistics.median(edit_times):.2f} s, "
+        f"p95 {percentile(edit_times, 95):.2f} s, max {max(edit_times):.2f} s (merges included: {merges}); "
+        f"{segments} segments now"
+    )
     fresh_settings = settings.replace(index=work / "fresh")
     shutil.rmtree(fresh_settings.index, ignore_errors=True)
     with Timer() as fresh_build:
@@ -232,16 +245,25 @@ def main() -> int:
     p = {name: (percentile(times, 50) * 1000, percentile(times, 95) * 1000) for name, times in rounds.items()}
     print(f"fresh build of the same corpus: {fresh_build.seconds:.0f} s")
     print(f"  same top 10: {same} of {len(questions)} questions   target all")
-    print(f"  search latency p50/p95: edited {p['edited'][0]:.1f}/{p['edited'][1]:.1f} ms, fresh "
-          f"{p['fresh'][0]:.1f}/{p['fresh'][1]:.1f} ms = {p['edited'][0] / p['fresh'][0]:.2f}×/"
-          f"{p['edited'][1] / p['fresh'][1]:.2f}×   target within 1.10×")
-    print(f"  disk: edited {edited_disk / 2**30:.2f} GiB, fresh {fresh_disk / 2**30:.2f} GiB = "
-          f"{edited_disk / fresh_disk:.2f}×   target ≤ 1.3×")
+    print(
+        f"  search latency p50/p95: edited {p['edited'][0]:.1f}/{p['edited'][1]:.1f} ms, fresh "
+        f"{p['fresh'][0]:.1f}/{p['fresh'][1]:.1f} ms = {p['edited'][0] / p['fresh'][0]:.2f}×/"
+        f"{p['edited'][1] / p['fresh'][1]:.2f}×   target within 1.10×"
+    )
+    print(
+        f"  disk: edited {edited_disk / 2**30:.2f} GiB, fresh {fresh_disk / 2**30:.2f} GiB = "
+        f"{edited_disk / fresh_disk:.2f}×   target ≤ 1.3×"
+    )
     figures["after_edits"] = {
-        "edits": args.edits, "edit_p50_s": round(statistics.median(edit_times), 3),
-        "edit_p95_s": round(percentile(edit_times, 95), 3), "edit_max_s": round(max(edit_times), 3),
-        "merges": merges, "segments": segments, "fresh_build_s": round(fresh_build.seconds, 1),
-        "same_top10": same, "questions": len(questions),
+        "edits": args.edits,
+        "edit_p50_s": round(statistics.median(edit_times), 3),
+        "edit_p95_s": round(percentile(edit_times, 95), 3),
+        "edit_max_s": round(max(edit_times), 3),
+        "merges": merges,
+        "segments": segments,
+        "fresh_build_s": round(fresh_build.seconds, 1),
+        "same_top10": same,
+        "questions": len(questions),
         "latency_ms": {name: [round(a, 2), round(b, 2)] for name, (a, b) in p.items()},
         "disk_bytes": {"edited": edited_disk, "fresh": fresh_disk},
     }

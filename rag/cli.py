@@ -23,13 +23,20 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _no_sentence_scoring(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--no-sentence-scoring", dest="no_sentence_scoring", action="store_true",
-                        help="rank quotes by passage, without scoring each sentence (env RAG_SENTENCE_SCORING=0)")
+    parser.add_argument(
+        "--no-sentence-scoring",
+        dest="no_sentence_scoring",
+        action="store_true",
+        help="rank quotes by passage, without scoring each sentence (env RAG_SENTENCE_SCORING=0)",
+    )
 
 
 def _ray_flag(parser: argparse.ArgumentParser, help_text: str) -> None:
     parser.add_argument(
-        "--ray", nargs="?", const="auto", metavar="ADDRESS",
+        "--ray",
+        nargs="?",
+        const="auto",
+        metavar="ADDRESS",
         help=help_text + " (env RAG_RAY_ADDRESS; needs `pip install 'rag[ray]'`)",
     )
 
@@ -52,7 +59,9 @@ def make_parser() -> argparse.ArgumentParser:
     ask.add_argument("question", help="the question, in quotes")
     ask.add_argument("--json", action="store_true", help="print the answer as one JSON object (same as --format json)")
     ask.add_argument("--format", choices=FORMATS, help="text (default), json, or markdown")
-    ask.add_argument("--server", metavar="URL", help="ask this running `rag serve` (default: the one serving --index, if any)")
+    ask.add_argument(
+        "--server", metavar="URL", help="ask this running `rag serve` (default: the one serving --index, if any)"
+    )
     ask.add_argument("--local", action="store_true", help="answer in this process even when a server is running")
     _no_sentence_scoring(ask)
 
@@ -68,7 +77,9 @@ def make_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-auth", action="store_true", help="allow a non-loopback address without a password")
     _ray_flag(serve, "answer from replicas on the Ray cluster at ADDRESS (`auto`: the one this machine joined)")
     serve.add_argument("--replicas", type=int, default=2, help="answering replicas with --ray (default 2)")
-    serve.add_argument("--api-port", type=int, default=8000, help="port of the replicas' HTTP API with --ray (default 8000)")
+    serve.add_argument(
+        "--api-port", type=int, default=8000, help="port of the replicas' HTTP API with --ray (default 8000)"
+    )
 
     status = commands.add_parser("status", help="what the index holds and whether it is up to date")
     _common(status)
@@ -79,15 +90,20 @@ def make_parser() -> argparse.ArgumentParser:
 
     evaluation = commands.add_parser("eval", help="measure retrieval and quotes on a BEIR folder or SQuAD .json")
     _common(evaluation)
-    evaluation.add_argument("dataset", type=Path, help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/) or SQuAD .json")
+    evaluation.add_argument(
+        "dataset", type=Path, help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/) or SQuAD .json"
+    )
     evaluation.add_argument("--split", default="test", help="BEIR qrels split (default test)")
     evaluation.add_argument("--limit", type=int, help="ask this many questions, sampled with --seed (default all)")
     evaluation.add_argument("--seed", type=int, default=0, help="seed of the --limit sample (default 0)")
     evaluation.add_argument("--json", action="store_true", help="print one JSON object, per-question records included")
     _no_sentence_scoring(evaluation)
-    evaluation.add_argument("--half", choices=("train", "held-out"),
-                            help="SQuAD: ask only the questions of one half of the articles (alternating in file order; "
-                                 "the answer model was fitted on v2.0's train half)")
+    evaluation.add_argument(
+        "--half",
+        choices=("train", "held-out"),
+        help="SQuAD: ask only the questions of one half of the articles (alternating in file order; "
+        "the answer model was fitted on v2.0's train half)",
+    )
 
     return parser
 
@@ -184,8 +200,10 @@ def cmd_status(args, settings: Settings) -> int:
             if key == "segments":
                 print(f"segments: {len(value)}")
                 for segment in value:
-                    print(f"  {segment['name']}: {segment['passages']:,} passages, {segment['deleted']:,} deleted, "
-                          f"{segment['index_type']}, {segment['bytes']:,} bytes")
+                    print(
+                        f"  {segment['name']}: {segment['passages']:,} passages, {segment['deleted']:,} deleted, "
+                        f"{segment['index_type']}, {segment['bytes']:,} bytes"
+                    )
             else:
                 print(f"{key}: {value:,}" if key in ("bytes_on_disk", "deleted") else f"{key}: {value}")
     return 0
@@ -220,8 +238,13 @@ def cmd_eval(args, settings: Settings) -> int:
     from rag.eval.evaluate import evaluate
 
     report = evaluate(
-        args.dataset, settings, split=args.split, limit=args.limit, seed=args.seed,
-        progress=_stderr if args.verbose else None, half=args.half,
+        args.dataset,
+        settings,
+        split=args.split,
+        limit=args.limit,
+        seed=args.seed,
+        progress=_stderr if args.verbose else None,
+        half=args.half,
     )
     print(json.dumps(report.to_dict(), ensure_ascii=False) if args.json else report.table())
     return 0
@@ -231,4 +254,12 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-COMMANDS = {"build": cmd_build, "ask": cmd_ask, "chat": cmd_chat, "serve": cmd_serve, "status": cmd_status, "watch": cmd_watch, "eval": cmd_eval}
+COMMANDS = {
+    "build": cmd_build,
+    "ask": cmd_ask,
+    "chat": cmd_chat,
+    "serve": cmd_serve,
+    "status": cmd_status,
+    "watch": cmd_watch,
+    "eval": cmd_eval,
+}

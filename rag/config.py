@@ -18,8 +18,13 @@ STAGES = ("index", "retrieval", "answer", "server")
 """The stages settings belong to, in pipeline order (`Settings.stage` lists one)."""
 
 
-def setting(default, stage: str, minimum: float | None = None, maximum: float | None = None,
-            choices: tuple[str, ...] | None = None):
+def setting(
+    default,
+    stage: str,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    choices: tuple[str, ...] | None = None,
+):
     """A Settings field: its default, its stage, and the values it accepts (checked at load)."""
     assert stage in STAGES, stage
     return field(default=default, metadata={"stage": stage, "min": minimum, "max": maximum, "choices": choices})
@@ -149,11 +154,16 @@ def _check(f: dataclasses.Field, value) -> None:
     """Refuse a value outside the field's range or choices, naming its variable and what it accepts."""
     rules, variable = f.metadata, f"RAG_{f.name.upper()}"
     if rules.get("choices") and value not in rules["choices"]:
-        raise ConfigError(f"{f.name} {value!r} ({variable}) is not one of {', '.join(rules['choices'])}; fix or unset it")
+        raise ConfigError(
+            f"{f.name} {value!r} ({variable}) is not one of {', '.join(rules['choices'])}; fix or unset it"
+        )
     low, high = rules.get("min"), rules.get("max")
     if (low is not None and value < low) or (high is not None and value > high):
-        allowed = f"between {low} and {high}" if low is not None and high is not None else (
-            f"at least {low}" if low is not None else f"at most {high}")
+        allowed = (
+            f"between {low} and {high}"
+            if low is not None and high is not None
+            else (f"at least {low}" if low is not None else f"at most {high}")
+        )
         raise ConfigError(f"{f.name} {value} ({variable}) must be {allowed}; fix or unset it")
 
 
@@ -178,8 +188,7 @@ def _parse(name: str, kind: str, raw: str):
         return raw
     except ValueError:
         raise ConfigError(
-            f"environment variable RAG_{name.upper()}={raw!r} is not a valid {kind}; "
-            f"fix or unset it"
+            f"environment variable RAG_{name.upper()}={raw!r} is not a valid {kind}; fix or unset it"
         ) from None
 
 

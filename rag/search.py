@@ -129,8 +129,9 @@ class Retriever:
                 f"--model {loaded.manifest.model}"
             )
 
-    def search(self, query: str, k: int = 10, query_vector: np.ndarray | None = None,
-               index: store.LoadedIndex | None = None) -> list[Hit]:
+    def search(
+        self, query: str, k: int = 10, query_vector: np.ndarray | None = None, index: store.LoadedIndex | None = None
+    ) -> list[Hit]:
         """The `k` best passages for `query`, each with its fused score and dense cosine, from `index`
         (a `snapshot`) or the live version."""
         loaded = index or self.snapshot()
@@ -155,10 +156,7 @@ class Retriever:
             fused = score_fusion(cosine, bm25, weight)
         depth_to_rerank = max(k, RERANK_DEPTH) if self.settings.cross_encoder else k
         rows = [row for row, _ in store.settle_ties(list(fused.items()), loaded.passages, depth_to_rerank)]
-        hits = [
-            Hit(loaded.passages[r], fused[r], dense=float(cosine[r]), lexical=bm25.get(r, 0.0))
-            for r in rows
-        ]
+        hits = [Hit(loaded.passages[r], fused[r], dense=float(cosine[r]), lexical=bm25.get(r, 0.0)) for r in rows]
         if self.settings.cross_encoder:
             hits = rerank(query, hits, load_cross_encoder(self.settings.cross_encoder))
         return hits[:k]

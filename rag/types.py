@@ -46,8 +46,15 @@ class Passage:
     text: str
 
     def to_dict(self) -> dict:
-        return {"id": self.id, "source": self.source, "start": self.start, "end": self.end,
-                "line_start": self.line_start, "line_end": self.line_end, "text": self.text}
+        return {
+            "id": self.id,
+            "source": self.source,
+            "start": self.start,
+            "end": self.end,
+            "line_start": self.line_start,
+            "line_end": self.line_end,
+            "text": self.text,
+        }
 
 
 @dataclass(frozen=True)
@@ -106,12 +113,12 @@ class Citation:
         return found
 
     def where(self) -> str:
-        """"p. 4", "pp. 4–5" or "" for a format without pages."""
+        """ "p. 4", "pp. 4–5" or "" for a format without pages."""
         return page_phrase(self.pages, self.page_label)
 
 
 def page_phrase(pages, label: str | None = None) -> str:
-    """"p. 4", "pp. 4–5", with the printed label when it differs ("p. 2 (printed 1)"); "" without pages."""
+    """ "p. 4", "pp. 4–5", with the printed label when it differs ("p. 2 (printed 1)"); "" without pages."""
     if not pages:
         return ""
     printed = f" (printed {label})" if label and str(label) != str(pages[0]) else ""

@@ -210,6 +210,12 @@ def damage_version(version, what):
 
 
 DAMAGES = [
-    "truncated faiss", "missing manifest", "edited manifest", "missing passages", "passages out of step",
-    "truncated vectors", "missing vectors", "vectors not an array",
+    "truncated faiss",
+    "missing manifest",
+    "edited manifest",
+    "missing passages",
+    "passages out of step",
+    "truncated vectors",
+    "missing vectors",
+    "vectors not an array",
 ]

@@ -61,8 +61,12 @@ def main(corpus, index, phase):
                 stall(phase)
 
         store.publish = publish
-    settings = Settings(corpus=Path(corpus), index=Path(index), model="fake-model",
-                        merge_factor=2 if phase in ("merging", "merged") else 10)
+    settings = Settings(
+        corpus=Path(corpus),
+        index=Path(index),
+        model="fake-model",
+        merge_factor=2 if phase in ("merging", "merged") else 10,
+    )
     build(settings, embedder_factory=lambda name: fake)
 
 

@@ -45,10 +45,22 @@ def test_clean_question(raw, cleaned):
         ("When did the war start?", [], "When did the war start?"),
         ("and when did it start?", ["What was the Crimean War?"], "What was the Crimean War? and when did it start?"),
         ("Why?", ["Who founded the company?"], "Who founded the company? Why?"),
-        ("What did they sign there?", ["Where did the two leaders meet in 1945?"], "Where did the two leaders meet in 1945? What did they sign there?"),
+        (
+            "What did they sign there?",
+            ["Where did the two leaders meet in 1945?"],
+            "Where did the two leaders meet in 1945? What did they sign there?",
+        ),
         ("What about Paris?", ["How many people live in Lyon?"], "How many people live in Lyon? What about Paris?"),
-        ("What is the boiling point of water at sea level in Celsius?", ["Who founded the company?"], "What is the boiling point of water at sea level in Celsius?"),
-        ("How do glaciers carve valleys over thousands of years?", ["What is ice?"], "How do glaciers carve valleys over thousands of years?"),
+        (
+            "What is the boiling point of water at sea level in Celsius?",
+            ["Who founded the company?"],
+            "What is the boiling point of water at sea level in Celsius?",
+        ),
+        (
+            "How do glaciers carve valleys over thousands of years?",
+            ["What is ice?"],
+            "How do glaciers carve valleys over thousands of years?",
+        ),
         # short but complete: not a follow-up, whatever its word count
         ("When does the backup run?", ["How do I reset my password?"], "When does the backup run?"),
         ("Is there a fee?", ["Where is the museum?"], "Is there a fee?"),
@@ -118,7 +130,10 @@ def test_choose_quotes_prefers_other_sources_for_a_second_quote():
         _candidate("a.txt", 200, "Alpha fact three about seas.", 0.80),  # same file, nearly as good
     ]
     assert [c.text for c in choose_quotes(candidates, limit=3)] == [
-        "Alpha fact one about rivers.", "Alpha fact three about seas.", "Beta fact about oceans."]
+        "Alpha fact one about rivers.",
+        "Alpha fact three about seas.",
+        "Beta fact about oceans.",
+    ]
 
 
 def test_choose_quotes_orders_by_relevance_and_keeps_further_quotes_above_the_threshold():
@@ -261,4 +276,6 @@ def test_mark_answer_marks_a_slice_of_the_quote(question, sentence, marked):
         return
     inside = sentence[found.answer_start - 100 : found.answer_end - 100]
     assert 100 <= found.answer_start < found.answer_end <= 100 + len(sentence)
-    assert marked in inside and len(inside.split()) <= len(marked.split()) + 3, inside  # training/fit_span_model.py --slack
+    assert marked in inside and len(inside.split()) <= len(marked.split()) + 3, (
+        inside
+    )  # training/fit_span_model.py --slack

@@ -49,9 +49,16 @@ def test_expected_answer_type(question, kind):
     [
         ("When did the Russian military operation in Syria start?", SYRIA, "September 30, 2015"),
         ("Which outlet did Baklanov give the interview to?", VESTNIK, "Vestnik Kavkaza"),
-        ("In how many countries will the terrorists now solve their problems?",
-         "Now they will solve their problems in about 60 countries, strengthening hidden positions.", "about 60 countries"),
-        ("How often should I descale the kettle?", "Descale the kettle every four weeks with white vinegar.", "four weeks"),
+        (
+            "In how many countries will the terrorists now solve their problems?",
+            "Now they will solve their problems in about 60 countries, strengthening hidden positions.",
+            "about 60 countries",
+        ),
+        (
+            "How often should I descale the kettle?",
+            "Descale the kettle every four weeks with white vinegar.",
+            "four weeks",
+        ),
         ("When was the Hoover Dam finished?", "The Hoover Dam was finished in 1936.", "1936"),
         ("When were the tasks set?", "The tasks were set in 2013-2014 by the council.", "2013-2014"),
         ("When did the empire fall?", "The empire fell in the 5th century after long decline.", "5th century"),
@@ -59,9 +66,16 @@ def test_expected_answer_type(question, kind):
         ("How many steps does the keeper climb?", "The keeper climbs ninety steps every evening.", "ninety steps"),
         ("Who founded the company?", "The company was founded by Steve Jobs in 1976.", "Steve Jobs"),
         ("Where did the two leaders meet?", "The two leaders met in Yalta in February 1945.", "Yalta"),
-        ("Why does the fuse blow?", "Never run the kettle dry, because the heating element overheats and the fuse blows.",
-         "because the heating element overheats and the fuse blows"),
-        ("What colour is the harbour lighthouse painted?", "The harbour lighthouse is painted bright red.", "bright red"),
+        (
+            "Why does the fuse blow?",
+            "Never run the kettle dry, because the heating element overheats and the fuse blows.",
+            "because the heating element overheats and the fuse blows",
+        ),
+        (
+            "What colour is the harbour lighthouse painted?",
+            "The harbour lighthouse is painted bright red.",
+            "bright red",
+        ),
         ("What does meltwater from the glacier feed?", "Meltwater from the glacier feeds Lake Tarn.", "Lake Tarn"),
     ],
 )

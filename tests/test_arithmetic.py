@@ -52,8 +52,10 @@ def test_auto_chooses_by_the_cpu_flags(flags, precision, reason):
 
 def test_cpu_flags_are_read_from_cpuinfo_and_onednn_limits_take_bfloat16_away(tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
-    cpuinfo.write_text("processor\t: 0\nmodel name\t: Xeon\nflags\t\t: fpu avx2 avx512_bf16 amx_bf16 amx_tile\n\n"
-                       "processor\t: 1\nflags\t\t: fpu avx2 avx512_bf16 amx_bf16 amx_tile\n")
+    cpuinfo.write_text(
+        "processor\t: 0\nmodel name\t: Xeon\nflags\t\t: fpu avx2 avx512_bf16 amx_bf16 amx_tile\n\n"
+        "processor\t: 1\nflags\t\t: fpu avx2 avx512_bf16 amx_bf16 amx_tile\n"
+    )
     assert cpu_flags(cpuinfo, {}) == {"fpu", "avx2", "avx512_bf16", "amx_bf16", "amx_tile"}
     limited = cpu_flags(cpuinfo, {"ONEDNN_MAX_CPU_ISA": "avx2"})
     assert limited == {"fpu", "avx2", "amx_tile"} and choose_arithmetic("auto", limited).precision == "int8"
@@ -93,14 +95,12 @@ def test_questions_are_embedded_in_the_index_arithmetic(indexed, flags, expected
     assert query_arithmetic(indexed, flags).precision == expected
 
 
-
 def test_bad_rag_precision_stops_loading_with_its_fix(monkeypatch):
     from rag.errors import ConfigError
 
     monkeypatch.setenv("RAG_PRECISION", "half")
     with pytest.raises(ConfigError, match="RAG_PRECISION"):
         load_embedder(DEFAULT_MODEL)
-
 
 
 SPLIT = vector_recipe("int8")
@@ -117,12 +117,35 @@ SPLIT = vector_recipe("int8")
         ("int8", "int8", SPLIT, EPYC_ZEN3, "int8", []),
         ("auto", "int8", SPLIT, SAPPHIRE_RAPIDS, "int8", []),  # auto extends the index in its own arithmetic
         ("int8", "float32", "", EPYC_ZEN3, "int8", ["arithmetic: index has float32, RAG_PRECISION asks for int8"]),
-        ("bfloat16", "int8", SPLIT, SAPPHIRE_RAPIDS, "bfloat16", ["arithmetic: index has int8, RAG_PRECISION asks for bfloat16"]),
+        (
+            "bfloat16",
+            "int8",
+            SPLIT,
+            SAPPHIRE_RAPIDS,
+            "bfloat16",
+            ["arithmetic: index has int8, RAG_PRECISION asks for bfloat16"],
+        ),
         # int8 vectors of two recipes differ by more than 0.999: an index of another recipe, or of none recorded, is rebuilt
-        ("int8", "int8", "ffn-out float32", EPYC_ZEN3, "int8",
-         [f"int8 recipe: index has ffn-out float32, this rag uses {SPLIT} (vectors of two recipes differ by more than a cosine of 0.999)"]),
-        ("auto", "int8", "", SAPPHIRE_RAPIDS, "bfloat16",
-         [f"int8 recipe: index has none recorded, this rag uses {SPLIT} (vectors of two recipes differ by more than a cosine of 0.999)"]),
+        (
+            "int8",
+            "int8",
+            "ffn-out float32",
+            EPYC_ZEN3,
+            "int8",
+            [
+                f"int8 recipe: index has ffn-out float32, this rag uses {SPLIT} (vectors of two recipes differ by more than a cosine of 0.999)"
+            ],
+        ),
+        (
+            "auto",
+            "int8",
+            "",
+            SAPPHIRE_RAPIDS,
+            "bfloat16",
+            [
+                f"int8 recipe: index has none recorded, this rag uses {SPLIT} (vectors of two recipes differ by more than a cosine of 0.999)"
+            ],
+        ),
     ],
 )
 def test_a_build_keeps_the_index_arithmetic_or_says_why_it_cannot(asked, indexed, recipe, flags, expected, why):

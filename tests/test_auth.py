@@ -21,6 +21,7 @@ QUESTION = "In how many countries will the terrorists now solve their problems?"
 
 # --- which hosts are loopback -------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "host, loopback",
     [
@@ -47,6 +48,7 @@ def test_is_loopback(host, loopback):
 
 
 # --- accounts -----------------------------------------------------------------------------
+
 
 def settings_with(tmp_path, host="127.0.0.1", auth="", file_text: str | bytes | None = None) -> Settings:
     auth_file = ""
@@ -115,6 +117,7 @@ def test_a_network_address_needs_an_account_or_no_auth(tmp_path, host):
 
 # --- a real server with accounts ----------------------------------------------------------
 
+
 def listening_addresses(port: int) -> set[str]:
     """Local addresses with a socket listening on `port` (Linux /proc/net/tcp and tcp6)."""
     found = set()
@@ -177,6 +180,7 @@ def test_client_with_an_account_gets_a_cited_answer(guarded, auth):
 
 # --- the command line ---------------------------------------------------------------------
 
+
 def serve_env(settings, **extra) -> dict:
     env = dict(os.environ, RAG_CORPUS=str(settings.corpus), RAG_INDEX=str(settings.index), **extra)
     for name in ("RAG_AUTH", "RAG_AUTH_FILE", "RAG_HOST"):
@@ -189,7 +193,10 @@ def serve_env(settings, **extra) -> dict:
 def test_serve_refuses_a_network_host_without_an_account(seed_settings, host):
     done = subprocess.run(
         [sys.executable, "-m", "rag", "serve", "--host", host, "--port", str(free_port())],
-        capture_output=True, text=True, timeout=120, env=serve_env(seed_settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=serve_env(seed_settings),
     )
     assert done.returncode == 2
     assert "RAG_AUTH" in done.stderr and "--no-auth" in done.stderr and "Traceback" not in done.stderr
@@ -199,7 +206,9 @@ def test_serve_refuses_a_bad_account_file_cleanly(seed_settings, tmp_path):
     (tmp_path / "accounts").write_text("alice\n", encoding="utf-8")
     done = subprocess.run(
         [sys.executable, "-m", "rag", "serve", "--port", str(free_port())],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env=serve_env(seed_settings, RAG_AUTH_FILE=str(tmp_path / "accounts")),
     )
     assert done.returncode == 2
@@ -210,7 +219,10 @@ def test_no_auth_on_a_network_host_warns_loudly(seed_settings):
     """Bind 0.0.0.0 on a random port only long enough to see the warning, then kill the server."""
     process = subprocess.Popen(
         [sys.executable, "-m", "rag", "serve", "--host", "0.0.0.0", "--port", str(free_port()), "--no-auth"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=serve_env(seed_settings),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=serve_env(seed_settings),
     )
     try:
         deadline, seen = time.monotonic() + 120, []
@@ -232,7 +244,10 @@ def test_no_auth_on_a_network_host_warns_loudly(seed_settings):
 def test_rag_ask_logs_in_to_a_guarded_server_with_rag_auth(guarded, seed_settings, account):
     done = subprocess.run(
         [sys.executable, "-m", "rag", "ask", "--json", "--server", guarded, QUESTION],
-        capture_output=True, text=True, timeout=120, env=serve_env(seed_settings, RAG_AUTH=account),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=serve_env(seed_settings, RAG_AUTH=account),
     )
     assert done.returncode == 0, done.stderr
     assert "about 60 countries" in json.loads(done.stdout)["citations"][0]["quote"]
@@ -243,8 +258,15 @@ def test_rag_ask_without_a_good_account_is_refused_in_one_line(guarded, seed_set
     extra = {"RAG_AUTH": account} if account else {}
     done = subprocess.run(
         [sys.executable, "-m", "rag", "ask", "--server", guarded, QUESTION],
-        capture_output=True, text=True, timeout=120, env=serve_env(seed_settings, **extra),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=serve_env(seed_settings, **extra),
     )
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.startswith(f"rag: error: the server at {guarded} ") and "Traceback" not in done.stderr
-    assert ("set RAG_AUTH" in done.stderr) if account is None else ("refused" in done.stderr or "did not answer" in done.stderr)
+    assert (
+        ("set RAG_AUTH" in done.stderr)
+        if account is None
+        else ("refused" in done.stderr or "did not answer" in done.stderr)
+    )

@@ -22,8 +22,14 @@ def test_rags_encoder_runs_only_the_models_it_reproduces(tmp_path):
         ("roberta", lambda f: _edit(f / "config.json", model_type="roberta")),
         ("relu", lambda f: _edit(f / "config.json", hidden_act="relu")),
         ("lower", lambda f: _edit(f / "sentence_bert_config.json", do_lower_case=True)),
-        ("dense", lambda f: (f / "modules.json").write_text(json.dumps(
-            json.loads((f / "modules.json").read_text())[:2] + [{"type": "sentence_transformers.models.Dense"}]))),
+        (
+            "dense",
+            lambda f: (f / "modules.json").write_text(
+                json.dumps(
+                    json.loads((f / "modules.json").read_text())[:2] + [{"type": "sentence_transformers.models.Dense"}]
+                )
+            ),
+        ),
         ("no weights", lambda f: (f / "model.safetensors").unlink()),
         ("no modules", lambda f: (f / "modules.json").unlink()),
     ]:

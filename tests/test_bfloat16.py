@@ -23,7 +23,7 @@ def test_a_packed_bfloat16_layer_computes_what_a_bfloat16_linear_layer_does():
         x = torch.randn(rows, 384)
         with torch.inference_mode():  # equal but for an accumulation order now and then: one bfloat16 rounding
             packed, cast = model(x).float(), plain(x.bfloat16()).float()
-            torch.testing.assert_close(packed, cast, rtol=2 ** -7, atol=1e-3)
+            torch.testing.assert_close(packed, cast, rtol=2**-7, atol=1e-3)
             assert (packed == cast).float().mean() > 0.99
             assert torch.equal(model(x.view(1, rows, 384)).float(), packed.view(1, rows, 384))
 
@@ -40,4 +40,3 @@ def test_layers_oneDNN_cannot_pack_are_cast_to_bfloat16(monkeypatch):
     model = torch.nn.Sequential(torch.nn.Linear(8, 4))
     embedding.bfloat16_linears(model)
     assert isinstance(model[0], torch.nn.Linear) and model[0].weight.dtype == torch.bfloat16
-

@@ -15,13 +15,18 @@ from rag.build.indexer import build
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
-    "--disable-background-networking", "--disable-component-update",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-background-networking",
+    "--disable-component-update",
 ]
 HOSTILE = (
     "Evil markup notes.\n\n"
     "The hostile widget manual says <script>window.__pwned = 1</script> is printed on the box. "
-    "The hostile widget also shows <img src=x onerror=\"window.__pwned = 2\"> on its label. "
+    'The hostile widget also shows <img src=x onerror="window.__pwned = 2"> on its label. '
     "Read the hostile widget [safety guide](javascript:window.__pwned=3) before use. "
     "The hostile widget costs &lt;b&gt;5&lt;/b&gt; &amp; ships fast.\n"
 )
@@ -34,11 +39,15 @@ LONG_NAMED = "The northern distribution centre shipped forty thousand parcels in
 @pytest.fixture(scope="module")
 def page_url(seed_settings, tmp_path_factory):
     if not Path(CHROMIUM).exists():
-        pytest.fail("Debian's chromium is not installed; run `make test` (it installs it) or `scripts/install-chromium`")
+        pytest.fail(
+            "Debian's chromium is not installed; run `make test` (it installs it) or `scripts/install-chromium`"
+        )
     root = tmp_path_factory.mktemp("browser")
     settings = copy_index(seed_settings, root)
     write_corpus(settings.corpus, {"hostile.md": HOSTILE, LONG_NAME: LONG_NAMED})
-    writers.two_column_pdf(settings.corpus / "kettles.pdf", [(LEFT_1 + [""] + LEFT_2, RIGHT_1), (PAGE_2_LEFT, PAGE_2_RIGHT)])
+    writers.two_column_pdf(
+        settings.corpus / "kettles.pdf", [(LEFT_1 + [""] + LEFT_2, RIGHT_1), (PAGE_2_LEFT, PAGE_2_RIGHT)]
+    )
     build(settings)
     process, url = start_server(settings)
     yield url
@@ -109,8 +118,10 @@ def test_document_markup_renders_as_text_and_never_runs(browser, page_url):
     # a quote is one sentence: ask for the one with the image tag too
     page.fill("#rag-question textarea", "What does the hostile widget show on its label?")
     page.click("#rag-ask")
-    page.wait_for_function("() => document.querySelector('#rag-chat').innerText.includes('onerror=\"window.__pwned = 2\">')",
-                           timeout=60_000)
+    page.wait_for_function(
+        "() => document.querySelector('#rag-chat').innerText.includes('onerror=\"window.__pwned = 2\">')",
+        timeout=60_000,
+    )
     chat = page.inner_text("#rag-chat")
     assert '<img src=x onerror="window.__pwned = 2">' in chat
     assert "&lt;b&gt;5&lt;/b&gt; &amp;" in sources
@@ -145,7 +156,11 @@ def test_upload_rebuild_ask_then_delete_from_the_page(browser, page_url, tmp_pat
         "() => document.querySelector('#rag-build-log textarea').value.includes('1 removed')", timeout=120_000
     )
     ask(page, "Why do sea otters hold hands while they sleep, again?")
-    last_reply = page.locator("#rag-chat .message-row").last.inner_text() if page.locator("#rag-chat .message-row").count() else page.inner_text("#rag-chat")
+    last_reply = (
+        page.locator("#rag-chat .message-row").last.inner_text()
+        if page.locator("#rag-chat .message-row").count()
+        else page.inner_text("#rag-chat")
+    )
     assert "otters.md, line" not in last_reply.split("again?")[-1]
     page.close()
 
@@ -177,7 +192,9 @@ def test_a_pdf_citation_opens_the_rendered_page_with_the_quote_highlighted(brows
     assert images.count() == (2 if across else 1)  # a quote across pages shows both
     for n in range(images.count()):
         image = images.nth(n)
-        page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle(), timeout=30_000)
+        page.wait_for_function(
+            "img => img.complete && img.naturalWidth > 0", arg=image.element_handle(), timeout=30_000
+        )
         assert image.evaluate("img => img.naturalWidth") > 500  # a real page picture was decoded, not a broken icon
         assert image.evaluate(HIGHLIGHTED_PIXELS) > 200  # the quote's boxes are drawn on it
     captions = citation.locator("figcaption").all_inner_texts()
@@ -212,12 +229,14 @@ def test_the_conversation_downloads_as_markdown_and_json_with_quotes_that_stand(
         files[button] = Path(download.value.path()).read_text(encoding="utf-8")
     answers = json.loads(files["#rag-export-json"])
     markdown = files["#rag-export-md"]
-    assert [a["question"] for a in answers] == ["In how many countries will the terrorists now solve their problems?",
-                                                "How often should I descale the kettle?"]
+    assert [a["question"] for a in answers] == [
+        "In how many countries will the terrorists now solve their problems?",
+        "How often should I descale the kettle?",
+    ]
     citations = [c for a in answers for c in a["citations"]]
     assert len(citations) >= 2
     for c in citations:
-        assert (seed_settings.corpus / c["source"]).read_text(encoding="utf-8")[c["start"]:c["end"]] == c["quote"]
+        assert (seed_settings.corpus / c["source"]).read_text(encoding="utf-8")[c["start"] : c["end"]] == c["quote"]
         assert "> " + c["quote"].splitlines()[0] in markdown and f"characters {c['start']}–{c['end']}" in markdown
     page.close()
 

@@ -24,6 +24,7 @@ def texts(text, spans):
 
 # --- split_paragraphs -------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "text, spans",
     [
@@ -45,6 +46,7 @@ def test_split_paragraphs(text, spans):
 
 
 # --- split_sentences --------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     "text, sentences",
@@ -125,8 +127,7 @@ def test_split_sentences_exact_spans(text, spans):
         ("+ plus\n\u2022 bullet", ["+ plus", "\u2022 bullet"]),
         ("1. first\n2) second\n> quote\n| a | b |", ["1. first", "2) second", "> quote", "| a | b |"]),
         ("Intro:\n- a\n- b", ["Intro:", "- a", "- b"]),
-        ("- item one\n  continues here. Still item.\n- two",
-         ["- item one\n  continues here.", "Still item.", "- two"]),
+        ("- item one\n  continues here. Still item.\n- two", ["- item one\n  continues here.", "Still item.", "- two"]),
         # a single newline inside prose does not end a sentence by itself
         ("The cat\nsat down. Then.", ["The cat\nsat down.", "Then."]),
         ("The cat sat.\nThen it slept.", ["The cat sat.", "Then it slept."]),
@@ -284,11 +285,14 @@ def test_pack_passages_spans(text, max_tokens, overlap, spans):
         ("Aa bb cc dd ee.\n\nFf gg hh ii jj.", 10, 0, ["Aa bb cc dd ee.\n\nFf gg hh ii jj."]),
         # 4 of 10 is under half full: fill up across the break
         ("Aa bb cc dd.\n\nFf gg hh. Ii jj kk ll.", 10, 0, ["Aa bb cc dd.\n\nFf gg hh.", "Ii jj kk ll."]),
-        ("Aa bb cc dd.\n\nFf gg hh. Ii jj kk ll.", 10, 1,
-         ["Aa bb cc dd.\n\nFf gg hh.", "Ff gg hh. Ii jj kk ll."]),
+        ("Aa bb cc dd.\n\nFf gg hh. Ii jj kk ll.", 10, 1, ["Aa bb cc dd.\n\nFf gg hh.", "Ff gg hh. Ii jj kk ll."]),
         # headings and list items are sentences; passages still end on them whole
-        ("# Title\n\nOne two three. Four five six.\n\n- item one\n- item two", 6, 0,
-         ["# Title\n\nOne two three.", "Four five six.", "- item one\n- item two"]),
+        (
+            "# Title\n\nOne two three. Four five six.\n\n- item one\n- item two",
+            6,
+            0,
+            ["# Title\n\nOne two three.", "Four five six.", "- item one\n- item two"],
+        ),
     ],
 )
 def test_pack_passages_prefers_paragraph_breaks(text, max_tokens, overlap, passages):

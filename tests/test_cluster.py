@@ -40,8 +40,12 @@ DEFAULT_PATH = textwrap.dedent(
 
 def test_the_default_build_answer_and_help_never_import_ray(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-c", DEFAULT_PATH, str(tmp_path)], capture_output=True, text=True, timeout=120,
-        cwd=Path(__file__).parents[1], env={**os.environ, "PYTHONPATH": "tests"},
+        [sys.executable, "-c", DEFAULT_PATH, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).parents[1],
+        env={**os.environ, "PYTHONPATH": "tests"},
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "[]"
@@ -89,7 +93,9 @@ def test_an_address_that_is_not_host_port_is_named(address):
 
 
 def test_an_unreachable_cluster_is_one_line_that_says_what_to_do():
-    with pytest.raises(ClusterError, match=r"^cannot reach the Ray cluster at 127\.0\.0\.1:9 \(.*\); start its head") as caught:
+    with pytest.raises(
+        ClusterError, match=r"^cannot reach the Ray cluster at 127\.0\.0\.1:9 \(.*\); start its head"
+    ) as caught:
         connect("127.0.0.1:9")
     assert "\n" not in str(caught.value)
 
@@ -97,9 +103,21 @@ def test_an_unreachable_cluster_is_one_line_that_says_what_to_do():
 def test_rag_build_against_an_unreachable_cluster_exits_with_one_line(tmp_path):
     (tmp_path / "corpus").mkdir()
     done = subprocess.run(
-        [sys.executable, "-m", "rag", "build", "--ray", "127.0.0.1:9", "--corpus", str(tmp_path / "corpus"),
-         "--index", str(tmp_path / "index")],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "rag",
+            "build",
+            "--ray",
+            "127.0.0.1:9",
+            "--corpus",
+            str(tmp_path / "corpus"),
+            "--index",
+            str(tmp_path / "index"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 2
     assert done.stderr.startswith("rag: error: cannot reach the Ray cluster at 127.0.0.1:9 (")

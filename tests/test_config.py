@@ -201,7 +201,14 @@ def test_replace_is_a_copy():
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [(None, "auto"), ("", "auto"), ("auto", "auto"), ("float32", "float32"), (" BFloat16 ", "bfloat16"), ("INT8", "int8")],
+    [
+        (None, "auto"),
+        ("", "auto"),
+        ("auto", "auto"),
+        ("float32", "float32"),
+        (" BFloat16 ", "bfloat16"),
+        ("INT8", "int8"),
+    ],
 )
 def test_precision_from_env(raw, expected):
     from rag.config import precision
@@ -213,7 +220,10 @@ def test_bad_precision_names_the_variable_and_the_choices():
     from rag.config import precision
 
     for bad in ("fp8", "int4", "float16"):
-        with pytest.raises(ConfigError, match=rf"'{bad}' \(RAG_PRECISION\) is not one of auto, float32, bfloat16, int8; fix or unset it"):
+        with pytest.raises(
+            ConfigError,
+            match=rf"'{bad}' \(RAG_PRECISION\) is not one of auto, float32, bfloat16, int8; fix or unset it",
+        ):
             precision({"RAG_PRECISION": bad})
 
 
@@ -259,8 +269,18 @@ def test_values_out_of_range_are_refused_at_load_naming_the_variable(variable, r
     assert str(error.value).startswith(expected) and "fix or unset it" in str(error.value)
 
 
-@pytest.mark.parametrize("field, value", [("candidates", 1), ("dense_weight", 0.0), ("dense_weight", 1.0),
-                                          ("overlap", 0), ("port", 1), ("port", 65535), ("precision", "bfloat16")])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("candidates", 1),
+        ("dense_weight", 0.0),
+        ("dense_weight", 1.0),
+        ("overlap", 0),
+        ("port", 1),
+        ("port", 65535),
+        ("precision", "bfloat16"),
+    ],
+)
 def test_values_at_the_edges_of_their_range_are_kept(field, value):
     assert getattr(Settings().replace(**{field: value}), field) == value
 

@@ -22,6 +22,7 @@ def found():
 
 # --- scan on tests/data/corpus ----------------------------------------------------------
 
+
 def test_scan_documents_are_the_readable_text_files_sorted(found):
     assert [d.source for d in found.documents] == [
         "crlf.txt",
@@ -157,6 +158,7 @@ def test_scan_bom_only_file_is_empty(tmp_path, content):
 
 # --- size limit, symlinks, missing corpus -----------------------------------------------
 
+
 @pytest.mark.parametrize("size, kept", [(9, True), (10, True), (11, False)])
 def test_scan_max_bytes(tmp_path, size, kept):
     (tmp_path / "file.txt").write_bytes(b"x" * size)
@@ -229,6 +231,7 @@ def test_scan_accepts_str_path():
 
 
 # --- decode -----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     "data, text",
@@ -311,6 +314,7 @@ def test_scan_truncated_utf16_is_skipped_not_fatal(tmp_path):
 
 # --- read_source ------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "source, expected",
     [
@@ -346,6 +350,12 @@ def test_read_file_returns_document(tmp_path):
     path = tmp_path / "one.md"
     path.write_bytes(b"# One\r\n")
     assert read_file(path, "one.md", tmp_path) == Document(
-        "one.md", path, "# One\n", hashlib.sha256(b"# One\r\n").hexdigest(), "utf-8", "text", 7,
+        "one.md",
+        path,
+        "# One\n",
+        hashlib.sha256(b"# One\r\n").hexdigest(),
+        "utf-8",
+        "text",
+        7,
         path.stat().st_mtime_ns,
     )

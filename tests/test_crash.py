@@ -25,7 +25,9 @@ def answers(settings, fake):
     return {q: [h.passage.id for h in retriever.search(q, k=3)] for q in QUESTIONS}
 
 
-@pytest.mark.parametrize("phase", ["converting", "embedding", "writing", "publishing", "published", "merging", "merged"])
+@pytest.mark.parametrize(
+    "phase", ["converting", "embedding", "writing", "publishing", "published", "merging", "merged"]
+)
 def test_sigkill_during_build_keeps_the_old_index_serving(make_settings, phase):
     settings = make_settings()
     write_corpus(
@@ -40,7 +42,9 @@ def test_sigkill_during_build_keeps_the_old_index_serving(make_settings, phase):
     build(settings, embedder_factory=lambda name: fake)
     before = answers(settings, fake)
     old_version = store.current_version(settings.index)
-    write_corpus(settings.corpus, {"orchard.txt": "Orchard apples were replaced by pears.", "new.txt": "A new harbour note."})
+    write_corpus(
+        settings.corpus, {"orchard.txt": "Orchard apples were replaced by pears.", "new.txt": "A new harbour note."}
+    )
     writers.text_pdf(settings.corpus / "ferries.pdf", [["The harbour ferries now run at noon as well."]])
 
     child = subprocess.Popen(

@@ -95,7 +95,9 @@ def test_the_former_int8_recipe_keeps_the_feed_forward_outputs_float32_and_agree
     former = SentenceEmbedder(DEFAULT_MODEL, "int8", Int8Recipe(ffn_output="float32"))
     layers = {path: type(m).__module__ for path, m in former.model.named_modules() if type(m).__name__ == "Linear"}
     float32_layers = {path for path, kind in layers.items() if kind == "torch.nn.modules.linear"}
-    assert float32_layers and all(path.endswith(".output.dense") and ".attention." not in path for path in float32_layers)
+    assert float32_layers and all(
+        path.endswith(".output.dense") and ".attention." not in path for path in float32_layers
+    )
     agreement = (both[0].encode(seed_passages + TEXTS) * former.encode(seed_passages + TEXTS)).sum(axis=1)
     assert agreement.min() >= 0.99
 
@@ -120,7 +122,6 @@ def test_bfloat16_casts_only_the_linear_layers(both):
     assert {m.weight.dtype for m in float32.model.modules() if hasattr(m, "weight")} == {torch.float32}
 
 
-
 @pytest.mark.slow
 def test_load_embedder_reads_rag_precision_and_loads_once(monkeypatch):
     monkeypatch.setenv("RAG_PRECISION", "float32")
@@ -134,7 +135,6 @@ def test_load_embedder_takes_the_precision_it_is_given(monkeypatch):
     assert load_embedder(DEFAULT_MODEL, "float32").precision == "float32"
 
 
-
 @pytest.mark.slow
 def test_token_counts_match_the_tokenizer_without_truncation(real_embedder):
     texts = TEXTS + ["Naïve café — “quoted” ünïcödé 東京 🙂", "word " * 700, ""]
@@ -142,7 +142,9 @@ def test_token_counts_match_the_tokenizer_without_truncation(real_embedder):
 
     from rag.embed.embedder import resolve_model
 
-    wrapper = AutoTokenizer.from_pretrained(resolve_model(DEFAULT_MODEL))(texts, add_special_tokens=False, truncation=False)["input_ids"]
+    wrapper = AutoTokenizer.from_pretrained(resolve_model(DEFAULT_MODEL))(
+        texts, add_special_tokens=False, truncation=False
+    )["input_ids"]
     counts = real_embedder.count_tokens(texts)
     assert counts == [len(ids) for ids in wrapper]
     assert counts[-2] == 700 and counts[-1] == 0  # past the 256-token window: counted, not cut
@@ -150,7 +152,9 @@ def test_token_counts_match_the_tokenizer_without_truncation(real_embedder):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("precision", ["float32", "bfloat16", "int8"])
-def test_rags_own_encoder_gives_the_vectors_of_sentence_transformers_bit_for_bit(both, int8, seed_passages, precision, monkeypatch):
+def test_rags_own_encoder_gives_the_vectors_of_sentence_transformers_bit_for_bit(
+    both, int8, seed_passages, precision, monkeypatch
+):
     """The bundled model runs in rag.embed.bert, without importing sentence-transformers; the library itself, running
     the same model in the same arithmetic (int8: calibrated on its own), is the reference: its own `encode` text by
     text, and rag's batches (padded and not) through both."""
@@ -162,7 +166,9 @@ def test_rags_own_encoder_gives_the_vectors_of_sentence_transformers_bit_for_bit
     embedder = {"float32": both[0], "bfloat16": both[1], "int8": int8}[precision]
     library = SentenceEmbedder(DEFAULT_MODEL, precision, library=True)
     assert isinstance(embedder.model, BertEncoder) and isinstance(library.model, SentenceTransformer)
-    texts = seed_passages + TEXTS + ["  spaces around  ", "Naïve café — “quoted” 東京", "word " * 400]  # stripped; cut at 256
+    texts = (
+        seed_passages + TEXTS + ["  spaces around  ", "Naïve café — “quoted” 東京", "word " * 400]
+    )  # stripped; cut at 256
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one worker: the call's own thread
     try:
@@ -175,8 +181,6 @@ def test_rags_own_encoder_gives_the_vectors_of_sentence_transformers_bit_for_bit
         torch.set_num_threads(threads)
     np.testing.assert_array_equal(np.vstack(mine), np.vstack(theirs))
     np.testing.assert_array_equal(*batched)
-
-
 
 
 @pytest.mark.slow
@@ -279,7 +283,9 @@ def test_shared_batches_count_on_one_progress_bar_in_a_terminal(both, monkeypatc
 
 @pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2])
-def test_batches_of_one_length_reach_the_model_unpadded_and_give_the_vectors_of_texts_alone(both, seed_passages, workers, monkeypatch):
+def test_batches_of_one_length_reach_the_model_unpadded_and_give_the_vectors_of_texts_alone(
+    both, seed_passages, workers, monkeypatch
+):
     float32 = both[0]
     texts = [passage[:cut] for passage in seed_passages for cut in (60, 120, 400)] * 4 + TEXTS
     alone = np.vstack([float32.encode([text]) for text in texts])

@@ -36,17 +36,25 @@ def retriever(seed_settings):
 
 
 SEED_EXAMPLES = [  # (question, words of the answering sentence, the answer to mark): the examples
-    ("When did the Russian military operation in Syria start?",
-     "Two main tasks were set before", "September 30, 2015"),  # the file has a no-break space after "before"
+    (
+        "When did the Russian military operation in Syria start?",
+        "Two main tasks were set before",
+        "September 30, 2015",
+    ),  # the file has a no-break space after "before"
     ("Which outlet did Baklanov give the interview to?", "told Vestnik Kavkaza", "Vestnik Kavkaza"),  # not the headline
-    ("In how many countries will the terrorists now solve their problems?", "Now they will solve their problems",
-     "about 60 countries"),
+    (
+        "In how many countries will the terrorists now solve their problems?",
+        "Now they will solve their problems",
+        "about 60 countries",
+    ),
     ("How often should I descale the kettle?", "Descale the kettle", "every four weeks"),
 ]
 
 
 @pytest.mark.parametrize("question, sentence, marked", SEED_EXAMPLES)
-def test_the_answering_sentence_comes_first_with_the_answer_marked(seed_settings, retriever, question, sentence, marked):
+def test_the_answering_sentence_comes_first_with_the_answer_marked(
+    seed_settings, retriever, question, sentence, marked
+):
     result = answer(question, retriever, seed_settings)
     assert not result.abstained, result.text
     first = result.citations[0]
@@ -70,7 +78,11 @@ FOLLOW_UPS = [  # (previous question, question, is a follow-up), decided with th
     ("What were the two main tasks of Russia's military operation in Syria?", "When did it start?", True),
     ("Who is Andrey Baklanov?", "Which outlet did he give the interview to?", True),
     ("What is the tallest mountain in Africa?", "How often should I descale the kettle?", False),
-    ("When did the Russian military operation in Syria start?", "When did Russia's military operation in Syria begin?", True),
+    (
+        "When did the Russian military operation in Syria start?",
+        "When did Russia's military operation in Syria begin?",
+        True,
+    ),
     ("Who won the football world cup in 1998?", "How do I bake sourdough bread at home?", False),
 ]
 
@@ -82,11 +94,14 @@ def test_the_quote_is_the_sentence_that_holds_the_answer_not_only_the_one_that_m
     from rag.build.indexer import build
     from rag.config import Settings
 
-    write_corpus(tmp_path / "corpus", {
-        "airline.md": "# Polar routes\n\nCaptain Ingrid Solberg became the first pilot to fly both polar routes for the "
-                      "airline. She is also the oldest pilot ever to fly the route, at age 63. The route opened in 1957.\n\n"
-                      "# Fleet\n\nThe airline flies eleven long-range jets from its base in Tromsø.\n",
-    })
+    write_corpus(
+        tmp_path / "corpus",
+        {
+            "airline.md": "# Polar routes\n\nCaptain Ingrid Solberg became the first pilot to fly both polar routes for the "
+            "airline. She is also the oldest pilot ever to fly the route, at age 63. The route opened in 1957.\n\n"
+            "# Fleet\n\nThe airline flies eleven long-range jets from its base in Tromsø.\n",
+        },
+    )
     settings = Settings(corpus=tmp_path / "corpus", index=tmp_path / "index", model=real_embedder.name)
     build(settings)
     result = answer("Who is the oldest pilot to fly the route?", Retriever(settings), settings)
@@ -108,8 +123,12 @@ def test_follow_ups_are_decided_by_meaning_with_the_real_model(real_embedder, pr
 
 
 def test_an_unrelated_short_question_is_answered_on_its_own(seed_settings, retriever):
-    result = answer("How often should I descale the kettle?", retriever, seed_settings,
-                    history=["When did the Russian military operation in Syria start?"])
+    result = answer(
+        "How often should I descale the kettle?",
+        retriever,
+        seed_settings,
+        history=["When did the Russian military operation in Syria start?"],
+    )
     assert result.searched_for == "How often should I descale the kettle?"
     assert result.citations[0].source == "guides/kettle.md"
 
@@ -157,12 +176,26 @@ def test_cli_ask_json_contract(seed_settings):
     assert set(result) >= {"question", "answer", "abstained", "citations"}
     assert result["abstained"] is False and result["citations"]
     for c in result["citations"]:
-        assert set(c) >= {"n", "source", "start", "end", "line_start", "line_end", "quote", "passage_id", "relevance",
-                          "context_before", "context_after", "answer_start", "answer_end"}
+        assert set(c) >= {
+            "n",
+            "source",
+            "start",
+            "end",
+            "line_start",
+            "line_end",
+            "quote",
+            "passage_id",
+            "relevance",
+            "context_before",
+            "context_after",
+            "answer_start",
+            "answer_end",
+        }
         text = (Path(seed_settings.corpus) / c["source"]).read_text(encoding="utf-8")
         assert text[c["start"] : c["end"]] == c["quote"]
         assert text[c["start"] - len(c["context_before"]) : c["end"] + len(c["context_after"])] == (
-            c["context_before"] + c["quote"] + c["context_after"])
+            c["context_before"] + c["quote"] + c["context_after"]
+        )
         if c["answer_start"] is not None:
             assert c["start"] <= c["answer_start"] < c["answer_end"] <= c["end"]
         assert f"[{c['n']}]" in result["answer"]
@@ -208,12 +241,18 @@ def test_a_word_heading_that_matches_gives_way_to_the_paragraph_it_heads(tmp_pat
 
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    writers.word_document(corpus / "runbook.docx", [
-        ("h1", "Nightly backup of the archive server"),
-        ("p", "The archive server holds the scanned contracts. Its copy is made every night at 02:00 by the cron job."),
-        ("h1", "Printers"),
-        ("p", "The third-floor printer takes A3 paper."),
-    ])
+    writers.word_document(
+        corpus / "runbook.docx",
+        [
+            ("h1", "Nightly backup of the archive server"),
+            (
+                "p",
+                "The archive server holds the scanned contracts. Its copy is made every night at 02:00 by the cron job.",
+            ),
+            ("h1", "Printers"),
+            ("p", "The third-floor printer takes A3 paper."),
+        ],
+    )
     settings = Settings(corpus=corpus, index=tmp_path / "index", model=real_embedder.name)
     build(settings)
     result = answer("When is the nightly backup of the archive server made?", Retriever(settings), settings)

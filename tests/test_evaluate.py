@@ -16,7 +16,11 @@ from rag.eval.evaluate import DatasetError, evaluate, load_squad
 DOCUMENTS = [
     {"_id": "d1", "title": "Harbour ferries", "text": "Ferries leave the harbour at dawn and return at dusk."},
     {"_id": "d2", "title": "Glacier retreat", "text": "The glacier loses ice every summer; meltwater feeds the lake."},
-    {"_id": "doc/3", "title": "Orchard apples", "text": "Apples in the orchard ripen in October and pickers arrive by bus."},
+    {
+        "_id": "doc/3",
+        "title": "Orchard apples",
+        "text": "Apples in the orchard ripen in October and pickers arrive by bus.",
+    },
     {"_id": "d4", "title": "Volcano ash", "text": "Volcanic ash grounded flights for a week after the eruption."},
     {"_id": "d5", "title": "", "text": "Bakery bread is baked before sunrise with sourdough starter."},
 ]
@@ -30,13 +34,19 @@ QUERIES = [
 QRELS = {"test": [("q1", "d1", 2), ("q2", "d2", 1), ("q3", "doc/3", 1)], "train": [("q4", "d4", 1)]}
 
 ARTICLES = [
-    ("Lighthouse (Harbour)", [
-        "The harbour lighthouse is painted bright red. It was built in 1871 by the port authority.",
-        "Its lamp burns paraffin. The keeper climbs ninety steps every evening.",
-    ]),
-    ("Glacier", [
-        "The glacier retreats every summer. Meltwater from the glacier feeds Lake Tarn.",
-    ]),
+    (
+        "Lighthouse (Harbour)",
+        [
+            "The harbour lighthouse is painted bright red. It was built in 1871 by the port authority.",
+            "Its lamp burns paraffin. The keeper climbs ninety steps every evening.",
+        ],
+    ),
+    (
+        "Glacier",
+        [
+            "The glacier retreats every summer. Meltwater from the glacier feeds Lake Tarn.",
+        ],
+    ),
 ]
 SQUAD_QUESTIONS = [  # (article, paragraph, question, answers, impossible)
     (0, 0, "What colour is the harbour lighthouse painted?", ["bright red"], False),
@@ -69,8 +79,12 @@ def squad_json(version="v2.0"):
         paragraphs = []
         for p, context in enumerate(contexts):
             qas = [
-                {"id": f"{a}-{p}-{n}", "question": q, "is_impossible": impossible,
-                 "answers": [{"text": t, "answer_start": context.find(t)} for t in answers]}
+                {
+                    "id": f"{a}-{p}-{n}",
+                    "question": q,
+                    "is_impossible": impossible,
+                    "answers": [{"text": t, "answer_start": context.find(t)} for t in answers],
+                }
                 for n, (qa, qp, q, answers, impossible) in enumerate(SQUAD_QUESTIONS)
                 if (qa, qp) == (a, p)
             ]
@@ -138,8 +152,14 @@ def test_other_split_and_limit_with_a_fixed_seed(beir, settings, fake):
 def test_squad_quotes_the_answer_from_the_right_article_and_abstains_when_it_cannot(squad, settings, fake):
     report = run(squad, settings, fake)
     assert (report.dataset, report.kind, report.questions) == ("tiny-squad", "squad", 5)
-    for key in ("answer_in_first_sentence", "answer_in_first_quote_with_context", "answer_in_any_quote",
-                "citation_accuracy", "quote_in_gold_paragraph", "answer_in_retrieved_passages"):
+    for key in (
+        "answer_in_first_sentence",
+        "answer_in_first_quote_with_context",
+        "answer_in_any_quote",
+        "citation_accuracy",
+        "quote_in_gold_paragraph",
+        "answer_in_retrieved_passages",
+    ):
         assert report.scores[key] == 1.0, key
     assert (report.scores["answerable"], report.scores["unanswerable"]) == (4, 1)
     assert report.scores["declined_answerable"] == 0.0
@@ -206,7 +226,9 @@ def test_squad_v1_has_no_unanswerable_questions(tmp_path, settings, fake):
     data = squad_json("1.1")
     for article in data["data"]:
         for paragraph in article["paragraphs"]:
-            paragraph["qas"] = [{k: v for k, v in qa.items() if k != "is_impossible"} for qa in paragraph["qas"] if qa["answers"]]
+            paragraph["qas"] = [
+                {k: v for k, v in qa.items() if k != "is_impossible"} for qa in paragraph["qas"] if qa["answers"]
+            ]
     path = tmp_path / "v1.json"
     path.write_text(json.dumps(data), encoding="utf-8")
     report = run(path, settings, fake, limit=3)
@@ -265,8 +287,23 @@ def test_cli_eval_prints_a_table_or_one_json_object(beir, tmp_path, fake, monkey
     table = capsys.readouterr().out
     assert "tinybeir (BEIR, split test): 3 asked" in table
     assert "ndcg@10" in table and "index build" in table
-    assert cli.main(["eval", str(beir), "--index", str(tmp_path / "index"), "--model", "fake-model",
-                     "--json", "--limit", "1", "--no-sentence-scoring"]) == 0
+    assert (
+        cli.main(
+            [
+                "eval",
+                str(beir),
+                "--index",
+                str(tmp_path / "index"),
+                "--model",
+                "fake-model",
+                "--json",
+                "--limit",
+                "1",
+                "--no-sentence-scoring",
+            ]
+        )
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     assert report["questions"] == 1 and report["settings"]["sentence_scoring"] is False
 

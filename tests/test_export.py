@@ -10,8 +10,17 @@ from rag.serve.export import as_json, as_markdown, as_text, plural, where
 
 
 def citation(n=1, **changes) -> dict:
-    base = {"n": n, "source": "notes/report.txt", "start": 10, "end": 42, "line_start": 3, "line_end": 3,
-            "quote": "The dam was finished in 1936.", "passage_id": "notes/report.txt#2", "score": 0.8}
+    base = {
+        "n": n,
+        "source": "notes/report.txt",
+        "start": 10,
+        "end": 42,
+        "line_start": 3,
+        "line_end": 3,
+        "quote": "The dam was finished in 1936.",
+        "passage_id": "notes/report.txt#2",
+        "score": 0.8,
+    }
     return {**base, **changes}
 
 
@@ -25,7 +34,10 @@ def answer(question="When was the dam finished?", citations=(citation(),), absta
     [
         ({}, "notes/report.txt, line 3"),
         ({"line_end": 5}, "notes/report.txt, lines 3–5"),
-        ({"page": 4, "page_label": "4"}, "notes/report.txt, p. 4"),  # lines of a text of record mean nothing to a reader
+        (
+            {"page": 4, "page_label": "4"},
+            "notes/report.txt, p. 4",
+        ),  # lines of a text of record mean nothing to a reader
         ({"page": 4, "page_label": "iv"}, "notes/report.txt, p. 4 (printed iv)"),
         ({"page": 4, "pages": [4, 5]}, "notes/report.txt, pp. 4–5"),
         ({"section": "2 Methods › 2.1 Data"}, "notes/report.txt, § 2 Methods › 2.1 Data"),
@@ -42,8 +54,7 @@ def test_plural(count, expected):
 
 def test_text_is_the_answer_then_one_line_per_citation():
     assert as_text(answer()) == (
-        "“The dam was finished in 1936.” [1]\n\n"
-        "[1] notes/report.txt, line 3 (chars 10–42, passage notes/report.txt#2)"
+        "“The dam was finished in 1936.” [1]\n\n[1] notes/report.txt, line 3 (chars 10–42, passage notes/report.txt#2)"
     )
     declined = answer(citations=(), abstained=True, text="The corpus does not seem to answer this question.")
     assert as_text(declined) == declined["answer"]
@@ -51,7 +62,12 @@ def test_text_is_the_answer_then_one_line_per_citation():
 
 def test_markdown_quotes_verbatim_and_cites_each_place():
     tricky = citation(2, quote="A *starred* line\nand a [bracket] <b>", start=50, end=86, line_end=4)
-    text = as_markdown([answer(citations=(citation(), tricky)), answer("Why?", (), True, "The corpus does not seem to answer this question.")])
+    text = as_markdown(
+        [
+            answer(citations=(citation(), tricky)),
+            answer("Why?", (), True, "The corpus does not seem to answer this question."),
+        ]
+    )
     assert text.startswith("# Conversation with rag\n\n## When was the dam finished?\n")
     assert "> The dam was finished in 1936. [1]" in text
     assert "> A *starred* line\n> and a [bracket] <b> [2]" in text  # the quote itself is never rewritten

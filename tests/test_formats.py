@@ -28,7 +28,9 @@ def documents(tmp_path_factory):
     """One of each format, bad files beside them: written once, copied into each test's corpus."""
     folder = tmp_path_factory.mktemp("documents")
     (folder / "papers").mkdir()
-    writers.two_column_pdf(folder / "papers" / "kettles.pdf", [(LEFT_1 + [""] + LEFT_2, RIGHT_1), (PAGE_2_LEFT, PAGE_2_RIGHT)])
+    writers.two_column_pdf(
+        folder / "papers" / "kettles.pdf", [(LEFT_1 + [""] + LEFT_2, RIGHT_1), (PAGE_2_LEFT, PAGE_2_RIGHT)]
+    )
     writers.word_document(folder / "report.docx", WORD_BLOCKS)
     (folder / "otters.html").write_text(PAGE, encoding="utf-8")
     write_corpus(folder, {"notes.md": "# Notes\n\nTea tastes best with water just off the boil.\n"})
@@ -78,7 +80,11 @@ def test_each_bad_file_is_skipped_with_its_reason_and_the_rest_is_indexed(corpus
     manifest = store.load(corpus.index).manifest
     assert sorted(manifest.files) == ["notes.md", "otters.html", "papers/kettles.pdf", "report.docx"]
     assert {name: entry.kind for name, entry in manifest.files.items()} == {
-        "notes.md": "text", "otters.html": "html", "papers/kettles.pdf": "pdf", "report.docx": "docx"}
+        "notes.md": "text",
+        "otters.html": "html",
+        "papers/kettles.pdf": "pdf",
+        "report.docx": "docx",
+    }
 
 
 def test_passages_are_offsets_into_the_stored_text_of_record(corpus):
@@ -121,7 +127,9 @@ def test_a_quote_across_a_page_break_lists_both_pages(corpus):
     build(corpus, embedder_factory=factory)
     retriever = Retriever(corpus, embedder_factory=factory)
     loaded = retriever.index
-    record = readers.load_record(loaded.texts_folder("papers/kettles.pdf"), loaded.manifest.files["papers/kettles.pdf"].sha256)
+    record = readers.load_record(
+        loaded.texts_folder("papers/kettles.pdf"), loaded.manifest.files["papers/kettles.pdf"].sha256
+    )
     quote = "and the idea that a kettle flips itself off spread to every kitchen in the whole country and far beyond"
     start = record.text.index(quote)
     passage = next(p for p in loaded.passages if p.start <= start and start + len(quote) <= p.end)

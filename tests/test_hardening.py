@@ -49,7 +49,8 @@ ANY_CLEAR_REPLY = {
 
 KNOWN_ANSWERS = {
     "control characters and NUL bytes": (
-        "On\x00 what date did the\x1b Russian military\x07 operation in Syria\r\n begin?\x00", "September 30, 2015"
+        "On\x00 what date did the\x1b Russian military\x07 operation in Syria\r\n begin?\x00",
+        "September 30, 2015",
     ),
     "emoji around words": ("🫖 How often should I descale the kettle? 🙂", "every four weeks"),
     "tabs and runs of spaces": ("How\toften   should I\u00a0descale the kettle?", "every four weeks"),
@@ -349,7 +350,7 @@ def test_a_file_name_that_is_not_utf8_is_skipped_by_name_and_the_index_stays_val
 
 ODD_NAMES = {
     "my notes.txt": "The zeppelin hangar stands on the northern meadow.",
-    "it's \"quoted\".md": "The lighthouse keeper winds the clock every evening.",
+    'it\'s "quoted".md': "The lighthouse keeper winds the clock every evening.",
     "café naïve Ünïcode.txt": "The bakery sells rye loaves on Saturdays.",
     "отчёт 2024.txt": "The glacier retreated forty metres last summer.",
     "报告.md": "The orchard harvest began in early September.",
@@ -389,8 +390,15 @@ def test_odd_file_names_and_deep_folders_are_indexed_cited_and_checked(odd_corpu
 # --- 3. a damaged index -------------------------------------------------------------------
 
 POINTER_DAMAGES = ["garbage pointer", "pointer to a missing version", "pointer with a path"]
-MORE_DAMAGES = ["BM25 files missing", "empty FAISS file", "manifest of the wrong shape", "passages of the wrong shape",
-                "segment missing", "segment description damaged", "text keys missing"]
+MORE_DAMAGES = [
+    "BM25 files missing",
+    "empty FAISS file",
+    "manifest of the wrong shape",
+    "passages of the wrong shape",
+    "segment missing",
+    "segment description damaged",
+    "text keys missing",
+]
 
 
 def damage(index: Path, what: str) -> None:
@@ -465,7 +473,10 @@ def test_the_real_command_prints_no_traceback_on_a_damaged_index(damaged):
     for command in (["ask", "What does the harbour report describe?"], ["status"]):
         done = subprocess.run(
             [sys.executable, "-m", "rag", *command, *cli_flags(damaged)],
-            capture_output=True, text=True, timeout=120, env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
         )
         assert "Traceback" not in done.stderr + done.stdout
         assert "rag build --full" in done.stderr + done.stdout
@@ -549,14 +560,31 @@ class TestRunningServer:
 
 # --- 6. load ------------------------------------------------------------------------------
 
+
 def test_load_small(seed_settings):
     """bench/load.py, reduced: 8 clients × 3 questions through the API with a rebuild half-way."""
     before = {p: p.read_bytes() for p in seed_settings.corpus.rglob("*") if p.is_file()}
     done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "load.py"), "--corpus", str(seed_settings.corpus),
-         "--index", str(seed_settings.index), "--clients", "8", "--questions", "3", "--rebuild-during",
-         "--time-limit", "300", "--json"],
-        capture_output=True, text=True, timeout=600, cwd=ROOT,
+        [
+            sys.executable,
+            str(ROOT / "bench" / "load.py"),
+            "--corpus",
+            str(seed_settings.corpus),
+            "--index",
+            str(seed_settings.index),
+            "--clients",
+            "8",
+            "--questions",
+            "3",
+            "--rebuild-during",
+            "--time-limit",
+            "300",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
     )
     assert done.stdout.strip(), done.stderr[-3000:]
     figures = json.loads(done.stdout.strip().splitlines()[-1])

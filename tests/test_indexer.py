@@ -137,18 +137,24 @@ def test_the_arithmetic_is_recorded_and_an_int8_index_is_never_mixed_with_float_
 
     settings = corpus_settings.replace(precision="int8")
     first = build(settings, embedder_factory=lambda name: FakeEmbedder())
-    assert first.precision == "int8" and first.line().endswith(f"; arithmetic int8, set by RAG_PRECISION; 1 segment; {first.seconds:.1f}s")
+    assert first.precision == "int8" and first.line().endswith(
+        f"; arithmetic int8, set by RAG_PRECISION; 1 segment; {first.seconds:.1f}s"
+    )
     assert store.load(settings.index).manifest.precision == "int8"
     assert store.load(settings.index).manifest.int8_recipe == vector_recipe("int8") == "ffn-out split 8"
     assert index_status(settings)["arithmetic"] == "int8, set by RAG_PRECISION"
     assert index_status(settings)["int8_recipe"] == "ffn-out split 8"
-    settings = corpus_settings.replace(precision="auto")  # auto extends the index in its own arithmetic, whatever the CPU
+    settings = corpus_settings.replace(
+        precision="auto"
+    )  # auto extends the index in its own arithmetic, whatever the CPU
     assert not is_stale(settings)
     (settings.corpus / "extra.txt").write_text("The harbour crane lifts forty tonnes.", encoding="utf-8")
     extended = build(settings, embedder_factory=lambda name: FakeEmbedder())
     assert not extended.full and extended.passages_embedded == 1 and extended.precision == "int8"
     assert "int8, the index's arithmetic" in extended.arithmetic
-    settings = corpus_settings.replace(precision="float32")  # an explicit other arithmetic rebuilds everything, saying why
+    settings = corpus_settings.replace(
+        precision="float32"
+    )  # an explicit other arithmetic rebuilds everything, saying why
     assert is_stale(settings)
     rebuilt = build(settings, embedder_factory=lambda name: FakeEmbedder())
     assert rebuilt.full and "arithmetic: index has int8, RAG_PRECISION asks for float32" in rebuilt.reason
@@ -164,7 +170,9 @@ def test_an_int8_index_of_another_recipe_is_rebuilt_in_full_saying_why(corpus_se
     settings = corpus_settings.replace(precision="int8")
     build(settings, embedder_factory=lambda name: FakeEmbedder())
     assert not is_stale(settings)
-    monkeypatch.setattr(rag.embed.int8, "INT8", rag.embed.int8.Int8Recipe(ffn_output="float32"))  # a rag with another recipe
+    monkeypatch.setattr(
+        rag.embed.int8, "INT8", rag.embed.int8.Int8Recipe(ffn_output="float32")
+    )  # a rag with another recipe
     assert is_stale(settings) and is_stale(corpus_settings.replace(precision="auto"))
     rebuilt = build(corpus_settings.replace(precision="auto"), embedder_factory=lambda name: FakeEmbedder())
     assert rebuilt.full and rebuilt.passages_reused == 0
@@ -242,8 +250,14 @@ def test_full_flag_rebuilds_from_nothing(corpus_settings, fake):
 def test_summary_json_has_every_count(corpus_settings, fake):
     summary = build(corpus_settings, embedder_factory=lambda name: fake).to_dict()
     for key in (
-        "files_added", "files_changed", "files_removed", "files_unchanged",
-        "passages_embedded", "passages_reused", "passages_removed", "seconds",
+        "files_added",
+        "files_changed",
+        "files_removed",
+        "files_unchanged",
+        "passages_embedded",
+        "passages_reused",
+        "passages_removed",
+        "seconds",
     ):
         assert key in summary
     json.dumps(summary)
@@ -261,7 +275,9 @@ def test_two_concurrent_builds_leave_one_consistent_index(corpus_settings):
 
     def run():
         try:
-            results.append(build(corpus_settings.replace(lock_timeout=30), embedder_factory=lambda name: FakeEmbedder(delay=0.002)))
+            results.append(
+                build(corpus_settings.replace(lock_timeout=30), embedder_factory=lambda name: FakeEmbedder(delay=0.002))
+            )
         except Exception as error:  # noqa: BLE001 - the test reports any failure
             errors.append(error)
 
@@ -338,7 +354,9 @@ def test_an_index_of_an_older_format_is_named_outdated_and_rebuilt_in_full(corpu
     manifest = store.current_version(corpus_settings.index) / store.MANIFEST
     older = FORMAT_VERSION - 1
     manifest.write_text(manifest.read_text().replace(f'"format_version":{FORMAT_VERSION}', f'"format_version":{older}'))
-    with pytest.raises(IndexMismatch, match=f"format version {older}, this rag reads {FORMAT_VERSION}; run `rag build --full`"):
+    with pytest.raises(
+        IndexMismatch, match=f"format version {older}, this rag reads {FORMAT_VERSION}; run `rag build --full`"
+    ):
         store.load(corpus_settings.index)
     assert index_status(corpus_settings)["state"] == "outdated"
     summary = build(corpus_settings, embedder_factory=lambda name: FakeEmbedder())
@@ -362,7 +380,9 @@ def test_a_changed_bm25_tokenizer_rebuilds_the_index_in_full_and_says_why(corpus
 
 def test_large_corpora_get_an_approximate_index_that_still_finds_the_passage(make_settings, monkeypatch):
     settings = make_settings().replace(exact_up_to=100)
-    write_corpus(settings.corpus, {f"f{i:03}.txt": f"Record {i}: alpha{i} beta{i} gamma{i} delta{i}." for i in range(400)})
+    write_corpus(
+        settings.corpus, {f"f{i:03}.txt": f"Record {i}: alpha{i} beta{i} gamma{i} delta{i}." for i in range(400)}
+    )
     build(settings, embedder_factory=lambda name: FakeEmbedder())
     loaded = store.load(settings.index)
     assert loaded.manifest.index_type == "ivf-sq8" and loaded.parts[0].segment.faiss.ntotal == 400

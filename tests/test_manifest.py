@@ -38,6 +38,7 @@ def documents(*pairs):
 
 # --- diff -------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "indexed, now, expected",
     [
@@ -50,9 +51,7 @@ def documents(*pairs):
         pytest.param(
             entries(a_txt="x"), [("sub/a.txt", "x")], ([], [], [], [], {"sub/a.txt": "a.txt"}), id="moved-folder"
         ),
-        pytest.param(
-            entries(a_txt="x"), [("b.txt", "y")], (["b.txt"], [], ["a.txt"], [], {}), id="renamed-and-edited"
-        ),
+        pytest.param(entries(a_txt="x"), [("b.txt", "y")], (["b.txt"], [], ["a.txt"], [], {}), id="renamed-and-edited"),
         pytest.param(
             entries(a_txt="x"),
             [("a.txt", "x"), ("copy.txt", "x")],
@@ -139,6 +138,7 @@ def test_corpus_changes_any(changes, any_):
 
 # --- Manifest read / write --------------------------------------------------------------
 
+
 def manifest(**changes) -> Manifest:
     fields = dict(
         model="all-MiniLM-L6-v2",
@@ -164,9 +164,15 @@ def manifest(**changes) -> Manifest:
         manifest(files={}, passages=0),
         manifest(index_type="hnsw", normalized=False, skipped={"empty.txt": "empty file"}),
         manifest(splitter="sentences-v0", format_version=0),
-        manifest(precision="int8", arithmetic="auto: int8, no native bfloat16 on this CPU", int8_recipe="ffn-out split 8"),
-        manifest(segments=(SegmentEntry("s-1"), SegmentEntry("s-2", ("a.txt", "b/c.md"))), scanned_ns=17,
-                 files={"x.txt": FileEntry("d" * 64, "utf-8", 3, segment="s-2")}, passages=3),
+        manifest(
+            precision="int8", arithmetic="auto: int8, no native bfloat16 on this CPU", int8_recipe="ffn-out split 8"
+        ),
+        manifest(
+            segments=(SegmentEntry("s-1"), SegmentEntry("s-2", ("a.txt", "b/c.md"))),
+            scanned_ns=17,
+            files={"x.txt": FileEntry("d" * 64, "utf-8", 3, segment="s-2")},
+            passages=3,
+        ),
         manifest(model="/models/local model \u00e9", files={"caf\u00e9.txt": FileEntry("c" * 64, "utf-16", 2)}),
     ],
 )
@@ -187,10 +193,24 @@ def test_manifest_json_is_plain_and_complete():
         "max_tokens": 256,
         "overlap": 1,
         "files": {
-            "notes.md": {"sha256": "a" * 64, "encoding": "utf-8", "passages": 4, "kind": "text", "size": 0, "mtime_ns": 0,
-                         "segment": ""},
-            "sub/latin1.txt": {"sha256": "b" * 64, "encoding": "cp1252", "passages": 1, "kind": "text", "size": 0,
-                               "mtime_ns": 0, "segment": ""},
+            "notes.md": {
+                "sha256": "a" * 64,
+                "encoding": "utf-8",
+                "passages": 4,
+                "kind": "text",
+                "size": 0,
+                "mtime_ns": 0,
+                "segment": "",
+            },
+            "sub/latin1.txt": {
+                "sha256": "b" * 64,
+                "encoding": "cp1252",
+                "passages": 1,
+                "kind": "text",
+                "size": 0,
+                "mtime_ns": 0,
+                "segment": "",
+            },
         },
         "passages": 5,
         "built_at": "2025-01-02T03:04:05+00:00",
@@ -268,6 +288,7 @@ def test_manifest_read_files_not_a_mapping(tmp_path, files):
 
 # --- mismatches -------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "m, asked, found",
     [
@@ -324,7 +345,10 @@ def test_chunking_parameters():
     [
         (TOKENIZER, []),
         ({**TOKENIZER, "version": 0}, ["BM25 tokenizer: index was built with other version"]),
-        ({**TOKENIZER, "stopwords": "0" * 16, "stemmer": "porter"}, ["BM25 tokenizer: index was built with other stemmer, stopwords"]),
+        (
+            {**TOKENIZER, "stopwords": "0" * 16, "stemmer": "porter"},
+            ["BM25 tokenizer: index was built with other stemmer, stopwords"],
+        ),
         ({**TOKENIZER, "token_pattern": r"\w+"}, ["BM25 tokenizer: index was built with other token_pattern"]),
         ({}, ["BM25 tokenizer: index was built with an unrecorded one"]),
     ],
@@ -336,9 +360,15 @@ def test_a_changed_bm25_tokenizer_is_a_mismatch(tokenizer, found):
 def test_the_recipe_hash_names_what_decides_the_index():
     base = recipe(Settings())
     assert recipe_hash(base) == recipe_hash(dict(reversed(list(base.items()))))  # order does not matter
-    changed = [recipe(Settings(model="other")), recipe(Settings(overlap=2)), {**base, "tokenizer": {**TOKENIZER, "version": 2}}]
+    changed = [
+        recipe(Settings(model="other")),
+        recipe(Settings(overlap=2)),
+        {**base, "tokenizer": {**TOKENIZER, "version": 2}},
+    ]
     assert len({recipe_hash(base), *map(recipe_hash, changed)}) == 4
     built = manifest(max_tokens=0).recipe()
-    assert built.pop("precision") == "float32" and recipe_hash(built) == recipe_hash(base)  # the index adds its arithmetic
+    assert built.pop("precision") == "float32" and recipe_hash(built) == recipe_hash(
+        base
+    )  # the index adds its arithmetic
     # settings that do not decide the index's content leave the recipe alone
     assert recipe(Settings(candidates=5, max_quotes=1, port=1, hybrid=False)) == base

@@ -62,17 +62,27 @@ def test_best_span_is_at_most_max_span_tokens():
     assert (b - a + 1) // 3 <= marker.MAX_SPAN
 
 
-@pytest.mark.parametrize("text, a, b, lo, hi, expected", [
-    ("the Broncos won", 6, 10, 0, 15, (4, 11)),  # a word piece widened to its word
-    ("the Broncos won", 4, 11, 0, 15, (4, 11)),
-    ("the Broncos won", 6, 10, 6, 15, (6, 11)),  # never beyond the quote
-])
+@pytest.mark.parametrize(
+    "text, a, b, lo, hi, expected",
+    [
+        ("the Broncos won", 6, 10, 0, 15, (4, 11)),  # a word piece widened to its word
+        ("the Broncos won", 4, 11, 0, 15, (4, 11)),
+        ("the Broncos won", 6, 10, 6, 15, (6, 11)),  # never beyond the quote
+    ],
+)
 def test_marks_are_whole_words(text, a, b, lo, hi, expected):
     assert marker._whole_words(text, a, b, lo, hi) == expected
 
 
-TINY = {"vocab_size": 50, "max_position_embeddings": 64, "type_vocab_size": 2, "hidden_size": marker.HIDDEN,
-        "num_attention_heads": 12, "intermediate_size": 4 * marker.HIDDEN, "layer_norm_eps": 1e-12}
+TINY = {
+    "vocab_size": 50,
+    "max_position_embeddings": 64,
+    "type_vocab_size": 2,
+    "hidden_size": marker.HIDDEN,
+    "num_attention_heads": 12,
+    "intermediate_size": 4 * marker.HIDDEN,
+    "layer_norm_eps": 1e-12,
+}
 """The embedder's shape but for a vocabulary of 50 words and 64 positions."""
 
 
@@ -80,10 +90,13 @@ def _tiny_weights(seed: int = 0) -> dict:
     from rag.embed.bert import Layer
 
     g = torch.Generator().manual_seed(seed)
-    w = {"embeddings.word_embeddings.weight": torch.randn(50, marker.HIDDEN, generator=g),
-         "embeddings.position_embeddings.weight": torch.randn(64, marker.HIDDEN, generator=g),
-         "embeddings.token_type_embeddings.weight": torch.randn(2, marker.HIDDEN, generator=g),
-         "embeddings.LayerNorm.weight": torch.ones(marker.HIDDEN), "embeddings.LayerNorm.bias": torch.zeros(marker.HIDDEN)}
+    w = {
+        "embeddings.word_embeddings.weight": torch.randn(50, marker.HIDDEN, generator=g),
+        "embeddings.position_embeddings.weight": torch.randn(64, marker.HIDDEN, generator=g),
+        "embeddings.token_type_embeddings.weight": torch.randn(2, marker.HIDDEN, generator=g),
+        "embeddings.LayerNorm.weight": torch.ones(marker.HIDDEN),
+        "embeddings.LayerNorm.bias": torch.zeros(marker.HIDDEN),
+    }
     block = Layer(TINY)
     for i in range(marker.LAYERS):
         for _, theirs in marker._NAMES.items():
@@ -115,12 +128,16 @@ def test_low_rank_changes_rebuild_the_trained_top_layers():
     ids = torch.tensor([[1, 5, 7, 2, 9, 11, 2]])
     keep = torch.ones(1, 1, 1, 7, dtype=torch.bool)
     rebuilt.eval(), trained.eval()
-    assert torch.allclose(rebuilt(ids, torch.zeros_like(ids), keep)[0], trained(ids, torch.zeros_like(ids), keep)[0], atol=1e-2)
+    assert torch.allclose(
+        rebuilt(ids, torch.zeros_like(ids), keep)[0], trained(ids, torch.zeros_like(ids), keep)[0], atol=1e-2
+    )
     # and a rank too small loses the change: the test can fail
     cut = marker.Network(weights, 4, TINY)
     marker.apply_changes(cut, low_rank_changes(trained, base, rank=1))
     query = "attention.self.query"
-    assert not torch.allclose(cut.top[0].get_submodule(query).weight, trained.top[0].get_submodule(query).weight, atol=2e-3)
+    assert not torch.allclose(
+        cut.top[0].get_submodule(query).weight, trained.top[0].get_submodule(query).weight, atol=2e-3
+    )
 
 
 class _FixedReader:
@@ -155,28 +172,47 @@ def _in_context(k: int) -> Candidate:
     """Sentence k of PARAGRAPH as the quote, with one neighbour each side as context."""
     passage = Passage("air.txt#1", "air.txt", 50, 50 + len(PARAGRAPH), 1, 1, PARAGRAPH)
     a, b = [(0, 38), (39, 76), (77, 94)][k]
-    return with_context(Candidate(Hit(passage, 0.5, dense=0.5, lexical=1.0), 50 + a, 50 + b, PARAGRAPH[a:b], 0.7), 1, 600)
+    return with_context(
+        Candidate(Hit(passage, 0.5, dense=0.5, lexical=1.0), 50 + a, 50 + b, PARAGRAPH[a:b], 0.7), 1, 600
+    )
 
 
-@pytest.mark.parametrize("scores, quote", [
-    ((9.1 + NEIGHBOUR_MARGIN, 9.0, 0.0), "Ingrid Solberg flew both polar routes."),  # the neighbour scores a margin more
-    ((9.0 + NEIGHBOUR_MARGIN, 9.0, 0.0), "She is the oldest pilot of the route."),  # no more than the margin: the quote stays
-    ((0.0, 9.0, 20.0), "It opened in 1957."),  # the sentence after works the same
-])
+@pytest.mark.parametrize(
+    "scores, quote",
+    [
+        (
+            (9.1 + NEIGHBOUR_MARGIN, 9.0, 0.0),
+            "Ingrid Solberg flew both polar routes.",
+        ),  # the neighbour scores a margin more
+        (
+            (9.0 + NEIGHBOUR_MARGIN, 9.0, 0.0),
+            "She is the oldest pilot of the route.",
+        ),  # no more than the margin: the quote stays
+        ((0.0, 9.0, 20.0), "It opened in 1957."),  # the sentence after works the same
+    ],
+)
 def test_the_first_quote_moves_to_the_neighbour_where_the_reader_finds_the_answer(scores, quote):
     matched = _in_context(1)
     found = answering_sentence(matched, "Who is the oldest pilot of the route?", _ScoredReader(scores))
     assert found.text == quote == PARAGRAPH[found.start - 50 : found.end - 50]  # a verbatim sentence of the passage
-    assert (found.context_start, found.context_end) == (matched.context_start, matched.context_end)  # the match stays as context
+    assert (found.context_start, found.context_end) == (
+        matched.context_start,
+        matched.context_end,
+    )  # the match stays as context
     assert found.relevance == matched.relevance
 
 
 def test_only_the_first_quote_is_read_with_its_context_and_a_quote_without_one_stays():
     second = _in_context(1)
-    first, other = mark_answers([_candidate("The Denver Broncos won."), second], "Who?", _ScoredReader((99.0, 0.0, 0.0)))
+    first, other = mark_answers(
+        [_candidate("The Denver Broncos won."), second], "Who?", _ScoredReader((99.0, 0.0, 0.0))
+    )
     assert first.text == "The Denver Broncos won." and other.text == second.text
     lone = _in_context(0)
-    assert answering_sentence(replace(lone, context_start=None, context_end=None), "Who?", _ScoredReader((0.0, 99.0))).text == lone.text
+    assert (
+        answering_sentence(replace(lone, context_start=None, context_end=None), "Who?", _ScoredReader((0.0, 99.0))).text
+        == lone.text
+    )
 
 
 def test_a_moved_quote_that_meets_a_later_one_is_kept_once():
@@ -184,29 +220,36 @@ def test_a_moved_quote_that_meets_a_later_one_is_kept_once():
     assert distinct_places([moved, _in_context(0), _in_context(2)]) == [moved, _in_context(2)]
 
 
-ARTICLE = ('Andrei Baklanov: "After defeat of terrorists to retreat into shadows"\n\n'
-           "Another meeting started in Astana. The deputy head, Andrey Baklanov, told Vestnik Kavkaza about it.\n\n"
-           "- Is the stage completed?\n")
+ARTICLE = (
+    'Andrei Baklanov: "After defeat of terrorists to retreat into shadows"\n\n'
+    "Another meeting started in Astana. The deputy head, Andrey Baklanov, told Vestnik Kavkaza about it.\n\n"
+    "- Is the stage completed?\n"
+)
 
 
 def _article_sentence(k: int, context: int = 1, max_chars: int = 600) -> Candidate:
     """Sentence k of ARTICLE (0 the headline) as the quote, with its context."""
     passage = Passage("news.txt#1", "news.txt", 0, len(ARTICLE), 1, 5, ARTICLE)
     a, b = split_sentences(ARTICLE)[k]
-    return with_context(Candidate(Hit(passage, 0.5, dense=0.5, lexical=1.0), a, b, ARTICLE[a:b], 0.7), context, max_chars)
+    return with_context(
+        Candidate(Hit(passage, 0.5, dense=0.5, lexical=1.0), a, b, ARTICLE[a:b], 0.7), context, max_chars
+    )
 
 
-@pytest.mark.parametrize("text, heading", [
-    ('Andrei Baklanov: "After defeat of terrorists to retreat into shadows"\n\nAnother meeting started.', True),
-    ("# Fleet\n\nThe airline flies eleven jets.", True),
-    ("## Fleet and crews\nThe airline flies eleven jets.", True),  # Markdown's, the paragraph right under it
-    ("Oxygen gas (O\n2) is colourless.\n\nIt is a gas.", False),  # a line broken inside a paragraph
-    ("The airline flies eleven jets.\n\nIt has a base in Tromsø.", False),  # a statement: it ends with a stop
-    ("Is the stage completed?\n\nIt is.", False),
-    ('He said "it is over."\n\nThen he left.', False),  # the stop inside closing quotes still ends it
-    ("The last line of a file without a stop", False),  # nothing after it to head
-    ("Flights: see the table below\n", False),
-])
+@pytest.mark.parametrize(
+    "text, heading",
+    [
+        ('Andrei Baklanov: "After defeat of terrorists to retreat into shadows"\n\nAnother meeting started.', True),
+        ("# Fleet\n\nThe airline flies eleven jets.", True),
+        ("## Fleet and crews\nThe airline flies eleven jets.", True),  # Markdown's, the paragraph right under it
+        ("Oxygen gas (O\n2) is colourless.\n\nIt is a gas.", False),  # a line broken inside a paragraph
+        ("The airline flies eleven jets.\n\nIt has a base in Tromsø.", False),  # a statement: it ends with a stop
+        ("Is the stage completed?\n\nIt is.", False),
+        ('He said "it is over."\n\nThen he left.', False),  # the stop inside closing quotes still ends it
+        ("The last line of a file without a stop", False),  # nothing after it to head
+        ("Flights: see the table below\n", False),
+    ],
+)
 def test_a_heading_is_a_line_of_its_own_without_a_final_stop_above_more_text(text, heading):
     first = text.split("\n")[0]
     passage = Passage("x.txt#1", "x.txt", 10, 10 + len(text), 1, 3, text)
@@ -218,7 +261,9 @@ def test_a_headings_context_is_the_paragraph_it_heads_and_a_sentence_of_it_answe
     assert ARTICLE[headline.context_start : headline.context_end].endswith("told Vestnik Kavkaza about it.")
     assert "Is the stage" not in ARTICLE[headline.context_start : headline.context_end]  # one paragraph, not the next
     found = answering_sentence(headline, "Which outlet did Baklanov talk to?", _ScoredReader((1.0, 0.5, 1.5)))
-    assert found.text == "The deputy head, Andrey Baklanov, told Vestnik Kavkaza about it."  # any margin above the heading's
+    assert (
+        found.text == "The deputy head, Andrey Baklanov, told Vestnik Kavkaza about it."
+    )  # any margin above the heading's
     assert (found.context_start, found.context_end) == (headline.context_start, headline.context_end)
     assert answering_sentence(headline, "Which outlet?", _ScoredReader((2.0, 0.5, 1.5))).text == headline.text
     # a sentence still needs the whole margin over its neighbour, and the cap on characters holds for headings
@@ -255,15 +300,29 @@ def real_reader(real_embedder):
     return marker.load_reader()
 
 
-@pytest.mark.parametrize("question, quote, marked", [
-    ("When was the Hoover Dam finished?", "The Hoover Dam was finished in 1936 after five years.", "1936"),
-    ("Who defeated the Carolina Panthers?", "The Denver Broncos defeated the Carolina Panthers 24-10.", "Denver Broncos"),
-    pytest.param(
-        "Which team won Super Bowl 50?", "The Denver Broncos defeated the Carolina Panthers 24-10.", "Denver Broncos",
-        marks=pytest.mark.xfail(strict=True, reason=(
-            "issue 13: the reader does not tell the winner from 'defeated': it marks 'Carolina Panthers' "
-            "(the first reader hedged with 'Denver Broncos defeated the Carolina Panthers')"))),
-])
+@pytest.mark.parametrize(
+    "question, quote, marked",
+    [
+        ("When was the Hoover Dam finished?", "The Hoover Dam was finished in 1936 after five years.", "1936"),
+        (
+            "Who defeated the Carolina Panthers?",
+            "The Denver Broncos defeated the Carolina Panthers 24-10.",
+            "Denver Broncos",
+        ),
+        pytest.param(
+            "Which team won Super Bowl 50?",
+            "The Denver Broncos defeated the Carolina Panthers 24-10.",
+            "Denver Broncos",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason=(
+                    "issue 13: the reader does not tell the winner from 'defeated': it marks 'Carolina Panthers' "
+                    "(the first reader hedged with 'Denver Broncos defeated the Carolina Panthers')"
+                ),
+            ),
+        ),
+    ],
+)
 def test_the_real_reader_marks_the_answer_inside_the_quote(real_reader, question, quote, marked):
     [mark] = real_reader.mark(question, [quote])
     assert 0 <= mark.start < mark.end <= len(quote)
@@ -271,17 +330,37 @@ def test_the_real_reader_marks_the_answer_inside_the_quote(real_reader, question
     assert marked in found and len(found) < len(quote), found  # the answer, not the whole quote
 
 
-@pytest.mark.parametrize("question, paragraph, matched, quoted, marked", [
-    ("Who is the oldest pilot to fly the route?",
-     "Captain Ingrid Solberg became the first pilot to fly both polar routes for the airline. She is also the oldest "
-     "pilot ever to fly the route, at age 63. The route opened in 1957.", 1, 0, "Ingrid Solberg"),
-    ("Who resigned as mayor of the city?",
-     "The council elected Tomas Varga as mayor in 2004, after a close vote. Two years later he resigned as mayor of "
-     "the city. A new election was held that spring.", 1, 0, "Tomas Varga"),
-    ("When was the Hoover Dam finished?",
-     "The Hoover Dam was finished in 1936. It is on the Colorado River. It was named after Herbert Hoover.", 0, 0, "1936"),
-])
-def test_the_real_reader_quotes_the_neighbour_that_holds_the_answer(real_reader, question, paragraph, matched, quoted, marked):
+@pytest.mark.parametrize(
+    "question, paragraph, matched, quoted, marked",
+    [
+        (
+            "Who is the oldest pilot to fly the route?",
+            "Captain Ingrid Solberg became the first pilot to fly both polar routes for the airline. She is also the oldest "
+            "pilot ever to fly the route, at age 63. The route opened in 1957.",
+            1,
+            0,
+            "Ingrid Solberg",
+        ),
+        (
+            "Who resigned as mayor of the city?",
+            "The council elected Tomas Varga as mayor in 2004, after a close vote. Two years later he resigned as mayor of "
+            "the city. A new election was held that spring.",
+            1,
+            0,
+            "Tomas Varga",
+        ),
+        (
+            "When was the Hoover Dam finished?",
+            "The Hoover Dam was finished in 1936. It is on the Colorado River. It was named after Herbert Hoover.",
+            0,
+            0,
+            "1936",
+        ),
+    ],
+)
+def test_the_real_reader_quotes_the_neighbour_that_holds_the_answer(
+    real_reader, question, paragraph, matched, quoted, marked
+):
     from rag.ingest.chunking import split_sentences
 
     passage = Passage("p.txt#1", "p.txt", 0, len(paragraph), 1, 1, paragraph)

@@ -37,7 +37,15 @@ RANKINGS = [
     ("zero-graded judgement is not relevant", ["a", "b"], {"a": 0, "b": 1}, D2, 0.5, 1.0, 1.0),
     ("negative grade counts as zero", ["a", "b"], {"a": -1, "b": 1}, D2, 0.5, 1.0, 1.0),
     ("nothing judged relevant", ["a", "b"], {}, 0.0, 0.0, 0.0, 0.0),
-    ("more relevant than k, all on top", [f"r{i}" for i in range(12)], {f"r{i}": 1 for i in range(12)}, 1.0, 1.0, 10 / 12, 1.0),
+    (
+        "more relevant than k, all on top",
+        [f"r{i}" for i in range(12)],
+        {f"r{i}": 1 for i in range(12)},
+        1.0,
+        1.0,
+        10 / 12,
+        1.0,
+    ),
 ]
 
 
@@ -82,8 +90,14 @@ def test_contains_answer(quote, answers, expected):
 
 @pytest.mark.parametrize(
     "values, q, expected",
-    [([1.0, 2.0, 3.0, 4.0], 50, 2.5), ([1.0, 2.0, 3.0, 4.0], 95, 3.85), ([4.0, 1.0, 3.0, 2.0], 0, 1.0),
-     ([4.0, 1.0, 3.0, 2.0], 100, 4.0), ([7.0], 95, 7.0), ([], 50, None)],
+    [
+        ([1.0, 2.0, 3.0, 4.0], 50, 2.5),
+        ([1.0, 2.0, 3.0, 4.0], 95, 3.85),
+        ([4.0, 1.0, 3.0, 2.0], 0, 1.0),
+        ([4.0, 1.0, 3.0, 2.0], 100, 4.0),
+        ([7.0], 95, 7.0),
+        ([], 50, None),
+    ],
 )
 def test_percentile_interpolates_like_numpy(values, q, expected):
     assert percentile(values, q) == (pytest.approx(expected) if expected is not None else None)

@@ -71,11 +71,14 @@ def ray_settings(root, cluster, **changes) -> Settings:
 
 
 def note(n: int) -> str:
-    return "\n\n".join(
-        f"Note {n}, paragraph {p}: the kettle number {n * 10 + p} was descaled with {p + 1} cups of vinegar "
-        f"and the {['red', 'blue', 'green', 'white'][p % 4]} lid was cleaned on day {n + p}."
-        for p in range(12)
-    ) + "\n"
+    return (
+        "\n\n".join(
+            f"Note {n}, paragraph {p}: the kettle number {n * 10 + p} was descaled with {p + 1} cups of vinegar "
+            f"and the {['red', 'blue', 'green', 'white'][p % 4]} lid was cleaned on day {n + p}."
+            for p in range(12)
+        )
+        + "\n"
+    )
 
 
 def vectors_of(index):
@@ -117,9 +120,22 @@ def test_ray_build_equals_local_build_and_increments_by_what_changed(cluster, tm
         handle.write("\nA brand new paragraph: the kettle was replaced by a samovar.\n")
     local_summary = build(local)
     done = subprocess.run(  # this time through the command line, as a user runs it
-        [sys.executable, "-m", "rag", "build", "--ray", cluster.address, "--json",
-         "--corpus", str(settings.corpus), "--index", str(settings.index)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "rag",
+            "build",
+            "--ray",
+            cluster.address,
+            "--json",
+            "--corpus",
+            str(settings.corpus),
+            "--index",
+            str(settings.index),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "embedded " in done.stderr and "embedded " not in done.stdout  # progress goes to stderr
@@ -255,7 +271,9 @@ def test_two_replicas_answer_concurrently_and_both_follow_a_rebuild(cluster, tmp
         deadline = time.monotonic() + 120
         with ThreadPoolExecutor(max_workers=6) as pool:
             while len(moved) < 2 and time.monotonic() < deadline:
-                for reply in pool.map(lambda _: ask_http(url, "What colour is the lighthouse on Gull Island?"), range(6)):
+                for reply in pool.map(
+                    lambda _: ask_http(url, "What colour is the lighthouse on Gull Island?"), range(6)
+                ):
                     assert reply["index_version"] == new_version  # no replica answers from the old one
                     assert_verified(settings, reply)
                     assert any(NEW_FACT in c["quote"] for c in reply["citations"])
@@ -296,11 +314,15 @@ def test_pdf_word_and_html_are_converted_on_the_cluster_as_a_local_build_would(c
     from rag.ingest import readers
 
     settings = ray_settings(tmp_path / "ray", cluster)
-    writers.text_pdf(settings.corpus / "manual.pdf", [["The kettle switches itself off when the water boils."],
-                                                      ["Descale it every four weeks with white vinegar."]])
+    writers.text_pdf(
+        settings.corpus / "manual.pdf",
+        [["The kettle switches itself off when the water boils."], ["Descale it every four weeks with white vinegar."]],
+    )
     writers.word_document(settings.corpus / "report.docx", [("h1", "Results"), ("p", "Steel kettles boiled fastest.")])
-    (settings.corpus / "page.html").write_text("<html><body><nav>Home</nav><main><h1>Otters</h1>"
-                                               "<p>Sea otters hold hands while they sleep.</p></main></body></html>")
+    (settings.corpus / "page.html").write_text(
+        "<html><body><nav>Home</nav><main><h1>Otters</h1>"
+        "<p>Sea otters hold hands while they sleep.</p></main></body></html>"
+    )
     local = settings.replace(index=tmp_path / "local-index")
     build(local)
     lines: list[str] = []
@@ -310,4 +332,7 @@ def test_pdf_word_and_html_are_converted_on_the_cluster_as_a_local_build_would(c
     remote = store.load(settings.index)
     for source in ("manual.pdf", "report.docx", "page.html"):
         sha = remote.manifest.files[source].sha256
-        assert readers.load_record(remote.texts_folder(source), sha).text == readers.load_record(store.load(local.index).texts_folder(source), sha).text
+        assert (
+            readers.load_record(remote.texts_folder(source), sha).text
+            == readers.load_record(store.load(local.index).texts_folder(source), sha).text
+        )

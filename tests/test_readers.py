@@ -136,9 +136,12 @@ def test_page_labels_come_from_the_pdf(tmp_path, typeset):
         (lambda p, src: writers.image_only_pdf(p), "no text layer; scanned pages need OCR"),
         (lambda p, src: writers.encrypted(src, p), "encrypted (password-protected) PDF"),
         (lambda p, src: p.write_bytes(src.read_bytes()[: len(src.read_bytes()) // 2]), "damaged or truncated PDF"),
-        (lambda p, src: p.write_bytes(writers.pdf_bytes(
-            lambda c: (c.setPageSize((20000, 400)), c.drawString(10, 10, "A banner of a page")))),
-         "beyond the PDF limit"),
+        (
+            lambda p, src: p.write_bytes(
+                writers.pdf_bytes(lambda c: (c.setPageSize((20000, 400)), c.drawString(10, 10, "A banner of a page")))
+            ),
+            "beyond the PDF limit",
+        ),
     ],
     ids=["scanned", "encrypted", "truncated", "huge-page"],
 )

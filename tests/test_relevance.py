@@ -48,9 +48,20 @@ def rows():
 
 def test_candidate_sentences_are_each_sentence_once_with_its_place():
     found = sentences()
-    assert [s.text for s in found] == ["The Hoover Dam was finished in 1936.", "It holds back Lake Mead.",
-                                       "Was it costly?", "Puffins nest on cliffs.", "They eat small fish."]
-    assert [(s.passage_rank, s.index, s.count) for s in found] == [(0, 0, 3), (0, 1, 3), (0, 2, 3), (1, 0, 2), (1, 1, 2)]
+    assert [s.text for s in found] == [
+        "The Hoover Dam was finished in 1936.",
+        "It holds back Lake Mead.",
+        "Was it costly?",
+        "Puffins nest on cliffs.",
+        "They eat small fish.",
+    ]
+    assert [(s.passage_rank, s.index, s.count) for s in found] == [
+        (0, 0, 3),
+        (0, 1, 3),
+        (0, 2, 3),
+        (1, 0, 2),
+        (1, 1, 2),
+    ]
     assert all(s.hit.passage.text[s.start - s.hit.passage.start : s.end - s.hit.passage.start] == s.text for s in found)
     repeated = candidate_sentences([sentences()[0].hit, sentences()[0].hit])  # an overlapping passage repeats them
     assert len(repeated) == 3

@@ -81,7 +81,10 @@ def test_top_scores(scores, k, expected):
 @pytest.mark.parametrize("fusion", ["convex", "rrf"])
 def test_hybrid_search_finds_an_exact_code_that_dense_search_ranks_low(make_settings, fusion):
     settings = make_settings(fusion=fusion)
-    filler = {f"memo{i}.txt": f"Memo {i} discusses quarterly error budgets and routine maintenance windows." for i in range(30)}
+    filler = {
+        f"memo{i}.txt": f"Memo {i} discusses quarterly error budgets and routine maintenance windows."
+        for i in range(30)
+    }
     write_corpus(settings.corpus, {**filler, "codes.txt": "Fault XJ-4471 means the coolant valve is stuck."})
     fake = FakeEmbedder(dimension=8)  # a weak dense model: many collisions
     build(settings, embedder_factory=lambda name: fake)
@@ -98,11 +101,27 @@ def tiny_cross_encoder(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("cross-encoder")
     words = "the a of and to in is was coolant valve fault stuck means what does kettle descale weeks".split()
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words, *[f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"], *"abcdefghijklmnopqrstuvwxyz0123456789-?.,"]
+    vocab = [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        *words,
+        *[f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"],
+        *"abcdefghijklmnopqrstuvwxyz0123456789-?.,",
+    ]
     (folder / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n")
     tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=32, max_position_embeddings=128, num_labels=1)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=128,
+        num_labels=1,
+    )
     import torch
 
     torch.manual_seed(0)
@@ -118,9 +137,18 @@ def _hit(n: int, text: str, score: float) -> Hit:
 
 def test_cross_encoder_reorders_hits_by_its_own_scores(tiny_cross_encoder):
     model = load_cross_encoder(tiny_cross_encoder)
-    hits = [_hit(i, text, 1.0 - i / 10) for i, text in enumerate(
-        ["the valve is stuck", "descale the kettle", "what does fault mean", "coolant and valve", "a kettle of fish"]
-    )]
+    hits = [
+        _hit(i, text, 1.0 - i / 10)
+        for i, text in enumerate(
+            [
+                "the valve is stuck",
+                "descale the kettle",
+                "what does fault mean",
+                "coolant and valve",
+                "a kettle of fish",
+            ]
+        )
+    ]
     question = "what does the fault mean?"
     expected = model.predict([(question, h.passage.text) for h in hits], show_progress_bar=False)
     reranked = rerank(question, hits, model)
@@ -135,7 +163,10 @@ def test_retriever_uses_a_configured_cross_encoder(make_settings, tiny_cross_enc
     build(settings, embedder_factory=lambda name: fake)
     hits = Retriever(settings, embedder_factory=lambda name: fake).search("coolant valve fault", k=4)
     model = load_cross_encoder(tiny_cross_encoder)
-    scores = [float(s) for s in model.predict([("coolant valve fault", h.passage.text) for h in hits], show_progress_bar=False)]
+    scores = [
+        float(s)
+        for s in model.predict([("coolant valve fault", h.passage.text) for h in hits], show_progress_bar=False)
+    ]
     assert scores == sorted(scores, reverse=True) and [h.score for h in hits] == pytest.approx(scores)
 
 
@@ -150,7 +181,10 @@ def test_a_rebuild_landing_mid_search_does_not_mix_versions(make_settings, tmp_p
     """BM25-only candidates are scored against the vectors of the version the search started on."""
     fake = FakeEmbedder()
     settings = make_settings(candidates=3)
-    filler = {f"memo{i}.txt": f"Memo {i} discusses quarterly error budgets and routine maintenance windows." for i in range(30)}
+    filler = {
+        f"memo{i}.txt": f"Memo {i} discusses quarterly error budgets and routine maintenance windows."
+        for i in range(30)
+    }
     write_corpus(settings.corpus, {**filler, "codes.txt": "Fault XJ-4471 means the coolant valve is stuck."})
     build(settings, embedder_factory=lambda name: fake)
     other = make_settings(corpus=tmp_path / "tiny", index=tmp_path / "other")
@@ -189,8 +223,15 @@ def test_a_rebuild_landing_mid_search_does_not_mix_versions(make_settings, tmp_p
 def test_equal_scores_are_settled_by_source_and_passage_number_whatever_the_row_numbers(scores, k, expected):
     from rag.index.store import settle_ties
 
-    keys = {0: ("g.txt", 1), 1: ("e.txt", 1), 2: ("c.txt", 1), 3: ("a.txt", 1), 4: ("b.txt", 1), 5: ("b.txt", 10),
-            6: ("b.txt", 2)}
+    keys = {
+        0: ("g.txt", 1),
+        1: ("e.txt", 1),
+        2: ("c.txt", 1),
+        3: ("a.txt", 1),
+        4: ("b.txt", 1),
+        5: ("b.txt", 10),
+        6: ("b.txt", 2),
+    }
 
     class Passages:
         def order_keys(self, rows):

@@ -16,26 +16,40 @@ from rag.index import merge, store
 from rag.index.bm25 import LexicalIndex, Postings, terms
 from rag.search import Retriever
 
-WORDS = ("harbour ferry glacier orchard lantern copper meadow falcon quarry violin tundra spice comet "
-         "canyon walrus pepper bronze delta marble osprey cobalt saffron ridge willow").split()
+WORDS = (
+    "harbour ferry glacier orchard lantern copper meadow falcon quarry violin tundra spice comet "
+    "canyon walrus pepper bronze delta marble osprey cobalt saffron ridge willow"
+).split()
 
 
 def article(seed: int, paragraphs: int = 3) -> str:
     rng = random.Random(seed)
     return "\n\n".join(
-        " ".join(f"The {rng.choice(WORDS)} {rng.choice(WORDS)} saw {rng.choice(WORDS)} number {rng.randint(1, 99)}."
-                 for _ in range(4))
+        " ".join(
+            f"The {rng.choice(WORDS)} {rng.choice(WORDS)} saw {rng.choice(WORDS)} number {rng.randint(1, 99)}."
+            for _ in range(4)
+        )
         for _ in range(paragraphs)
     )
 
 
 def ids_and_scores(settings, fake, questions, k=10):
     retriever = Retriever(settings, embedder_factory=lambda name: fake)
-    return {q: [(h.passage.id, round(h.score, 5), round(h.lexical, 4)) for h in retriever.search(q, k=k)] for q in questions}
+    return {
+        q: [(h.passage.id, round(h.score, 5), round(h.lexical, 4)) for h in retriever.search(q, k=k)] for q in questions
+    }
 
 
-QUESTIONS = ["harbour ferry", "glacier orchard lantern", "copper meadow number 7", "falcon quarry violin",
-             "walrus pepper", "saffron ridge willow number 42", "comet canyon", "osprey cobalt delta"]
+QUESTIONS = [
+    "harbour ferry",
+    "glacier orchard lantern",
+    "copper meadow number 7",
+    "falcon quarry violin",
+    "walrus pepper",
+    "saffron ridge willow number 42",
+    "comet canyon",
+    "osprey cobalt delta",
+]
 
 
 def test_an_edited_index_answers_exactly_as_a_fresh_build_of_the_same_corpus(make_settings, fake):
@@ -88,8 +102,15 @@ def test_bm25_over_segments_equals_bm25_over_one_index_and_the_reference_impleme
 def test_a_deleted_passage_counts_for_nothing_in_bm25_statistics(make_settings, fake):
     """Document frequency and average length come from live passages only."""
     settings = make_settings(merge_factor=100)
-    write_corpus(settings.corpus, {"a.txt": "Walrus pepper.", "b.txt": "Walrus saffron ridge.", "c.txt": "Comet canyon.",
-                                   **{f"{t}.txt": topic_text(t) for t in TOPICS}})  # b is under 30 % of the segment
+    write_corpus(
+        settings.corpus,
+        {
+            "a.txt": "Walrus pepper.",
+            "b.txt": "Walrus saffron ridge.",
+            "c.txt": "Comet canyon.",
+            **{f"{t}.txt": topic_text(t) for t in TOPICS},
+        },
+    )  # b is under 30 % of the segment
     build(settings, embedder_factory=lambda name: fake)
     (settings.corpus / "b.txt").write_text("Osprey cobalt.")
     build(settings, embedder_factory=lambda name: fake)
@@ -231,7 +252,13 @@ def test_status_shows_segments_deletions_and_bytes(make_settings, fake):
     build(settings, embedder_factory=lambda name: fake)
     info = index_status(settings)
     assert len(info["segments"]) == 2 and info["deleted"] == info["segments"][0]["deleted"] > 0
-    assert info["segments"][1] | {"name": "", "bytes": 0} == {"name": "", "passages": 1, "deleted": 0, "index_type": "flat-fp16", "bytes": 0}
+    assert info["segments"][1] | {"name": "", "bytes": 0} == {
+        "name": "",
+        "passages": 1,
+        "deleted": 0,
+        "index_type": "flat-fp16",
+        "bytes": 0,
+    }
     assert info["bytes_on_disk"] >= sum(s["bytes"] for s in info["segments"]) > 0
 
 
@@ -254,7 +281,9 @@ def test_a_converted_file_keeps_its_text_of_record_through_a_rename_and_merges(m
     assert len(loaded.parts) == 1 and "ferries.pdf" not in loaded.manifest.files
     record = readers.load_record(loaded.texts_folder("moved.pdf"), loaded.manifest.files["moved.pdf"].sha256)
     assert "ferries now run at noon" in record.text
-    result = answer("When do the harbour ferries run?", Retriever(settings, embedder_factory=lambda name: fake), settings)
+    result = answer(
+        "When do the harbour ferries run?", Retriever(settings, embedder_factory=lambda name: fake), settings
+    )
     cited = [c for c in result.citations if c.source == "moved.pdf"]
     assert cited and record.text[cited[0].start : cited[0].end] == cited[0].quote and cited[0].page == 1
 
@@ -263,7 +292,9 @@ def _segment_of(tmp_path, vectors):
     from rag.index.segment import Segment, write_segment
     from rag.types import Passage
 
-    passages = [Passage(f"f.txt#{i}", "f.txt", 10 * i, 10 * i + 9, i + 1, i + 1, f"passage {i:05}") for i in range(len(vectors))]
+    passages = [
+        Passage(f"f.txt#{i}", "f.txt", 10 * i, 10 * i + 9, i + 1, i + 1, f"passage {i:05}") for i in range(len(vectors))
+    ]
     info = write_segment(tmp_path, passages, vectors)
     return Segment(tmp_path / info.name)
 
@@ -282,7 +313,9 @@ def test_exact_search_scans_half_precision_and_returns_float32_cosines(tmp_path)
         exact = vectors @ query
         truth = np.argsort(-exact, kind="stable")[:10]
         assert [r for r, _ in found] == truth.tolist()  # the same rows, best first
-        np.testing.assert_allclose([s for _, s in found], exact[truth], rtol=0, atol=1e-6)  # float32's, not fp16's (~1e-4 off)
+        np.testing.assert_allclose(
+            [s for _, s in found], exact[truth], rtol=0, atol=1e-6
+        )  # float32's, not fp16's (~1e-4 off)
     live = np.zeros((3000 + 7) // 8, dtype=np.uint8)
     live[:100] = 0xFF  # rows 0..799 only
     assert all(r < 800 for r, _ in segment.search(_unit(1, seed=2)[0], 10, live))

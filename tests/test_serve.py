@@ -76,7 +76,9 @@ def wait_for_runtime_file(settings, seconds: float = 30.0):
 
 def rag_cli(settings, *args, python_flags=()):
     env = dict(os.environ, RAG_CORPUS=str(settings.corpus), RAG_INDEX=str(settings.index))
-    return subprocess.run([sys.executable, *python_flags, "-m", "rag", *args], capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, *python_flags, "-m", "rag", *args], capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 def test_rag_ask_goes_to_the_running_server_and_prints_the_same_as_a_local_answer(served):
@@ -91,7 +93,9 @@ def test_rag_ask_goes_to_the_running_server_and_prints_the_same_as_a_local_answe
     local = rag_cli(settings, "ask", "--local", question)
     assert local.returncode == 0, local.stderr
     assert fast.stdout == local.stdout and "about 60 countries" in fast.stdout
-    served_json, local_json = (json.loads(rag_cli(settings, "ask", "--json", *flag, question).stdout) for flag in ((), ("--local",)))
+    served_json, local_json = (
+        json.loads(rag_cli(settings, "ask", "--json", *flag, question).stdout) for flag in ((), ("--local",))
+    )
     assert served_json == local_json
 
 
@@ -102,7 +106,7 @@ def test_rag_ask_markdown_quotes_stand_at_their_offsets(served):
     result = json.loads(rag_cli(settings, "ask", "--json", "--server", url, question).stdout)
     assert result["citations"]
     for c in result["citations"]:
-        assert (settings.corpus / c["source"]).read_text(encoding="utf-8")[c["start"]:c["end"]] == c["quote"]
+        assert (settings.corpus / c["source"]).read_text(encoding="utf-8")[c["start"] : c["end"]] == c["quote"]
         assert f"> {c['quote'].splitlines()[0]}" in markdown
         assert f"characters {c['start']}–{c['end']}" in markdown
 

@@ -26,8 +26,12 @@ from rag.errors import ConfigError
 @pytest.mark.parametrize(
     "question, kind",
     [
-        ("When did it start?", "date"), ("How many steps are there?", "number"), ("Who built it?", "name"),
-        ("Where did they meet?", "place"), ("In which city was she born?", "place"), ("Why did it fail?", "why"),
+        ("When did it start?", "date"),
+        ("How many steps are there?", "number"),
+        ("Who built it?", "name"),
+        ("Where did they meet?", "place"),
+        ("In which city was she born?", "place"),
+        ("Why did it fail?", "why"),
         ("What colour is the lighthouse?", "other"),
     ],
 )
@@ -65,22 +69,24 @@ def test_no_candidates_without_words():
 def test_the_shipped_model_marks_the_answer(question, sentence, marked):
     span = best_span(question, sentence)
     assert span is not None
-    found = sentence[span[0]:span[1]]
+    found = sentence[span[0] : span[1]]
     assert marked in found and len(found.split()) <= len(marked.split()) + 3, found  # the fit's --slack
 
 
 def test_a_model_prefers_what_its_weights_say():
     """A model that only rewards a digit picks the number, one that only rewards capitals picks the name."""
     sentence = "The company was founded by Steve Jobs in 1976."
+
     def model(feature):
         weights = np.zeros((len(KINDS), len(FEATURES)))
         weights[:, FEATURES.index(feature)] = 1.0
         weights[:, FEATURES.index("one_word")] = 0.5
         return SpanModel(np.zeros(len(FEATURES)), np.ones(len(FEATURES)), weights)
+
     digits = best_span("Who founded the company?", sentence, model("digits"))
-    assert sentence[digits[0]:digits[1]] == "1976"
+    assert sentence[digits[0] : digits[1]] == "1976"
     capitals = best_span("Who founded the company?", sentence, model("capitals"))
-    assert sentence[capitals[0]:capitals[1]] in ("Steve", "Jobs", "The")
+    assert sentence[capitals[0] : capitals[1]] in ("Steve", "Jobs", "The")
 
 
 def test_the_shipped_file_matches_the_features_and_was_written_by_the_script():

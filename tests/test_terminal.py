@@ -81,15 +81,20 @@ def test_quit_stops_before_later_lines(small):
 
 def test_save_writes_markdown_and_json_whose_quotes_stand_in_the_files(small, tmp_path):
     settings, _ = small
-    shown = talk(small, "When was the Hoover Dam finished?", "How often should the kettle be descaled?",
-                 f"/save {tmp_path / 'talk.md'}", f"/save {tmp_path / 'talk.json'}")
+    shown = talk(
+        small,
+        "When was the Hoover Dam finished?",
+        "How often should the kettle be descaled?",
+        f"/save {tmp_path / 'talk.md'}",
+        f"/save {tmp_path / 'talk.json'}",
+    )
     assert "saved 2 answers to" in shown
     answers = json.loads((tmp_path / "talk.json").read_text())
     markdown = (tmp_path / "talk.md").read_text()
     citations = [c for a in answers for c in a["citations"]]
     assert len(answers) == 2 and citations
     for c in citations:
-        assert (settings.corpus / c["source"]).read_text()[c["start"]:c["end"]] == c["quote"]
+        assert (settings.corpus / c["source"]).read_text()[c["start"] : c["end"]] == c["quote"]
         assert c["quote"].splitlines()[0] in markdown
 
 
@@ -109,7 +114,9 @@ def test_save_to_an_unwritable_place_says_so(small, tmp_path):
 def test_the_real_command_loads_once_and_answers_each_question(seed_settings, tmp_path):
     env = dict(os.environ, RAG_CORPUS=str(seed_settings.corpus), RAG_INDEX=str(seed_settings.index), HOME=str(tmp_path))
     typed = "In how many countries will the terrorists now solve their problems?\n/show 1\nHow often should I descale the kettle?\n/quit\n"
-    done = subprocess.run([sys.executable, "-m", "rag", "chat"], input=typed, capture_output=True, text=True, env=env, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "rag", "chat"], input=typed, capture_output=True, text=True, env=env, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     assert "about 60 countries" in done.stdout and "every four weeks" in done.stdout
     assert "»" in done.stdout and "«" in done.stdout  # /show marked the quote (no terminal: plain marks)

@@ -44,6 +44,7 @@ def place(tmp_path):
 
 # --- names --------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "name, cleaned",
     [
@@ -55,7 +56,7 @@ def place(tmp_path):
         ("cafe\u0301.txt", "café.txt"),  # NFD from macOS becomes NFC
         ("отчёт.txt", "отчёт.txt"),
         ("报告.md", "报告.md"),
-        ("it's \"quoted\".txt", "it_s _quoted_.txt"),
+        ('it\'s "quoted".txt', "it_s _quoted_.txt"),
         ("a<b>|c*?.txt", "a_b_c_.txt"),
         ("nul\x00byte.txt", "nul_byte.txt"),
         ("bell\x07.txt", "bell_.txt"),
@@ -103,6 +104,7 @@ def test_safe_name_refuses_with_a_reason(name, reason):
 
 # --- adding -------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "name, data, reason",
     [
@@ -136,7 +138,7 @@ def test_add_refuses_with_a_reason_and_writes_nothing(place, name, data, reason)
     [
         ("notes.txt", TEXT, "notes.txt"),
         ("my notes (v2).md", TEXT, "my notes _v2_.md"),
-        ("it's \"quoted\".txt", TEXT, "it_s _quoted_.txt"),
+        ('it\'s "quoted".txt', TEXT, "it_s _quoted_.txt"),
         ("café.txt", "Le café ouvre à neuf heures.\n".encode(), "café.txt"),
         ("latin1.txt", "Le café ouvre à neuf heures.\n".encode("cp1252"), "latin1.txt"),
         ("utf16.txt", "Das Café öffnet um neun.\n".encode("utf-16"), "utf16.txt"),
@@ -201,6 +203,7 @@ def test_a_failed_write_is_a_refusal_and_leaves_no_temporary_file(place, monkeyp
 
 # --- deleting -----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "source, reason",
     [
@@ -263,6 +266,7 @@ def test_delete_behind_a_linked_folder_is_refused(place):
 
 
 # --- listing ------------------------------------------------------------------------------
+
 
 def test_list_shows_documents_only_and_never_a_name_a_browser_cannot_take(place):
     root, corpus = place

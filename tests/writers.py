@@ -35,8 +35,13 @@ class Drawn:
         return next(line for line in self.lines if words in line[3])
 
 
-def two_column_pdf(path: Path, pages: list[tuple[list[str], list[str]]], interleave: bool = True,
-                   header: str = HEADER, numbers: bool = True) -> Drawn:
+def two_column_pdf(
+    path: Path,
+    pages: list[tuple[list[str], list[str]]],
+    interleave: bool = True,
+    header: str = HEADER,
+    numbers: bool = True,
+) -> Drawn:
     """A typeset-like PDF: per page a left and right column of lines, a running header and a page number.
 
     With `interleave` the lines are drawn across the page row by row (left line 1, right line 1, …),
@@ -55,7 +60,11 @@ def two_column_pdf(path: Path, pages: list[tuple[list[str], list[str]]], interle
             pdf.drawCentredString(PAGE_W / 2, 30, str(number))
         pdf.setFont(BODY_FONT, FONT_SIZE)
         rows = max(len(left), len(right))
-        order = [(c, i) for i in range(rows) for c in (0, 1)] if interleave else [(c, i) for c in (0, 1) for i in range(rows)]
+        order = (
+            [(c, i) for i in range(rows) for c in (0, 1)]
+            if interleave
+            else [(c, i) for c in (0, 1) for i in range(rows)]
+        )
         for column, i in order:
             lines = (left, right)[column]
             if i < len(lines):

@@ -60,7 +60,9 @@ def scifact_claims(eval_root: Path, split: str) -> list[tuple[str, str]]:
     """(id, text) of the SciFact claims judged in `split`."""
     qrels = eval_root / "scifact" / "qrels" / f"{split}.tsv"
     ids = {line.split("\t")[0] for line in qrels.read_text().splitlines()[1:] if line.strip()}
-    rows = [json.loads(line) for line in (eval_root / "scifact" / "queries.jsonl").read_text().splitlines() if line.strip()]
+    rows = [
+        json.loads(line) for line in (eval_root / "scifact" / "queries.jsonl").read_text().splitlines() if line.strip()
+    ]
     return [(str(r["_id"]), r["text"]) for r in rows if str(r["_id"]) in ids]
 
 
@@ -115,9 +117,15 @@ def collect(args) -> dict:
         kinds.append(kind)
         articles.append(source)
     data = {
-        "rows": np.asarray(rows), "labels": np.asarray(labels), "groups": np.asarray(groups),
-        "kinds": np.asarray(kinds), "articles": np.asarray(articles), "features": np.asarray(FEATURES),
-        "n": np.asarray(args.n), "code": np.asarray(_feature_code()), "seconds": np.asarray(time.perf_counter() - started),
+        "rows": np.asarray(rows),
+        "labels": np.asarray(labels),
+        "groups": np.asarray(groups),
+        "kinds": np.asarray(kinds),
+        "articles": np.asarray(articles),
+        "features": np.asarray(FEATURES),
+        "n": np.asarray(args.n),
+        "code": np.asarray(_feature_code()),
+        "seconds": np.asarray(time.perf_counter() - started),
     }
     CACHE.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(CACHE, **data)
@@ -205,6 +213,7 @@ def per_question(relevance, data) -> list[dict]:
 
 def rates(questions: list[dict], threshold: float) -> dict:
     """Declined answerable, answered impossible / off-corpus, first sentence right, at one threshold."""
+
     def share(kind, test):
         chosen = [q for q in questions if q["kind"] == kind]
         return sum(test(q) for q in chosen) / len(chosen) if chosen else None
@@ -250,8 +259,11 @@ def fit_mode(data: dict, columns: list[int], max_declined: float, l2: float) -> 
     questions = per_question(predict(rows, mean, scale, weights, bias), data)
     threshold = calibrate(questions, max_declined)
     return {
-        "mean": mean.round(6).tolist(), "scale": scale.round(6).tolist(), "weights": weights.round(6).tolist(),
-        "bias": round(bias, 6), "threshold": threshold,
+        "mean": mean.round(6).tolist(),
+        "scale": scale.round(6).tolist(),
+        "weights": weights.round(6).tolist(),
+        "bias": round(bias, 6),
+        "threshold": threshold,
         "train": rates(questions, threshold),
         "cross_validated": {k: None if cv[0][k] is None else round((cv[0][k] + cv[1][k]) / 2, 4) for k in cv[0]},
         "curve": [{"threshold": t, **rates(questions, t)} for t in np.round(np.arange(0.0, 1.0001, 0.05), 2).tolist()],
@@ -283,7 +295,9 @@ _SCORING_FIELD = "sentence_scoring" if hasattr(Settings(), "sentence_scoring") e
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--eval", type=Path, default=Path("/work/shared/eval"), help="folder with squad/ and scifact/")
-    parser.add_argument("--index", type=Path, default=Path("/tmp/rag-eval-answers"), help="where eval indexes are cached")
+    parser.add_argument(
+        "--index", type=Path, default=Path("/tmp/rag-eval-answers"), help="where eval indexes are cached"
+    )
     parser.add_argument("-n", type=int, default=3000, help="SQuAD v2.0 train-half questions to collect")
     parser.add_argument("--claims", type=int, default=400, help="SciFact train claims to collect")
     parser.add_argument("--seed", type=int, default=0)
@@ -291,18 +305,26 @@ def main() -> None:
     parser.add_argument("--l2", type=float, default=L2)
     parser.add_argument("--recollect", action="store_true", help="ignore the feature cache")
     parser.add_argument("--out", type=Path, default=MODEL_FILE)
-    parser.add_argument("--report", action="store_true",
-                        help="only report: SciFact test claims (off-corpus) answered with the shipped model file")
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="only report: SciFact test claims (off-corpus) answered with the shipped model file",
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     if args.report:
         found = report_off_corpus(args)
-        print("BENCH_JSON " + json.dumps({"off_corpus_answered": found, "seconds": round(time.perf_counter() - started, 1)}))
+        print(
+            "BENCH_JSON "
+            + json.dumps({"off_corpus_answered": found, "seconds": round(time.perf_counter() - started, 1)})
+        )
         return
     data = collect(args)
     modes = {}
-    for name, features in (("sentence_scoring", list(FEATURES)),
-                           ("passage_only", [f for f in FEATURES if f not in NEEDS_SENTENCE_SCORING])):
+    for name, features in (
+        ("sentence_scoring", list(FEATURES)),
+        ("passage_only", [f for f in FEATURES if f not in NEEDS_SENTENCE_SCORING]),
+    ):
         found = fit_mode(data, [FEATURES.index(f) for f in features], args.max_declined, args.l2)
         modes[name] = {"features": features, **found}
         print(f"{name}: threshold {found['threshold']}")
@@ -311,20 +333,33 @@ def main() -> None:
     kinds = data["kinds"].tolist()
     model = {
         "about": "Sentence relevance for rag/answer/quotes.py: logistic regression over rag.answer.relevance.FEATURES; "
-                 "written by training/fit_answer_model.py, do not edit by hand.",
+        "written by training/fit_answer_model.py, do not edit by hand.",
         "fitted": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": "training/fit_answer_model.py " + " ".join(sys.argv[1:]),
-        "training": {"squad_v2_train_half_questions": sum(k != "off_corpus" for k in kinds),
-                     "of_which_impossible": kinds.count("impossible"),
-                     "scifact_train_claims": kinds.count("off_corpus"), "sentences": int(len(data["labels"])),
-                     "positive_sentences": int(data["labels"].sum()), "max_declined": args.max_declined,
-                     "l2": args.l2, "seed": args.seed, "python": platform.python_version()},
+        "training": {
+            "squad_v2_train_half_questions": sum(k != "off_corpus" for k in kinds),
+            "of_which_impossible": kinds.count("impossible"),
+            "scifact_train_claims": kinds.count("off_corpus"),
+            "sentences": int(len(data["labels"])),
+            "positive_sentences": int(data["labels"].sum()),
+            "max_declined": args.max_declined,
+            "l2": args.l2,
+            "seed": args.seed,
+            "python": platform.python_version(),
+        },
         "modes": modes,
     }
     args.out.write_text(json.dumps(model, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {args.out} in {time.perf_counter() - started:.0f} s")
-    print("BENCH_JSON " + json.dumps({m: {"threshold": v["threshold"], "train": v["train"],
-                                          "cross_validated": v["cross_validated"]} for m, v in modes.items()}))
+    print(
+        "BENCH_JSON "
+        + json.dumps(
+            {
+                m: {"threshold": v["threshold"], "train": v["train"], "cross_validated": v["cross_validated"]}
+                for m, v in modes.items()
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -66,6 +66,8 @@ from rag.ingest.chunking import split_sentences  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 SQUAD = Path("/work/shared/eval/squad/dev-v2.0.json")
 CANDIDATES = ROOT / "training" / "out" / "answer_candidates.pkl"
+
+
 def squad_examples(tok) -> list[dict]:
     """Every question of the train half's articles with its paragraph, token labels and article number."""
     data = json.loads(SQUAD.read_text(encoding="utf-8"))["data"]
@@ -77,8 +79,13 @@ def squad_examples(tok) -> list[dict]:
             context = paragraph["context"]
             sentences = split_sentences(context)
             for qa in paragraph["qas"]:
-                item = {"question": qa["question"], "context": context, "article": number,
-                        "answers": [a["text"] for a in qa.get("answers") or []], **encode(tok, qa["question"], context)}
+                item = {
+                    "question": qa["question"],
+                    "context": context,
+                    "article": number,
+                    "answers": [a["text"] for a in qa.get("answers") or []],
+                    **encode(tok, qa["question"], context),
+                }
                 item["impossible"] = bool(qa.get("is_impossible")) or not item["answers"]
                 item["label"], item["labels"] = (0, 0), [(0, 0)]
                 if not item["impossible"]:
@@ -136,8 +143,14 @@ def retrieved_examples(tok, articles: set[int], per_question: int) -> list[dict]
             continue
         passages = list({s.hit.passage.id: s.hit.passage for s in sentences}.values())[:per_question]
         for p in passages:
-            item = {"question": text, "context": p.text, "article": number[source], "answers": list(answers),
-                    "retrieved": True, **encode(tok, text, p.text)}
+            item = {
+                "question": text,
+                "context": p.text,
+                "article": number[source],
+                "answers": list(answers),
+                "retrieved": True,
+                **encode(tok, text, p.text),
+            }
             labels = []
             if kind == "answerable" and p.source == source:
                 for a in dict.fromkeys(answers):
@@ -156,7 +169,7 @@ def retrieved_examples(tok, articles: set[int], per_question: int) -> list[dict]
 
 def batches(items, size, shuffle_seed=None):
     order = sorted(range(len(items)), key=lambda i: len(items[i]["ids"]))
-    groups = [order[i:i + size] for i in range(0, len(order), size)]
+    groups = [order[i : i + size] for i in range(0, len(order), size)]
     if shuffle_seed is not None:
         random.Random(shuffle_seed).shuffle(groups)
     return groups
@@ -170,7 +183,7 @@ def pad(items, idx, key, value=0):
     t = padded(max(len(items[i][key]) for i in idx))
     out = np.full((len(idx), t), value)
     for r, i in enumerate(idx):
-        out[r, :len(items[i][key])] = items[i][key]
+        out[r, : len(items[i][key])] = items[i][key]
     return torch.from_numpy(out)
 
 
@@ -192,10 +205,13 @@ def cache_lower(reader, items, path: Path | None, size=64):
             keep = mask[:, None, None, :]
             x = reader.lower(ids, types, keep).to(torch.bfloat16)
             for r, i in enumerate(idx):
-                items[i]["lower"] = x[r, :len(items[i]["ids"])].clone()
+                items[i]["lower"] = x[r, : len(items[i]["ids"])].clone()
     if path is not None:
         torch.save([item["lower"] for item in items], path)
-    print(f"  cached the frozen layers' output of {len(items)} sequences in {time.perf_counter() - started:.0f} s", flush=True)
+    print(
+        f"  cached the frozen layers' output of {len(items)} sequences in {time.perf_counter() - started:.0f} s",
+        flush=True,
+    )
 
 
 def stack_lower(items, idx):
@@ -213,7 +229,7 @@ def valid_positions(items, idx, t):
     """Where a span may start or end: passage tokens, and [CLS] (no answer)."""
     ok = torch.zeros(len(idx), t, dtype=torch.bool)
     for r, i in enumerate(idx):
-        ok[r, :len(items[i]["starts"])] = torch.from_numpy(items[i]["starts"] >= 0)
+        ok[r, : len(items[i]["starts"])] = torch.from_numpy(items[i]["starts"] >= 0)
         ok[r, 0] = True
     return ok
 
@@ -228,10 +244,17 @@ def gold_loss(logit, gold: list[list[int]]):
 
 def train(reader, items, epochs, lr, seed, size=32, after_epoch=None, stop_after=None, all_answers=False):
     params = [p for p in reader.top.parameters()] + list(reader.head.parameters())
-    optimizer = torch.optim.AdamW([{"params": list(reader.top.parameters()), "lr": lr},
-                                   {"params": list(reader.head.parameters()), "lr": lr * 10}], weight_decay=0.01)
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": list(reader.top.parameters()), "lr": lr},
+            {"params": list(reader.head.parameters()), "lr": lr * 10},
+        ],
+        weight_decay=0.01,
+    )
     steps = epochs * math.ceil(len(items) / size)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (0.1 * steps)) * max(0.0, 1 - s / steps))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / (0.1 * steps)) * max(0.0, 1 - s / steps)
+    )
     started = time.perf_counter()
     for epoch in range(stop_after or epochs):
         reader.train()
@@ -243,8 +266,10 @@ def train(reader, items, epochs, lr, seed, size=32, after_epoch=None, stop_after
                 start, end = reader.upper(x, mask[:, None, None, :])
             start, end = start.masked_fill(~ok, -1e4), end.masked_fill(~ok, -1e4)
             if all_answers:
-                loss = (gold_loss(start, [[s for s, _ in items[i]["labels"]] for i in idx])
-                        + gold_loss(end, [[e for _, e in items[i]["labels"]] for i in idx])) / 2
+                loss = (
+                    gold_loss(start, [[s for s, _ in items[i]["labels"]] for i in idx])
+                    + gold_loss(end, [[e for _, e in items[i]["labels"]] for i in idx])
+                ) / 2
             else:
                 labels = torch.tensor([items[i]["label"] for i in idx])
                 loss = (F.cross_entropy(start, labels[:, 0]) + F.cross_entropy(end, labels[:, 1])) / 2
@@ -291,22 +316,43 @@ def main() -> None:
     parser.add_argument("--frozen", type=int, default=4, help="bottom layers kept as shipped (0-5)")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--lr", type=float, default=2e-4)
-    parser.add_argument("--stop-after", type=int, default=None, help="stop after this many epochs (the schedule stays --epochs')")
+    parser.add_argument(
+        "--stop-after", type=int, default=None, help="stop after this many epochs (the schedule stays --epochs')"
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--all-answers", action="store_true", help="train toward every annotator's span, not the first only")
-    parser.add_argument("--all-articles", action="store_true",
-                        help="fit the validation articles too (a recipe chosen on validation, refitted on the whole train half; no validation figures)")
-    parser.add_argument("--negatives", type=int, default=0,
-                        help="also train on up to this many retrieved passages per cached training question (answer_candidates.pkl)")
-    parser.add_argument("--init", type=Path, default=None, help="start from the top layers and head of this --save file")
-    parser.add_argument("--pipeline", type=int, default=400, help="validation questions asked through retrieval (0: none)")
-    parser.add_argument("--save", type=Path, default=None, help="write the trained top layers and head here (per epoch)")
+    parser.add_argument(
+        "--all-answers", action="store_true", help="train toward every annotator's span, not the first only"
+    )
+    parser.add_argument(
+        "--all-articles",
+        action="store_true",
+        help="fit the validation articles too (a recipe chosen on validation, refitted on the whole train half; no validation figures)",
+    )
+    parser.add_argument(
+        "--negatives",
+        type=int,
+        default=0,
+        help="also train on up to this many retrieved passages per cached training question (answer_candidates.pkl)",
+    )
+    parser.add_argument(
+        "--init", type=Path, default=None, help="start from the top layers and head of this --save file"
+    )
+    parser.add_argument(
+        "--pipeline", type=int, default=400, help="validation questions asked through retrieval (0: none)"
+    )
+    parser.add_argument(
+        "--save", type=Path, default=None, help="write the trained top layers and head here (per epoch)"
+    )
     parser.add_argument("--load", type=Path, default=None, help="skip training: read the top layers and head from here")
-    parser.add_argument("--write", type=Path, default=None, help=f"write the shipped reader file (e.g. {MODEL_FILE.relative_to(ROOT)})")
+    parser.add_argument(
+        "--write", type=Path, default=None, help=f"write the shipped reader file (e.g. {MODEL_FILE.relative_to(ROOT)})"
+    )
     parser.add_argument("--rank", type=int, default=64, help="rank of each matrix's change in the shipped file")
     parser.add_argument("--cache", type=Path, default=None, help="keep the frozen layers' outputs in this file")
     parser.add_argument("--subset", type=int, default=0, help="only this many questions of each part")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 100 questions each, 1 epoch, 20 through retrieval")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 100 questions each, 1 epoch, 20 through retrieval"
+    )
     args = parser.parse_args()
     if args.quick:
         args.subset, args.epochs, args.pipeline = 100, 1, 20
@@ -318,23 +364,35 @@ def main() -> None:
     fit_items = [i for i in items if (i["article"] // 2) % 5 != 2]
     val_items = [i for i in items if (i["article"] // 2) % 5 == 2]
     if args.subset:
-        fit_items, val_items = fit_items[:args.subset], val_items[:args.subset]
+        fit_items, val_items = fit_items[: args.subset], val_items[: args.subset]
     if args.all_articles:  # in this order, so a --cache of fit + validation items still lines up
         fit_items, val_items = fit_items + val_items, []
     if args.negatives:
         retrieved = retrieved_examples(tok, {i["article"] for i in fit_items}, args.negatives)
-        print(f"{len(retrieved)} retrieved passages of the fit articles' questions, "
-              f"{sum(not i['impossible'] for i in retrieved)} holding an answer", flush=True)
+        print(
+            f"{len(retrieved)} retrieved passages of the fit articles' questions, "
+            f"{sum(not i['impossible'] for i in retrieved)} holding an answer",
+            flush=True,
+        )
         fit_items = fit_items + retrieved
-    print(f"{len(fit_items)} fit / {len(val_items)} validation questions "
-          f"({len({i['article'] for i in fit_items})} / {len({i['article'] for i in val_items})} articles), "
-          f"{time.perf_counter() - started:.0f} s", flush=True)
+    print(
+        f"{len(fit_items)} fit / {len(val_items)} validation questions "
+        f"({len({i['article'] for i in fit_items})} / {len({i['article'] for i in val_items})} articles), "
+        f"{time.perf_counter() - started:.0f} s",
+        flush=True,
+    )
     reader = Network(base_weights(), args.frozen)
     found = {"frozen": args.frozen, "epochs": args.epochs, "lr": args.lr, "all_answers": args.all_answers}
     if args.load:
         reader, stored = checkpoint_network(args.load)
-        found.update(frozen=stored["frozen"], epochs=stored.get("epoch"), lr=None, loaded=str(args.load),
-                     trained=stored.get("trained"), all_answers=(stored.get("trained") or {}).get("all_answers"))
+        found.update(
+            frozen=stored["frozen"],
+            epochs=stored.get("epoch"),
+            lr=None,
+            loaded=str(args.load),
+            trained=stored.get("trained"),
+            all_answers=(stored.get("trained") or {}).get("all_answers"),
+        )
         if args.cache and args.cache.exists():
             cache_lower(reader, fit_items + val_items, args.cache)
     else:
@@ -347,11 +405,27 @@ def main() -> None:
             if val_items:
                 found[f"epoch_{epoch}"] = gold_paragraph_figures(reader, val_items)
             if args.save:
-                torch.save({"top": reader.top.state_dict(), "head": reader.head.state_dict(), "frozen": args.frozen,
-                            "epoch": epoch, "trained": trained_by(args)}, args.save)
+                torch.save(
+                    {
+                        "top": reader.top.state_dict(),
+                        "head": reader.head.state_dict(),
+                        "frozen": args.frozen,
+                        "epoch": epoch,
+                        "trained": trained_by(args),
+                    },
+                    args.save,
+                )
 
-        train(reader, fit_items, args.epochs, args.lr, args.seed, after_epoch=after_epoch, stop_after=args.stop_after,
-              all_answers=args.all_answers)
+        train(
+            reader,
+            fit_items,
+            args.epochs,
+            args.lr,
+            args.seed,
+            after_epoch=after_epoch,
+            stop_after=args.stop_after,
+            all_answers=args.all_answers,
+        )
         if val_items:
             found.update(span_model_baseline(val_items))
     if args.write:
@@ -364,9 +438,17 @@ def main() -> None:
 
 def trained_by(args) -> dict:
     """The training settings a checkpoint or shipped file records (a file written from --load keeps its checkpoint's)."""
-    return {"frozen": args.frozen, "epochs": args.epochs, "lr": args.lr, "seed": args.seed, "all_answers": args.all_answers,
-            "all_articles": args.all_articles, "negatives": args.negatives, "init": str(args.init) if args.init else None,
-            "command": "training/fit_reader.py " + " ".join(sys.argv[1:])}
+    return {
+        "frozen": args.frozen,
+        "epochs": args.epochs,
+        "lr": args.lr,
+        "seed": args.seed,
+        "all_answers": args.all_answers,
+        "all_articles": args.all_articles,
+        "negatives": args.negatives,
+        "init": str(args.init) if args.init else None,
+        "command": "training/fit_reader.py " + " ".join(sys.argv[1:]),
+    }
 
 
 def write_reader(trained, args, val_items, found) -> Network:
@@ -378,10 +460,15 @@ def write_reader(trained, args, val_items, found) -> Network:
     if val_items and "lower" in val_items[0]:
         found["shipped"] = gold_paragraph_figures(shipped, val_items)
     trained_as = found.get("trained") or trained_by(args)
-    about = {"fitted": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": "training/fit_reader.py " + " ".join(sys.argv[1:]),
-             "training": "SQuAD v2.0 dev, train half of its articles (rag.eval.evaluate.halves)"
-                         + ("" if trained_as.get("all_articles") else " less the validation fifth"),
-             "trained": trained_as, "rank": args.rank, "validation": found.get("shipped")}
+    about = {
+        "fitted": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "command": "training/fit_reader.py " + " ".join(sys.argv[1:]),
+        "training": "SQuAD v2.0 dev, train half of its articles (rag.eval.evaluate.halves)"
+        + ("" if trained_as.get("all_articles") else " less the validation fifth"),
+        "trained": trained_as,
+        "rank": args.rank,
+        "validation": found.get("shipped"),
+    }
     save_changes(changes, args.write, frozen, about)
     print(f"wrote {args.write} ({args.write.stat().st_size / 1e6:.1f} MB)", flush=True)
     return shipped
@@ -406,13 +493,15 @@ def gold_paragraph_figures(reader, val_items) -> dict:
                 inside_sentence.append(metrics.contains_answer(item["context"][a2:b2], item["answers"]))
                 chars_sentence.append(b2 - a2)
     answered, declined = answered_at(ans_scores, imp_scores)
-    figures = {"reader_answer_in_span_paragraph": round(float(np.mean(inside)), 4),
-               "reader_span_chars_paragraph": round(float(np.mean(chars)), 1),
-               "reader_answer_in_span_gold_sentence": round(float(np.mean(inside_sentence)), 4),
-               "reader_span_chars_gold_sentence": round(float(np.mean(chars_sentence)), 1),
-               "gold_sentences": len(inside_sentence),
-               "reader_unanswerable_answered_gold_paragraph": round(answered, 4),
-               "reader_answerable_declined_gold_paragraph": round(declined, 4)}
+    figures = {
+        "reader_answer_in_span_paragraph": round(float(np.mean(inside)), 4),
+        "reader_span_chars_paragraph": round(float(np.mean(chars)), 1),
+        "reader_answer_in_span_gold_sentence": round(float(np.mean(inside_sentence)), 4),
+        "reader_span_chars_gold_sentence": round(float(np.mean(chars_sentence)), 1),
+        "gold_sentences": len(inside_sentence),
+        "reader_unanswerable_answered_gold_paragraph": round(answered, 4),
+        "reader_answerable_declined_gold_paragraph": round(declined, 4),
+    }
     print(json.dumps(figures, indent=1), flush=True)
     return figures
 
@@ -427,8 +516,11 @@ def span_model_baseline(val_items) -> dict:
     val_part = [i for i in items if (i["article"] // 2) % 5 == 2]
     params = span_fit.fit(fit_part, 1.0)
     scored = span_fit.score(val_part, lambda i: span_fit.choose(params, i))
-    figures = {"span_model_answer_in_span_gold_sentence": scored["answer_in_span"],
-               "span_model_span_chars_gold_sentence": scored["mean_span_chars"], "span_model_sentences": len(val_part)}
+    figures = {
+        "span_model_answer_in_span_gold_sentence": scored["answer_in_span"],
+        "span_model_span_chars_gold_sentence": scored["mean_span_chars"],
+        "span_model_sentences": len(val_part),
+    }
     print(json.dumps(figures, indent=1), flush=True)
     return figures
 
@@ -452,8 +544,13 @@ def pipeline_figures(reader, tok, val_items, limit) -> dict:
         for sentence, row in zip(sentences, feature_rows(clean_question(text), sentences, cosines, clauses)):
             rows.append(row)
             owner.append(g)
-            labels.append(float(kind == "answerable" and sentence.hit.passage.source == source
-                                and metrics.contains_answer(sentence.text, answers)))
+            labels.append(
+                float(
+                    kind == "answerable"
+                    and sentence.hit.passage.source == source
+                    and metrics.contains_answer(sentence.text, answers)
+                )
+            )
     rows, labels, owner = np.asarray(rows), np.asarray(labels), np.asarray(owner)
     fit_rows = ~np.asarray(is_val)[owner]
     params = answer_fit.fit(rows[fit_rows], labels[fit_rows])
@@ -494,8 +591,15 @@ def pipeline_figures(reader, tok, val_items, limit) -> dict:
         for (score, s, _), r in zip(spans, relevance[mine]):
             margin = passage_best[s.hit.passage.id]
             right = kind == "answerable" and s.hit.passage.source == source and metrics.contains_answer(s.text, answers)
-            stacked.append((g, [math.log(r / (1 - r + 1e-9) + 1e-9), score, margin, margin - top_passage],
-                            float(right), (number[source] // 10) % 2, kind == "answerable"))
+            stacked.append(
+                (
+                    g,
+                    [math.log(r / (1 - r + 1e-9) + 1e-9), score, margin, margin - top_passage],
+                    float(right),
+                    (number[source] // 10) % 2,
+                    kind == "answerable",
+                )
+            )
         score, sentence, marked = max(spans, key=lambda x: x[0])
         side = 0 if kind == "answerable" else 1
         at_model = spans[int(np.argmax(relevance[mine]))][0]
@@ -507,11 +611,14 @@ def pipeline_figures(reader, tok, val_items, limit) -> dict:
             reader_pick.append(gold(sentence))
             model_pick.append(bool(labels[best_rel]))
             reader_span_in.append(metrics.contains_answer(marked, answers))
-    figures = {"pipeline_questions": len(chosen), "pipeline_answerable": len(reader_pick),
-               "reader_gold_sentence_first": round(float(np.mean(reader_pick)), 4),
-               "answer_model_gold_sentence_first": round(float(np.mean(model_pick)), 4),
-               "reader_answer_in_span_pipeline": round(float(np.mean(reader_span_in)), 4),
-               "reader_ms_per_question": round(1000 * seconds / len(chosen), 1)}
+    figures = {
+        "pipeline_questions": len(chosen),
+        "pipeline_answerable": len(reader_pick),
+        "reader_gold_sentence_first": round(float(np.mean(reader_pick)), 4),
+        "answer_model_gold_sentence_first": round(float(np.mean(model_pick)), 4),
+        "reader_answer_in_span_pipeline": round(float(np.mean(reader_span_in)), 4),
+        "reader_ms_per_question": round(1000 * seconds / len(chosen), 1),
+    }
     scores["model_plus_reader"] = combine(combined, answer_fit)
     first, scores["stacked"] = stack(stacked, answer_fit)
     figures["stacked_gold_sentence_first"] = round(first, 4)
@@ -527,14 +634,19 @@ def stack(rows, answer_fit):
     """Sentence relevance from the answer model's logit plus the reader's scores (best span in the sentence,
     best in its passage, that against the best passage's), a logistic regression fitted two-fold by article:
     (gold sentence first among answerable questions, (answerable, unanswerable) best relevance per question)."""
-    held = two_fold(np.array([r[1] for r in rows]), np.array([r[2] for r in rows]), np.array([r[3] for r in rows]), answer_fit)
+    held = two_fold(
+        np.array([r[1] for r in rows]), np.array([r[2] for r in rows]), np.array([r[3] for r in rows]), answer_fit
+    )
     by_question = {}
     for (g, _, right, _, answerable), h in zip(rows, held):
         best = by_question.get(g)
         if best is None or h > best[0]:
             by_question[g] = (h, right, answerable)
     first = [right for _, right, answerable in by_question.values() if answerable]
-    return (float(np.mean(first)), ([h for h, _, a in by_question.values() if a], [h for h, _, a in by_question.values() if not a]))
+    return (
+        float(np.mean(first)),
+        ([h for h, _, a in by_question.values() if a], [h for h, _, a in by_question.values() if not a]),
+    )
 
 
 def combine(rows, answer_fit):

@@ -55,8 +55,15 @@ def gold_sentences(path: Path) -> list[dict]:
                 sentence = next((context[a:b] for a, b in spans if a <= start < b), None)
                 answers = [a["text"] for a in qa["answers"]]
                 if sentence and metrics.contains_answer(sentence, answers):
-                    found.append({"question": qa["question"], "sentence": sentence, "answers": answers,
-                                  "article": number, "kind": question_kind(qa["question"])})
+                    found.append(
+                        {
+                            "question": qa["question"],
+                            "sentence": sentence,
+                            "answers": answers,
+                            "article": number,
+                            "kind": question_kind(qa["question"]),
+                        }
+                    )
     return found
 
 
@@ -90,10 +97,10 @@ def fit(items: list[dict], l2: float) -> dict:
         wide = np.zeros((len(x), width * (1 + len(KINDS))))
         wide[:, :width] = x
         at = width * (1 + KINDS.index(item["kind"]))
-        wide[:, at:at + width] = x
+        wide[:, at : at + width] = x
         groups.append((wide, item["labels"]))
     w = _conditional_logit(groups, penalty)
-    weights = {kind: w[:width] + w[width * (1 + i):width * (2 + i)] for i, kind in enumerate(KINDS)}
+    weights = {kind: w[:width] + w[width * (1 + i) : width * (2 + i)] for i, kind in enumerate(KINDS)}
     return {"mean": mean, "scale": scale, "weights": weights}
 
 
@@ -130,13 +137,16 @@ def score(items: list[dict], pick) -> dict:
     hits, lengths, per_kind = [], [], {}
     for item in items:
         span = pick(item)
-        hit = span is not None and metrics.contains_answer(item["sentence"][span[0]:span[1]], item["answers"])
+        hit = span is not None and metrics.contains_answer(item["sentence"][span[0] : span[1]], item["answers"])
         hits.append(hit)
         per_kind.setdefault(item["kind"], []).append(hit)
         if span is not None:
             lengths.append(span[1] - span[0])
-    return {"answer_in_span": round(float(np.mean(hits)), 4), "mean_span_chars": round(float(np.mean(lengths)), 1),
-            "per_kind": {k: round(float(np.mean(v)), 3) for k, v in sorted(per_kind.items())}}
+    return {
+        "answer_in_span": round(float(np.mean(hits)), 4),
+        "mean_span_chars": round(float(np.mean(lengths)), 1),
+        "per_kind": {k: round(float(np.mean(v)), 3) for k, v in sorted(per_kind.items())},
+    }
 
 
 def main() -> None:
@@ -150,8 +160,10 @@ def main() -> None:
     started = time.perf_counter()
     items = gold_sentences(args.squad)
     featurise(items, args.slack)
-    print(f"{len(items)} gold sentences, {sum(len(i['spans']) for i in items)} candidate spans, "
-          f"{time.perf_counter() - started:.0f} s")
+    print(
+        f"{len(items)} gold sentences, {sum(len(i['spans']) for i in items)} candidate spans, "
+        f"{time.perf_counter() - started:.0f} s"
+    )
     folds = []
     for k in (0, 1):
         train = [i for i in items if (i["article"] // 2) % 2 != k]
@@ -159,8 +171,10 @@ def main() -> None:
         params = fit(train, args.l2)
         folds.append((score(test, lambda i, p=params: choose(p, i)), len(test)))
     total = sum(n for _, n in folds)
-    cv = {"answer_in_span": round(sum(f["answer_in_span"] * n for f, n in folds) / total, 4),
-          "mean_span_chars": round(sum(f["mean_span_chars"] * n for f, n in folds) / total, 1)}
+    cv = {
+        "answer_in_span": round(sum(f["answer_in_span"] * n for f, n in folds) / total, 4),
+        "mean_span_chars": round(sum(f["mean_span_chars"] * n for f, n in folds) / total, 1),
+    }
     rule = score(items, lambda i: answer_span(i["question"], i["sentence"]))
     print(f"cross-validated: {cv}; folds {[f for f, _ in folds]}")
     print(f"rule-based answer_span on the same sentences: {rule}")
@@ -168,19 +182,25 @@ def main() -> None:
         params = fit(items, args.l2)
         model = {
             "about": "Answer span scoring for rag/answer/span_model.py: one conditional logit per question kind over "
-                     "rag.answer.span_model.FEATURES; written by training/fit_span_model.py, do not edit by hand.",
+            "rag.answer.span_model.FEATURES; written by training/fit_span_model.py, do not edit by hand.",
             "fitted": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "command": "training/fit_span_model.py " + " ".join(sys.argv[1:]),
             "training": {"squad_v2_train_half_gold_sentences": len(items), "slack": args.slack, "l2": args.l2},
-            "features": list(FEATURES), "kinds": list(KINDS),
-            "mean": params["mean"].round(6).tolist(), "scale": params["scale"].round(6).tolist(),
+            "features": list(FEATURES),
+            "kinds": list(KINDS),
+            "mean": params["mean"].round(6).tolist(),
+            "scale": params["scale"].round(6).tolist(),
             "weights": {k: v.round(6).tolist() for k, v in params["weights"].items()},
-            "train": score(items, lambda i: choose(params, i)), "cross_validated": cv, "rule_based": rule,
+            "train": score(items, lambda i: choose(params, i)),
+            "cross_validated": cv,
+            "rule_based": rule,
         }
         args.out.write_text(json.dumps(model, indent=1) + "\n", encoding="utf-8")
         print(f"wrote {args.out}")
-    print("BENCH_JSON " + json.dumps({"cross_validated": cv, "rule_based": rule,
-                                      "seconds": round(time.perf_counter() - started, 1)}))
+    print(
+        "BENCH_JSON "
+        + json.dumps({"cross_validated": cv, "rule_based": rule, "seconds": round(time.perf_counter() - started, 1)})
+    )
 
 
 if __name__ == "__main__":

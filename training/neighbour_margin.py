@@ -50,8 +50,11 @@ def first_quotes(args, reader: Reader) -> list[dict | None]:
     whether the sentence and that span hold a gold answer; None where rag abstains."""
     dataset = load_dataset(args.eval / "squad" / "dev-v2.0.json")
     number = article_numbers(dataset)
-    questions = [q for q in dataset.questions
-                 if number[q.source] % 2 == 0 and (number[q.source] // 2) % 5 == 2 and not q.impossible]
+    questions = [
+        q
+        for q in dataset.questions
+        if number[q.source] % 2 == 0 and (number[q.source] // 2) % 5 == 2 and not q.impossible
+    ]
     settings, _ = prepare(dataset, Settings(index=args.index))
     retriever = Retriever(settings)
     captured = {}
@@ -74,11 +77,22 @@ def first_quotes(args, reader: Reader) -> list[dict | None]:
         [alone] = reader.mark(question, [first.text])
         sentences = []
         for k, ((a, b), mark) in enumerate(zip(spans, marks)):
-            sentences.append({"quote": k == i, "score": -1e9 if mark is None else mark.score, "chars": b - a,
-                              "has": metrics.contains_answer(text[a - at:b - at], q.answers),
-                              "mark_has": mark is not None and metrics.contains_answer(text[mark.start:mark.end], q.answers)})
-        found.append({"sentences": sentences,
-                      "alone_mark_has": alone is not None and metrics.contains_answer(first.text[alone.start:alone.end], q.answers)})
+            sentences.append(
+                {
+                    "quote": k == i,
+                    "score": -1e9 if mark is None else mark.score,
+                    "chars": b - a,
+                    "has": metrics.contains_answer(text[a - at : b - at], q.answers),
+                    "mark_has": mark is not None and metrics.contains_answer(text[mark.start : mark.end], q.answers),
+                }
+            )
+        found.append(
+            {
+                "sentences": sentences,
+                "alone_mark_has": alone is not None
+                and metrics.contains_answer(first.text[alone.start : alone.end], q.answers),
+            }
+        )
         if (n + 1) % 100 == 0:
             print(f"  {n + 1}/{len(questions)} questions, {time.perf_counter() - started:.0f} s", flush=True)
     pipeline.mark_answers = marking
@@ -102,18 +116,34 @@ def sweep(found: list[dict | None]) -> list[dict]:
                 moved += 1
                 gained += pick["has"] and not quote["has"]
                 lost += quote["has"] and not pick["has"]
-        rows.append({"margin": margin, "answer_in_first_sentence": round(first / n, 4), "answer_in_mark": round(marked / n, 4),
-                     "moved": moved, "gained": gained, "lost": lost})
-        print(f"margin {margin:>4}: first sentence {first / n:.3f}, mark {marked / n:.3f}, moved {moved}, gained {gained}, lost {lost}")
+        rows.append(
+            {
+                "margin": margin,
+                "answer_in_first_sentence": round(first / n, 4),
+                "answer_in_mark": round(marked / n, 4),
+                "moved": moved,
+                "gained": gained,
+                "lost": lost,
+            }
+        )
+        print(
+            f"margin {margin:>4}: first sentence {first / n:.3f}, mark {marked / n:.3f}, moved {moved}, gained {gained}, lost {lost}"
+        )
     return rows
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--eval", type=Path, default=Path("/work/shared/eval"), help="folder with squad/")
-    parser.add_argument("--index", type=Path, default=Path("/tmp/rag-eval-answers"), help="where eval indexes are cached")
-    parser.add_argument("--reader", type=Path, default=ROOT / "training" / "out" / "reader_f0.pt",
-                        help="a fit_reader.py --save checkpoint fitted without the validation articles")
+    parser.add_argument(
+        "--index", type=Path, default=Path("/tmp/rag-eval-answers"), help="where eval indexes are cached"
+    )
+    parser.add_argument(
+        "--reader",
+        type=Path,
+        default=ROOT / "training" / "out" / "reader_f0.pt",
+        help="a fit_reader.py --save checkpoint fitted without the validation articles",
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     info = machine()
@@ -121,8 +151,11 @@ def main() -> int:
     found = first_quotes(args, checkpoint_reader(args.reader))
     print(f"{len(found)} answerable validation questions, {found.count(None)} declined")
     rows = sweep(found)
-    return finish("neighbour_margin", {"machine": info, "questions": len(found), "declined": found.count(None),
-                                       "margins": rows}, started)
+    return finish(
+        "neighbour_margin",
+        {"machine": info, "questions": len(found), "declined": found.count(None), "margins": rows},
+        started,
+    )
 
 
 if __name__ == "__main__":

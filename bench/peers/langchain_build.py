@@ -32,22 +32,32 @@ def main() -> int:
 
     splitter = RecursiveCharacterTextSplitter()
     started = time.perf_counter()
-    documents = DirectoryLoader(args.corpus, glob="**/*.txt", loader_cls=TextLoader,
-                                loader_kwargs={"encoding": "utf-8"}).load()
+    documents = DirectoryLoader(
+        args.corpus, glob="**/*.txt", loader_cls=TextLoader, loader_kwargs={"encoding": "utf-8"}
+    ).load()
     chunks = splitter.split_documents(documents)
     store = FAISS.from_documents(chunks, embeddings)
     store.save_local(args.out)
     build = time.perf_counter() - started
 
     figures = token_figures(args.model, [c.page_content for c in chunks], embeddings._client.max_seq_length)
-    print(json.dumps({
-        "system": "langchain", "version": version("langchain-community"),
-        "splitter": f"RecursiveCharacterTextSplitter(chunk_size={splitter._chunk_size}, chunk_overlap={splitter._chunk_overlap})",
-        "documents": len(documents), "build_s": round(build, 2), "model_load_s": round(model_load, 2),
-        "batch_size": embeddings.encode_kwargs.get("batch_size", 32), "faiss_vectors": int(store.index.ntotal),
-        "embeds_metadata": False, "embedded_example": chunks[0].page_content[:200] if chunks else "",
-        **figures,
-    }))
+    print(
+        json.dumps(
+            {
+                "system": "langchain",
+                "version": version("langchain-community"),
+                "splitter": f"RecursiveCharacterTextSplitter(chunk_size={splitter._chunk_size}, chunk_overlap={splitter._chunk_overlap})",
+                "documents": len(documents),
+                "build_s": round(build, 2),
+                "model_load_s": round(model_load, 2),
+                "batch_size": embeddings.encode_kwargs.get("batch_size", 32),
+                "faiss_vectors": int(store.index.ntotal),
+                "embeds_metadata": False,
+                "embedded_example": chunks[0].page_content[:200] if chunks else "",
+                **figures,
+            }
+        )
+    )
     return 0
 
 

@@ -47,15 +47,23 @@ def main() -> int:
     plain = [n.get_content(metadata_mode=MetadataMode.NONE) for n in nodes]
     parser_ = Settings.node_parser
     figures = token_figures(args.model, embedded, embed_model._model.max_seq_length)
-    print(json.dumps({
-        "system": "llamaindex", "version": version("llama-index-core"),
-        "splitter": f"{type(parser_).__name__}(chunk_size={parser_.chunk_size}, chunk_overlap={parser_.chunk_overlap})",
-        "documents": len(documents), "build_s": round(build, 2), "model_load_s": round(model_load, 2),
-        "batch_size": embed_model.embed_batch_size, "faiss_vectors": int(vector_store._faiss_index.ntotal),
-        "embeds_metadata": embedded[0] != plain[0] if nodes else False,
-        "embedded_example": embedded[0][:200] if nodes else "",
-        **figures,
-    }))
+    print(
+        json.dumps(
+            {
+                "system": "llamaindex",
+                "version": version("llama-index-core"),
+                "splitter": f"{type(parser_).__name__}(chunk_size={parser_.chunk_size}, chunk_overlap={parser_.chunk_overlap})",
+                "documents": len(documents),
+                "build_s": round(build, 2),
+                "model_load_s": round(model_load, 2),
+                "batch_size": embed_model.embed_batch_size,
+                "faiss_vectors": int(vector_store._faiss_index.ntotal),
+                "embeds_metadata": embedded[0] != plain[0] if nodes else False,
+                "embedded_example": embedded[0][:200] if nodes else "",
+                **figures,
+            }
+        )
+    )
     return 0
 
 

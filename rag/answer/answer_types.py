@@ -20,21 +20,23 @@ _DAYS = r"(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)"
 _YEAR = r"(?:1[0-9]\d\d|20\d\d)"
 _ORD = r"\d{1,2}(?:st|nd|rd|th)?"
 DATE = re.compile(
-    "|".join([
-        rf"\b{_MONTHS}\s+{_ORD},?\s+{_YEAR}\b",  # September 30, 2015
-        rf"\b{_ORD}\s+(?:of\s+)?{_MONTHS}(?:,?\s+{_YEAR})?\b",  # 30 September 2015
-        rf"\b{_MONTHS}\s+(?:of\s+)?{_YEAR}\b",  # September 2015
-        rf"\b{_MONTHS}\s+{_ORD}\b",  # September 30
-        rf"\b{_YEAR}\s*(?:–|-|to|and)\s*(?:{_YEAR}|\d\d)\b",  # 2013-2014
-        rf"\b(?:early|late|mid)[- ]{_YEAR}s?\b",
-        r"\b(?:\d{1,2}(?:st|nd|rd|th)|first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|"
-        r"eleventh|twelfth|thirteenth|fourteenth|fifteenth|sixteenth|seventeenth|eighteenth|nineteenth|"
-        r"twentieth|twenty-first)[- ]century\b",
-        r"\b(?:AD|BC|BCE|CE)\s+\d{1,4}\b|\b\d{1,4}\s+(?:AD|BC|BCE|CE)\b",
-        rf"\b{_YEAR}s?\b",
-        rf"\b{_MONTHS}\b",
-        rf"\b{_DAYS}\b",
-    ]),
+    "|".join(
+        [
+            rf"\b{_MONTHS}\s+{_ORD},?\s+{_YEAR}\b",  # September 30, 2015
+            rf"\b{_ORD}\s+(?:of\s+)?{_MONTHS}(?:,?\s+{_YEAR})?\b",  # 30 September 2015
+            rf"\b{_MONTHS}\s+(?:of\s+)?{_YEAR}\b",  # September 2015
+            rf"\b{_MONTHS}\s+{_ORD}\b",  # September 30
+            rf"\b{_YEAR}\s*(?:–|-|to|and)\s*(?:{_YEAR}|\d\d)\b",  # 2013-2014
+            rf"\b(?:early|late|mid)[- ]{_YEAR}s?\b",
+            r"\b(?:\d{1,2}(?:st|nd|rd|th)|first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|"
+            r"eleventh|twelfth|thirteenth|fourteenth|fifteenth|sixteenth|seventeenth|eighteenth|nineteenth|"
+            r"twentieth|twenty-first)[- ]century\b",
+            r"\b(?:AD|BC|BCE|CE)\s+\d{1,4}\b|\b\d{1,4}\s+(?:AD|BC|BCE|CE)\b",
+            rf"\b{_YEAR}s?\b",
+            rf"\b{_MONTHS}\b",
+            rf"\b{_DAYS}\b",
+        ]
+    ),
     re.IGNORECASE,
 )
 """A date, a year, a span of years, a century, a month or a weekday."""
@@ -72,8 +74,12 @@ _ASKS_NAME = re.compile(
     r"school|church|family|king|queen|president|person|artist|author|brand|agency|network|channel|station)\b",
     re.IGNORECASE,
 )
-_ASKS_PLACE = re.compile(r"\bwhere\b|\b(?:what|which) (?:country|city|town|state|region|place|continent|island|river|area)\b", re.IGNORECASE)
-_CAUSE = re.compile(r"\b(?:because|due to|owing to|since|so that|in order to|as a result of|thanks to)\b", re.IGNORECASE)
+_ASKS_PLACE = re.compile(
+    r"\bwhere\b|\b(?:what|which) (?:country|city|town|state|region|place|continent|island|river|area)\b", re.IGNORECASE
+)
+_CAUSE = re.compile(
+    r"\b(?:because|due to|owing to|since|so that|in order to|as a result of|thanks to)\b", re.IGNORECASE
+)
 _WORD = re.compile(r"[\w'’-]+")
 _BREAK = re.compile(r"[,;:()\[\]\"“”—–]|\s-\s")
 
@@ -164,8 +170,10 @@ def answer_span(question: str, sentence: str) -> tuple[int, int] | None:
     typed = typed_matches(kind, sentence, question)
     if typed:
         # a name sharing the question's words ("Andrey Baklanov" for "Baklanov") is its topic: others first
-        return min(typed, key=lambda span: (bool(set(terms(sentence[span[0]:span[1]])) & asked),
-                                            _distance(span, anchors), span[0]))
+        return min(
+            typed,
+            key=lambda span: (bool(set(terms(sentence[span[0] : span[1]])) & asked), _distance(span, anchors), span[0]),
+        )
     if not anchors or kind in ("date", "number"):
         return None  # a "when" answered without a date is not marked with something else
     if re.match(r"\s*why\b", question, re.IGNORECASE) and (cause := _CAUSE.search(sentence)):
@@ -229,9 +237,9 @@ def trim_edges(text: str, start: int, end: int) -> tuple[int, int]:
     """`text[start:end]` without leading or trailing EDGE_WORDS ("in about 60 countries" → "about 60
     countries"); a span that is nothing else is left as it is."""
     words = [(m.start(), m.end()) for m in _EDGE_WORD.finditer(text, start, end)]
-    while len(words) > 1 and text[words[0][0]:words[0][1]].lower() in EDGE_WORDS:
+    while len(words) > 1 and text[words[0][0] : words[0][1]].lower() in EDGE_WORDS:
         words.pop(0)
-    while len(words) > 1 and text[words[-1][0]:words[-1][1]].lower() in EDGE_WORDS:
+    while len(words) > 1 and text[words[-1][0] : words[-1][1]].lower() in EDGE_WORDS:
         words.pop()
     if not words or all(text[a:b].lower() in EDGE_WORDS for a, b in words):
         return start, end

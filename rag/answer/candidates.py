@@ -44,11 +44,15 @@ def candidate_sentences(hits: Sequence[Hit]) -> list[Sentence]:
             key = (passage.source, passage.start + a)
             if key not in seen:
                 seen.add(key)
-                sentences.append(Sentence(hit, passage.start + a, passage.start + b, passage.text[a:b], rank, i, len(spans)))
+                sentences.append(
+                    Sentence(hit, passage.start + a, passage.start + b, passage.text[a:b], rank, i, len(spans))
+                )
     return sentences
 
 
-def sentence_cosines(sentences: Sequence[Sentence], query_vector: np.ndarray, embedder) -> tuple[list[float], list[float]]:
+def sentence_cosines(
+    sentences: Sequence[Sentence], query_vector: np.ndarray, embedder
+) -> tuple[list[float], list[float]]:
     """Each sentence's cosine with the question, and its best clause's (the sentence's own when it has one)."""
     clauses = [_clauses(s.text) for s in sentences]
     texts = [s.text for s in sentences] + [c for parts in clauses for c in parts]

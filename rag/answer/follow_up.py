@@ -32,7 +32,8 @@ def refers_back(question: str) -> bool:
 
 def _existential(words: list[str], i: int) -> bool:
     return (i + 1 < len(words) and words[i + 1] in {"is", "are", "was", "were", "be", "been"}) or (
-        i > 0 and words[i - 1] in {"is", "are", "was", "were"})
+        i > 0 and words[i - 1] in {"is", "are", "was", "were"}
+    )
 
 
 def is_follow_up(question: str, previous: str, embedder=None) -> bool:

@@ -38,9 +38,16 @@ MAX_SPAN = 30
 """Longest answer the reader marks, in tokens (validation: 20 holds the answer in 0.644 of the gold
 sentences, 30 in 0.653, marks 18.5 and 19.9 characters on average; docs/decisions.md)."""
 HIDDEN, LAYERS = 384, 6
-_NAMES = {"q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
-          "o": "attention.output.dense", "ln1": "attention.output.LayerNorm", "up": "intermediate.dense",
-          "down": "output.dense", "ln2": "output.LayerNorm"}
+_NAMES = {
+    "q": "attention.self.query",
+    "k": "attention.self.key",
+    "v": "attention.self.value",
+    "o": "attention.output.dense",
+    "ln1": "attention.output.LayerNorm",
+    "up": "intermediate.dense",
+    "down": "output.dense",
+    "ln2": "output.LayerNorm",
+}
 """The reader file's names for a layer's parts (`top.0.q.u`, …), and the layer's own."""
 MATRICES = ("q", "k", "v", "o", "up", "down")
 
@@ -53,8 +60,12 @@ class Network(nn.Module):
         super().__init__()
         config = config or read_config(base_folder())
         self.embeddings = load_part(Embeddings(config), weights, "embeddings.")
-        self.bottom = nn.ModuleList(load_part(Layer(config, 0.1), weights, f"encoder.layer.{i}.") for i in range(frozen))
-        self.top = nn.ModuleList(load_part(Layer(config, 0.1), weights, f"encoder.layer.{i}.") for i in range(frozen, LAYERS))
+        self.bottom = nn.ModuleList(
+            load_part(Layer(config, 0.1), weights, f"encoder.layer.{i}.") for i in range(frozen)
+        )
+        self.top = nn.ModuleList(
+            load_part(Layer(config, 0.1), weights, f"encoder.layer.{i}.") for i in range(frozen, LAYERS)
+        )
         self.head = nn.Linear(HIDDEN, 2)
         nn.init.normal_(self.head.weight, std=0.02)
         nn.init.zeros_(self.head.bias)
@@ -180,7 +191,9 @@ class Reader:
         """
         return [found[0] for found in self.mark_regions(question, [(text, [(0, len(text))]) for text in quotes])]
 
-    def mark_regions(self, question: str, texts: Sequence[tuple[str, Sequence[tuple[int, int]]]]) -> list[list[Mark | None]]:
+    def mark_regions(
+        self, question: str, texts: Sequence[tuple[str, Sequence[tuple[int, int]]]]
+    ) -> list[list[Mark | None]]:
         """For each (text, regions): the best answer inside each region (a character range of the text, say
         one of its sentences), all read together with the whole text; None for a region without a word."""
         if not texts:

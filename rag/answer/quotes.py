@@ -64,7 +64,9 @@ def answer(question: str, retriever: Retriever, settings: Settings, history: Seq
     embedder = retriever.query_embedder(index)
     searched = contextualize(cleaned, history, embedder)
     query_vector = embedder.encode([searched])[0]
-    hits = retriever.search(searched, k=max(PASSAGES_TO_QUOTE, settings.max_quotes), query_vector=query_vector, index=index)
+    hits = retriever.search(
+        searched, k=max(PASSAGES_TO_QUOTE, settings.max_quotes), query_vector=query_vector, index=index
+    )
     if not hits:
         return Answer(question, NO_ANSWER + " The index holds no passages yet.", True, searched_for=searched)
     candidates = score_sentences(searched, query_vector, hits[:PASSAGES_TO_QUOTE], embedder, settings)
@@ -130,7 +132,9 @@ def with_context(candidate: Candidate, context: int, max_chars: int) -> Candidat
     except ValueError:
         return replace(candidate, context_start=candidate.start, context_end=candidate.end)
     if is_heading(passage, candidate.start, candidate.end):
-        return replace(candidate, context_start=candidate.start, context_end=_headed_end(passage, sentences, i, max_chars))
+        return replace(
+            candidate, context_start=candidate.start, context_end=_headed_end(passage, sentences, i, max_chars)
+        )
     first = last = i
     for _ in range(context):
         for step in (+1, -1):
@@ -152,7 +156,9 @@ def is_heading(passage: Passage, start: int, end: int) -> bool:
     a, b = start - passage.start, end - passage.start
     before, after, text = passage.text[:a], passage.text[b:], passage.text[a:b]
     own_line = (not before.strip() or before.endswith("\n")) and after.startswith("\n") and bool(after.strip())
-    apart = text.lstrip().startswith("#") or ((not before.strip() or before.endswith("\n\n")) and after.startswith("\n\n"))
+    apart = text.lstrip().startswith("#") or (
+        (not before.strip() or before.endswith("\n\n")) and after.startswith("\n\n")
+    )
     return own_line and apart and "\n" not in text and not ends_like_a_sentence(text)
 
 
@@ -190,7 +196,9 @@ def mark_answers(candidates: Sequence[Candidate], question: str, reader=None) ->
         if mark is None:
             marked.append(mark_answer(candidate, question))
             continue
-        marked.append(replace(candidate, answer_start=candidate.start + mark.start, answer_end=candidate.start + mark.end))
+        marked.append(
+            replace(candidate, answer_start=candidate.start + mark.start, answer_end=candidate.start + mark.end)
+        )
     return marked
 
 
@@ -265,5 +273,3 @@ def _near_duplicate(a: str, b: str, threshold: float = 0.7) -> bool:
     if not sa or not sb:
         return a.strip() == b.strip()
     return len(sa & sb) / len(sa | sb) >= threshold
-
-

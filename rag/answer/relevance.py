@@ -28,14 +28,45 @@ MODEL_FILE = Path(__file__).parents[1] / "models" / "answer_model.json"
 MODES = ("sentence_scoring", "passage_only")
 """Scoring modes: with each candidate sentence embedded and compared with the question, or without."""
 FEATURES = (
-    "sentence_cosine", "clause_gain", "cosine_gap", "cosine_rank", "rank_agreement",
-    "passage_cosine", "passage_cosine_gap", "fused", "passage_rank", "passage_bm25",
-    "sentence_bm25", "lexical_rank", "overlap", "weighted_overlap", "overlap_gap", "passage_overlap",
-    "key_terms_in_sentence", "key_terms_in_passage", "has_key_terms",
-    "position", "first_in_passage", "is_question", "length",
-    "asks_typed", "holds_type", "asks_date", "asks_number", "asks_name", "asks_place", "asks_why", "asks_how",
-    "negation_mismatch", "question_terms", "typed_near", "no_final_stop",
-    "date_held", "number_held", "name_near", "place_near",
+    "sentence_cosine",
+    "clause_gain",
+    "cosine_gap",
+    "cosine_rank",
+    "rank_agreement",
+    "passage_cosine",
+    "passage_cosine_gap",
+    "fused",
+    "passage_rank",
+    "passage_bm25",
+    "sentence_bm25",
+    "lexical_rank",
+    "overlap",
+    "weighted_overlap",
+    "overlap_gap",
+    "passage_overlap",
+    "key_terms_in_sentence",
+    "key_terms_in_passage",
+    "has_key_terms",
+    "position",
+    "first_in_passage",
+    "is_question",
+    "length",
+    "asks_typed",
+    "holds_type",
+    "asks_date",
+    "asks_number",
+    "asks_name",
+    "asks_place",
+    "asks_why",
+    "asks_how",
+    "negation_mismatch",
+    "question_terms",
+    "typed_near",
+    "no_final_stop",
+    "date_held",
+    "number_held",
+    "name_near",
+    "place_near",
 )
 """Every feature, in column order. The first five need sentence scoring (the embedder on each sentence)."""
 NEEDS_SENTENCE_SCORING = frozenset(FEATURES[:5])
@@ -97,8 +128,12 @@ def load_model(scoring_mode: str, path: Path = MODEL_FILE) -> Model:
     try:
         spec = json.loads(Path(path).read_text(encoding="utf-8"))["modes"][scoring_mode]
         return Model(
-            tuple(spec["features"]), np.asarray(spec["mean"], float), np.asarray(spec["scale"], float),
-            np.asarray(spec["weights"], float), float(spec["bias"]), float(spec["threshold"]),
+            tuple(spec["features"]),
+            np.asarray(spec["mean"], float),
+            np.asarray(spec["scale"], float),
+            np.asarray(spec["weights"], float),
+            float(spec["bias"]),
+            float(spec["threshold"]),
         )
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ConfigError(
@@ -126,7 +161,12 @@ def question_profile(question: str) -> dict:
 def key_terms(question: str) -> set[str]:
     """The question's names and numbers (capitalised words after its first, digits), lower-cased."""
     words = question.split()[1:]
-    return {w.lower() for word in words for w in [word.strip(".,;:?!\"'()“”‘’").removesuffix("'s").removesuffix("’s")] if w and _KEY_TERM.fullmatch(w)}
+    return {
+        w.lower()
+        for word in words
+        for w in [word.strip(".,;:?!\"'()“”‘’").removesuffix("'s").removesuffix("’s")]
+        if w and _KEY_TERM.fullmatch(w)
+    }
 
 
 def feature_rows(

@@ -25,13 +25,51 @@ MAX_WORDS = 10
 KINDS = ("date", "number", "name", "place", "why", "other")
 """Question kinds; each kind has its own weights for the features, as each looks for a different phrase."""
 FEATURES = (
-    "bias", "words", "one_word", "chars", "question_words_inside", "left_gap", "right_gap", "near_gap",
-    "next_to_question_word", "punctuation_inside", "break_before", "break_after", "starts_stopword",
-    "ends_stopword", "starts_article", "capitals", "digits", "typed_overlap", "typed_exact", "typed_inside",
-    "after_preposition", "position", "in_brackets", "cause", "stopword_share", "heuristic_overlap",
-    "heuristic_exact", "after_verb_be", "focus_next", "focus_before", "words_1", "words_2", "words_3",
-    "words_4", "left_gap_0", "left_gap_1", "right_gap_0", "right_gap_1", "capital_before", "capital_after",
-    "starts_capital", "ends_capital", "whole_segment", "anchors_near", "next_is_preposition",
+    "bias",
+    "words",
+    "one_word",
+    "chars",
+    "question_words_inside",
+    "left_gap",
+    "right_gap",
+    "near_gap",
+    "next_to_question_word",
+    "punctuation_inside",
+    "break_before",
+    "break_after",
+    "starts_stopword",
+    "ends_stopword",
+    "starts_article",
+    "capitals",
+    "digits",
+    "typed_overlap",
+    "typed_exact",
+    "typed_inside",
+    "after_preposition",
+    "position",
+    "in_brackets",
+    "cause",
+    "stopword_share",
+    "heuristic_overlap",
+    "heuristic_exact",
+    "after_verb_be",
+    "focus_next",
+    "focus_before",
+    "words_1",
+    "words_2",
+    "words_3",
+    "words_4",
+    "left_gap_0",
+    "left_gap_1",
+    "right_gap_0",
+    "right_gap_1",
+    "capital_before",
+    "capital_after",
+    "starts_capital",
+    "ends_capital",
+    "whole_segment",
+    "anchors_near",
+    "next_is_preposition",
 )
 """Features of one candidate span."""
 _PREPOSITIONS = frozenset("in on at by of from to for as with into during since after before under over near".split())
@@ -93,7 +131,7 @@ def candidates(question: str, sentence: str) -> tuple[list[tuple[int, int]], np.
     is_asked = np.array([bool(set(terms(w)) & asked) for w in lowered])
     anchors = np.flatnonzero(is_asked)
     has_new_word = np.array([not asked_word and word not in STOPWORDS for asked_word, word in zip(is_asked, lowered)])
-    breaks = [bool(_BREAK_CHARS.search(sentence[words[k].end():words[k + 1].start()])) for k in range(len(words) - 1)]
+    breaks = [bool(_BREAK_CHARS.search(sentence[words[k].end() : words[k + 1].start()])) for k in range(len(words) - 1)]
     typed = typed_matches(None if kind in ("why", "other") else kind, sentence, question)
     heuristic = answer_span(question, sentence)
     focus = _WH.match(question)
@@ -128,12 +166,14 @@ class _WordFacts:
         self.upper = np.array([w.group()[:1].isupper() for w in words], float)
         self.digit = np.array([any(ch.isdigit() for ch in w.group()) for w in words], float)
         self.focus = np.array([bool(set(terms(w)) & focus_terms) for w in lowered], float)
-        self.opens = np.array([float("(" in sentence[max(0, w.start() - 2):w.start()]) for w in words])
-        self.closes = np.array([float(")" in sentence[w.end():w.end() + 2]) for w in words])
+        self.opens = np.array([float("(" in sentence[max(0, w.start() - 2) : w.start()]) for w in words])
+        self.closes = np.array([float(")" in sentence[w.end() : w.end() + 2]) for w in words])
         self.cause = np.array([bool(_CAUSE.match(sentence, w.start())) for w in words], float)
         self.breaks = np.asarray(breaks + [True], float)  # after word k; the end of the sentence is a break
-        self.prefix = {name: np.concatenate([[0.0], np.cumsum(getattr(self, name))])
-                       for name in ("asked", "stop", "upper", "digit")}
+        self.prefix = {
+            name: np.concatenate([[0.0], np.cumsum(getattr(self, name))])
+            for name in ("asked", "stop", "upper", "digit")
+        }
         self.break_prefix = np.concatenate([[0.0], np.cumsum(self.breaks[:-1])])
 
     def total(self, name, i, j):
@@ -182,25 +222,51 @@ def _span_features(word: _WordFacts, i, j, a, b, anchors, typed, heuristic) -> n
     break_before = np.where(i > 0, word.breaks[np.maximum(i - 1, 0)], 1.0)
     break_after = word.breaks[j]
     columns = [
-        np.ones(len(i)), length / MAX_WORDS, length == 1, np.minimum(b - a, 80) / 80.0,
-        word.total("asked", i, j) / length, np.minimum(left_gap, 12) / 12.0, np.minimum(right_gap, 12) / 12.0,
-        np.minimum(np.minimum(left_gap, right_gap), 12) / 12.0, (left_gap == 0) | (right_gap == 0),
-        word.break_prefix[j] - word.break_prefix[i], break_before, break_after,
-        word.stop[i], word.stop[j], word.article[i],
-        capitals / length, word.total("digit", i, j) > 0,
-        overlap, exact, inside,
-        word.before("preposition", i), i / max(1, n - 1),
-        word.opens[i] * word.closes[j], word.cause[i],
+        np.ones(len(i)),
+        length / MAX_WORDS,
+        length == 1,
+        np.minimum(b - a, 80) / 80.0,
+        word.total("asked", i, j) / length,
+        np.minimum(left_gap, 12) / 12.0,
+        np.minimum(right_gap, 12) / 12.0,
+        np.minimum(np.minimum(left_gap, right_gap), 12) / 12.0,
+        (left_gap == 0) | (right_gap == 0),
+        word.break_prefix[j] - word.break_prefix[i],
+        break_before,
+        break_after,
+        word.stop[i],
+        word.stop[j],
+        word.article[i],
+        capitals / length,
+        word.total("digit", i, j) > 0,
+        overlap,
+        exact,
+        inside,
+        word.before("preposition", i),
+        i / max(1, n - 1),
+        word.opens[i] * word.closes[j],
+        word.cause[i],
         word.total("stop", i, j) / length,
-        heuristic_overlap, heuristic_exact, word.before("be", i),
-        word.after("focus", j), word.before("focus", i),
-        length == 1, length == 2, length == 3, length == 4,
-        left_gap == 0, left_gap == 1, right_gap == 0, right_gap == 1,
+        heuristic_overlap,
+        heuristic_exact,
+        word.before("be", i),
+        word.after("focus", j),
+        word.before("focus", i),
+        length == 1,
+        length == 2,
+        length == 3,
+        length == 4,
+        left_gap == 0,
+        left_gap == 1,
+        right_gap == 0,
+        right_gap == 1,
         np.where(i > 0, (1 - break_before) * word.before("upper", i), 0.0),
         np.where(j + 1 < n, (1 - break_after) * word.after("upper", j), 0.0),
-        word.upper[i], word.upper[j],
+        word.upper[i],
+        word.upper[j],
         ((break_before > 0) | (word.before("asked", i) > 0)) & ((break_after > 0) | (word.after("asked", j) > 0)),
-        anchors_near, word.after("preposition", j),
+        anchors_near,
+        word.after("preposition", j),
     ]
     return np.column_stack([np.asarray(c, float) for c in columns])
 

@@ -33,7 +33,12 @@ def verify(chosen: Sequence[Candidate], corpus: Path, index=None) -> list[Citati
         if hasattr(found, "pages_of"):
             pages = found.pages_of(candidate.start, candidate.end)
             page = pages[0] if pages else None
-            place = dict(page=page, page_label=found.label_of(page), pages=tuple(pages), section=found.section_of(candidate.start))
+            place = dict(
+                page=page,
+                page_label=found.label_of(page),
+                pages=tuple(pages),
+                section=found.section_of(candidate.start),
+            )
         context_start = candidate.start if candidate.context_start is None else candidate.context_start
         context_end = candidate.end if candidate.context_end is None else candidate.context_end
         citations.append(

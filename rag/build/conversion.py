@@ -118,4 +118,3 @@ def read_one(extractor: Extractor, path: Path, sha256: str, kind: str):
     if hashlib.sha256(data).hexdigest() != sha256:
         return "it changed while the build read it; run `rag build` again"
     return extractor.read(kind, data)
-

@@ -102,8 +102,7 @@ def build_lock(root: Path, timeout: float):
                     handle.seek(0)
                     holder = handle.read().strip() or "another process"
                     raise BuildLocked(
-                        f"another build ({holder}) is writing {root}; wait for it to finish and run "
-                        f"`rag build` again"
+                        f"another build ({holder}) is writing {root}; wait for it to finish and run `rag build` again"
                     ) from None
                 if not told:
                     log.warning("another build is writing %s; waiting for it", root)
@@ -202,13 +201,27 @@ def build(
             if previous and not changes.any:
                 skipped = {s.source: s.reason for s in found.skipped}
                 return BuildSummary(
-                    files_unchanged=len(changes.unchanged), files_skipped=len(skipped), skipped=skipped,
-                    passages=len(previous.passages), seconds=time.perf_counter() - started,
+                    files_unchanged=len(changes.unchanged),
+                    files_skipped=len(skipped),
+                    skipped=skipped,
+                    passages=len(previous.passages),
+                    seconds=time.perf_counter() - started,
                 )
-            scratch = root / f".tmp-v-texts-{os.getpid()}-{time.time_ns()}"  # removed by the next build if this one dies
+            scratch = (
+                root / f".tmp-v-texts-{os.getpid()}-{time.time_ns()}"
+            )  # removed by the next build if this one dies
             try:
-                run = _Run(settings, previous, reason, arithmetic, scratch, factory, say, scanned_ns,
-                           converter or read_converted)
+                run = _Run(
+                    settings,
+                    previous,
+                    reason,
+                    arithmetic,
+                    scratch,
+                    factory,
+                    say,
+                    scanned_ns,
+                    converter or read_converted,
+                )
                 summary = _build_changed(run, found, still_unreadable)
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)
@@ -218,8 +231,13 @@ def build(
         merges = merge.tidy(root, settings.merge_factor, settings.exact_up_to, say)
         store.collect_garbage(root)
         live = store.current_version(root)
-        return replace(summary, merges=merges, segments=len(Manifest.read(live / store.MANIFEST).segments),
-                       version=live.name, seconds=time.perf_counter() - started)
+        return replace(
+            summary,
+            merges=merges,
+            segments=len(Manifest.read(live / store.MANIFEST).segments),
+            version=live.name,
+            seconds=time.perf_counter() - started,
+        )
 
 
 @dataclass(frozen=True)
@@ -254,8 +272,9 @@ def _build_changed(run: _Run, found: CorpusScan, still_unreadable: dict[str, str
     changes = diff(run.old_files, found.documents)
     written = _written(run, changes, found)
     to_write = [d for d in found.documents if d.source in written]
-    passages, vectors, embedded = _assemble(to_write, run.previous, changes.renamed, run.settings,
-                                            run.embedder_factory, run.say)
+    passages, vectors, embedded = _assemble(
+        to_write, run.previous, changes.renamed, run.settings, run.embedder_factory, run.say
+    )
     segment = _write_segment(run, to_write, passages, vectors)
     manifest = _manifest(run, found, changes, written, segment, vectors.shape[1], embedded, unreadable)
     version = store.write_version(run.root, manifest)
@@ -295,14 +314,25 @@ def _write_segment(run: _Run, documents: list[Document], passages: list[Passage]
     """The new segment of these passages and their converted files' texts of record, or None when there are none."""
     if not passages:
         return None
-    texts = {d.sha256: run.scratch if d.record is not None else run.previous.record_folder(d.sha256)
-             for d in documents if d.kind != "text"}
+    texts = {
+        d.sha256: run.scratch if d.record is not None else run.previous.record_folder(d.sha256)
+        for d in documents
+        if d.kind != "text"
+    }
     run.say(f"writing {len(passages)} passages")
     return write_segment(store.segments_folder(run.root), passages, vectors, texts, run.settings.exact_up_to)
 
 
-def _manifest(run: _Run, found: CorpusScan, changes: CorpusChanges, written: set[str], segment, dimension: int,
-              embedded: int, unreadable: dict[str, str]) -> Manifest:
+def _manifest(
+    run: _Run,
+    found: CorpusScan,
+    changes: CorpusChanges,
+    written: set[str],
+    segment,
+    dimension: int,
+    embedded: int,
+    unreadable: dict[str, str],
+) -> Manifest:
     """The new version's manifest: every file with its segment, the live segments with their deletions, and the
     arithmetic of the vectors (the previous version's when nothing was embedded)."""
     previous, settings = run.previous, run.settings
@@ -312,12 +342,20 @@ def _manifest(run: _Run, found: CorpusScan, changes: CorpusChanges, written: set
     files = {}
     for d in found.documents:
         old = run.old_files.get(d.source)
-        count, home = (per_file.get(d.source, 0), segment.name if segment else "") if d.source in written else (old.passages, old.segment)
+        count, home = (
+            (per_file.get(d.source, 0), segment.name if segment else "")
+            if d.source in written
+            else (old.passages, old.segment)
+        )
         files[d.source] = FileEntry(d.sha256, d.encoding, count, d.kind, d.size, d.mtime_ns, home)
     live = {e.name for e in segments}
     kinds = {p.segment.info.index_type for p in previous.parts if p.segment.name in live} if previous else set()
     if previous is not None and not embedded:  # nothing embedded: the vectors are as they were
-        precision, why, int8_recipe = previous.manifest.precision, previous.manifest.arithmetic, previous.manifest.int8_recipe
+        precision, why, int8_recipe = (
+            previous.manifest.precision,
+            previous.manifest.arithmetic,
+            previous.manifest.int8_recipe,
+        )
     else:
         precision, why = run.arithmetic.precision, run.arithmetic.describe()
         int8_recipe = vector_recipe(precision)
@@ -377,7 +415,9 @@ def _assemble(documents, previous, renamed, settings, embedder_factory, say):
         if vector is not None:
             vectors[i] = vector
     if missing:
-        say(f"embedding {len(missing)} passages with {settings.model} ({getattr(embedder, 'precision', 'its own arithmetic')})")
+        say(
+            f"embedding {len(missing)} passages with {settings.model} ({getattr(embedder, 'precision', 'its own arithmetic')})"
+        )
         vectors[missing] = embedder.encode(
             [passages[i].text for i in missing], batch_size=settings.batch_size, progress=True
         )

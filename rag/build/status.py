@@ -58,8 +58,13 @@ def index_status(settings: Settings) -> dict:
 def _segment(part: store.Part) -> dict:
     """One segment as `rag status` shows it."""
     info = part.segment.info
-    return {"name": info.name, "passages": part.live, "deleted": info.passages - part.live,
-            "index_type": info.index_type, "bytes": bytes_on_disk(part.segment.folder)}
+    return {
+        "name": info.name,
+        "passages": part.live,
+        "deleted": info.passages - part.live,
+        "index_type": info.index_type,
+        "bytes": bytes_on_disk(part.segment.folder),
+    }
 
 
 def bytes_on_disk(folder: Path) -> int:

@@ -40,8 +40,12 @@ def watch_forever(
     report(f"watching {settings.corpus} for changes (Ctrl-C to stop)")
     started = False
     for changes in watch(
-        settings.corpus, debounce=DEBOUNCE_MS, stop_event=stop, raise_interrupt=False,
-        yield_on_timeout=True, rust_timeout=1000,
+        settings.corpus,
+        debounce=DEBOUNCE_MS,
+        stop_event=stop,
+        raise_interrupt=False,
+        yield_on_timeout=True,
+        rust_timeout=1000,
     ):
         if changes or (not started and is_stale(settings)):
             rebuild()  # the first quiet tick catches what changed while the watcher was starting

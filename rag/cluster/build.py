@@ -54,13 +54,16 @@ def build_on_cluster(
         full=full,
         embedder_factory=lambda name: ClusterEmbedder(ray, name, say, planned_arithmetic(settings, full).precision),
         progress=say,
-        scanner=lambda corpus, extensions, max_bytes, known=None: scan_on_cluster(ray, corpus, extensions, max_bytes, say, known),
+        scanner=lambda corpus, extensions, max_bytes, known=None: scan_on_cluster(
+            ray, corpus, extensions, max_bytes, say, known
+        ),
         converter=lambda documents, settings, say: convert_on_cluster(ray, documents, settings, say),
     )
 
 
-def scan_on_cluster(ray, corpus: Path, extensions: tuple[str, ...], max_bytes: int, say: Progress = log.info,
-                    known: Known | None = None) -> CorpusScan:
+def scan_on_cluster(
+    ray, corpus: Path, extensions: tuple[str, ...], max_bytes: int, say: Progress = log.info, known: Known | None = None
+) -> CorpusScan:
     """`rag.ingest.corpus.scan` with the reading and decoding done by Ray tasks (the corpus is on a shared path);
     files `known` vouches for are not read, as in a local scan."""
     corpus = Path(corpus)
@@ -80,7 +83,10 @@ def scan_on_cluster(ray, corpus: Path, extensions: tuple[str, ...], max_bytes: i
         else:
             listed.append((str(root / source), source, problem))
     reader = ray.remote(num_cpus=1, max_retries=3)(read_files)
-    refs = [reader.remote(listed[i : i + FILES_PER_TASK], str(root), max_bytes) for i in range(0, len(listed), FILES_PER_TASK)]
+    refs = [
+        reader.remote(listed[i : i + FILES_PER_TASK], str(root), max_bytes)
+        for i in range(0, len(listed), FILES_PER_TASK)
+    ]
     say(f"reading {len(listed)} files on the cluster")
     results = _gathered(ray, refs, "read no corpus files", "reading the corpus")
     documents, skipped = list(vouched), []
@@ -125,10 +131,14 @@ class ClusterEmbedder:
         """Unit-length float32 vectors, one row per text, embedded by the cluster's actor pool."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        return embed_on_cluster(self._ray, self.name, list(texts), self.dimension, batch_size, self.precision, self._say)
+        return embed_on_cluster(
+            self._ray, self.name, list(texts), self.dimension, batch_size, self.precision, self._say
+        )
 
 
-def embed_on_cluster(ray, model: str, texts: list[str], dimension: int, batch_size: int, asked: str, say: Progress) -> np.ndarray:
+def embed_on_cluster(
+    ray, model: str, texts: list[str], dimension: int, batch_size: int, asked: str, say: Progress
+) -> np.ndarray:
     """Vectors of `texts` from a Ray Data actor pool: one actor per GPU, else one per CPU of the cluster."""
     from ray.data import ActorPoolStrategy
 
@@ -245,8 +255,10 @@ def convert_on_cluster(ray, documents: list[Document], settings: Settings, say: 
     started = time.monotonic()
     converter = ray.remote(num_cpus=1, max_retries=3)(convert_files)
     listed = [(str(d.path), d.sha256, d.kind, d.source) for d in documents]
-    refs = [converter.remote(listed[i : i + FILES_PER_CONVERSION], settings.extract_timeout)
-            for i in range(0, len(listed), FILES_PER_CONVERSION)]
+    refs = [
+        converter.remote(listed[i : i + FILES_PER_CONVERSION], settings.extract_timeout)
+        for i in range(0, len(listed), FILES_PER_CONVERSION)
+    ]
     say(f"converting {len(listed)} PDF, Word and HTML files on the cluster")
     results = dict(_gathered(ray, refs, "converted no files", "converting documents"))
     return results, time.monotonic() - started

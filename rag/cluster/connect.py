@@ -60,7 +60,7 @@ def _host_port(address: str) -> tuple[str, int]:
 
 
 def _reachable(host: str, port: int, seconds: float = 3.0) -> str:
-    """"" when something listens at host:port, else why not (a plain TCP connect, so no Ray retries)."""
+    """ "" when something listens at host:port, else why not (a plain TCP connect, so no Ray retries)."""
     try:
         with socket.create_connection((host, port), timeout=seconds):
             return ""

@@ -146,7 +146,9 @@ class ReplicaBackend:
         except RagError:
             raise
         except Exception as error:  # a replica lost or timed out
-            raise ClusterError(f"no replica answered ({str(error).strip().splitlines()[-1]}); check `ray status`") from None
+            raise ClusterError(
+                f"no replica answered ({str(error).strip().splitlines()[-1]}); check `ray status`"
+            ) from None
 
     def pages(self, citation) -> list:
         """The rendered PDF pages of a citation, from the live version on the shared index folder."""
@@ -180,7 +182,9 @@ class ReplicaBackend:
         """Nothing to do here: each replica checks the live version on every question."""
 
 
-def serve_replicated(settings: Settings, replicas: int, no_auth: bool = False, block: bool = True, api_port: int = 8000):
+def serve_replicated(
+    settings: Settings, replicas: int, no_auth: bool = False, block: bool = True, api_port: int = 8000
+):
     """`rag serve --ray`: build on the cluster if needed, start the replicas, and serve the chat page here."""
     from rag.cluster.build import build_on_cluster
     from rag.serve.chat import accounts_for, build_if_stale, launch, make_app

@@ -96,14 +96,14 @@ def query_arithmetic(indexed: str, flags: Iterable[str] | None = None) -> Arithm
     return Arithmetic(indexed, "the index's arithmetic", indexed)
 
 
-
 def vector_recipe(precision: str) -> str:
     """What besides the precision decides its vectors: the shipped int8 recipe's name for int8, else ""."""
     return int8.INT8.name() if precision == "int8" else ""
 
 
-def for_build(asked: str, indexed: str | None = None, indexed_recipe: str = "",
-              flags: Iterable[str] | None = None) -> tuple[Arithmetic, list[str]]:
+def for_build(
+    asked: str, indexed: str | None = None, indexed_recipe: str = "", flags: Iterable[str] | None = None
+) -> tuple[Arithmetic, list[str]]:
     """The arithmetic a build embeds in, and why the index's vectors (of precision `indexed`, int8 recipe
     `indexed_recipe`) cannot be kept beside the new ones: [] when they can, else a rebuild in full embeds
     in a fresh choice. `auto` extends an index in its own arithmetic rather than mixing vectors."""
@@ -114,6 +114,8 @@ def for_build(asked: str, indexed: str | None = None, indexed_recipe: str = "",
     if not compatible(indexed, kept.precision):
         return chosen, [f"arithmetic: index has {indexed}, RAG_PRECISION asks for {kept.precision}"]
     if kept.precision == indexed == "int8" and indexed_recipe != vector_recipe("int8"):
-        return chosen, [f"int8 recipe: index has {indexed_recipe or 'none recorded'}, this rag uses "
-                        f"{vector_recipe('int8')} (vectors of two recipes differ by more than a cosine of 0.999)"]
+        return chosen, [
+            f"int8 recipe: index has {indexed_recipe or 'none recorded'}, this rag uses "
+            f"{vector_recipe('int8')} (vectors of two recipes differ by more than a cosine of 0.999)"
+        ]
     return kept, []

@@ -39,14 +39,18 @@ def supports(folder: str | Path) -> bool:
     except (OSError, ValueError, KeyError, TypeError):
         return False
     mean_only = pooling.get("pooling_mode_mean_tokens") and not any(
-        value for key, value in pooling.items() if key.startswith("pooling_mode_") and key != "pooling_mode_mean_tokens")
+        value for key, value in pooling.items() if key.startswith("pooling_mode_") and key != "pooling_mode_mean_tokens"
+    )
     return (
-        modules[:2] == [TRANSFORMER, POOLING] and modules[2:] in ([], [NORMALIZE])
-        and bool(mean_only) and config.get("model_type") == "bert"
+        modules[:2] == [TRANSFORMER, POOLING]
+        and modules[2:] in ([], [NORMALIZE])
+        and bool(mean_only)
+        and config.get("model_type") == "bert"
         and config.get("hidden_act") == "gelu"
         and config.get("position_embedding_type", "absolute") == "absolute"
         and not settings.get("do_lower_case", False)
-        and (root / "model.safetensors").is_file() and (root / "tokenizer.json").is_file()
+        and (root / "model.safetensors").is_file()
+        and (root / "tokenizer.json").is_file()
     )
 
 
@@ -108,7 +112,11 @@ class SelfAttention(nn.Module):
         super().__init__()
         hidden = config["hidden_size"]
         self.heads = config["num_attention_heads"]
-        self.query, self.key, self.value = nn.Linear(hidden, hidden), nn.Linear(hidden, hidden), nn.Linear(hidden, hidden)
+        self.query, self.key, self.value = (
+            nn.Linear(hidden, hidden),
+            nn.Linear(hidden, hidden),
+            nn.Linear(hidden, hidden),
+        )
 
     def forward(self, x, mask):
         shape = (*x.shape[:-1], self.heads, -1)

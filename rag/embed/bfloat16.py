@@ -46,4 +46,3 @@ def _packed_linear():
             return f"in_features={self.in_features}, out_features={self.out_features}, bfloat16 packed by oneDNN"
 
     return PackedLinear
-

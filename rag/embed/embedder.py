@@ -69,8 +69,14 @@ class SentenceEmbedder:
     its vectors differ more, so an int8 index holds only int8 vectors of one recipe (rag.embed.arithmetic).
     """
 
-    def __init__(self, name: str, precision: str = "auto", recipe: Int8Recipe | None = None, workers: int = 0,
-                 library: bool = False):
+    def __init__(
+        self,
+        name: str,
+        precision: str = "auto",
+        recipe: Int8Recipe | None = None,
+        workers: int = 0,
+        library: bool = False,
+    ):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         # OpenMP threads wait between the many small parallel regions of a forward pass: libgomp's default
@@ -263,4 +269,3 @@ def _load(name: str, asked: str) -> SentenceEmbedder:
     embedder = SentenceEmbedder(name, asked)
     log.info("loaded embedding model %s (%s)", name, embedder.precision)
     return embedder
-

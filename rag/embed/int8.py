@@ -35,7 +35,6 @@ INT8 = Int8Recipe(ffn_output="split")
 recipes whose vectors lose no SciFact nDCG@10 (docs/decisions.md, bench/precision.py)."""
 
 
-
 def int8_linears(model, name: str, recipe: Int8Recipe) -> None:
     """Swap the model's linear layers for int8 ones in place: PyTorch dynamic quantization (int8 weights, per
     output channel by default; activations quantized per batch), after SmoothQuant-style smoothing."""
@@ -104,6 +103,7 @@ def _input_peaks(model, layers: list[str]):
         def hook(module, inputs, output):
             seen = inputs[0].detach().abs().reshape(-1, inputs[0].shape[-1]).amax(0)
             peaks[path] = torch.maximum(peaks[path], seen) if path in peaks else seen
+
         return hook
 
     hooks = [modules[path].register_forward_hook(record(path)) for path in layers]
@@ -183,7 +183,11 @@ def _split_outliers(model, ffn_outputs: list[str], peaks, count: int) -> list[st
             intermediate.dense = main_input
         else:
             ffn_input.linear = main_input
-        branch = (inner.weight[outliers].detach() * unsmooth, inner.bias[outliers].detach(), ffn_output.weight[:, outliers].detach())
+        branch = (
+            inner.weight[outliers].detach() * unsmooth,
+            inner.bias[outliers].detach(),
+            ffn_output.weight[:, outliers].detach(),
+        )
         modules[block].intermediate = _split_modules()[0](intermediate, *branch[:2])
         modules[f"{block}.output"].dense = _split_modules()[1](main_output, branch[2].contiguous())
         split.append(path)
@@ -222,4 +226,3 @@ def _split_modules():
             return self.linear(main) + torch.nn.functional.linear(outliers, self.outlier_weight)
 
     return SplitIntermediate, SplitLinear
-

@@ -84,12 +84,17 @@ class EvalReport:
         """A summary a person reads: scores, published figures, timings, index and settings."""
         scope = f"split {self.split}" if self.kind == "beir" else "questions"
         lines = [f"{self.dataset} ({self.kind.upper()}, {scope}): {self.questions} asked", ""]
-        lines += [f"  {name:<34} {_number(value)}" for name, value in self.scores.items() if not isinstance(value, list)]
+        lines += [
+            f"  {name:<34} {_number(value)}" for name, value in self.scores.items() if not isinstance(value, list)
+        ]
         curve = self.scores.get("threshold_curve") or []
         if curve:
             lines += ["", "  threshold   declined answerable   answered unanswerable"]
-            lines += [f"  {row['threshold']:<11.2f} {_number(row['declined_answerable']):<21} "
-                      f"{_number(row['answered_unanswerable'])}" for row in curve[::5]]
+            lines += [
+                f"  {row['threshold']:<11.2f} {_number(row['declined_answerable']):<21} "
+                f"{_number(row['answered_unanswerable'])}"
+                for row in curve[::5]
+            ]
         if self.reference:
             lines += ["", "  published nDCG@10, for comparison:"]
             lines += [f"  {name:<34} {value:.3f}" for name, value in self.reference.items()]
@@ -141,8 +146,12 @@ def evaluate(
         records = _timed(questions, lambda q: squad_record(q, retriever, settings), timings, progress)
         scores = squad_scores(records)
     return EvalReport(
-        dataset.name, dataset.kind, split if dataset.kind == "beir" else (f"{half} half" if half else ""),
-        len(records), scores, timings,
+        dataset.name,
+        dataset.kind,
+        split if dataset.kind == "beir" else (f"{half} half" if half else ""),
+        len(records),
+        scores,
+        timings,
         settings=_reported(settings),
         index={"folder": str(settings.index.parent), "line": summary.line(), **summary.to_dict()},
         reference=REFERENCE.get(dataset.name.lower(), {}) if dataset.kind == "beir" else {},
@@ -193,8 +202,14 @@ def _timed(questions: Sequence[Question], ask: Callable[[Question], dict], timin
         seconds.append(time.perf_counter() - started)
         if progress and (n % 50 == 0 or n == len(questions)):
             progress(f"asked {n}/{len(questions)} questions")
-    timings.update({"per question, mean": metrics.mean(seconds), "per question, p50": metrics.percentile(seconds, 50),
-                    "per question, p95": metrics.percentile(seconds, 95), "all questions": sum(seconds)})
+    timings.update(
+        {
+            "per question, mean": metrics.mean(seconds),
+            "per question, p50": metrics.percentile(seconds, 50),
+            "per question, p95": metrics.percentile(seconds, 95),
+            "all questions": sum(seconds),
+        }
+    )
     return records
 
 
@@ -266,8 +281,8 @@ def squad_record(question: Question, retriever, settings: Settings) -> dict:
         "first_context": (first.context_before + first.quote + first.context_after) if first else None,
         "answer_in_first_sentence": first is not None and metrics.contains_answer(first.quote, question.answers),
         "answer_in_marked_span": first is not None and metrics.contains_answer(first.answer, question.answers),
-        "answer_in_first_quote_with_context": first is not None and metrics.contains_answer(
-            first.context_before + first.quote + first.context_after, question.answers),
+        "answer_in_first_quote_with_context": first is not None
+        and metrics.contains_answer(first.context_before + first.quote + first.context_after, question.answers),
         "answer_in_any_quote": any(metrics.contains_answer(c.quote, question.answers) for c in quoted),
         "citation_accuracy": in_article,
         "quote_in_gold_paragraph": in_article and first.start < end and start < first.end,
@@ -281,15 +296,23 @@ def squad_scores(records: Sequence[dict]) -> dict:
     """Shares over the answerable questions (an abstention counts as a miss), quote length, then the
     abstention rates and their curve over `THRESHOLDS`."""
     answerable = [r for r in records if not r["impossible"]]
-    keys = ("answer_in_first_sentence", "answer_in_marked_span", "answer_in_first_quote_with_context",
-            "answer_in_any_quote", "citation_accuracy", "quote_in_gold_paragraph", "answer_in_retrieved_passages")
+    keys = (
+        "answer_in_first_sentence",
+        "answer_in_marked_span",
+        "answer_in_first_quote_with_context",
+        "answer_in_any_quote",
+        "citation_accuracy",
+        "quote_in_gold_paragraph",
+        "answer_in_retrieved_passages",
+    )
     scores = {k: metrics.mean([float(r[k]) for r in answerable]) for k in keys}
     shown = [r["quote_chars"] for r in records if r["quote_chars"] is not None and not r["abstained"]]
     scores["mean_quote_chars"] = metrics.mean(shown)
     scores["marked_share"] = metrics.mean([float(r["marked"]) for r in records if not r["abstained"]])
     # a longer span holds the answer more often: its length belongs beside "answer_in_marked_span"
-    scores["mean_marked_chars"] = metrics.mean([len(r["first_answer"]) for r in records
-                                                if not r["abstained"] and r["first_answer"]])
+    scores["mean_marked_chars"] = metrics.mean(
+        [len(r["first_answer"]) for r in records if not r["abstained"] and r["first_answer"]]
+    )
     flags = [not r["impossible"] for r in records]
     scores.update(metrics.abstention_rates(flags, [r["abstained"] for r in records]))
     scores["threshold_curve"] = metrics.threshold_sweep(flags, [r["relevance"] for r in records], THRESHOLDS)
@@ -347,8 +370,16 @@ def load_squad(path: Path) -> Dataset:
                 for qa in paragraph["qas"]:
                     answers = tuple(a["text"] for a in qa.get("answers") or [])
                     impossible = bool(qa.get("is_impossible")) or not answers
-                    questions.append(Question(str(qa["id"]), qa["question"], answers=answers, source=name,
-                                              span=span, impossible=impossible))
+                    questions.append(
+                        Question(
+                            str(qa["id"]),
+                            qa["question"],
+                            answers=answers,
+                            source=name,
+                            span=span,
+                            impossible=impossible,
+                        )
+                    )
                 offset = span[1] + 2
             files[name] = "\n\n".join(contexts)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:

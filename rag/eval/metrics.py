@@ -93,9 +93,8 @@ def abstention_rates(answerable: Sequence[bool], abstained: Sequence[bool]) -> d
     }
 
 
-def threshold_sweep(answerable: Sequence[bool], best_scores: Sequence[float], thresholds: Sequence[float]) -> list[dict]:
+def threshold_sweep(
+    answerable: Sequence[bool], best_scores: Sequence[float], thresholds: Sequence[float]
+) -> list[dict]:
     """Abstention rates had the pipeline abstained whenever its best score was below each threshold."""
-    return [
-        {"threshold": t, **abstention_rates(answerable, [score < t for score in best_scores])}
-        for t in thresholds
-    ]
+    return [{"threshold": t, **abstention_rates(answerable, [score < t for score in best_scores])} for t in thresholds]

@@ -70,8 +70,9 @@ class Postings:
     over all live segments at question time, so a passage scores the same whichever segment holds it.
     """
 
-    def __init__(self, vocab: dict[str, int], starts: np.ndarray, rows: np.ndarray, counts: np.ndarray,
-                 lengths: np.ndarray):
+    def __init__(
+        self, vocab: dict[str, int], starts: np.ndarray, rows: np.ndarray, counts: np.ndarray, lengths: np.ndarray
+    ):
         self.vocab, self.starts, self.rows, self.counts, self.lengths = vocab, starts, rows, counts, lengths
 
     @classmethod
@@ -86,8 +87,9 @@ class Postings:
             flat.extend(vocab.setdefault(w, len(vocab)) for w in words)
         term_ids = np.frombuffer(flat, dtype=np.int32) if len(flat) else np.zeros(0, dtype=np.int32)
         size = max(1, len(texts))
-        pairs, counts = np.unique(term_ids.astype(np.int64) * size + np.repeat(np.arange(len(texts)), lengths),
-                                  return_counts=True)
+        pairs, counts = np.unique(
+            term_ids.astype(np.int64) * size + np.repeat(np.arange(len(texts)), lengths), return_counts=True
+        )
         starts = np.zeros(len(vocab) + 1, dtype=np.int64)
         np.cumsum(np.bincount(pairs // size, minlength=len(vocab)), out=starts[1:])
         return cls(vocab, starts, (pairs % size).astype(np.int32), counts.astype(np.float32), lengths)
@@ -104,11 +106,18 @@ class Postings:
         """The postings saved in `folder` for `size` passages (arrays memory-mapped), or IndexDamaged."""
         try:
             words = json.loads((folder / VOCAB).read_text(encoding="utf-8"))
-            starts, rows, counts, lengths = (np.load(folder / name, mmap_mode="r") for name in (STARTS, ROWS, COUNTS, LENGTHS))
+            starts, rows, counts, lengths = (
+                np.load(folder / name, mmap_mode="r") for name in (STARTS, ROWS, COUNTS, LENGTHS)
+            )
         except (OSError, ValueError) as error:
             raise IndexDamaged(f"BM25 files in {folder} are damaged ({error}); run `rag build --full`") from None
-        if (not isinstance(words, list) or len(starts) != len(words) + 1 or len(lengths) != size
-                or int(starts[-1]) != len(rows) or len(rows) != len(counts)):
+        if (
+            not isinstance(words, list)
+            or len(starts) != len(words) + 1
+            or len(lengths) != size
+            or int(starts[-1]) != len(rows)
+            or len(rows) != len(counts)
+        ):
             raise IndexDamaged(f"BM25 files in {folder} are out of step; run `rag build --full`")
         return cls({w: i for i, w in enumerate(words)}, starts, rows, counts, lengths)
 

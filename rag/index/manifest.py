@@ -89,9 +89,7 @@ class Manifest:
         except FileNotFoundError:
             raise IndexDamaged(f"index manifest {path} is missing; run `rag build --full`") from None
         except (ValueError, TypeError, KeyError, AttributeError, OSError) as error:
-            raise IndexDamaged(
-                f"index manifest {path} is damaged ({error}); run `rag build --full`"
-            ) from None
+            raise IndexDamaged(f"index manifest {path} is damaged ({error}); run `rag build --full`") from None
 
     def chunking(self) -> dict:
         """The parameters that decide passage boundaries."""
@@ -99,8 +97,13 @@ class Manifest:
 
     def recipe(self) -> dict:
         """Everything that decided this index's passages, vectors and terms."""
-        return {"model": self.model, **self.chunking(), "tokenizer": self.tokenizer, "precision": self.precision,
-                **({"int8_recipe": self.int8_recipe} if self.int8_recipe else {})}
+        return {
+            "model": self.model,
+            **self.chunking(),
+            "tokenizer": self.tokenizer,
+            "precision": self.precision,
+            **({"int8_recipe": self.int8_recipe} if self.int8_recipe else {}),
+        }
 
     def mismatches(self, asked: dict) -> list[str]:
         """Human-readable differences between this index and the recipe settings ask for (`recipe`).
@@ -115,8 +118,13 @@ class Manifest:
         return found
 
 
-RECIPE_NAMES = {"model": "model", "max_tokens": "max_tokens", "overlap": "overlap",
-                "splitter": "sentence splitter", "tokenizer": "BM25 tokenizer"}
+RECIPE_NAMES = {
+    "model": "model",
+    "max_tokens": "max_tokens",
+    "overlap": "overlap",
+    "splitter": "sentence splitter",
+    "tokenizer": "BM25 tokenizer",
+}
 
 
 def _difference(key: str, have, wanted) -> str:
@@ -134,8 +142,13 @@ def _difference(key: str, have, wanted) -> str:
 
 def recipe(settings: Settings) -> dict:
     """The recipe `settings` ask for: model, chunking, splitter and BM25 tokenizer."""
-    return {"model": settings.model, "max_tokens": settings.max_tokens, "overlap": settings.overlap,
-            "splitter": SPLITTER, "tokenizer": dict(bm25.TOKENIZER)}
+    return {
+        "model": settings.model,
+        "max_tokens": settings.max_tokens,
+        "overlap": settings.overlap,
+        "splitter": SPLITTER,
+        "tokenizer": dict(bm25.TOKENIZER),
+    }
 
 
 def recipe_hash(recipe: dict) -> str:

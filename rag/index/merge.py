@@ -61,8 +61,13 @@ def merge_segments(loaded: store.LoadedIndex, names: list[str], exact_up_to: int
             if entry is not None and entry.kind != "text":
                 texts[entry.sha256] = segment.folder
     dimension = loaded.manifest.dimension
-    info = write_segment(store.segments_folder(loaded.root), passages,
-                         np.vstack(vectors) if vectors else np.zeros((0, dimension), np.float32), texts, exact_up_to)
+    info = write_segment(
+        store.segments_folder(loaded.root),
+        passages,
+        np.vstack(vectors) if vectors else np.zeros((0, dimension), np.float32),
+        texts,
+        exact_up_to,
+    )
     moved = set(info.files)
     entries, placed = [], False
     for entry in loaded.manifest.segments:

@@ -33,8 +33,15 @@ from rag.ingest import readers
 from rag.types import Passage
 
 INFO, PASSAGES, OFFSETS, VECTORS, FAISS, TERMS, KEYS, KEY_ORDER = (
-    "segment.json", "passages.jsonl", "passages.offsets.npy", "vectors.npy", "index.faiss", "terms", "keys.npy",
-    "keys.order.npy")
+    "segment.json",
+    "passages.jsonl",
+    "passages.offsets.npy",
+    "vectors.npy",
+    "index.faiss",
+    "terms",
+    "keys.npy",
+    "keys.order.npy",
+)
 APPROXIMATE_ABOVE = 200_000
 """Segments with more passages than this get an IVF index with 8-bit vectors instead of an exact scan, whose
 cost grows with the passages (docs/decisions.md, "Exact search up to 200,000 passages")."""
@@ -97,8 +104,9 @@ def faiss_kind(index) -> str:
 
 def text_keys(texts: Sequence[str]) -> np.ndarray:
     """A 64-bit key per text (the first bytes of its SHA-1): where a stored vector may be reused."""
-    return np.array([int.from_bytes(hashlib.sha1(t.encode("utf-8")).digest()[:8], "little") for t in texts],
-                    dtype=np.uint64)
+    return np.array(
+        [int.from_bytes(hashlib.sha1(t.encode("utf-8")).digest()[:8], "little") for t in texts], dtype=np.uint64
+    )
 
 
 @dataclass(frozen=True)
@@ -166,7 +174,9 @@ class VectorRows:
         try:
             with open(path, "rb") as handle:
                 version = np.lib.format.read_magic(handle)
-                read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                read_header = (
+                    np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                )
                 shape, fortran, dtype = read_header(handle)
                 self._start = handle.tell()
             size = path.stat().st_size
@@ -175,7 +185,9 @@ class VectorRows:
         except (OSError, ValueError) as error:
             raise IndexDamaged(f"vectors file {path} is damaged ({error}); run `rag build --full`") from None
         if fortran or len(shape) != 2 or dtype != np.float32 or size != self._start + shape[0] * shape[1] * 4:
-            raise IndexDamaged(f"vectors file {path} is damaged (truncated or not float32 rows); run `rag build --full`")
+            raise IndexDamaged(
+                f"vectors file {path} is damaged (truncated or not float32 rows); run `rag build --full`"
+            )
         self.shape, self.dtype = shape, dtype
         self._row_bytes = shape[1] * dtype.itemsize
         self._file = _RowFile(path)
@@ -222,11 +234,18 @@ def fsync_tree(folder: Path) -> None:
 def new_name(prefix: str) -> str:
     """A folder name that sorts in creation order, also within one second: `<prefix>-<time>-<ns>-<id>`."""
     now = time.time_ns()
-    return f"{prefix}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime(now // 10**9))}-{now % 10**9:09d}-{uuid.uuid4().hex[:4]}"
+    return (
+        f"{prefix}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime(now // 10**9))}-{now % 10**9:09d}-{uuid.uuid4().hex[:4]}"
+    )
 
 
-def write_segment(folder: Path, passages: list[Passage], vectors: np.ndarray, texts: dict | None = None,
-                  approximate_above: int = APPROXIMATE_ABOVE) -> SegmentInfo:
+def write_segment(
+    folder: Path,
+    passages: list[Passage],
+    vectors: np.ndarray,
+    texts: dict | None = None,
+    approximate_above: int = APPROXIMATE_ABOVE,
+) -> SegmentInfo:
     """Write a new segment under `folder` (the index's `segments/`) and fsync it; nothing points at it yet.
 
     `passages` come file by file; `texts` maps the sha256 of each converted file among them to the
@@ -261,8 +280,15 @@ def write_segment(folder: Path, passages: list[Passage], vectors: np.ndarray, te
             f"the stored text of {len(missing)} converted file(s) is missing from the previous index; run `rag build --full`"
         )
     sizes = {p.relative_to(staging).as_posix(): p.stat().st_size for p in sorted(staging.rglob("*")) if p.is_file()}
-    info = SegmentInfo(name, len(passages), int(vectors.shape[1]), faiss_kind(index), files,
-                       time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()), sizes)
+    info = SegmentInfo(
+        name,
+        len(passages),
+        int(vectors.shape[1]),
+        faiss_kind(index),
+        files,
+        time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
+        sizes,
+    )
     (staging / INFO).write_text(info.to_json(), encoding="utf-8")
     fsync_tree(staging)
     os.rename(staging, folder / name)
@@ -281,7 +307,11 @@ class Segment:
         self.vectors = VectorRows(self.folder / VECTORS)
         self._lock = threading.Lock()
         self._faiss = self._postings = self._keys = None
-        counts = {"segment.json": self.info.passages, "passages file": len(self.passages), "vectors file": len(self.vectors)}
+        counts = {
+            "segment.json": self.info.passages,
+            "passages file": len(self.passages),
+            "vectors file": len(self.vectors),
+        }
         if len(set(counts.values())) != 1 or self.vectors.shape[1] != self.info.dimension:
             self._out_of_step(counts)
         if not (self.folder / KEYS).is_file():
@@ -299,8 +329,9 @@ class Segment:
             except OSError:
                 raise IndexDamaged(f"index file {path} is missing; run `rag build --full`") from None
             if found != size:
-                raise IndexDamaged(f"index file {path} is damaged ({found:,} bytes, written as {size:,}); "
-                                   f"run `rag build --full`")
+                raise IndexDamaged(
+                    f"index file {path} is damaged ({found:,} bytes, written as {size:,}); run `rag build --full`"
+                )
 
     def _out_of_step(self, counts: dict) -> None:
         detail = ", ".join(f"{k} {v}" for k, v in counts.items())
@@ -348,9 +379,14 @@ class Segment:
         with self._lock:
             if self._keys is None:
                 try:
-                    keys, order = np.load(self.folder / KEYS, mmap_mode="r"), np.load(self.folder / KEY_ORDER, mmap_mode="r")
+                    keys, order = (
+                        np.load(self.folder / KEYS, mmap_mode="r"),
+                        np.load(self.folder / KEY_ORDER, mmap_mode="r"),
+                    )
                 except (OSError, ValueError) as error:
-                    raise IndexDamaged(f"text keys in {self.folder} are damaged ({error}); run `rag build --full`") from None
+                    raise IndexDamaged(
+                        f"text keys in {self.folder} are damaged ({error}); run `rag build --full`"
+                    ) from None
                 if keys.shape != (self.info.passages,) or order.shape != keys.shape:
                     self._out_of_step({"segment.json": self.info.passages, "text keys": len(keys)})
                 self._keys = (keys, order)
@@ -389,8 +425,11 @@ class Segment:
                 scores, rows = index.search(query, k)
             else:
                 selector = faiss.IDSelectorBitmap(index.ntotal, faiss.swig_ptr(live_bitmap))
-                params = faiss.SearchParametersIVF(sel=selector, nprobe=NPROBE) if hasattr(index, "nprobe") \
+                params = (
+                    faiss.SearchParametersIVF(sel=selector, nprobe=NPROBE)
+                    if hasattr(index, "nprobe")
                     else faiss.SearchParameters(sel=selector)
+                )
                 scores, rows = index.search(query, k, params=params)
         found = [(int(r), float(s)) for r, s in zip(rows[0], scores[0]) if r >= 0]
         if self.info.index_type == "flat-fp16" and found:  # the float32 cosines of the rows the scan found
@@ -421,7 +460,9 @@ def _read_passages(folder: Path) -> PassageTable:
     except (OSError, ValueError) as error:
         raise IndexDamaged(f"passage offsets in {folder} are damaged ({error}); run `rag build --full`") from None
     if offsets.ndim != 1 or len(offsets) == 0 or int(offsets[-1]) != size or int(offsets[0]) != 0:
-        raise IndexDamaged(f"passages file {path} does not match its offsets (edited or truncated); run `rag build --full`")
+        raise IndexDamaged(
+            f"passages file {path} does not match its offsets (edited or truncated); run `rag build --full`"
+        )
     table = PassageTable(path, offsets)
     try:
         for row in {0, len(table) // 2, len(table) - 1} if len(table) else ():

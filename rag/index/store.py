@@ -275,8 +275,6 @@ def settle_ties(pairs: list[tuple[int, float]], passages: LivePassages, k: int) 
     return [pairs[i] for i in order[:k]]
 
 
-
-
 def write_version(root: Path, manifest: Manifest) -> Path:
     """Write a new version (its manifest) beside the live one and fsync it; the pointer is not touched.
     The segments it lists must be written already."""
@@ -316,7 +314,9 @@ def current_version(root: Path) -> Path | None:
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError) as error:
-        raise IndexDamaged(f"index pointer {Path(root) / POINTER} cannot be read ({error}); run `rag build --full`") from None
+        raise IndexDamaged(
+            f"index pointer {Path(root) / POINTER} cannot be read ({error}); run `rag build --full`"
+        ) from None
     if not name or "/" in name or name.startswith("."):
         raise IndexDamaged(f"index pointer {Path(root) / POINTER} is damaged; run `rag build --full`")
     return Path(root) / name
@@ -413,8 +413,10 @@ def _load_version(root: Path, folder: Path, reuse: LoadedIndex | None, search: b
                 raise _Vanished from None  # cleaned up just before our lock: the pointer has moved on
             raise
         if segment.info.dimension != manifest.dimension:
-            raise IndexDamaged(f"index segment {segment.folder} has dimension {segment.info.dimension}, the "
-                               f"manifest {manifest.dimension}; run `rag build --full`")
+            raise IndexDamaged(
+                f"index segment {segment.folder} has dimension {segment.info.dimension}, the "
+                f"manifest {manifest.dimension}; run `rag build --full`"
+            )
         if search:
             segment.open_search()
         parts.append(Part(segment, entry.deleted))

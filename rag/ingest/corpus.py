@@ -59,8 +59,12 @@ class Known:
         return Document(source, path, "", entry.sha256, entry.encoding, entry.kind, entry.size, entry.mtime_ns)
 
 
-def scan(corpus: Path, extensions: tuple[str, ...] = DOCUMENT_SUFFIXES, max_bytes: int = 20_000_000,
-         known: Known | None = None) -> CorpusScan:
+def scan(
+    corpus: Path,
+    extensions: tuple[str, ...] = DOCUMENT_SUFFIXES,
+    max_bytes: int = 20_000_000,
+    known: Known | None = None,
+) -> CorpusScan:
     """Read every matching file under `corpus`, recursively, in a stable order.
 
     Text files are decoded; converted formats (PDF, Word, HTML) are hashed and checked against
@@ -80,8 +84,11 @@ def scan(corpus: Path, extensions: tuple[str, ...] = DOCUMENT_SUFFIXES, max_byte
         source = path.relative_to(corpus).as_posix()
         if problem is None and not source.lower().endswith(endings):
             continue
-        result = (Skipped(printable(source), problem) if problem else
-                  (known and known.unchanged(path, source)) or read_file(path, source, root, max_bytes))
+        result = (
+            Skipped(printable(source), problem)
+            if problem
+            else (known and known.unchanged(path, source)) or read_file(path, source, root, max_bytes)
+        )
         if isinstance(result, Skipped):
             log.warning("skipped %s: %s", result.source, result.reason)
             skipped.append(result)
@@ -99,16 +106,24 @@ def _walk(corpus: Path):
     for folder, dirs, files in os.walk(corpus, followlinks=False, onerror=errors.append):
         while errors:
             error = errors.pop(0)
-            yield Path(error.filename or folder), f"folder cannot be read ({error.strerror or error}); check its permissions"
+            yield (
+                Path(error.filename or folder),
+                f"folder cannot be read ({error.strerror or error}); check its permissions",
+            )
         for name in dirs:
             if not name.startswith(".") and os.path.islink(os.path.join(folder, name)):
-                log.warning("not entered %s: a symbolic link to a folder; linked folders are not read", Path(folder, name))
+                log.warning(
+                    "not entered %s: a symbolic link to a folder; linked folders are not read", Path(folder, name)
+                )
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             if not name.startswith("."):
                 yield Path(folder) / name, None
     for error in errors:  # an unreadable corpus folder itself
-        yield Path(error.filename or corpus), f"folder cannot be read ({error.strerror or error}); check its permissions"
+        yield (
+            Path(error.filename or corpus),
+            f"folder cannot be read ({error.strerror or error}); check its permissions",
+        )
 
 
 def printable(source: str) -> str:

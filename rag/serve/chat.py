@@ -73,8 +73,10 @@ def render_sources(result: Answer, pages=None) -> str:
         return "<p class='rag-note'>Nearest passages, for reference only (not an answer):</p>" + items
     items = []
     for c in result.citations:
-        body = (f"<span class='rag-context'>{html.escape(c.context_before)}</span><mark data-n='{c.n}'>{_quote_html(c)}</mark>"
-                f"<span class='rag-context'>{html.escape(c.context_after)}</span>")
+        body = (
+            f"<span class='rag-context'>{html.escape(c.context_before)}</span><mark data-n='{c.n}'>{_quote_html(c)}</mark>"
+            f"<span class='rag-context'>{html.escape(c.context_after)}</span>"
+        )
         passage = result.passages.get(c.passage_id)
         a, b = c.start - len(c.context_before), c.end + len(c.context_after)
         if passage is not None and passage.start <= a and b <= passage.end:
@@ -192,8 +194,16 @@ def make_app(settings: Settings, retriever: Retriever | None, backend: LocalBack
             {"role": "assistant", "content": reply},  # already escaped: chat_html
         ]
         markdown, json_file = write_exports(answers)
-        return (history, sources, searched, backend.status(), "", answers,
-                gr.update(value=markdown, interactive=True), gr.update(value=json_file, interactive=True))
+        return (
+            history,
+            sources,
+            searched,
+            backend.status(),
+            "",
+            answers,
+            gr.update(value=markdown, interactive=True),
+            gr.update(value=json_file, interactive=True),
+        )
 
     def start_over():
         return [], [], gr.update(value=None, interactive=False), gr.update(value=None, interactive=False)
@@ -216,7 +226,10 @@ def make_app(settings: Settings, retriever: Retriever | None, backend: LocalBack
                 notes.append(f"added {added.name}")
             except RagError as error:
                 notes.append(f"refused: {error}")
-        yield "; ".join(notes) or "nothing uploaded", gr.update(choices=list_documents(settings.corpus, settings.extensions))
+        yield (
+            "; ".join(notes) or "nothing uploaded",
+            gr.update(choices=list_documents(settings.corpus, settings.extensions)),
+        )
         for progress in _rebuild_with_progress(backend):
             yield "; ".join(notes) + "\n" + progress, gr.update()
 
@@ -234,35 +247,52 @@ def make_app(settings: Settings, retriever: Retriever | None, backend: LocalBack
 
     examples = [q.strip() for q in settings.examples.split("|") if q.strip()]
     with gr.Blocks(title="rag — ask your documents") as demo:
-        gr.Markdown("## Ask your documents\nEvery answer is made of verbatim quotes, each checked against its source file.")
+        gr.Markdown(
+            "## Ask your documents\nEvery answer is made of verbatim quotes, each checked against its source file."
+        )
         status = gr.Markdown(backend.status(), elem_id="rag-status")
         with gr.Row():
             with gr.Column(scale=3):
                 chatbot = gr.Chatbot(
-                    label="Chat", elem_id="rag-chat", height=460, render_markdown=False,
-                    sanitize_html=True, allow_tags=False, feedback_options=None,
+                    label="Chat",
+                    elem_id="rag-chat",
+                    height=460,
+                    render_markdown=False,
+                    sanitize_html=True,
+                    allow_tags=False,
+                    feedback_options=None,
                 )
                 question = gr.Textbox(label="Question", placeholder="Ask about your documents…", elem_id="rag-question")
                 with gr.Row():
                     send = gr.Button("Ask", variant="primary", elem_id="rag-ask")
                     new_chat = gr.ClearButton([chatbot, question], value="New chat", elem_id="rag-new-chat")
                 with gr.Row():
-                    save_markdown = gr.DownloadButton("Download as Markdown", interactive=False, size="sm", elem_id="rag-export-md")
-                    save_json = gr.DownloadButton("Download as JSON", interactive=False, size="sm", elem_id="rag-export-json")
+                    save_markdown = gr.DownloadButton(
+                        "Download as Markdown", interactive=False, size="sm", elem_id="rag-export-md"
+                    )
+                    save_json = gr.DownloadButton(
+                        "Download as JSON", interactive=False, size="sm", elem_id="rag-export-json"
+                    )
                 searched = gr.Markdown(elem_id="rag-searched")
                 if examples:
                     gr.Examples(examples=examples, inputs=question, label="Examples")
             with gr.Column(scale=2):
                 gr.Markdown("### Sources")
-                sources = gr.HTML("<p class='rag-note'>Citations appear here; open one to see its passage.</p>", elem_id="rag-sources")
+                sources = gr.HTML(
+                    "<p class='rag-note'>Citations appear here; open one to see its passage.</p>", elem_id="rag-sources"
+                )
         with gr.Accordion("Documents and index", open=False):
             with gr.Row():
                 files = gr.File(
-                    label="Add documents (" + ", ".join(settings.extensions) + ")", file_count="multiple",
-                    file_types=list(settings.extensions), elem_id="rag-upload",
+                    label="Add documents (" + ", ".join(settings.extensions) + ")",
+                    file_count="multiple",
+                    file_types=list(settings.extensions),
+                    elem_id="rag-upload",
                 )
                 with gr.Column():
-                    chosen = gr.Dropdown(list_documents(settings.corpus, settings.extensions), label="Document", elem_id="rag-doc")
+                    chosen = gr.Dropdown(
+                        list_documents(settings.corpus, settings.extensions), label="Document", elem_id="rag-doc"
+                    )
                     remove = gr.Button("Delete document", variant="stop", elem_id="rag-delete")
                     rebuild_button = gr.Button("Rebuild index", elem_id="rag-rebuild")
             build_log = gr.Textbox(label="Index", lines=3, interactive=False, elem_id="rag-build-log")
@@ -278,7 +308,9 @@ def make_app(settings: Settings, retriever: Retriever | None, backend: LocalBack
         gr.Timer(5).tick(lambda: backend.status(), None, status, api_visibility="private")
         demo.load(  # a page opened later must list the documents as they are now
             lambda: (backend.status(), gr.update(choices=list_documents(settings.corpus, settings.extensions))),
-            None, [status, chosen], api_visibility="private",
+            None,
+            [status, chosen],
+            api_visibility="private",
         )
         gr.api(ask, api_name="ask")
     return demo

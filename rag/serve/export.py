@@ -33,8 +33,10 @@ def as_text(answer: dict) -> str:
     lines = [answer["answer"]]
     if answer.get("citations"):
         lines.append("")
-        lines += [f"[{c['n']}] {where(c)} (chars {c['start']}–{c['end']}, passage {c['passage_id']})"
-                  for c in answer["citations"]]
+        lines += [
+            f"[{c['n']}] {where(c)} (chars {c['start']}–{c['end']}, passage {c['passage_id']})"
+            for c in answer["citations"]
+        ]
     return "\n".join(lines)
 
 
@@ -48,8 +50,10 @@ def as_markdown(answers: Sequence[dict], title: str = "Conversation with rag") -
             continue
         for c in answer["citations"]:
             out += [_blockquote(c["quote"]) + f" [{c['n']}]", ""]
-        out += [f"- **[{c['n']}]** {_inline(where(c))}, characters {c['start']}–{c['end']} (passage `{c['passage_id']}`)"
-                for c in answer["citations"]]
+        out += [
+            f"- **[{c['n']}]** {_inline(where(c))}, characters {c['start']}–{c['end']} (passage `{c['passage_id']}`)"
+            for c in answer["citations"]
+        ]
         out.append("")
     return "\n".join(out).rstrip() + "\n"
 

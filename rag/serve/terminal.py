@@ -36,7 +36,7 @@ class Conversation:
         """Answer `question`, joined to the earlier ones when it follows up on them."""
         from rag.answer.quotes import answer
 
-        earlier = [a["question"] for a in self.answers[self.follows_from:]]
+        earlier = [a["question"] for a in self.answers[self.follows_from :]]
         self.last = answer(question, self.retriever, self.settings, history=earlier)
         self.answers.append(self.last.to_dict())
         return self.last
@@ -75,9 +75,12 @@ def chat(settings: Settings, read: Callable[[str], str] = input, out: TextIO = s
     marks = ("\033[1;4m", "\033[0m") if out.isatty() else ("»", "«")
     history = _start_history() if sys.stdin.isatty() else None
     manifest = retriever.index.manifest
-    print(f"rag chat: {export.plural(len(manifest.files), 'file', 'files')}, "
-          f"{export.plural(manifest.passages, 'passage', 'passages')} in {settings.corpus}. "
-          f"Ask a question; /help lists the commands.", file=out)
+    print(
+        f"rag chat: {export.plural(len(manifest.files), 'file', 'files')}, "
+        f"{export.plural(manifest.passages, 'passage', 'passages')} in {settings.corpus}. "
+        f"Ask a question; /help lists the commands.",
+        file=out,
+    )
     try:
         while True:
             try:

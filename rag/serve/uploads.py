@@ -102,7 +102,9 @@ def delete_document(corpus: Path, source: str, extensions: tuple[str, ...] = DOC
     relative = PurePosixPath(raw)
     if "\x00" in raw or not raw.strip() or relative.is_absolute() or ".." in relative.parts:
         raise UploadRefused(f"{raw!r} is not a document in the corpus folder")
-    if any(part.startswith(".") for part in relative.parts) or not raw.lower().endswith(tuple(e.lower() for e in extensions)):
+    if any(part.startswith(".") for part in relative.parts) or not raw.lower().endswith(
+        tuple(e.lower() for e in extensions)
+    ):
         raise UploadRefused(f"{raw!r} is not a {'/'.join(extensions)} document; only documents can be deleted")
     corpus = Path(corpus).resolve()
     target = corpus / relative

@@ -81,9 +81,14 @@ class TextRecord:
 
     def to_json(self) -> str:
         return json.dumps(
-            {"kind": self.kind, "text": self.text, "page_starts": list(self.page_starts),
-             "page_labels": list(self.page_labels), "page_frames": [list(f) for f in self.page_frames],
-             "sections": [list(s) for s in self.sections]},
+            {
+                "kind": self.kind,
+                "text": self.text,
+                "page_starts": list(self.page_starts),
+                "page_labels": list(self.page_labels),
+                "page_frames": [list(f) for f in self.page_frames],
+                "sections": [list(s) for s in self.sections],
+            },
             ensure_ascii=False,
         )
 
@@ -91,9 +96,13 @@ class TextRecord:
     def from_json(cls, raw: str, boxes=None) -> TextRecord:
         data = json.loads(raw)
         return cls(
-            kind=data["kind"], text=data["text"], page_starts=tuple(data["page_starts"]),
-            page_labels=tuple(data["page_labels"]), page_frames=tuple(tuple(f) for f in data["page_frames"]),
-            sections=tuple((int(a), str(b)) for a, b in data["sections"]), boxes=boxes,
+            kind=data["kind"],
+            text=data["text"],
+            page_starts=tuple(data["page_starts"]),
+            page_labels=tuple(data["page_labels"]),
+            page_frames=tuple(tuple(f) for f in data["page_frames"]),
+            sections=tuple((int(a), str(b)) for a, b in data["sections"]),
+            boxes=boxes,
         )
 
 

@@ -38,14 +38,18 @@ def check_archive(data: bytes) -> None:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, OSError, ValueError):
-        raise Unreadable("not a Word file: a .docx is a zip archive and this is not one (damaged, or another format)") from None
+        raise Unreadable(
+            "not a Word file: a .docx is a zip archive and this is not one (damaged, or another format)"
+        ) from None
     with archive:
         members = archive.infolist()
         if "word/document.xml" not in {m.filename for m in members}:
             raise Unreadable("a zip archive without word/document.xml, so not a Word document")
         total = sum(m.file_size for m in members)
         if total > MAX_INFLATED_BYTES:
-            raise Unreadable(f"its archive inflates to {total:,} bytes, over {MAX_INFLATED_BYTES:,}: refused as a zip bomb")
+            raise Unreadable(
+                f"its archive inflates to {total:,} bytes, over {MAX_INFLATED_BYTES:,}: refused as a zip bomb"
+            )
         for member in members:
             if member.file_size > 1_000_000 and member.file_size > MAX_RATIO * max(member.compress_size, 1):
                 raise Unreadable(

@@ -15,10 +15,14 @@ from rag.ingest.readers import SECTION_SEPARATOR, TextRecord, Unreadable
 KIND = "html"
 NAME = "web page (HTML)"
 SUFFIXES = (".html", ".htm")
-DROPPED = frozenset("script style noscript template svg math nav header footer aside form button select "
-                    "textarea iframe object canvas head".split())
-BLOCKS = frozenset("p div section article main li ul ol dl dt dd table tr thead tbody tfoot caption blockquote "
-                   "pre figure figcaption address h1 h2 h3 h4 h5 h6 hr td th title body html details summary".split())
+DROPPED = frozenset(
+    "script style noscript template svg math nav header footer aside form button select "
+    "textarea iframe object canvas head".split()
+)
+BLOCKS = frozenset(
+    "p div section article main li ul ol dl dt dd table tr thead tbody tfoot caption blockquote "
+    "pre figure figcaption address h1 h2 h3 h4 h5 h6 hr td th title body html details summary".split()
+)
 VOID = frozenset("area base br col embed hr img input link meta source track wbr".split())
 _START = re.compile(rb"^\s*(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html|head|body)\b", re.IGNORECASE | re.DOTALL)
 _CHARSET = re.compile(rb"<meta[^>]+charset\s*=\s*[\"']?([\w-]+)", re.IGNORECASE)

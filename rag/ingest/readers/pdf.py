@@ -28,11 +28,10 @@ MARGIN_SHARE = 0.09
 """Top and bottom share of a page where running headers, footers and page numbers are looked for."""
 _LIGATURES = {chr(c) for c in range(0xFB00, 0xFB07)}
 _HYPHENS = "-\u00ad\u2010\x02"
-_TERMINAL = tuple(".!?:;\"”’)")
+_TERMINAL = tuple('.!?:;"”’)')
 _PAGE_NUMBER = re.compile(r"^(?:page\s*)?(?:#|[ivxlcdm]+)(?:\s*(?:of|/)\s*#)?$|^[-–—]\s*#\s*[-–—]$")
 _PDFIUM = threading.Lock()
 """PDFium is not thread-safe: every call into it in one process goes through this lock."""
-
 
 
 def sniff(data: bytes) -> bool:
@@ -82,14 +81,19 @@ def read(data: bytes) -> TextRecord:
     if not any(f.text.strip() for page in pages for f in page):
         raise Unreadable("no text layer; scanned pages need OCR (run an OCR tool such as ocrmypdf on it first)")
     _check_character_maps(pages)
-    body = [_order(fragments, frame, furniture) for fragments, frame, furniture
-            in zip(pages, frames, _furniture(pages, frames))]
+    body = [
+        _order(fragments, frame, furniture)
+        for fragments, frame, furniture in zip(pages, frames, _furniture(pages, frames))
+    ]
     text, boxes, page_starts = _assemble(body)
     import numpy as np
 
     return TextRecord(
-        kind=KIND, text=text, page_starts=tuple(page_starts),
-        page_labels=tuple(labels) if any(labels) else (), page_frames=tuple(frames),
+        kind=KIND,
+        text=text,
+        page_starts=tuple(page_starts),
+        page_labels=tuple(labels) if any(labels) else (),
+        page_frames=tuple(frames),
         boxes=np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
     )
 
@@ -118,7 +122,9 @@ def _fragments(page, number: int) -> list[Fragment]:
     try:
         count = textpage.count_chars()
         if count > MAX_PAGE_CHARS:
-            raise Unreadable(f"page {number + 1} holds {count:,} characters, over {MAX_PAGE_CHARS:,}; not a readable page")
+            raise Unreadable(
+                f"page {number + 1} holds {count:,} characters, over {MAX_PAGE_CHARS:,}; not a readable page"
+            )
         if count <= 0:
             return []
         text = textpage.get_text_range(0, count)
@@ -182,7 +188,9 @@ def _clean(text: str, boxes):
     start = len(text) - len(stripped)
     stripped = stripped.rstrip(" ")
     text, boxes = stripped, boxes[start : start + len(stripped)]
-    if "\x02" in text:  # PDFium marks a hyphen it takes for a line-end hyphen: a plain hyphen at the end, dropped inside
+    if (
+        "\x02" in text
+    ):  # PDFium marks a hyphen it takes for a line-end hyphen: a plain hyphen at the end, dropped inside
         keep = [i for i, ch in enumerate(text) if ch != "\x02" or i == len(text) - 1]
         text = "".join("-" if text[i] == "\x02" else text[i] for i in keep)
         boxes = boxes[keep]
@@ -273,8 +281,10 @@ def _gutter(body: list[Fragment], frame) -> float | None:
     # columns hold lines, not scattered words: their typical line fills a good part of the column
     left_width = x - min(f.left for f in on_left)
     right_width = max(f.right for f in on_right) - x
-    if (_median([f.right - f.left for f in on_left]) < 0.4 * left_width
-            or _median([f.right - f.left for f in on_right]) < 0.4 * right_width):
+    if (
+        _median([f.right - f.left for f in on_left]) < 0.4 * left_width
+        or _median([f.right - f.left for f in on_right]) < 0.4 * right_width
+    ):
         return None
     return x
 
@@ -365,7 +375,7 @@ _SUSPENDING = frozenset("and or nor to und oder et ou".split())
 
 
 def _line_end_hyphen(ends: str, following: str, words, compounds) -> str:
-    """"hyphen" (drop it and join the word), "" (a compound: keep it, no space) or " " (a suspended hyphen).
+    """ "hyphen" (drop it and join the word), "" (a compound: keep it, no space) or " " (a suspended hyphen).
 
     The document itself decides where it can: a word seen whole elsewhere is joined, a compound
     seen hyphenated elsewhere keeps its hyphen; otherwise a lower-case continuation is joined.
@@ -406,7 +416,9 @@ def render_page(data: bytes, page_number: int, boxes, max_pixels: int = 1400) ->
         for x0, y0, x1, y1 in line_rectangles(boxes):
             draw.rectangle(
                 [(x0 - left) * scale, (top - y1) * scale, (x1 - left) * scale, (top - y0) * scale],
-                fill=(255, 214, 0, 110), outline=(230, 140, 0, 255), width=1,
+                fill=(255, 214, 0, 110),
+                outline=(230, 140, 0, 255),
+                width=1,
             )
         image = Image.alpha_composite(image.convert("RGBA"), overlay).convert("RGB")
     out = io.BytesIO()
@@ -424,4 +436,3 @@ def line_rectangles(boxes) -> list[tuple[float, float, float, float]]:
         else:
             rectangles.append([x0, y0, x1, y1])
     return [tuple(r) for r in rectangles]
-

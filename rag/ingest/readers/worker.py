@@ -125,8 +125,10 @@ class Extractor:
         if talk.is_alive():
             self._kill()
             talk.join(5)
-            return (f"reading it took longer than {self.timeout:g} s (RAG_EXTRACT_TIMEOUT), so it was "
-                    f"stopped; the file may be damaged, or raise the limit")
+            return (
+                f"reading it took longer than {self.timeout:g} s (RAG_EXTRACT_TIMEOUT), so it was "
+                f"stopped; the file may be damaged, or raise the limit"
+            )
         status, value = answer[0]
         if status == "crashed":
             self._kill()
@@ -137,7 +139,9 @@ class Extractor:
         environment = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
         self._process = subprocess.Popen(
             [sys.executable, "-m", "rag.ingest.readers.worker", self.reader],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=environment,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=environment,
         )
         ready: list = []
         waiting = threading.Thread(target=lambda: ready.append(_receive(self._process.stdout)), daemon=True)
