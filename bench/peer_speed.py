@@ -1,9 +1,7 @@
 """`rag build` (auto and float32) against LlamaIndex and LangChain with their defaults, on the same SciFact
 files, each build in its own process under the same CPU limits (default: AVX2, emulated), in rounds whose
 order rotates: build seconds, passages/s, tokens embedded and text cut off, side by side. rag shares its
-batches among one worker thread per torch thread, as it does by default; "rag float32 one-pass" runs every
-batch over all torch threads instead, as rag did before 2026-12-02 (the float32 build of that time);
-"rag auto no-overlap" cuts passages that share no sentence (RAG_OVERLAP=0), to show what the overlap costs.
+batches among one worker thread per torch thread, as it does by default.
 
     .venv/bin/python bench/peer_speed.py --quick                       # 60 abstracts, AVX2 emulated
     .venv/bin/python bench/peer_speed.py --venvs /tmp/peers-venv       # 1,000 abstracts
@@ -46,7 +44,6 @@ def rag_child(args) -> int:
     settings = Settings.from_env(corpus=Path(args.corpus), index=Path(args.out))
     with Timer() as load:
         embedder = load_embedder(settings.model, planned_arithmetic(settings, full=True).precision)
-    embedder.workers = args.workers  # the build asks load_embedder for this same, cached, model
     with Timer() as timer:
         summary = build(settings, full=True)
     passages = [p.text for p in store.load(settings.index).passages]
@@ -56,7 +53,6 @@ def rag_child(args) -> int:
             {
                 "system": f"rag {os.environ.get('RAG_PRECISION', 'auto')}",
                 "arithmetic": summary.arithmetic,
-                "workers": args.workers or torch.get_num_threads(),
                 "chunks": summary.passages,
                 "embedded": summary.passages_embedded,
                 "tokens_embedded": sum(lengths),
@@ -86,12 +82,8 @@ def run_arm(arm: str, corpus: Path, env: dict, venvs: Path, model_path: str, tim
             str(corpus),
             "--out",
             str(out),
-            "--workers",
-            "1" if arm.endswith(" one-pass") else "0",
         ]
         env = {**env, "RAG_PRECISION": arm.split()[1]}
-        if arm.endswith(" no-overlap"):
-            env["RAG_OVERLAP"] = "0"
     else:
         python = venvs / f"venv-{arm}" / "bin" / "python"
         if not python.exists():
@@ -149,9 +141,8 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=1, help="rounds of all builds, the order rotating (default 1)")
     parser.add_argument(
         "--arms",
-        default="rag auto,rag float32,rag float32 one-pass,llamaindex,langchain",
-        help="builds to run, in order ('rag PRECISION'; '... one-pass': every batch over all torch "
-        "threads; '... no-overlap': RAG_OVERLAP=0, passages share no sentence)",
+        default="rag auto,rag float32,llamaindex,langchain",
+        help="builds to run, in order ('rag PRECISION', llamaindex, langchain)",
     )
     parser.add_argument("--venvs", type=Path, default=OUT, help="folder holding venv-llamaindex and venv-langchain")
     parser.add_argument("--timeout", type=float, default=1200, help="seconds one build may take")
@@ -159,7 +150,6 @@ def main(argv=None) -> int:
     parser.add_argument("--rag-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--corpus", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
-    parser.add_argument("--workers", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.rag_child:
         return rag_child(args)

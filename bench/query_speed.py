@@ -1,7 +1,8 @@
-"""Query speed: latency of the real question path at 10k, 100k and 1M passages, memory, server start, concurrency.
+"""Query speed: latency of the real question path at 10k, 100k and 1M passages, and memory (the server under
+load: bench/load.py).
 
     .venv/bin/python bench/query_speed.py --quick       # 2,000 passages, a few questions, 1 and 2 threads
-    .venv/bin/python bench/query_speed.py               # 10k, 100k, 1M passages, server on the 10k index
+    .venv/bin/python bench/query_speed.py               # 10k, 100k, 1M passages
 
 How the indexes are made: the first --articles SQuAD v1.1 dev articles are written as one file each
 (paragraphs separated by blank lines) under bench/out/query_speed/corpus/, cut into passages by
@@ -16,8 +17,7 @@ Each size is measured in a fresh child process (`--child`): load time, RSS after
 per question (real SQuAD questions about those articles) the whole `rag.answer.quotes.answer` path —
 embed the question with the real model, dense + BM25 search, fuse, score sentences, verify quotes —
 with reranking on and off alternately, plus the dense and BM25 search alone; then its peak RSS
-(VmHWM). Finally `rag serve` on the smallest index: seconds until `/ask` first answers, and N
-threads × M questions through gradio_client, throughput against 1 thread.
+(VmHWM).
 """
 
 from __future__ import annotations
@@ -29,10 +29,8 @@ import os
 import random
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -240,7 +238,6 @@ def child(args) -> int:
             loaded.lexical.search(question, settings.candidates)
         lexical_s.append(t.seconds)
     ms = lambda values, q: round(1000 * percentile(values, q), 1)  # noqa: E731
-    threads_ab = threads_a_b(questions, retriever, modes, ms) if args.threads_ab else None
     print(
         json.dumps(
             {
@@ -262,37 +259,13 @@ def child(args) -> int:
                 "bm25_search_p95_ms": ms(lexical_s, 95),
                 "peak_rss_mb": round(peak_rss_mb()),
                 "no_answer_text": NO_ANSWER[:20],
-                "threads_ab": threads_ab,
             }
         )
     )
     return 0
 
 
-def threads_a_b(questions, retriever, modes, ms) -> dict:
-    """The same questions with torch at its default thread count and at 1 thread, alternating, in one process."""
-    import torch
-
-    from rag.answer.quotes import answer
-
-    default = torch.get_num_threads() if torch.get_num_threads() > 1 else 2
-    timings = {(t, r): [] for t in (default, 1) for r in (True, False)}
-    for n, question in enumerate(questions):
-        for threads in (default, 1) if n % 2 == 0 else (1, default):
-            torch.set_num_threads(threads)
-            for rerank in (True, False):
-                started = time.perf_counter()
-                answer(question, retriever, modes[rerank])
-                timings[(threads, rerank)].append(time.perf_counter() - started)
-    return {
-        f"{'rerank' if r else 'no_rerank'}_{t}_threads": {"p50_ms": ms(v, 50), "p95_ms": ms(v, 95)}
-        for (t, r), v in timings.items()
-    }
-
-
-def measure_size(
-    corpus: Path, index: Path, questions_file: Path, timeout: float, torch_threads: int, threads_ab: bool = False
-) -> dict:
+def measure_size(corpus: Path, index: Path, questions_file: Path, timeout: float, torch_threads: int) -> dict:
     done = subprocess.run(
         [
             sys.executable,
@@ -306,8 +279,7 @@ def measure_size(
             str(questions_file),
             "--torch-threads",
             str(torch_threads),
-        ]
-        + (["--threads-ab"] if threads_ab else []),
+        ],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -316,137 +288,6 @@ def measure_size(
     if done.returncode or not lines:
         return {"error": f"exit {done.returncode}: {done.stderr.strip()[-1500:]}"}
     return json.loads(lines[-1])
-
-
-# ---------------------------------------------------------------- the server
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(corpus: Path, index: Path, question: str, torch_threads: int, timeout: float = 300):
-    """`rag serve` on a free loopback port; returns (process, url, seconds to URL line, seconds to first answer)."""
-    from gradio_client import Client
-
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
-    if torch_threads:
-        env["OMP_NUM_THREADS"] = str(torch_threads)  # torch's intra-op pool follows it
-    started = time.perf_counter()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "rag",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--corpus",
-            str(corpus),
-            "--index",
-            str(index),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-        cwd=str(WORK),
-    )
-    seen: list[str] = []
-    listening: dict[str, float] = {}
-
-    def drain():
-        for line in process.stdout:
-            seen.append(line)
-            if "Running on local URL" in line and "s" not in listening:
-                listening["s"] = time.perf_counter() - started
-
-    threading.Thread(target=drain, daemon=True).start()
-    url = f"http://127.0.0.1:{port}/"
-    while time.perf_counter() - started < timeout:
-        if process.poll() is not None:
-            raise SystemExit("query_speed: rag serve exited:\n" + "".join(seen[-30:]))
-        try:
-            Client(url, verbose=False).predict(question, api_name="/ask")
-            return process, url, listening.get("s", float("nan")), time.perf_counter() - started
-        except Exception:  # noqa: BLE001 - not up yet
-            time.sleep(0.25)
-    process.kill()
-    raise SystemExit("query_speed: rag serve did not answer in time:\n" + "".join(seen[-30:]))
-
-
-def concurrent_load(url: str, questions: list[str], threads: int, per_thread: int) -> dict:
-    """`threads` clients in parallel, each asking `per_thread` questions through `/ask`."""
-    from gradio_client import Client
-
-    clients = [Client(url, verbose=False) for _ in range(threads)]
-    latencies, failures, lock = [], [], threading.Lock()
-    barrier = threading.Barrier(threads + 1)
-
-    def work(n: int):
-        barrier.wait()
-        for m in range(per_thread):
-            question = questions[(n * per_thread + m) % len(questions)]
-            started = time.perf_counter()
-            try:
-                reply = clients[n].predict(question, api_name="/ask")
-                ok = isinstance(reply, dict) and "answer" in reply
-            except Exception as error:  # noqa: BLE001
-                ok, reply = False, error
-            with lock:
-                (latencies.append(time.perf_counter() - started) if ok else failures.append(str(reply)[:200]))
-
-    workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
-    for worker in workers:
-        worker.start()
-    barrier.wait()
-    started = time.perf_counter()
-    for worker in workers:
-        worker.join()
-    wall = time.perf_counter() - started
-    return {
-        "threads": threads,
-        "questions": threads * per_thread,
-        "failed": len(failures),
-        "seconds": round(wall, 2),
-        "throughput_qps": round(len(latencies) / wall, 2),
-        "p50_ms": round(1000 * percentile(latencies, 50)),
-        "p95_ms": round(1000 * percentile(latencies, 95)),
-        "failures": failures[:3],
-    }
-
-
-def server_part(
-    corpus: Path, index: Path, questions: list[str], thread_counts: list[int], per_thread: int, torch_threads: int
-) -> dict:
-    process, url, listening_s, ready_s = start_server(corpus, index, questions[0], torch_threads)
-    print(
-        f"server: `rag serve` on the {index.name} index printed its URL after {listening_s:.1f} s and first "
-        f"answered /ask after {ready_s:.1f} s"
-    )
-    runs = []
-    try:
-        for threads in thread_counts:
-            run = concurrent_load(url, questions, threads, per_thread)
-            run["vs_1_thread"] = round(run["throughput_qps"] / runs[0]["throughput_qps"], 2) if runs else 1.0
-            runs.append(run)
-            print(
-                f"server: {threads:>2} threads × {per_thread} questions: {run['throughput_qps']:.2f} questions/s "
-                f"({run['vs_1_thread']:.2f}× 1 thread), latency p50 {run['p50_ms']} ms p95 {run['p95_ms']} ms, "
-                f"{run['failed']} failed {run['failures'] if run['failed'] else ''}"
-            )
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-    return {"listening_s": round(listening_s, 2), "ready_s": round(ready_s, 2), "runs": runs}
 
 
 # ---------------------------------------------------------------- main
@@ -460,25 +301,12 @@ def main(argv=None) -> int:
         "--articles", type=int, default=10, help="SQuAD dev articles in the real base corpus (default 10)"
     )
     parser.add_argument("--questions", type=int, default=40, help="questions timed per size and mode (default 40)")
-    parser.add_argument("--threads", default="1,4,16", help="concurrent clients against the server, comma-separated")
-    parser.add_argument("--per-thread", type=int, default=6, help="questions each client asks (default 6)")
-    parser.add_argument("--no-server", action="store_true", help="skip the `rag serve` part")
     parser.add_argument("--timeout", type=float, default=1200, help="seconds one size's child process may take")
     parser.add_argument(
         "--torch-threads",
         type=int,
         default=0,
         help="torch intra-op threads in the measured processes (default 0: torch's own choice, as rag runs)",
-    )
-    parser.add_argument(
-        "--omp-passive",
-        action="store_true",
-        help="run the measured processes with OMP_WAIT_POLICY=PASSIVE (OpenMP threads sleep instead of spinning)",
-    )
-    parser.add_argument(
-        "--threads-ab",
-        action="store_true",
-        help="at the first size, also time each question with torch at 2 threads and at 1, alternating",
     )
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 articles, 2,000 passages, 6 questions")
     parser.add_argument(
@@ -493,10 +321,8 @@ def main(argv=None) -> int:
         return child(args)
     WORK = args.out
     if args.quick:
-        args.sizes, args.articles, args.questions, args.threads, args.per_thread = "2000", 2, 6, "1,2", 3
+        args.sizes, args.articles, args.questions = "2000", 2, 6
     sizes = [int(s) for s in args.sizes.split(",")]
-    if args.omp_passive:
-        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # inherited by the child processes and the server
     info = machine()
     print_machine(info)
     started = time.perf_counter()
@@ -529,7 +355,6 @@ def main(argv=None) -> int:
             questions_file,
             args.timeout,
             args.torch_threads,
-            threads_ab=args.threads_ab and size == sizes[0],
         )
         result["made"] = made
         figures["sizes"][size] = result
@@ -548,19 +373,6 @@ def main(argv=None) -> int:
             f"({'within' if result['peak_rss_mb'] <= 2048 else 'OVER'} 2 GB) · answered/abstained/stale "
             f"{r['answered']}/{r['abstained']}/{r['stale']} (rerank), {n['answered']}/{n['abstained']}/{n['stale']} (no rerank)"
         )
-        if result.get("threads_ab"):
-            ab = result["threads_ab"]
-            print(
-                f"{size:>9,} passages, torch threads A/B in one process, alternating per question: "
-                + " · ".join(
-                    f"{name.replace('_', ' ')} p50 {v['p50_ms']:.0f} ms p95 {v['p95_ms']:.0f} ms"
-                    for name, v in ab.items()
-                )
-            )
-    if not args.no_server:
-        index = WORK / f"index-{sizes[0]}"
-        thread_counts = [int(t) for t in args.threads.split(",")]
-        figures["server"] = server_part(corpus, index, questions, thread_counts, args.per_thread, args.torch_threads)
     return finish("query_speed", figures, started)
 
 

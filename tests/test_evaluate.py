@@ -11,7 +11,8 @@ from fakes import FakeEmbedder
 from rag import cli
 from rag.config import Settings
 from rag.eval import evaluate as evaluation
-from rag.eval.evaluate import DatasetError, evaluate, load_squad
+from rag.eval.datasets import DatasetError, load_squad
+from rag.eval.evaluate import evaluate
 
 DOCUMENTS = [
     {"_id": "d1", "title": "Harbour ferries", "text": "Ferries leave the harbour at dawn and return at dusk."},

@@ -234,8 +234,8 @@ def test_the_sources_panel_shows_the_cited_pdf_page_as_an_image_with_its_page_nu
 
     from PIL import Image
 
-    from rag.serve.chat import chat_text, render_sources
     from rag.serve.page_images import cited_pages
+    from rag.serve.render import chat_text, render_sources
 
     _, factory = fake_factory()
     build(corpus, embedder_factory=factory)

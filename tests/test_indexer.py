@@ -10,11 +10,13 @@ import pytest
 from conftest import DAMAGES, TOPICS, damage_version, newest_segment, topic_text, write_corpus
 from fakes import FakeEmbedder
 
-from rag.build.indexer import build, build_lock, is_stale
+from rag.build.indexer import build, is_stale
+from rag.build.lock import build_lock
 from rag.embed.arithmetic import vector_recipe
 from rag.errors import BuildLocked, IndexDamaged, IndexMissing
 from rag.index import segment, store
 from rag.index.manifest import FORMAT_VERSION
+from rag.index.vectors import VectorRows
 from rag.search import Retriever
 
 
@@ -404,7 +406,7 @@ def test_vector_rows_read_exactly_the_stored_rows_in_the_order_asked(corpus_sett
     build(corpus_settings, embedder_factory=lambda name: fake)
     folder = newest_segment(store.current_version(corpus_settings.index))
     stored = np.load(folder / segment.VECTORS)
-    rows = segment.VectorRows(folder / segment.VECTORS)
+    rows = VectorRows(folder / segment.VECTORS)
     assert len(rows) == len(stored) and rows.shape == stored.shape
     order = [len(stored) - 1, 0, len(stored) // 2, 0]
     assert np.array_equal(rows[order], stored[order])

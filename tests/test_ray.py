@@ -23,7 +23,8 @@ ray = pytest.importorskip("ray", reason="the Ray tests need the extra: pip insta
 
 from conftest import SEED, write_corpus  # noqa: E402
 
-from rag.build.indexer import BuildSummary, build  # noqa: E402
+from rag.build.indexer import build  # noqa: E402
+from rag.build.summary import BuildSummary  # noqa: E402
 from rag.config import DEFAULT_MODEL, Settings  # noqa: E402
 from rag.errors import ClusterError  # noqa: E402
 from rag.index import store  # noqa: E402

@@ -337,22 +337,3 @@ def test_a_search_gives_the_asking_thread_its_own_thread_count_back(tmp_path):
         assert torch.get_num_threads() == torch_threads
     finally:
         faiss.omp_set_num_threads(before)
-
-
-def test_a_float32_segment_written_before_half_precision_still_answers(tmp_path, monkeypatch):
-    import faiss
-
-    from rag.index import segment as segments
-
-    def float32_flat(vectors, approximate_above=segments.APPROXIMATE_ABOVE):
-        index = faiss.IndexFlatIP(vectors.shape[1])
-        index.add(vectors)
-        return index
-
-    monkeypatch.setattr(segments, "make_faiss", float32_flat)
-    vectors = _unit(500)
-    old = _segment_of(tmp_path, vectors)
-    assert old.info.index_type == "flat"
-    query = _unit(1, seed=3)[0]
-    found = old.search(query, 5, None)
-    assert [r for r, _ in found] == np.argsort(-(vectors @ query))[:5].tolist()

@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import shutil
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 from rag.build.conversion import convert, known_unreadable, read_converted
+from rag.build.lock import build_lock
+from rag.build.summary import BuildSummary
 from rag.config import Settings
 from rag.embed.arithmetic import Arithmetic, for_build, vector_recipe
 from rag.embed.embedder import Embedder, load_embedder
-from rag.errors import BuildLocked, IndexMissing, RagError
+from rag.errors import IndexMissing, RagError
 from rag.index import merge, store
 from rag.index.manifest import CorpusChanges, FileEntry, Manifest, SegmentEntry, diff, recipe
 from rag.index.segment import text_keys, write_segment
@@ -30,94 +30,6 @@ from rag.types import Document, Passage
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class BuildSummary:
-    """What one build did, for the one-line summary and `rag build --json`."""
-
-    files_added: int = 0
-    files_changed: int = 0
-    files_removed: int = 0
-    files_renamed: int = 0
-    files_unchanged: int = 0
-    files_skipped: int = 0
-    passages: int = 0
-    passages_embedded: int = 0
-    passages_reused: int = 0
-    passages_removed: int = 0
-    seconds: float = 0.0
-    files_converted: int = 0
-    """Converted files (PDF, Word, HTML) read this build; unchanged ones reuse their stored text."""
-    conversion_seconds: float = 0.0
-    full: bool = False
-    reason: str = ""
-    version: str = ""
-    precision: str = ""
-    arithmetic: str = ""
-    """Which arithmetic embedded the passages and why (`auto: int8, no native bfloat16 on this CPU`)."""
-    skipped: dict[str, str] = field(default_factory=dict)
-    segments: int = 0
-    """Live segments after the build (and its merges)."""
-    merges: int = 0
-
-    def line(self) -> str:
-        """One line a person reads at a glance."""
-        files = (
-            f"files: {self.files_added} added, {self.files_changed} changed, {self.files_removed} removed, "
-            f"{self.files_renamed} renamed, {self.files_unchanged} unchanged, {self.files_skipped} skipped"
-        )
-        passages = (
-            f"passages: {self.passages_embedded} embedded, {self.passages_reused} reused, "
-            f"{self.passages_removed} removed, {self.passages} in index"
-        )
-        kind = "full build" if self.full else "incremental build"
-        if not self.version:
-            kind = "index up to date"
-        arithmetic = f"; arithmetic {self.arithmetic}" if self.passages_embedded else ""
-        segments = ""
-        if self.version:
-            merged = f", {self.merges} merged" if self.merges else ""
-            segments = f"; {self.segments} segment{'s' if self.segments != 1 else ''}{merged}"
-        return f"{kind}; {files}; {passages}{arithmetic}{segments}; {self.seconds:.1f}s"
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@contextmanager
-def build_lock(root: Path, timeout: float):
-    """Hold the index folder's lock; wait up to `timeout` seconds for another build, then refuse."""
-    root.mkdir(parents=True, exist_ok=True)
-    path = root / ".lock"
-    with open(path, "a+") as handle:
-        deadline = time.monotonic() + timeout
-        told = False
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    handle.seek(0)
-                    holder = handle.read().strip() or "another process"
-                    raise BuildLocked(
-                        f"another build ({holder}) is writing {root}; wait for it to finish and run `rag build` again"
-                    ) from None
-                if not told:
-                    log.warning("another build is writing %s; waiting for it", root)
-                    told = True
-                time.sleep(0.2)
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}")
-        handle.flush()
-        try:
-            yield
-        finally:
-            handle.seek(0)
-            handle.truncate()
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def chunk_document(document: Document, embedder: Embedder, max_tokens: int, overlap: int) -> list[Passage]:

@@ -6,7 +6,8 @@ import logging
 import threading
 from collections.abc import Callable
 
-from rag.build.indexer import BuildSummary, build, is_stale
+from rag.build.indexer import build, is_stale
+from rag.build.summary import BuildSummary
 from rag.config import Settings
 from rag.embed.embedder import Embedder
 from rag.errors import RagError

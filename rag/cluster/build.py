@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.build.indexer import BuildSummary, Progress, build, planned_arithmetic
+from rag.build.indexer import Progress, build, planned_arithmetic
+from rag.build.summary import BuildSummary
 from rag.cluster.connect import check_nodes, connect, cpus, gpus
 from rag.config import Settings
 from rag.embed.embedder import load_embedder

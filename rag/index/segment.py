@@ -14,13 +14,11 @@ A segment folder (`segments/s-<time>-<id>/`) holds:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import threading
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,6 +27,8 @@ import numpy as np
 
 from rag.errors import IndexDamaged
 from rag.index.bm25 import Postings
+from rag.index.disk import RowFile, fsync_dir, fsync_tree, new_name
+from rag.index.vectors import APPROXIMATE_ABOVE, NPROBE, VectorRows, faiss_kind, make_faiss, search_threads
 from rag.ingest import readers
 from rag.types import Passage
 
@@ -42,64 +42,6 @@ INFO, PASSAGES, OFFSETS, VECTORS, FAISS, TERMS, KEYS, KEY_ORDER = (
     "keys.npy",
     "keys.order.npy",
 )
-APPROXIMATE_ABOVE = 200_000
-"""Segments with more passages than this get an IVF index with 8-bit vectors instead of an exact scan, whose
-cost grows with the passages (docs/decisions.md, "Exact search up to 200,000 passages")."""
-NPROBE = 64
-"""IVF lists searched per query: recall@10 against exact search stays above 0.95 (docs/decisions.md)."""
-
-
-SEARCH_THREADS = 1
-"""OpenMP threads of one question's FAISS search, in the asking thread and for the search alone.
-A single query gains little from threads and loses much when the cores are busy."""
-
-
-@contextlib.contextmanager
-def search_threads():
-    """Run a FAISS search on SEARCH_THREADS OpenMP threads, then give the thread its own number back. FAISS and
-    torch share one OpenMP runtime: left set, the setting also held every later torch call of that thread, so a
-    build after a question in the same thread (`rag eval`, a notebook) would embed on one core."""
-    import faiss
-
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(SEARCH_THREADS)
-    try:
-        yield
-    finally:
-        faiss.omp_set_num_threads(before)
-
-
-def make_faiss(vectors: np.ndarray, approximate_above: int = APPROXIMATE_ABOVE):
-    """An inner-product index over unit vectors: exact while small, IVF-SQ8 beyond the threshold
-    (a quarter of the memory of exact search, so a million passages serve in well under 2 GB).
-
-    The exact index scans every vector in half precision (`flat-fp16`): half the bytes a question reads, and
-    `Segment.search` gives the rows it finds their float32 cosines from vectors.npy, so only which rows make the
-    cut can differ from a float32 scan (by ~1e-4 of a cosine)."""
-    import faiss
-
-    dimension = vectors.shape[1]
-    if len(vectors) <= approximate_above:
-        index = faiss.IndexScalarQuantizer(dimension, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
-        if len(vectors):
-            index.add(vectors)
-        return index
-    nlist = max(1, min(int(4 * len(vectors) ** 0.5), len(vectors) // 39))
-    quantizer = faiss.IndexFlatIP(dimension)
-    index = faiss.IndexIVFScalarQuantizer(
-        quantizer, dimension, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
-    )
-    sample = np.random.default_rng(0).choice(len(vectors), size=min(len(vectors), 64 * nlist), replace=False)
-    index.train(np.ascontiguousarray(vectors[np.sort(sample)]))
-    index.add(vectors)
-    index.nprobe = NPROBE
-    return index
-
-
-def faiss_kind(index) -> str:
-    """A short name of the FAISS index type, for segment.json and `rag status`."""
-    name = type(index).__name__
-    return "ivf-sq8" if "IVF" in name else "flat-fp16" if "ScalarQuantizer" in name else "flat"
 
 
 def text_keys(texts: Sequence[str]) -> np.ndarray:
@@ -128,31 +70,12 @@ class SegmentInfo:
         return json.dumps(asdict(self), sort_keys=True)
 
 
-class _RowFile:
-    """A file read in small pieces with `pread`, closed when no longer referenced.
-
-    A memory map would do the same, but every row read through one maps whole cached blocks of
-    the file into the server, and a large index's resident memory would grow with every question.
-    """
-
-    def __init__(self, path: Path):
-        self._fd = os.open(path, os.O_RDONLY)
-
-    def read(self, offset: int, size: int) -> bytes:
-        return os.pread(self._fd, size, offset)
-
-    def __del__(self):
-        fd, self._fd = getattr(self, "_fd", None), None
-        if fd is not None:
-            os.close(fd)
-
-
 class PassageTable(Sequence):
     """The passages file, read one row at a time (1M passages stay on disk)."""
 
     def __init__(self, path: Path, offsets: np.ndarray):
         self._offsets = offsets
-        self._file = _RowFile(path)
+        self._file = RowFile(path)
 
     def __len__(self) -> int:
         return max(0, len(self._offsets) - 1)
@@ -165,78 +88,6 @@ class PassageTable(Sequence):
         row %= len(self)
         start, end = int(self._offsets[row]), int(self._offsets[row + 1])
         return Passage(**json.loads(self._file.read(start, end - start)))
-
-
-class VectorRows:
-    """The stored vectors (`vectors.npy`), read a few rows at a time without loading the file."""
-
-    def __init__(self, path: Path):
-        try:
-            with open(path, "rb") as handle:
-                version = np.lib.format.read_magic(handle)
-                read_header = (
-                    np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-                )
-                shape, fortran, dtype = read_header(handle)
-                self._start = handle.tell()
-            size = path.stat().st_size
-        except FileNotFoundError:
-            raise IndexDamaged(f"vectors file {path} is missing; run `rag build --full`") from None
-        except (OSError, ValueError) as error:
-            raise IndexDamaged(f"vectors file {path} is damaged ({error}); run `rag build --full`") from None
-        if fortran or len(shape) != 2 or dtype != np.float32 or size != self._start + shape[0] * shape[1] * 4:
-            raise IndexDamaged(
-                f"vectors file {path} is damaged (truncated or not float32 rows); run `rag build --full`"
-            )
-        self.shape, self.dtype = shape, dtype
-        self._row_bytes = shape[1] * dtype.itemsize
-        self._file = _RowFile(path)
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, rows) -> np.ndarray:
-        """The vectors of `rows` (a sequence of row numbers), one row per number, in that order."""
-        rows = [int(r) for r in np.atleast_1d(rows)]
-        if any(not 0 <= r < self.shape[0] for r in rows):
-            raise IndexError(f"rows out of range 0..{self.shape[0] - 1}")
-        data = b"".join(self._file.read(self._start + r * self._row_bytes, self._row_bytes) for r in rows)
-        return np.frombuffer(data, dtype=self.dtype).reshape(len(rows), self.shape[1])
-
-    def block(self, start: int, end: int) -> np.ndarray:
-        """The vectors of rows `start` to `end` (exclusive), in one read."""
-        if not 0 <= start <= end <= self.shape[0]:
-            raise IndexError(f"rows {start}..{end} out of range 0..{self.shape[0]}")
-        data = self._file.read(self._start + start * self._row_bytes, (end - start) * self._row_bytes)
-        return np.frombuffer(data, dtype=self.dtype).reshape(end - start, self.shape[1])
-
-
-def fsync_file(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_tree(folder: Path) -> None:
-    """fsync every file and folder under `folder`, then `folder` itself."""
-    for path in sorted(folder.rglob("*"), key=lambda p: -len(p.parts)):
-        (fsync_file if path.is_file() else fsync_dir)(path)
-    fsync_dir(folder)
-
-
-def new_name(prefix: str) -> str:
-    """A folder name that sorts in creation order, also within one second: `<prefix>-<time>-<ns>-<id>`."""
-    now = time.time_ns()
-    return (
-        f"{prefix}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime(now // 10**9))}-{now % 10**9:09d}-{uuid.uuid4().hex[:4]}"
-    )
 
 
 def write_segment(
