@@ -13,7 +13,9 @@ TESTED := $(VENV)/.installed-test
 chat: $(STAMP)  ## set up, build the index if needed, open the chat on http://127.0.0.1:7860
 	$(BIN)/rag serve
 
-test: $(TESTED) browser  ## set up (with the test and ray extras) and run the whole test suite
+test: $(TESTED) browser  ## set up (with the test and ray extras), lint, and run the whole test suite
+	$(BIN)/ruff check rag tests bench training
+	$(BIN)/ruff format --check rag tests bench training
 	$(BIN)/python -m pytest
 
 setup: $(STAMP)
@@ -31,8 +33,8 @@ $(TESTED): $(STAMP)  ## the chat needs neither the test tools nor Ray
 browser:  ## Debian's headless Chromium for the browser test
 	@command -v chromium >/dev/null 2>&1 || scripts/install-chromium
 
-bench: $(STAMP)  ## run the benchmarks (see bench/README.md)
+bench: $(STAMP)  ## run the build benchmark (the others: bench/README.md)
 	$(BIN)/python bench/build_speed.py
 
 clean:
-	rm -rf $(VENV) indexes/v-* indexes/CURRENT indexes/.lock
+	rm -rf $(VENV) indexes/v-* indexes/segments indexes/CURRENT indexes/.lock

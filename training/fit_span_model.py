@@ -1,7 +1,7 @@
 """Fit the span model (rag/models/span_model.json): which phrase of a quoted sentence is the marked answer.
 
 Training data only: the answerable SQuAD v2.0 dev questions of the *train* half of its articles
-(`rag.eval.evaluate.halves`: articles alternate train, held-out in file order). For each, the sentence of its
+(`rag.eval.datasets.halves`: articles alternate train, held-out in file order). For each, the sentence of its
 paragraph that holds the gold answer's first character is read; every run of up to
 `rag.answer.span_model.MAX_WORDS` words of it is a candidate, and a candidate is right when it holds one of
 the gold answers with at most `--slack` words more than that answer. One conditional logit per question
@@ -43,7 +43,7 @@ def gold_sentences(path: Path) -> list[dict]:
     data = json.loads(path.read_text(encoding="utf-8"))["data"]
     found = []
     for number, article in enumerate(data):
-        if number % 2:  # the held-out half (rag.eval.evaluate.halves: alternate articles, train first)
+        if number % 2:  # the held-out half (rag.eval.datasets.halves: alternate articles, train first)
             continue
         for paragraph in article["paragraphs"]:
             context = paragraph["context"]
