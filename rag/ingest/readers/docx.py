@@ -8,53 +8,23 @@ from __future__ import annotations
 
 import io
 import re
-import zipfile
 
-from rag.ingest.readers import SECTION_SEPARATOR, TextRecord, Unreadable
+from rag.ingest.readers import SECTION_SEPARATOR, TextRecord, Unreadable, archive
 
 KIND = "docx"
 NAME = "Word (.docx) file"
 SUFFIXES = (".docx",)
-MAX_INFLATED_BYTES = 200_000_000
-"""Most bytes the archive may inflate to; Word documents of thousands of pages stay far below."""
-MAX_RATIO = 200
-"""Largest compression ratio of one member larger than 1 MB (XML compresses about 10:1)."""
 _HEADING = re.compile(r"^(?:heading\s*(\d)|title)$", re.IGNORECASE)
 
 
 def sniff(data: bytes) -> bool:
     """A zip archive holding `word/document.xml`."""
-    if not data.startswith(b"PK\x03\x04"):
-        return False
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            return "word/document.xml" in archive.namelist()
-    except (zipfile.BadZipFile, OSError, ValueError):
-        return False
+    return archive.holds(data, "word/document.xml")
 
 
 def check_archive(data: bytes) -> None:
-    """Unreadable unless `data` is a sound zip whose members inflate to a sane size."""
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-    except (zipfile.BadZipFile, OSError, ValueError):
-        raise Unreadable(
-            "not a Word file: a .docx is a zip archive and this is not one (damaged, or another format)"
-        ) from None
-    with archive:
-        members = archive.infolist()
-        if "word/document.xml" not in {m.filename for m in members}:
-            raise Unreadable("a zip archive without word/document.xml, so not a Word document")
-        total = sum(m.file_size for m in members)
-        if total > MAX_INFLATED_BYTES:
-            raise Unreadable(
-                f"its archive inflates to {total:,} bytes, over {MAX_INFLATED_BYTES:,}: refused as a zip bomb"
-            )
-        for member in members:
-            if member.file_size > 1_000_000 and member.file_size > MAX_RATIO * max(member.compress_size, 1):
-                raise Unreadable(
-                    f"{member.filename} inflates {member.file_size // max(member.compress_size, 1):,}-fold: refused as a zip bomb"
-                )
+    """Unreadable unless `data` is a sound Word zip whose members inflate to a sane size."""
+    archive.check(data, "word/document.xml", "Word")
 
 
 def read(data: bytes) -> TextRecord:
