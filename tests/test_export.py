@@ -40,7 +40,7 @@ def answer(question="When was the dam finished?", citations=(citation(),), absta
         ),  # lines of a text of record mean nothing to a reader
         ({"page": 4, "page_label": "iv"}, "notes/report.txt, p. 4 (printed iv)"),
         ({"page": 4, "pages": [4, 5]}, "notes/report.txt, pp. 4–5"),
-        ({"section": "2 Methods › 2.1 Data"}, "notes/report.txt, § 2 Methods › 2.1 Data"),
+        ({"section": "2 Methods › 2.1 Data"}, "notes/report.txt, 2 Methods › 2.1 Data"),
     ],
 )
 def test_where_a_quote_stands(changes, expected):

@@ -252,7 +252,7 @@ def test_the_sources_panel_shows_the_cited_pdf_page_as_an_image_with_its_page_nu
     word = answer("How much tap water did each kettle hold, at how many degrees?", retriever, corpus)
     cited = next(c for c in word.citations if c.source == "report.docx")
     assert cited_pages(corpus.corpus, retriever.index, cited) == []  # Word: the passage, no picture
-    assert "report.docx, § 2 Methods › 2.1 Data · passage" in render_sources(word, pages=lambda c: [])
+    assert "report.docx, 2 Methods › 2.1 Data · passage" in render_sources(word, pages=lambda c: [])
     (corpus.corpus / "papers" / "kettles.pdf").write_bytes(b"%PDF-1.4 replaced")
     assert cited_pages(corpus.corpus, retriever.index, first) == []  # a changed file is never drawn
 

@@ -21,7 +21,7 @@ def where(citation: dict) -> str:
     if pages:
         parts.append(page_phrase(pages, citation.get("page_label")))
     if citation.get("section"):
-        parts.append(f"§ {citation['section']}")
+        parts.append(citation["section"])
     if citation.get("line_start") and not pages and not citation.get("section"):  # lines of a plain-text file
         first, last = citation["line_start"], citation["line_end"]
         parts.append(f"line {first}" if first == last else f"lines {first}–{last}")
