@@ -1,8 +1,9 @@
 """Readers: one module per document format, each turning a file's bytes into its text of record.
 
-A reader module has `KIND`, `SUFFIXES`, `sniff(data) -> bool` (does the content look like this
-format?) and `read(data) -> TextRecord` (raising `Unreadable` with a reason a person can act on).
-Adding a format means adding one module and naming it in `_MODULES`.
+A reader module has `KIND`, `NAME`, `SUFFIXES`, `sniff(data) -> bool` (does the content carry this format's
+signature?) and `read(data) -> TextRecord` (raising `Unreadable` with a reason a person can act on); a text-based
+format without a signature (HTML, CSV, subtitles, mail) also has `plausible(data) -> bool`, asked when no signature
+is found. Adding a format means adding one module and naming it in `_MODULES`.
 
 Plain text (`.txt`, `.md`) is not converted: its text of record is the decoded file itself, so
 offsets stay offsets into the file (see `rag.ingest.readers.text`).
@@ -20,6 +21,8 @@ from pathlib import Path
 _MODULES = ("rag.ingest.readers.pdf", "rag.ingest.readers.docx", "rag.ingest.readers.html")
 TEXT_SUFFIXES = (".txt", ".md")
 SECTION_SEPARATOR = " › "
+BINARY_KINDS = ("pdf", "docx")
+"""Formats whose content has a signature of its own, so that a file of them under a text name is refused."""
 
 
 class Unreadable(Exception):
@@ -200,10 +203,11 @@ def content_problem(kind: str, data: bytes) -> str:
     """Why the content contradicts the name's format ("" when it does not): the type is decided by content."""
     found = sniff(data)
     if kind == "text":
-        if found in ("pdf", "docx"):
+        if found in BINARY_KINDS:
             return f"named as text but its content is a {found.upper()} file; rename it to .{found}"
         return ""
-    if found == kind or (kind == "html" and found is None and _module(kind).plausible(data)):
+    module = _module(kind)
+    if found == kind or (found is None and hasattr(module, "plausible") and module.plausible(data)):
         return ""
     what = f"a {found.upper()} file" if found else "not a " + _module(kind).NAME
     return f"named .{kind} but its content is {what}; rename it to match its content"
