@@ -92,12 +92,12 @@ def write_base_corpus(folder: Path, articles: int) -> list[tuple[str, str]]:
 
 def base_passages_and_vectors(corpus: Path, embedder, batch_size: int):
     """rag's passages of the base corpus and their real vectors (cached under bench/out/)."""
-    from rag.build.indexer import chunk_document
     from rag.embed.arithmetic import vector_recipe
+    from rag.ingest.chunking import passages_of
     from rag.ingest.corpus import scan
 
     documents = scan(corpus).documents
-    passages = [p for d in documents for p in chunk_document(d, embedder, 0, 1)]
+    passages = [p for d in documents for p in passages_of(d, embedder.count_tokens, embedder.max_tokens - 2, 1)]
     made_by = f"{embedder.precision} {vector_recipe(embedder.precision)}"  # vectors of one arithmetic per cache
     key = hashlib.sha1("\n".join([made_by, *(p.text for p in passages)]).encode()).hexdigest()[:12]
     cache = WORK / f"base-vectors-{key}.npy"

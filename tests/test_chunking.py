@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import random
+import unicodedata
 from pathlib import Path
 
 import pytest
 
-from rag.ingest.chunking import LineIndex, pack_passages, split_paragraphs, split_sentences
+from rag.ingest.chunking import (
+    MAX_PASSAGE_CHARS,
+    MAX_UNIT_CHARS,
+    LineIndex,
+    pack_passages,
+    passage_units,
+    split_paragraphs,
+    split_sentences,
+)
 from rag.ingest.corpus import decode
 
 CORPUS = Path(__file__).parent / "data" / "corpus"
@@ -254,7 +263,7 @@ LONG = "Short one. This sentence is far too long for the budget. Tail end."
         (FOUR, 4, 0, [(0, 20), (21, 43)]),
         (FOUR, 4, 1, [(0, 20), (9, 30), (21, 43)]),
         (FOUR, 2, 1, [(0, 8), (9, 20), (21, 30), (31, 43)]),
-        (FOUR, 1, 1, [(0, 8), (9, 20), (21, 30), (31, 43)]),
+        (FOUR, 1, 1, [(0, 3), (4, 8), (9, 14), (15, 20), (21, 25), (26, 30), (31, 36), (37, 43)]),
         (FOUR, 0, 0, [(0, 8), (9, 20), (21, 30), (31, 43)]),
         # two paragraphs
         (TWO_PARAS, 100, 1, [(0, 28)]),
@@ -263,10 +272,10 @@ LONG = "Short one. This sentence is far too long for the budget. Tail end."
         (TWO_PARAS, 6, 1, [(0, 13), (7, 28)]),
         (TWO_PARAS, 5, 1, [(0, 13), (7, 21), (15, 28)]),
         (TWO_PARAS, 3, 1, [(0, 6), (7, 13), (15, 21), (22, 28)]),
-        # an over-long sentence stands alone and is never carried as overlap
-        (LONG, 3, 0, [(0, 10), (11, 56), (57, 66)]),
-        (LONG, 3, 1, [(0, 10), (11, 56), (57, 66)]),
-        (LONG, 4, 2, [(0, 10), (11, 56), (57, 66)]),
+        # an over-long sentence is cut at its best boundaries (here white space) into pieces that fit
+        (LONG, 3, 0, [(0, 10), (11, 24), (25, 35), (36, 48), (49, 66)]),
+        (LONG, 3, 1, [(0, 10), (11, 24), (25, 35), (36, 48), (49, 66)]),
+        (LONG, 4, 2, [(0, 10), (11, 27), (28, 44), (45, 66)]),
         (LONG, 11, 1, [(0, 56), (11, 66)]),
     ],
 )
@@ -300,25 +309,26 @@ def test_pack_passages_prefers_paragraph_breaks(text, max_tokens, overlap, passa
 
 
 def check_passages(text, spans, max_tokens, overlap):
-    """The invariants every packing must keep; returns sentence indices per passage."""
-    sentences = split_sentences(text)
-    starts = {a: i for i, (a, _) in enumerate(sentences)}
-    ends = {b: i for i, (_, b) in enumerate(sentences)}
-    tokens = count_words(texts(text, sentences))
+    """The invariants every packing must keep; returns unit indices per passage."""
+    units = [unit for para in passage_units(text, count_words, max_tokens) for unit in para]
+    starts = {a: i for i, ((a, _), _) in enumerate(units)}
+    ends = {b: i for i, ((_, b), _) in enumerate(units)}
+    tokens = [count for _, count in units]
     members = []
     for a, b in spans:
-        assert a in starts, f"passage {(a, b)} starts inside a sentence"
-        assert b in ends, f"passage {(a, b)} ends inside a sentence"
+        assert a in starts, f"passage {(a, b)} starts inside a unit"
+        assert b in ends, f"passage {(a, b)} ends inside a unit"
         first, last = starts[a], ends[b]
         assert first <= last
-        if last > first:
+        if max_tokens >= 1:
             assert sum(tokens[first : last + 1]) <= max_tokens, f"passage {(a, b)} is over budget"
+        assert b - a <= MAX_PASSAGE_CHARS
         members.append(range(first, last + 1))
     for prev, cur in zip(members, members[1:]):
         assert cur.start > prev.start and cur.stop > prev.stop, "a passage repeats or is contained"
         assert len(set(prev) & set(cur)) <= max(overlap, 0)
     covered = set().union(*map(set, members)) if members else set()
-    assert covered == set(range(len(sentences))), "a sentence is in no passage"
+    assert covered == set(range(len(units))), "a unit is in no passage"
     return members
 
 
@@ -433,3 +443,78 @@ def test_line_index_agrees_with_splitlines_on_real_file():
         assert text.count("\n", 0, a) + 1 == first
         assert text.splitlines()[first - 1].find(text[a:b].splitlines()[0]) >= 0
         assert last == first + text[a:b].count("\n")
+
+
+# --- bounded units and passages ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, units",
+    [
+        # a paragraph of lines without sentence punctuation is read line by line
+        ("so we met on tuesday\nthe bridge will cost forty million\nand open next spring", None),
+        ("Region,Q3\nNorth,1204\nSouth,998\nEast,1500", None),
+        ("[12:01] ann: are you there\n[12:02] bob: yes\n[12:03] ann: good", None),
+        # wrapped prose keeps its sentences across line breaks
+        (
+            "The survey team reached the\nnorthern ridge on the third day. Weather\nheld until noon. The team\nwent on.",
+            [
+                "The survey team reached the\nnorthern ridge on the third day.",
+                "Weather\nheld until noon.",
+                "The team\nwent on.",
+            ],
+        ),
+        # two lines are not enough to tell
+        ("Title line\nAnother line", ["Title line\nAnother line"]),
+    ],
+)
+def test_a_paragraph_of_lines_is_cut_into_its_lines(text, units):
+    expected = [line for line in text.split("\n")] if units is None else units
+    assert texts(text, split_sentences(text)) == expected
+
+
+@pytest.mark.parametrize(
+    "run, boundary",
+    [
+        ("word " * 400, " "),  # words without punctuation: cut at white space
+        (("alpha beta, " * 100), ","),  # clause punctuation first
+        ("line of text\n" * 100, "\n"),  # line breaks first
+        ("x" * 5000, None),  # one huge word: cut anywhere
+        ("e\u0301" * 2000, None),  # combining marks: never separated from their letter
+    ],
+)
+def test_a_run_longer_than_a_unit_is_cut_at_its_best_boundary(run, boundary):
+    text = "Before. " + run.strip() + " After."
+    units = split_sentences(text)
+    assert all(b - a <= MAX_UNIT_CHARS for a, b in units)
+    assert "".join(text[a:b] for a, b in units).replace(" ", "").replace("\n", "") == text.replace(" ", "").replace(
+        "\n", ""
+    )
+    for a, b in units:
+        assert not unicodedata.combining(text[a])
+        if boundary is not None and b < len(text) - 6 and units.index((a, b)) > 0:
+            assert text[b : b + 1].isspace() or text[b - 1] == boundary
+
+
+def test_every_passage_fits_its_tokens_and_characters_whatever_the_shape():
+    shapes = [
+        "word " * 3000,
+        "a.\n" * 3000,
+        "x" * 20000,
+        "\n".join(f"{i},{i * 2},north" for i in range(2000)),
+        "東京" * 3000,
+    ]
+    for text in shapes:
+        chars = lambda ts: [len("".join(t.split())) for t in ts]  # noqa: E731  every visible character a token
+        for counter, budget in ((count_words, 50), (chars, 254)):
+            spans = pack_passages(text, counter, budget, 1)
+            check_passages_of(text, spans, counter, budget)
+
+
+def check_passages_of(text, spans, counter, budget):
+    assert spans, "nothing packed"
+    for a, b in spans:
+        assert b - a <= MAX_PASSAGE_CHARS
+        assert counter([text[a:b]])[0] <= budget or b - a == 1
+    covered = sorted(spans)
+    assert covered[0][0] == len(text) - len(text.lstrip())

@@ -44,11 +44,11 @@ def int8(both):
 @pytest.fixture(scope="module")
 def seed_passages(both):
     """Every passage of the seed news article, as rag cuts it."""
-    from rag.build.indexer import chunk_document
+    from rag.ingest.chunking import passages_of
     from rag.types import Document
 
     document = Document(SEED.name, SEED, SEED.read_text(encoding="utf-8"), "")
-    return [p.text for p in chunk_document(document, both[0], 0, 1)]
+    return [p.text for p in passages_of(document, both[0].count_tokens, both[0].max_tokens - 2, 1)]
 
 
 @pytest.mark.slow

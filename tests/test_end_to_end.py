@@ -260,3 +260,43 @@ def test_a_word_heading_that_matches_gives_way_to_the_paragraph_it_heads(tmp_pat
     assert first.quote == "Its copy is made every night at 02:00 by the cron job.", first.quote
     assert first.context_before.startswith("Nightly backup of the archive server")
     assert "02:00" in first.answer
+
+
+def meeting_transcript() -> str:
+    """About 25 KB of short lowercase caption lines without sentence punctuation, as meeting captions come."""
+    chatter = [
+        "ok so lets get started",
+        "can everyone hear me",
+        "yes we can hear you fine",
+        "first item is the budget review for the parks department",
+        "we spent a little more on mowing than planned",
+        "the library roof repair is finished",
+        "next week we look at the school bus routes",
+        "any questions on that",
+        "no questions from me",
+        "moving on then",
+    ]
+    lines = [f"{chatter[n % len(chatter)]} {n // len(chatter)}" for n in range(760)]
+    lines.insert(700, "the new bridge over the river will cost about forty two million dollars")
+    return "\n".join(lines) + "\n"
+
+
+def test_a_transcript_of_unpunctuated_lines_answers_with_the_line_not_the_file(tmp_path, real_embedder):
+    from rag.build.indexer import build
+    from rag.config import Settings
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    text = meeting_transcript()
+    (corpus / "meeting.txt").write_text(text, encoding="utf-8")
+    assert len(text) > 25_000
+    settings = Settings(corpus=corpus, index=tmp_path / "index")
+    summary = build(settings, embedder_factory=lambda name: real_embedder)
+    assert summary.passages > 15  # not one passage of the whole file
+    result = answer("How much will the new bridge cost?", Retriever(settings), settings)
+    assert not result.abstained, result.text
+    first = result.citations[0]
+    assert "forty two million dollars" in first.quote
+    assert len(first.quote) <= 200  # the line, not the file: it fits on a screen
+    assert text[first.start : first.end] == first.quote
+    assert first.line_start == first.line_end == 701

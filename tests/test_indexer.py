@@ -413,3 +413,42 @@ def test_vector_rows_read_exactly_the_stored_rows_in_the_order_asked(corpus_sett
     assert np.array_equal(rows[np.asarray([1])], stored[[1]])
     with pytest.raises(IndexError):
         rows[[len(stored)]]
+
+
+def test_a_new_splitter_cuts_every_file_again_and_embeds_only_passages_whose_text_changed(corpus_settings, monkeypatch):
+    """An index cut by an older splitter (here: one unbounded passage for a transcript of unpunctuated lines) is
+    re-cut file by file, saying why; unchanged passages keep their vectors."""
+    import json
+
+    import rag.build.indexer as indexer
+    from rag.ingest.chunking import MAX_PASSAGE_CHARS, passages_of
+    from rag.types import Passage
+
+    lines = [f"item {n} on the list is the {word} one" for n, word in enumerate(["red", "blue", "green"] * 40)]
+    (corpus_settings.corpus / "transcript.txt").write_text("\n".join(lines), encoding="utf-8")
+
+    def old_cutter(document, count_tokens, budget, overlap):
+        if document.source != "transcript.txt":
+            return passages_of(document, count_tokens, budget, overlap)
+        text = document.text
+        return [Passage("transcript.txt#1", "transcript.txt", 0, len(text), 1, text.count("\n") + 1, text)]
+
+    monkeypatch.setattr(indexer, "passages_of", old_cutter)
+    fake = FakeEmbedder()
+    first = build(corpus_settings, embedder_factory=lambda name: fake)
+    live = store.current_version(corpus_settings.index) / store.MANIFEST
+    manifest = json.loads(live.read_text())
+    manifest["splitter"] = "sentences-v2"  # as the splitter before bounded passages wrote it
+    live.write_text(json.dumps(manifest))
+    monkeypatch.undo()
+
+    assert is_stale(corpus_settings)
+    again = build(corpus_settings, embedder_factory=lambda name: fake)
+    assert not again.full and "the sentence splitter changed (index sentences-v2" in again.reason
+    assert "the sentence splitter changed" in again.line()
+    index = store.load(corpus_settings.index)
+    transcript = index.file_passages("transcript.txt")
+    assert len(transcript) > 1 and all(p.end - p.start <= MAX_PASSAGE_CHARS for p in transcript)
+    assert again.passages_embedded == len(transcript)  # the other files' passages are as they were
+    assert again.passages_reused == first.passages - 1
+    assert index.manifest.splitter != "sentences-v2" and not is_stale(corpus_settings)

@@ -21,9 +21,9 @@ from rag.embed.arithmetic import Arithmetic, for_build, vector_recipe
 from rag.embed.embedder import Embedder, load_embedder
 from rag.errors import IndexMissing, RagError
 from rag.index import merge, store
-from rag.index.manifest import CorpusChanges, FileEntry, Manifest, SegmentEntry, diff, recipe
+from rag.index.manifest import SPLITTER, CorpusChanges, FileEntry, Manifest, SegmentEntry, diff, recipe
 from rag.index.segment import text_keys, write_segment
-from rag.ingest.chunking import LineIndex, pack_passages
+from rag.ingest.chunking import passages_of
 from rag.ingest.corpus import CorpusScan, Known, scan
 from rag.types import Document, Passage
 
@@ -32,31 +32,31 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 
 
-def chunk_document(document: Document, embedder: Embedder, max_tokens: int, overlap: int) -> list[Passage]:
-    """Passages of one document with ids `source#n`, spans, and line numbers."""
-    budget = (max_tokens or embedder.max_tokens) - 2  # room for the model's [CLS] and [SEP]
-    spans = pack_passages(document.text, embedder.count_tokens, budget, overlap)
-    lines = LineIndex(document.text)
-    return [
-        Passage(f"{document.source}#{n}", document.source, a, b, *lines.lines(a, b), document.text[a:b])
-        for n, (a, b) in enumerate(spans, start=1)
-    ]
-
-
-def _previous(root: Path, settings: Settings, full: bool) -> tuple[store.LoadedIndex | None, str, Arithmetic]:
-    """The live index if it can be extended, else None and why a full build is needed; and the arithmetic."""
+def _previous(root: Path, settings: Settings, full: bool) -> tuple[store.LoadedIndex | None, str, Arithmetic, bool]:
+    """The live index if it can be extended, else None and why a full build is needed; the arithmetic; and
+    whether every file must be cut again (the splitter changed, nothing else: stored vectors are reused by text)."""
     if full:
-        return None, "--full asked for", _arithmetic(settings, None)[0]
+        return None, "--full asked for", _arithmetic(settings, None)[0], False
     try:
         previous = store.load(root, search=False)
     except IndexMissing:
-        return None, "no index yet", _arithmetic(settings, None)[0]
+        return None, "", _arithmetic(settings, None)[0], False
     except RagError as error:
-        return None, f"previous index unusable ({error})", _arithmetic(settings, None)[0]
-    arithmetic, mismatches = _arithmetic(settings, previous.manifest)
+        return None, f"previous index unusable ({error})", _arithmetic(settings, None)[0], False
+    manifest = previous.manifest
+    if manifest.splitter != SPLITTER:
+        arithmetic, mismatches = _arithmetic(settings, replace(manifest, splitter=SPLITTER))
+        if not mismatches:
+            why = (
+                f"the sentence splitter changed (index {manifest.splitter}, this rag {SPLITTER}): every file is "
+                "cut again and only passages whose text changed are embedded"
+            )
+            return previous, why, arithmetic, True
+    arithmetic, mismatches = _arithmetic(settings, manifest)
     if mismatches:
-        return None, "settings changed: " + "; ".join(mismatches), arithmetic
-    return previous, "", arithmetic
+        previous.release()
+        return None, "settings changed: " + "; ".join(mismatches), arithmetic, False
+    return previous, "", arithmetic, False
 
 
 def _arithmetic(settings: Settings, manifest: Manifest | None) -> tuple[Arithmetic, list[str]]:
@@ -101,7 +101,7 @@ def build(
     root = Path(settings.index)
     with build_lock(root, settings.lock_timeout):
         store.collect_garbage(root)
-        previous, reason, arithmetic = _previous(root, settings, full)
+        previous, reason, arithmetic, recut = _previous(root, settings, full)
         try:
             say(f"reading {settings.corpus}")
             scanned_ns = time.time_ns()
@@ -110,7 +110,7 @@ def build(
             factory = embedder_factory or (lambda name: load_embedder(name, arithmetic.precision))
             found, still_unreadable = known_unreadable(found, previous.manifest if previous else None)
             changes = diff(previous.manifest.files if previous else {}, found.documents)
-            if previous and not changes.any:
+            if previous and not changes.any and not recut:
                 skipped = {s.source: s.reason for s in found.skipped}
                 return BuildSummary(
                     files_unchanged=len(changes.unchanged),
@@ -133,6 +133,7 @@ def build(
                     say,
                     scanned_ns,
                     converter or read_converted,
+                    recut,
                 )
                 summary = _build_changed(run, found, still_unreadable)
             finally:
@@ -167,6 +168,8 @@ class _Run:
     say: Progress
     scanned_ns: int
     converter: Callable[..., tuple[dict, float]]
+    recut: bool = False
+    """Every file is cut again (the splitter changed): nothing counts as unchanged or renamed."""
 
     @property
     def root(self) -> Path:
@@ -182,6 +185,14 @@ def _build_changed(run: _Run, found: CorpusScan, still_unreadable: dict[str, str
     found, unreadable, conversion = convert(found, run.previous, run.settings, run.say, run.scratch, run.converter)
     unreadable.update(still_unreadable)
     changes = diff(run.old_files, found.documents)
+    if run.recut:
+        changes = CorpusChanges(
+            added=sorted([*changes.added, *changes.renamed]),
+            changed=sorted([*changes.changed, *changes.unchanged]),
+            removed=sorted([*changes.removed, *changes.renamed.values()]),
+            unchanged=[],
+            renamed={},
+        )
     written = _written(run, changes, found)
     to_write = [d for d in found.documents if d.source in written]
     passages, vectors, embedded = _assemble(
@@ -316,7 +327,8 @@ def _assemble(documents, previous, renamed, settings, embedder_factory, say):
             passages.extend(_moved(p, document.source) for p in previous.file_passages(old))
             continue
         embedder = embedder or embedder_factory(settings.model)
-        passages.extend(chunk_document(document, embedder, settings.max_tokens, settings.overlap))
+        budget = (settings.max_tokens or embedder.max_tokens) - 2  # room for the model's [CLS] and [SEP]
+        passages.extend(passages_of(document, embedder.count_tokens, budget, settings.overlap))
     stored = _stored_vectors(previous, passages)
     missing = [i for i, vector in enumerate(stored) if vector is None]
     if missing or (previous is None and embedder is None):

@@ -47,6 +47,8 @@ class BuildSummary:
         kind = "full build" if self.full else "incremental build"
         if not self.version:
             kind = "index up to date"
+        elif self.reason:
+            kind += f" ({self.reason})"
         arithmetic = f"; arithmetic {self.arithmetic}" if self.passages_embedded else ""
         segments = ""
         if self.version:

@@ -16,7 +16,9 @@ FORMAT_VERSION = 5
 """The layout this rag reads: immutable segments (rag/index/segment.py) whose exact indexes scan half-precision
 vectors (`flat-fp16`) and whose int8 vectors name their recipe; a version is this manifest alone. An index of
 another format version is named and rebuilt in full, as for any other change of recipe."""
-SPLITTER = "sentences-v2"
+SPLITTER = "sentences-v3"
+"""The passage cutter (rag.ingest.chunking); v3 bounds every unit and passage. A new splitter re-cuts every file
+and re-embeds only the passages whose text changed."""
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,21 @@
-"""Sentences and passages as character spans of the decoded text. Pure functions, no model."""
+"""Sentences and passages as character spans of the decoded text. Pure functions, no model.
+
+Every unit a passage is packed from (a sentence; a line, where a paragraph is made of lines without sentence
+punctuation, as captions, chat exports, logs and lists are; a piece of a run too long for either) holds at most
+MAX_UNIT_CHARS characters and at most the passage budget in model tokens, and every passage at most
+MAX_PASSAGE_CHARS: no quote, which is a unit, can be longer than a screen, and every token of a passage is
+embedded. Each step reads its input once: the cost is linear in the text's length, whatever its shape.
+"""
 
 from __future__ import annotations
 
 import bisect
 import re
+import unicodedata
+from collections import deque
 from collections.abc import Callable, Sequence
+
+from rag.types import Document, Passage
 
 Span = tuple[int, int]
 TokenCounter = Callable[[Sequence[str]], list[int]]
@@ -24,6 +35,21 @@ _PARAGRAPH_BREAK = re.compile(r"\n[ \t\r\f\v]*\n\s*")
 _TERMINATOR = re.compile(r"[.!?…]+[\"'”’»)\]]*(?=\s)")
 _LINE_START = re.compile(r"\n(?=[ \t]*(?:[-*+•]\s|#{1,6}\s|\d{1,3}[.)]\s|>\s|\|))")
 _HEADING_LINE = re.compile(r"^[ \t]*#{1,6}\s[^\n]*\n", re.MULTILINE)
+_NON_SPACE = re.compile(r"\S")
+_ENDS_SENTENCE = re.compile(r"[.!?…][\"'”’»)\]]*$")
+_CLAUSE_END = re.compile(r"[;:,](?=\s)")
+_SPACE = re.compile(r"\s")
+
+MAX_UNIT_CHARS = 600
+"""Longest sentence, line or piece a passage is packed from, and so the longest quote: a screen of text. A longer
+run is cut at the best boundary it has: a line break, then clause punctuation, then white space, then anywhere."""
+MAX_PASSAGE_CHARS = 4000
+"""Longest passage in characters, whatever its tokens (a run of unknown-word tokens is few tokens and many characters)."""
+LINES_SHARE = 0.2
+"""A paragraph of three lines or more in which at most this share of the lines holds sentence punctuation is read
+line by line: each line is a unit (captions, transcripts, chat exports, logs, lists, tables saved as text)."""
+ABBREVIATION_REACH = 40
+"""Characters looked back from a period for the word it ends (no abbreviation or initial is longer)."""
 
 
 def _trim(text: str, start: int, end: int) -> Span | None:
@@ -47,9 +73,11 @@ def split_paragraphs(text: str) -> list[Span]:
 
 def _is_abbreviation(text: str, start: int, dot: int, following: str = "") -> bool:
     """True when the word ending at the period `dot` is an abbreviation or an initial."""
-    word_start = dot
-    while word_start > start and not text[word_start - 1].isspace():
+    word_start, floor = dot, max(start, dot - ABBREVIATION_REACH)
+    while word_start > floor and not text[word_start - 1].isspace():
         word_start -= 1
+    if word_start == floor > start:
+        return False  # a "word" this long is no abbreviation
     word = text[word_start:dot].lstrip("(\"'“‘[").lower()
     if not word:
         return False
@@ -74,13 +102,31 @@ def _line_blocks(text: str, start: int, end: int) -> list[Span]:
 
 
 def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[Span]:
-    """Sentence spans inside `text[start:end]`, never crossing a paragraph or list item."""
+    """Unit spans inside `text[start:end]`: sentences, or lines where a paragraph is made of lines, none longer
+    than MAX_UNIT_CHARS, never crossing a paragraph or list item."""
     end = len(text) if end is None else end
     spans: list[Span] = []
     for para_start, para_end in split_paragraphs(text[start:end]):
         for block_start, block_end in _line_blocks(text, start + para_start, start + para_end):
-            spans.extend(_sentences_in_block(text, block_start, block_end))
+            units = _lines(text, block_start, block_end) or _sentences_in_block(text, block_start, block_end)
+            for a, b in units:
+                spans.extend(_pieces(text, a, b, MAX_UNIT_CHARS) if b - a > MAX_UNIT_CHARS else [(a, b)])
     return spans
+
+
+def _lines(text: str, start: int, end: int) -> list[Span]:
+    """The lines of a block that is made of lines (see LINES_SHARE), or [] for a block of prose."""
+    lines, punctuated, pos = [], 0, start
+    while pos < end:
+        stop = text.find("\n", pos, end)
+        stop = end if stop < 0 else stop
+        if span := _trim(text, pos, stop):
+            lines.append(span)
+            punctuated += bool(_TERMINATOR.search(text, *span) or _ENDS_SENTENCE.search(text, *span))
+        pos = stop + 1
+    if len(lines) < 3 or punctuated > LINES_SHARE * len(lines):
+        return []
+    return lines
 
 
 def _sentences_in_block(text: str, start: int, end: int) -> list[Span]:
@@ -88,14 +134,16 @@ def _sentences_in_block(text: str, start: int, end: int) -> list[Span]:
     spans, pos = [], start
     for match in _TERMINATOR.finditer(text, start, end):
         cut = match.end()
-        following = text[cut:end].lstrip()
-        if not following:
+        following = _NON_SPACE.search(text, cut, end)
+        if following is None:
             continue
-        nxt = following[0]
+        nxt = following.group()
         if nxt.islower() or nxt in ",;:)":
             continue
         single_period = text[match.start()] == "." and match.end() - match.start() == 1
-        if single_period and _is_abbreviation(text, pos, match.start(), following):
+        if single_period and _is_abbreviation(
+            text, pos, match.start(), text[following.start() : following.start() + 1]
+        ):
             continue
         span = _trim(text, pos, cut)
         if span:
@@ -107,51 +155,124 @@ def _sentences_in_block(text: str, start: int, end: int) -> list[Span]:
     return spans
 
 
+def _pieces(text: str, start: int, end: int, limit: int) -> list[Span]:
+    """`text[start:end]` cut into pieces of at most `limit` characters, each at the best boundary in the second
+    half of its window: after a line break, else after clause punctuation, else at white space, else anywhere
+    but inside a character's combining marks."""
+    pieces = []
+    while end - start > limit:
+        low, high = start + max(1, limit // 2), start + limit
+        cut = text.rfind("\n", low, high) + 1
+        if not cut:
+            cut = _last_match_end(_CLAUSE_END, text, low, high)
+        if not cut:
+            cut = _last_match_end(_SPACE, text, low, high)
+        if not cut:
+            cut = high
+            while cut > low and unicodedata.combining(text[cut]):
+                cut -= 1
+        if piece := _trim(text, start, cut):
+            pieces.append(piece)
+        following = _NON_SPACE.search(text, cut, end)
+        start = following.start() if following else end
+    if piece := _trim(text, start, end):
+        pieces.append(piece)
+    return pieces
+
+
+def _last_match_end(pattern: re.Pattern, text: str, low: int, high: int) -> int:
+    """Where the last match of `pattern` inside `text[low:high]` ends, or 0 when there is none."""
+    found = 0
+    for match in pattern.finditer(text, low, high):
+        found = match.end()
+    return found
+
+
+def passage_units(text: str, count_tokens: TokenCounter, max_tokens: int) -> list[list[tuple[Span, int]]]:
+    """Per paragraph, the units passages are packed from with their model tokens: sentences and lines, each cut
+    further (at its best boundaries) while it holds more than `max_tokens` tokens."""
+    paragraphs = [split_sentences(text, a, b) for a, b in split_paragraphs(text)]
+    counted = _counted([s for para in paragraphs for s in para], text, count_tokens)
+    found, at = [], 0
+    for para in paragraphs:
+        units = []
+        for span, tokens in counted[at : at + len(para)]:
+            units.extend(_fit(text, span, tokens, count_tokens, max_tokens))
+        found.append(units)
+        at += len(para)
+    return found
+
+
+def _counted(spans: list[Span], text: str, count_tokens: TokenCounter) -> list[tuple[Span, int]]:
+    return list(zip(spans, count_tokens([text[a:b] for a, b in spans]))) if spans else []
+
+
+def _fit(text: str, span: Span, tokens: int, count_tokens: TokenCounter, max_tokens: int) -> list[tuple[Span, int]]:
+    """One unit as pieces of at most `max_tokens` tokens (itself when it fits)."""
+    fitted, waiting = [], [(span, tokens)]
+    while waiting:
+        (a, b), count = waiting.pop()
+        if count <= max_tokens or max_tokens < 1 or b - a < 2:
+            fitted.append(((a, b), count))
+            continue
+        limit = max(1, (b - a) * max_tokens // count)
+        waiting.extend(reversed(_counted(_pieces(text, a, b, limit), text, count_tokens)))
+    return fitted
+
+
 def pack_passages(
     text: str,
     count_tokens: TokenCounter,
     max_tokens: int,
     overlap: int = 1,
+    max_chars: int = MAX_PASSAGE_CHARS,
 ) -> list[Span]:
-    """Pack whole sentences into passages of at most `max_tokens` model tokens.
+    """Pack whole units into passages of at most `max_tokens` model tokens and `max_chars` characters.
 
-    A passage prefers to end at a paragraph break once it is half full, carries the last
-    `overlap` sentences into the next passage, and never cuts a sentence: a single sentence
-    longer than the budget becomes a passage of its own.
+    A passage prefers to end at a paragraph break once it is half full and carries its last `overlap`
+    units into the next passage. A unit over the budget was cut at its best boundaries first
+    (`passage_units`), so every token of every passage is embedded.
     """
-    paragraphs = [split_sentences(text, a, b) for a, b in split_paragraphs(text)]
-    sentences = [s for para in paragraphs for s in para]
-    if not sentences:
-        return []
-    tokens = dict(zip(sentences, count_tokens([text[a:b] for a, b in sentences])))
-    passages: list[list[Span]] = []
-    current: list[Span] = []
-    fresh = False  # does `current` hold a sentence no emitted passage has?
+    passages: list[Span] = []
+    current: deque[tuple[Span, int]] = deque()
+    used, fresh = 0, False  # tokens in `current`; does it hold a unit no emitted passage has?
 
-    def emit() -> list[Span]:
-        nonlocal fresh
+    def emit() -> None:
+        nonlocal used, fresh
         if current and fresh:
-            passages.append(list(current))
+            passages.append((current[0][0][0], current[-1][0][1]))
         fresh = False
-        if overlap <= 0 or len(current) <= overlap:
-            return []
-        return current[-overlap:]
+        keep = overlap if 0 < overlap < len(current) else 0
+        while len(current) > keep:
+            used -= current.popleft()[1]
 
-    for para in paragraphs:
-        para_tokens = sum(tokens[s] for s in para)
-        used = sum(tokens[s] for s in current)
+    def over(span: Span, tokens: int) -> bool:
+        return used + tokens > max_tokens or span[1] - current[0][0][0] > max_chars
+
+    for para in passage_units(text, count_tokens, max_tokens):
+        para_tokens = sum(tokens for _, tokens in para)
         if current and used + para_tokens > max_tokens and used >= max_tokens // 2:
-            current = emit()
-        for sentence in para:
-            used = sum(tokens[s] for s in current)
-            if current and used + tokens[sentence] > max_tokens:
-                current = emit()
-                while current and sum(tokens[s] for s in current) + tokens[sentence] > max_tokens:
-                    current.pop(0)
-            current.append(sentence)
+            emit()
+        for span, tokens in para:
+            if current and over(span, tokens):
+                emit()
+                while current and over(span, tokens):
+                    used -= current.popleft()[1]
+            current.append((span, tokens))
+            used += tokens
             fresh = True
     emit()
-    return [(p[0][0], p[-1][1]) for p in passages]
+    return passages
+
+
+def passages_of(document: Document, count_tokens: TokenCounter, budget: int, overlap: int) -> list[Passage]:
+    """The passages of one document, with ids `source#n`, spans and line numbers (`pack_passages`)."""
+    spans = pack_passages(document.text, count_tokens, budget, overlap)
+    lines = LineIndex(document.text)
+    return [
+        Passage(f"{document.source}#{n}", document.source, a, b, *lines.lines(a, b), document.text[a:b])
+        for n, (a, b) in enumerate(spans, start=1)
+    ]
 
 
 class LineIndex:
