@@ -6,7 +6,6 @@ Nothing here copies evaluation data into the repository: the texts are read from
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -199,20 +198,3 @@ def noisy_copies(base, size: int, noise: float, seed: int = 0):
         chunk /= np.linalg.norm(chunk, axis=1, keepdims=True)
         out[start : start + len(rows)] = chunk
     return out
-
-
-@contextlib.contextmanager
-def bfloat16_cast():
-    """While inside, models loaded in bfloat16 get their linear layers cast, as rag did before 2026-12-02 21:00,
-    instead of packed once for oneDNN (rag.embed.bfloat16.bfloat16_linears): the arm packing is measured against."""
-    import rag.embed.embedder
-
-    def refuse(linear):
-        raise RuntimeError("bfloat16 layers cast for the comparison")
-
-    packed = rag.embed.bfloat16._packed_linear
-    rag.embed.bfloat16._packed_linear = lambda: refuse
-    try:
-        yield
-    finally:
-        rag.embed.bfloat16._packed_linear = packed

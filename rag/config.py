@@ -91,6 +91,8 @@ class Settings:
     """A quote with its context stays under this many characters."""
     max_quotes: int = setting(3, "answer", minimum=1)
     """Most quotes one answer shows."""
+    max_question_chars: int = setting(2000, "answer", minimum=1)
+    """Longest question answered; a longer one is refused with a message that names this limit."""
     min_score: float = setting(-1.0, "answer", maximum=1.0)
     """Abstain when the best sentence's relevance (0–1) is below this. Negative, the default: the
     threshold of the scoring mode that training/fit_answer_model.py calibrated and wrote into
@@ -107,6 +109,11 @@ class Settings:
     """File of `user:password` lines, one account per line (RAG_AUTH_FILE)."""
     max_upload_bytes: int = setting(5_000_000, "server", minimum=1)
     """Largest document accepted through the chat UI upload."""
+    max_request_bytes: int = setting(6_000_000, "server", minimum=1024)
+    """Largest request body `rag serve` reads; a larger one is refused (HTTP 413) before it is read."""
+    allowed_hosts: str = setting("", "server")
+    """Host names the server answers to besides loopback's and the bound address (comma-separated): the names
+    it is reached by through a proxy or on a network. A request naming any other host is refused."""
     examples: str = setting(
         "What were the two main tasks of Russia's military operation in Syria?|"
         "When did the Russian military operation in Syria start?|"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -65,9 +66,14 @@ def browser():
         chromium.close()
 
 
+REQUESTED_HOSTS: set[str] = set()
+"""Every host a chat page asked for anything (a font, a script, an API call): loopback alone, checked at the end."""
+
+
 def open_chat(browser, url: str, documents: bool = False):
     """A new page on the chat, ready for a question; `documents` opens the documents panel too."""
     page = browser.new_page()
+    page.on("request", lambda request: REQUESTED_HOSTS.add(urllib.parse.urlsplit(request.url).hostname or ""))
     page.goto(url)
     page.wait_for_selector("#rag-question textarea")
     if documents:
@@ -218,10 +224,13 @@ def test_upload_of_a_disallowed_type_is_refused_with_a_reason(browser, page_url,
 
 def test_the_conversation_downloads_as_markdown_and_json_with_quotes_that_stand(browser, page_url, seed_settings):
     page = open_chat(browser, page_url)
-    assert page.locator("#rag-export-md").is_disabled()  # nothing to take away yet
+    assert page.locator("#rag-export").is_disabled()  # nothing to take away yet
+    assert not page.locator("#rag-export-md").is_visible()  # nor written: an export is made only when asked for
     ask(page, "In how many countries will the terrorists now solve their problems?")
     ask(page, "How often should I descale the kettle?")
-    page.wait_for_function("() => !document.querySelector('#rag-export-json').disabled", timeout=30_000)
+    page.wait_for_function("() => !document.querySelector('#rag-export').disabled", timeout=30_000)
+    page.click("#rag-export")
+    page.wait_for_selector("#rag-export-json", state="visible", timeout=30_000)
     files = {}
     for button in ("#rag-export-md", "#rag-export-json"):
         with page.expect_download(timeout=30_000) as download:
@@ -255,3 +264,10 @@ def test_the_chat_fits_a_phone_width_window_and_long_file_names_wrap(browser, pa
         box = page.locator(selector).first.bounding_box()
         assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390, (selector, box)
     page.close()
+
+
+def test_the_page_fetches_nothing_from_outside_this_machine(browser, page_url):
+    page = open_chat(browser, page_url, documents=True)
+    ask(page, "How often should I descale the kettle?")
+    page.close()
+    assert REQUESTED_HOSTS and REQUESTED_HOSTS <= {"127.0.0.1", "localhost", ""}, REQUESTED_HOSTS

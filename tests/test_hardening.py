@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import os
@@ -10,13 +11,14 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
 from conftest import DAMAGES, ROOT, copy_index, damage_version, newest_segment, start_server, topic_text, write_corpus
 from fakes import FakeEmbedder
 
-from rag.answer.quotes import MAX_QUESTION_CHARS, NO_ANSWER, NOT_A_QUESTION, answer
+from rag.answer.quotes import NO_ANSWER, NOT_A_QUESTION, answer
 from rag.build.indexer import build
 from rag.cli import main as rag_main
 from rag.index import segment, store
@@ -36,9 +38,15 @@ NOT_A_QUESTION_INPUTS = {
 }
 """Input with no letters or digits: the reply asks for a question in words."""
 
-ANY_CLEAR_REPLY = {
+TOO_LONG = {
     "100,000 characters": ("When did the Russian military operation in Syria start? " * 1800)[:100_000],
     "one 100,000-character word": "x" * 100_000,
+    "one character over the limit": "When did it start? " + "x" * 1982,
+}
+"""Questions over RAG_MAX_QUESTION_CHARS (2,000): refused with a message that names the limit, not echoed whole."""
+
+ANY_CLEAR_REPLY = {
+    "2,000 characters": ("When did the Russian military operation in Syria start? " * 40)[:2000],
     "Russian": "Когда началась военная операция России в Сирии?",
     "Chinese": "俄罗斯在叙利亚的军事行动是什么时候开始的？",
     "Arabic": "متى بدأت العملية العسكرية الروسية في سوريا؟",
@@ -88,8 +96,20 @@ def test_library_gives_a_clear_reply_to_odd_questions(seed_settings, seed_retrie
     started = time.perf_counter()
     result = answer(question, seed_retriever, seed_settings)
     assert time.perf_counter() - started < 60  # a hang guard; bench/ measures speed
-    assert len(result.searched_for) <= MAX_QUESTION_CHARS
+    assert len(result.searched_for) <= seed_settings.max_question_chars
     assert_clear_reply(result.to_dict(), seed_settings.corpus)
+
+
+def assert_refused_as_too_long(reply: dict, question: str) -> None:
+    assert reply["abstained"] and reply["citations"] == [] and reply["nearest"] == []
+    assert f"{len(question):,} characters long" in reply["answer"] and "at most 2,000 characters" in reply["answer"]
+    assert "RAG_MAX_QUESTION_CHARS" in reply["answer"]
+    assert len(reply["question"]) <= 201  # never echoed whole
+
+
+@pytest.mark.parametrize("question", TOO_LONG.values(), ids=TOO_LONG.keys())
+def test_library_refuses_a_question_over_the_limit_naming_it(seed_settings, seed_retriever, question):
+    assert_refused_as_too_long(answer(question, seed_retriever, seed_settings).to_dict(), question)
 
 
 @pytest.mark.parametrize("question, expected", KNOWN_ANSWERS.values(), ids=KNOWN_ANSWERS.keys())
@@ -523,8 +543,27 @@ class TestRunningServer:
         started = time.perf_counter()
         reply = client.predict(question, api_name="/ask")
         assert time.perf_counter() - started < 60  # a hang guard; bench/ measures speed
-        assert len(reply["searched_for"]) <= MAX_QUESTION_CHARS
+        assert len(reply["searched_for"]) <= settings.max_question_chars
         assert_clear_reply(reply, settings.corpus)
+
+    @pytest.mark.parametrize("question", TOO_LONG.values(), ids=TOO_LONG.keys())
+    def test_api_refuses_a_question_over_the_limit_naming_it(self, server, question):
+        settings, url, client = server
+        assert_refused_as_too_long(client.predict(question, api_name="/ask"), question)
+
+    def test_a_body_over_the_request_limit_is_refused_before_it_is_read(self, server):
+        settings, url, client = server
+        parts = urllib.parse.urlsplit(url)
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+        connection.putrequest("POST", "/gradio_api/call/ask")  # a 20 MB question, announced: the answer comes first
+        connection.putheader("Content-Type", "application/json")
+        connection.putheader("Content-Length", str(20_000_000))
+        connection.endheaders()
+        refused = connection.getresponse()
+        assert refused.status == 413
+        assert "RAG_MAX_REQUEST_BYTES" in json.loads(refused.read())["error"]
+        connection.close()
+        assert client.predict("How often should I descale the kettle?", api_name="/ask")["citations"]  # still serving
 
     @pytest.mark.parametrize("question, expected", KNOWN_ANSWERS.values(), ids=KNOWN_ANSWERS.keys())
     def test_api_answers_a_real_question_inside_noise(self, server, question, expected):

@@ -28,7 +28,10 @@ STALE_INDEX = (
     "The passages that would answer this have changed on disk since the index was built, so "
     "no quote could be checked; run `rag build` and ask again."
 )
-MAX_QUESTION_CHARS = 2000
+TOO_LONG = (
+    "This question is {length:,} characters long; questions may be at most {limit:,} characters "
+    "(RAG_MAX_QUESTION_CHARS). Ask it in fewer words."
+)
 PASSAGES_TO_QUOTE = 6
 """How many of the best passages are read sentence by sentence for quotes."""
 SECOND_QUOTE_SHARE = 0.5
@@ -42,9 +45,18 @@ fitted on them: 12 first quotes gained the answer, 4 lost it, of 662; docs/decis
 
 
 def clean_question(raw: str) -> str:
-    """The question without control characters or runs of whitespace, cut to a sane length."""
+    """The question without control characters or runs of whitespace."""
     text = "".join(" " if unicodedata.category(ch)[0] == "C" else ch for ch in str(raw or ""))
-    return " ".join(text.split())[:MAX_QUESTION_CHARS]
+    return " ".join(text.split())
+
+
+def refusal(question: str, settings: Settings) -> Answer | None:
+    """The plain refusal of a question over RAG_MAX_QUESTION_CHARS (which it does not echo whole), or None."""
+    question = str(question or "")
+    if len(question) <= settings.max_question_chars:
+        return None
+    shown = question[:200] + "…"
+    return Answer(shown, TOO_LONG.format(length=len(question), limit=settings.max_question_chars), abstained=True)
 
 
 def threshold(settings: Settings) -> float:
@@ -57,6 +69,9 @@ def threshold(settings: Settings) -> float:
 
 def answer(question: str, retriever: Retriever, settings: Settings, history: Sequence[str] = ()) -> Answer:
     """Quote the sentences of the corpus that answer `question`, each verified at its source offsets."""
+    refused = refusal(question, settings)
+    if refused is not None:
+        return refused
     cleaned = clean_question(question)
     if not any(ch.isalnum() for ch in cleaned):
         return Answer(question, NOT_A_QUESTION, abstained=True)

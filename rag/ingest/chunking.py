@@ -116,6 +116,7 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[S
 
 def _lines(text: str, start: int, end: int) -> list[Span]:
     """The lines of a block that is made of lines (see LINES_SHARE), or [] for a block of prose."""
+    allowed = LINES_SHARE * (text.count("\n", start, end) + 1)  # counted in C; prose stops looking early
     lines, punctuated, pos = [], 0, start
     while pos < end:
         stop = text.find("\n", pos, end)
@@ -123,6 +124,8 @@ def _lines(text: str, start: int, end: int) -> list[Span]:
         if span := _trim(text, pos, stop):
             lines.append(span)
             punctuated += bool(_TERMINATOR.search(text, *span) or _ENDS_SENTENCE.search(text, *span))
+            if punctuated > allowed:
+                return []
         pos = stop + 1
     if len(lines) < 3 or punctuated > LINES_SHARE * len(lines):
         return []

@@ -7,6 +7,7 @@ import hashlib
 import logging
 import os
 import stat
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -223,13 +224,32 @@ def read_record(corpus: Path, source: str, entry, texts_folder: Path):
     return readers.load_record(texts_folder, entry.sha256)
 
 
+_DECODED: dict[tuple, str] = {}
+"""Files decoded lately, by path, inode, size and modification time (in ns): a question quoting a large file does
+not read and decode it again while it is unchanged; a change of any of these reads it afresh, and a file modified
+within RACY_NS of the read is never kept."""
+DECODED_CHARS = 64_000_000
+"""Most characters `_DECODED` holds in all."""
+
+
 def read_source(corpus: Path, source: str) -> str | None:
     """The decoded text of one corpus file as it is on disk now, or None if it is gone or unreadable."""
     path = Path(corpus) / source
     try:
-        if not stat.S_ISREG(path.stat().st_mode):
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
             return None  # a pipe or device put in its place: never open it
+        key = (str(path), info.st_ino, info.st_size, info.st_mtime_ns)
+        if key in _DECODED:
+            return _DECODED[key]
         decoded = decode(read_at_most(path))
     except (OSError, ValueError, RuntimeError):
         return None
-    return decoded[0] if isinstance(decoded, tuple) else None
+    if not isinstance(decoded, tuple):
+        return None
+    if time.time_ns() - info.st_mtime_ns < RACY_NS:
+        return decoded[0]  # modified just now: the same size and time may yet hide another edit (see RACY_NS)
+    _DECODED[key] = decoded[0]
+    while sum(map(len, _DECODED.values())) > DECODED_CHARS and len(_DECODED) > 1:
+        _DECODED.pop(next(iter(_DECODED)))
+    return decoded[0]

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import html
 import logging
+import os
 import queue
 import signal
 import sys
-import tempfile
 import threading
+import uuid
 from pathlib import Path
 
 from rag.answer.quotes import answer
 from rag.build.indexer import build, is_stale
 from rag.build.summary import BuildSummary
 from rag.config import Settings, is_loopback
-from rag.errors import ConfigError, IndexDamaged, RagError
+from rag.errors import IndexDamaged, RagError
 from rag.search import Retriever
-from rag.serve import client, export
+from rag.serve import client, export, server
 from rag.serve.auth import credentials
 from rag.serve.page_images import cited_pages
 from rag.serve.render import CSS, chat_html, render_sources, status_line
@@ -25,6 +26,13 @@ from rag.serve.uploads import add_document, delete_document, list_documents
 from rag.types import Answer, Citation
 
 log = logging.getLogger(__name__)
+
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # gradio (imported later) would call home on start and on use
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+LOCAL_FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]
+"""The page's fonts: the browser's own, so that opening the chat fetches nothing from outside."""
+LOCAL_MONO_FONTS = ["ui-monospace", "monospace"]
 
 
 def _message_text(message: dict) -> str:
@@ -65,9 +73,12 @@ class LocalBackend:
         self.retriever.refresh()
 
 
-def make_app(settings: Settings, retriever: Retriever | None, backend: LocalBackend | None = None):
-    """The Blocks app: chat, sources panel, status line, documents, downloads, and the `/ask` API."""
+def make_app(settings: Settings, retriever: Retriever | None, backend: LocalBackend | None = None, folder=None):
+    """The Blocks app: chat, sources panel, status line, documents, exports, and the `/ask` API. Exports are
+    written into `folder`, the server's private folder."""
     import gradio as gr
+
+    folder = Path(folder) if folder is not None else server.private_folder()
 
     backend = backend or LocalBackend(settings, retriever)
 
@@ -87,20 +98,16 @@ def make_app(settings: Settings, retriever: Retriever | None, backend: LocalBack
             {"role": "user", "content": html.escape(str(message))},
             {"role": "assistant", "content": reply},  # already escaped: chat_html
         ]
-        markdown, json_file = write_exports(answers)
-        return (
-            history,
-            sources,
-            searched,
-            backend.status(),
-            "",
-            answers,
-            gr.update(value=markdown, interactive=True),
-            gr.update(value=json_file, interactive=True),
-        )
+        hidden = gr.update(value=None, visible=False)  # an export is written only when asked for
+        return history, sources, searched, backend.status(), "", answers, gr.update(interactive=True), hidden, hidden
 
     def start_over():
-        return [], [], gr.update(value=None, interactive=False), gr.update(value=None, interactive=False)
+        hidden = gr.update(value=None, visible=False)
+        return [], [], gr.update(interactive=False), hidden, hidden
+
+    def export_conversation(answers: list[dict]):
+        markdown, json_file = write_exports(answers, folder)
+        return gr.update(value=markdown, visible=True), gr.update(value=json_file, visible=True)
 
     def ask(question: str) -> dict:
         """Answer one question with verified, cited quotes (the `rag ask --json` object)."""
@@ -140,7 +147,7 @@ def make_app(settings: Settings, retriever: Retriever | None, backend: LocalBack
         return note, gr.update(choices=list_documents(settings.corpus, settings.extensions), value=None)
 
     examples = [q.strip() for q in settings.examples.split("|") if q.strip()]
-    with gr.Blocks(title="rag — ask your documents") as demo:
+    with gr.Blocks(title="rag — ask your documents", analytics_enabled=False) as demo:
         gr.Markdown(
             "## Ask your documents\nEvery answer is made of verbatim quotes, each checked against its source file."
         )
@@ -161,11 +168,12 @@ def make_app(settings: Settings, retriever: Retriever | None, backend: LocalBack
                     send = gr.Button("Ask", variant="primary", elem_id="rag-ask")
                     new_chat = gr.ClearButton([chatbot, question], value="New chat", elem_id="rag-new-chat")
                 with gr.Row():
+                    export_button = gr.Button("Export conversation", interactive=False, size="sm", elem_id="rag-export")
                     save_markdown = gr.DownloadButton(
-                        "Download as Markdown", interactive=False, size="sm", elem_id="rag-export-md"
+                        "Download as Markdown", visible=False, size="sm", elem_id="rag-export-md"
                     )
                     save_json = gr.DownloadButton(
-                        "Download as JSON", interactive=False, size="sm", elem_id="rag-export-json"
+                        "Download as JSON", visible=False, size="sm", elem_id="rag-export-json"
                     )
                 searched = gr.Markdown(elem_id="rag-searched")
                 if examples:
@@ -192,10 +200,13 @@ def make_app(settings: Settings, retriever: Retriever | None, backend: LocalBack
             build_log = gr.Textbox(label="Index", lines=3, interactive=False, elem_id="rag-build-log")
 
         answers = gr.State([])
-        outputs = [chatbot, sources, searched, status, question, answers, save_markdown, save_json]
+        outputs = [chatbot, sources, searched, status, question, answers, export_button, save_markdown, save_json]
         question.submit(respond, [question, chatbot, answers], outputs, api_visibility="private")
         send.click(respond, [question, chatbot, answers], outputs, api_visibility="private")
-        new_chat.click(start_over, None, [chatbot, answers, save_markdown, save_json], api_visibility="private")
+        new_chat.click(
+            start_over, None, [chatbot, answers, export_button, save_markdown, save_json], api_visibility="private"
+        )
+        export_button.click(export_conversation, answers, [save_markdown, save_json], api_visibility="private")
         rebuild_button.click(rebuild, None, build_log, api_name="rebuild", concurrency_limit=1)
         files.upload(upload, files, [build_log, chosen], api_visibility="private", concurrency_limit=1)
         remove.click(delete, chosen, [build_log, chosen], api_visibility="private", concurrency_limit=1)
@@ -210,14 +221,18 @@ def make_app(settings: Settings, retriever: Retriever | None, backend: LocalBack
     return demo
 
 
-def write_exports(answers: list[dict]) -> tuple[str | None, str | None]:
-    """The conversation as a Markdown and a JSON file for the download buttons (None before any answer)."""
+def write_exports(answers: list[dict], folder: Path) -> tuple[str | None, str | None]:
+    """The conversation as a Markdown and a JSON file, readable by this user alone, in a new folder inside the
+    server's private `folder` (None before any answer)."""
     if not answers:
         return None, None
-    folder = Path(tempfile.mkdtemp(prefix="rag-export-"))
-    markdown, json_file = folder / "conversation.md", folder / "conversation.json"
-    markdown.write_text(export.as_markdown(answers), encoding="utf-8")
-    json_file.write_text(export.as_json(answers), encoding="utf-8")
+    inside = Path(folder) / f"export-{uuid.uuid4().hex[:12]}"
+    inside.mkdir(mode=0o700, parents=True)
+    markdown, json_file = inside / "conversation.md", inside / "conversation.json"
+    for path, text in ((markdown, export.as_markdown(answers)), (json_file, export.as_json(answers))):
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text)
     return str(markdown), str(json_file)
 
 
@@ -248,7 +263,7 @@ def _rebuild_with_progress(backend: LocalBackend):
 
 
 def serve(settings: Settings, watch: bool = False, no_auth: bool = False, block: bool = True):
-    """Build the index if missing or stale, then serve the chat; returns the app when not blocking."""
+    """Build the index if missing or stale, then serve the chat; returns the running server when not blocking."""
     accounts = accounts_for(settings, no_auth)
     build_if_stale(settings, build)
     try:
@@ -261,7 +276,8 @@ def serve(settings: Settings, watch: bool = False, no_auth: bool = False, block:
         from rag.build.watch import start_watch_thread
 
         start_watch_thread(settings, on_build=lambda summary: retriever.refresh())
-    return launch(make_app(settings, retriever), settings, accounts, block)
+    folder = server.private_folder()
+    return launch(make_app(settings, retriever, folder=folder), settings, accounts, block, folder)
 
 
 def accounts_for(settings: Settings, no_auth: bool) -> list[tuple[str, str]] | None:
@@ -280,37 +296,36 @@ def build_if_stale(settings: Settings, builder, where: str = "") -> None:
         print("rag: " + builder(settings).line(), file=sys.stderr)
 
 
-def launch(demo, settings: Settings, accounts: list[tuple[str, str]] | None, block: bool = True):
-    """Serve the Blocks app on settings.host:settings.port, announced to `rag ask`; returns it when not blocking."""
+def launch(demo, settings: Settings, accounts: list[tuple[str, str]] | None, block: bool = True, folder=None):
+    """Serve the Blocks app behind the server's guards on settings.host:settings.port, announced to `rag ask`;
+    returns the running server when not blocking."""
+    import gradio as gr
+
     demo.queue(default_concurrency_limit=16)
-    try:
-        demo.launch(
-            server_name=settings.host,
-            server_port=settings.port,
-            auth=accounts,
-            max_file_size=settings.max_upload_bytes,
-            prevent_thread_lock=True,
-            css=CSS,
-            show_error=False,
-            footer_links=[],
-        )
-    except OSError as error:
-        raise ConfigError(
-            f"cannot listen on {settings.host}:{settings.port} ({error}); pass --port with a free port"
-        ) from None
-    client.announce(settings, local_url(settings.host, demo.server_port))
+    app = server.guarded_app(settings)
+    gr.mount_gradio_app(
+        app,
+        demo,
+        path="",
+        auth=accounts,
+        max_file_size=settings.max_upload_bytes,
+        css=CSS,
+        theme=gr.themes.Default(font=LOCAL_FONTS, font_mono=LOCAL_MONO_FONTS),
+        show_error=False,
+        footer_links=[],
+    )
+    running = server.start(app, settings, folder)
+    running.on_close.append(demo.close)
+    running.on_close.append(lambda: client.withdraw(settings))
+    print(f"* Running on local URL:  {running.url}", flush=True)
+    client.announce(settings, running.url)
     if not block:
-        return demo
-    signal.signal(signal.SIGTERM, lambda *_: demo.close())  # a stopped server withdraws its runtime file
+        return running
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=running.close, daemon=True).start())
     try:
-        demo.block_thread()
+        running.wait()
+    except KeyboardInterrupt:
+        pass
     finally:
-        client.withdraw(settings)
-    return demo
-
-
-def local_url(host: str, port: int) -> str:
-    """The address a program on this machine reaches the server at."""
-    if is_loopback(host) or host in ("0.0.0.0", "::", ""):
-        return f"http://127.0.0.1:{port}/"
-    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+        running.close()
+    return running
