@@ -19,6 +19,7 @@ from rag.answer.quotes import (
     with_context,
 )
 from rag.build.indexer import build
+from rag.index import store
 from rag.search import Retriever
 from rag.types import Hit, Passage
 
@@ -279,3 +280,34 @@ def test_mark_answer_marks_a_slice_of_the_quote(question, sentence, marked):
     assert marked in inside and len(inside.split()) <= len(marked.split()) + 3, (
         inside
     )  # training/fit_span_model.py --slack
+
+
+def test_a_document_replaced_through_the_chat_answers_from_its_indexed_version_until_the_new_one_is_published(small):
+    """The upload keeps the earlier bytes (rag.index.kept): quotes are verified against them; the build that
+    indexes the new version lets them go."""
+    from rag.index import kept
+    from rag.serve.uploads import add_document
+
+    settings, retriever = small
+    question = "When was the Hoover Dam finished?"
+    before = answer(question, retriever, settings)
+    assert before.citations and before.citations[0].source == "dams.txt"
+    new = b"The Hoover Dam opened to visitors in 1937, a year after work ended.\n"
+    _, replaced = add_document(
+        settings.corpus, "dams.txt", new, settings.extensions, 10_000, keep=lambda p: kept.keep(settings.index, p)
+    )
+    assert replaced
+    during = answer(question, retriever, settings)  # the index still holds the earlier version
+    assert [(c.source, c.start, c.end, c.quote) for c in during.citations] == [
+        (c.source, c.start, c.end, c.quote) for c in before.citations
+    ]
+    assert list((settings.index / kept.KEPT).iterdir())
+    fake = FakeEmbedder()
+    build(settings, embedder_factory=lambda name: fake)
+    assert list((settings.index / kept.KEPT).iterdir())  # the retriever still answers from the earlier version
+    retriever.refresh()  # it moves on and lets the earlier version go
+    store.collect_garbage(settings.index)  # as the next build does first
+    assert not list((settings.index / kept.KEPT).iterdir())  # no version lists the earlier bytes any more
+    after = answer(question, Retriever(settings, embedder_factory=lambda name: fake), settings)
+    for c in after.citations:
+        assert (settings.corpus / c.source).read_text()[c.start : c.end] == c.quote

@@ -264,7 +264,7 @@ def test_uploads_of_the_new_types_are_checked_by_their_content(tmp_path, documen
 
     corpus, types, limit = tmp_path / "uploads", Settings().extensions, 5_000_000
     pdf_bytes = (documents / "papers" / "kettles.pdf").read_bytes()
-    assert add_document(corpus, "kettles.pdf", pdf_bytes, types, limit).name == "kettles.pdf"
+    assert add_document(corpus, "kettles.pdf", pdf_bytes, types, limit)[0].name == "kettles.pdf"
     assert add_document(corpus, "report.docx", (documents / "report.docx").read_bytes(), types, limit)
     assert add_document(corpus, "otters.htm", PAGE.encode(), types, limit)
     refusals = {

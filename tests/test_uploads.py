@@ -148,24 +148,34 @@ def test_add_refuses_with_a_reason_and_writes_nothing(place, name, data, reason)
 def test_a_normal_upload_lands_in_the_corpus_folder_with_a_safe_name(place, name, data, landed):
     root, corpus = place
     before = listing(root)
-    path = add_document(corpus, name, data, EXTENSIONS, LIMIT)
-    assert path == corpus / landed
+    path, replaced = add_document(corpus, name, data, EXTENSIONS, LIMIT)
+    assert path == corpus / landed and not replaced
     assert path.read_bytes() == data
     after = listing(root)
     assert after == {**before, f"corpus/{landed}": data}  # that one file and nothing else
     assert landed in list_documents(corpus, EXTENSIONS)
 
 
-def test_an_upload_replaces_a_document_of_the_same_name(place):
+def test_an_upload_replaces_a_document_of_the_same_name_says_so_and_keeps_the_earlier_one_first(place):
     root, corpus = place
-    add_document(corpus, "kept.txt", b"New text of the kept document.\n", EXTENSIONS, LIMIT)
+    earlier = (corpus / "kept.txt").read_bytes()
+    kept = []
+    path, replaced = add_document(
+        corpus,
+        "kept.txt",
+        b"New text of the kept document.\n",
+        EXTENSIONS,
+        LIMIT,
+        keep=lambda p: kept.append(p.read_bytes()),
+    )
+    assert replaced and kept == [earlier]  # handed over before it was overwritten
     assert (corpus / "kept.txt").read_bytes() == b"New text of the kept document.\n"
     assert sorted(p.name for p in corpus.iterdir()) == ["kept.txt", "sub"]  # no temporary file left
 
 
 def test_an_upload_lands_readable_like_any_other_file(place):
     _, corpus = place
-    path = add_document(corpus, "mode.txt", TEXT, EXTENSIONS, LIMIT)
+    path, _ = add_document(corpus, "mode.txt", TEXT, EXTENSIONS, LIMIT)
     assert path.stat().st_mode & 0o044 == (corpus / "kept.txt").stat().st_mode & 0o044
 
 

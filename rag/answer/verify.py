@@ -1,5 +1,7 @@
 """Checking quotes: a quote is cited only if it stands, character for character, at its offsets in the file now
-(for a converted file, in its stored text of record while the file still has the sha256 indexed)."""
+(for a converted file, in its stored text of record while the file still has the sha256 indexed), or in the
+earlier version of a document replaced through the chat, which the index keeps until its new version is
+published (rag.index.kept)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rag.answer.candidates import Candidate
-from rag.ingest.corpus import read_record, read_source
+from rag.index import kept
+from rag.ingest import readers
+from rag.ingest.corpus import decode, read_record, read_source
 from rag.types import Citation
 
 
@@ -26,7 +30,10 @@ def verify(chosen: Sequence[Candidate], corpus: Path, index=None) -> list[Citati
         found = texts[source]
         text = getattr(found, "text", found)
         if text is None or text[candidate.start : candidate.end] != candidate.text:
-            continue
+            found = texts[source] = _kept_text(source, index) or found
+            text = getattr(found, "text", found)
+            if text is None or text[candidate.start : candidate.end] != candidate.text:
+                continue
         line_start = text.count("\n", 0, candidate.start) + 1  # counted in C: no index of a large file's lines
         line_end = line_start + text.count("\n", candidate.start, max(candidate.start, candidate.end - 1))
         place = {}
@@ -68,3 +75,15 @@ def _source_text(corpus: Path, source: str, index):
     if entry is not None and entry.kind != "text":
         return read_record(corpus, source, entry, index.texts_folder(source))
     return read_source(corpus, source)
+
+
+def _kept_text(source: str, index):
+    """The text of the version of `source` the index was built from, when the chat replaced the file since and
+    kept that version's bytes; else None."""
+    entry = index.manifest.files.get(source) if index is not None else None
+    if entry is None or kept.kept_bytes(index.root, entry.sha256) is None:
+        return None
+    if entry.kind != "text":
+        return readers.load_record(index.texts_folder(source), entry.sha256)
+    decoded = decode(kept.kept_bytes(index.root, entry.sha256))
+    return decoded[0] if isinstance(decoded, tuple) else None

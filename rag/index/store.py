@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.errors import IndexDamaged, IndexMismatch, IndexMissing
+from rag.index import kept
 from rag.index.bm25 import LexicalIndex
 from rag.index.disk import fsync_dir, fsync_file, new_name
 from rag.index.live import LivePassages, LiveVectors, Part, settle_ties
@@ -182,7 +183,7 @@ def current_version(root: Path) -> Path | None:
 
 def collect_garbage(root: Path) -> None:
     """Remove unfinished writes, every version but the live one and those a reader holds, and the
-    segments no remaining version lists."""
+    segments and kept documents no remaining version lists."""
     root = Path(root)
     try:
         live = current_version(root)
@@ -192,21 +193,24 @@ def collect_garbage(root: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     for path in root.glob(f".{POINTER}.*"):
         path.unlink(missing_ok=True)
-    kept = []
+    remaining = []
     for path in sorted(p for p in root.glob("v-*") if p.is_dir()):
         if path == live or _held(path):
-            kept.append(path)
+            remaining.append(path)
         else:
             shutil.rmtree(path, ignore_errors=True)
-    listed = set()
-    for path in kept:
+    listed, documents = set(), set()
+    for path in remaining:
         try:
-            listed.update(s.name for s in Manifest.read(path / MANIFEST).segments)
+            manifest = Manifest.read(path / MANIFEST)
         except IndexDamaged:
             return  # a kept version we cannot read: remove no segment it might list
+        listed.update(s.name for s in manifest.segments)
+        documents.update(entry.sha256 for entry in manifest.files.values())
     for path in root.glob(f"{SEGMENTS}/s-*"):
         if path.name not in listed:
             shutil.rmtree(path, ignore_errors=True)
+    kept.collect(root, documents)
 
 
 def _held(version: Path) -> bool:

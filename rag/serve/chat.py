@@ -17,6 +17,7 @@ from rag.build.indexer import build, is_stale
 from rag.build.summary import BuildSummary
 from rag.config import Settings, is_loopback
 from rag.errors import IndexDamaged, RagError
+from rag.index import kept
 from rag.search import Retriever
 from rag.serve import client, export, server
 from rag.serve.auth import credentials
@@ -121,10 +122,19 @@ def make_app(settings: Settings, retriever: Retriever | None, backend: LocalBack
         for path in files or []:
             path = Path(path)
             try:
-                added = add_document(
-                    settings.corpus, path.name, path.read_bytes(), settings.extensions, settings.max_upload_bytes
+                added, replaced = add_document(
+                    settings.corpus,
+                    path.name,
+                    path.read_bytes(),
+                    settings.extensions,
+                    settings.max_upload_bytes,
+                    keep=lambda earlier: kept.keep(settings.index, earlier),
                 )
-                notes.append(f"added {added.name}")
+                notes.append(
+                    f"replaced {added.name} (its earlier version answers until the new one is indexed)"
+                    if replaced
+                    else f"added {added.name}"
+                )
             except RagError as error:
                 notes.append(f"refused: {error}")
         yield (

@@ -6,6 +6,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from rag.index import kept
 from rag.ingest import readers
 from rag.ingest.corpus import read_at_most
 from rag.types import Citation
@@ -35,9 +36,11 @@ def cited_pages(corpus: Path, index, citation: Citation, max_pixels: int = 1200)
     try:
         data = read_at_most(Path(corpus) / citation.source)
     except OSError:
-        return []
+        data = None
     if data is None or hashlib.sha256(data).hexdigest() != entry.sha256:
-        return []
+        data = kept.kept_bytes(index.root, entry.sha256)  # replaced through the chat, new version not yet indexed
+        if data is None:
+            return []
     record = readers.load_record(index.texts_folder(citation.source), entry.sha256, boxes=True)
     if record is None or record.text[citation.start : citation.end] != citation.quote:
         return []

@@ -32,8 +32,12 @@ def safe_name(name: str, extensions: tuple[str, ...]) -> str:
     return cleaned
 
 
-def add_document(corpus: Path, name: str, data: bytes, extensions: tuple[str, ...], max_bytes: int) -> Path:
-    """Write one uploaded document into the corpus folder (never outside it) and return its path."""
+def add_document(
+    corpus: Path, name: str, data: bytes, extensions: tuple[str, ...], max_bytes: int, keep=None
+) -> tuple[Path, bool]:
+    """Write one uploaded document into the corpus folder (never outside it); its path, and whether it replaced a
+    document of that name. `keep(path)` is called with the document it replaces first, so that its version stays
+    quotable until the new one is indexed."""
     filename = safe_name(name, extensions)
     if len(data) > max_bytes:
         raise UploadRefused(
@@ -45,12 +49,15 @@ def add_document(corpus: Path, name: str, data: bytes, extensions: tuple[str, ..
     target = corpus / filename
     if target.is_symlink() or (target.exists() and not target.is_file()):
         raise UploadRefused(f"{filename} already exists in the corpus folder as a link or a folder; rename the upload")
+    replaced = target.is_file()
     try:
         corpus.mkdir(parents=True, exist_ok=True)
+        if replaced and keep is not None:
+            keep(target)
         _write_new(corpus, target, data)
     except OSError as error:
         raise UploadRefused(f"{filename} could not be written to {corpus} ({error.strerror or error})") from None
-    return target
+    return target, replaced
 
 
 def _check_content(filename: str, data: bytes) -> None:
