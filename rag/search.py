@@ -7,7 +7,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -48,12 +48,41 @@ def score_fusion(cosine: dict[int, float], bm25: dict[int, float], dense_weight:
     return {row: dense_weight * value + share * bm25.get(row, 0.0) for row, value in cosine.items()}
 
 
+@dataclass(frozen=True)
+class Scope:
+    """The folders and files of a corpus a question is narrowed to, by their path in the corpus (`reports/2026`,
+    `notes/plan.md`); none means the whole corpus. Applied inside the search, so the best passages are the best
+    ones in scope."""
+
+    paths: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, text: str | None) -> Scope:
+        """A scope from comma-separated paths (`reports/, notes/plan.md`)."""
+        parts = (part.strip().strip("/") for part in (text or "").split(","))
+        return cls(tuple(part for part in parts if part and part != "."))
+
+    def covers(self, source: str) -> bool:
+        return not self.paths or any(source == path or source.startswith(path + "/") for path in self.paths)
+
+    def sources(self, files) -> frozenset[str] | None:
+        """The files of `files` (an index's sources) in scope, or None for the whole corpus."""
+        return None if not self.paths else frozenset(source for source in files if self.covers(source))
+
+
 class Retriever:
     """Answers `search` from the live index version, reloading it when a build swaps in a new one."""
 
-    def __init__(self, settings: Settings, embedder_factory: Callable[[str], Embedder] | None = None):
-        """`embedder_factory` defaults to rag's own model in the index's arithmetic."""
+    def __init__(
+        self,
+        settings: Settings,
+        embedder_factory: Callable[[str], Embedder] | None = None,
+        collection: str | None = None,
+    ):
+        """`embedder_factory` defaults to rag's own model in the index's arithmetic; `collection` names the
+        collection this index belongs to (None on a server of one corpus), carried by every hit."""
         self.settings = settings
+        self.collection = collection
         self._embedder_factory = embedder_factory
         self._lock = threading.Lock()
         self._loaded: store.LoadedIndex | None = None
@@ -130,18 +159,26 @@ class Retriever:
             )
 
     def search(
-        self, query: str, k: int = 10, query_vector: np.ndarray | None = None, index: store.LoadedIndex | None = None
+        self,
+        query: str,
+        k: int = 10,
+        query_vector: np.ndarray | None = None,
+        index: store.LoadedIndex | None = None,
+        scope: Scope | None = None,
     ) -> list[Hit]:
-        """The `k` best passages for `query`, each with its fused score and dense cosine, from `index`
-        (a `snapshot`) or the live version."""
+        """The `k` best passages for `query` inside `scope`, each with its fused score and dense cosine, from
+        `index` (a `snapshot`) or the live version."""
         loaded = index or self.snapshot()
-        if not loaded.passages:
+        sources = scope.sources(loaded.manifest.files) if scope is not None else None
+        if not loaded.passages or sources == frozenset():
             return []
         if query_vector is None:
             query_vector = self.query_embedder(loaded).encode([query])[0]
         depth = max(k, self.settings.candidates)
-        dense = loaded.search_dense(query_vector, depth)
+        dense = loaded.search_dense(query_vector, depth, sources)
         bm25_scores = loaded.lexical.scores(query) if self.settings.hybrid else None
+        if bm25_scores is not None and sources is not None:
+            bm25_scores = np.where(loaded.rows_of(sources), bm25_scores, np.float32(0))
         lexical = lexical_candidates(bm25_scores, loaded.passages, depth) if bm25_scores is not None else []
         cosine = dict(dense)
         missing = [r for r, _ in lexical if r not in cosine]
@@ -156,10 +193,24 @@ class Retriever:
             fused = score_fusion(cosine, bm25, weight)
         depth_to_rerank = max(k, RERANK_DEPTH) if self.settings.cross_encoder else k
         rows = [row for row, _ in store.settle_ties(list(fused.items()), loaded.passages, depth_to_rerank)]
-        hits = [Hit(loaded.passages[r], fused[r], dense=float(cosine[r]), lexical=bm25.get(r, 0.0)) for r in rows]
+        hits = [
+            Hit(loaded.passages[r], fused[r], float(cosine[r]), bm25.get(r, 0.0), self.collection) for r in rows
+        ]
         if self.settings.cross_encoder:
             hits = rerank(query, hits, load_cross_encoder(self.settings.cross_encoder))
         return hits[:k]
+
+
+def search_collections(
+    searches: list[tuple[Retriever, store.LoadedIndex]], query: str, k: int, query_vector: np.ndarray, scope=None
+) -> list[Hit]:
+    """The `k` best passages over several collections, each searched in the version given (with its own BM25
+    statistics) and merged by fused score; one collection's hits exactly as its own search ranks them."""
+    if len(searches) == 1:
+        retriever, index = searches[0]
+        return retriever.search(query, k, query_vector, index, scope)
+    hits = [hit for retriever, index in searches for hit in retriever.search(query, k, query_vector, index, scope)]
+    return sorted(hits, key=lambda hit: (-hit.score, hit.collection or "", hit.passage.source, hit.passage.start))[:k]
 
 
 def lexical_candidates(scores: np.ndarray, passages, k: int) -> list[tuple[int, float]]:

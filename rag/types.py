@@ -65,6 +65,8 @@ class Hit:
     score: float
     dense: float = 0.0
     lexical: float = 0.0
+    collection: str | None = None
+    """The collection whose index the passage came from; None on a server of one corpus."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,14 @@ class Citation:
     context_after: str = ""
     answer_start: int | None = None
     answer_end: int | None = None
+    collection: str | None = None
+    """The collection the quoted file belongs to (its `source` is relative to that collection's folder); None on a
+    server of one corpus."""
+
+    @property
+    def key(self) -> str:
+        """The quoted passage's key in `Answer.passages`: its id, qualified by the collection when there is one."""
+        return passage_key(self.collection, self.passage_id)
 
     @property
     def answer(self) -> str:
@@ -115,6 +125,11 @@ class Citation:
     def where(self) -> str:
         """ "p. 4", "pp. 4–5" or "" for a format without pages."""
         return page_phrase(self.pages, self.page_label)
+
+
+def passage_key(collection: str | None, passage_id: str) -> str:
+    """A passage's id, qualified by its collection when it has one (`hr:policies/leave.md#3`)."""
+    return f"{collection}:{passage_id}" if collection else passage_id
 
 
 def page_phrase(pages, label: str | None = None) -> str:

@@ -134,7 +134,7 @@ def test_a_quote_across_a_page_break_lists_both_pages(corpus):
     start = record.text.index(quote)
     passage = next(p for p in loaded.passages if p.start <= start and start + len(quote) <= p.end)
     candidate = Candidate(Hit(passage, 1.0), start, start + len(quote), quote, 1.0)
-    (citation,) = verify([candidate], corpus.corpus, loaded)
+    (citation,) = verify([candidate], {None: (corpus.corpus, loaded)})
     assert citation.pages == (1, 2) and citation.page == 1 and citation.where() == "pp. 1–2"
 
 

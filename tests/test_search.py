@@ -8,7 +8,7 @@ from fakes import FakeEmbedder
 
 from rag.build.indexer import build
 from rag.index.bm25 import top
-from rag.search import RRF_K, Retriever, load_cross_encoder, rank_fusion, rerank, score_fusion
+from rag.search import RRF_K, Retriever, Scope, load_cross_encoder, rank_fusion, rerank, score_fusion
 from rag.types import Hit, Passage
 
 
@@ -192,7 +192,9 @@ def test_a_rebuild_landing_mid_search_does_not_mix_versions(make_settings, tmp_p
     build(other, embedder_factory=lambda name: fake)
     retriever = Retriever(settings, embedder_factory=lambda name: fake)
     started_on, newer = retriever.index, Retriever(other, embedder_factory=lambda name: fake).index
-    started_on.search_dense = lambda vector, k: []  # every candidate comes from BM25 and needs its stored vector
+    started_on.search_dense = (
+        lambda vector, k, sources=None: []
+    )  # every candidate comes from BM25 and needs its stored vector
     question = "What does fault XJ-4471 mean for the coolant valve?"
     expected = {h.passage.id: h.dense for h in retriever.search(question, k=3)}
     scores, swapped = started_on.lexical.scores, []
@@ -238,3 +240,69 @@ def test_equal_scores_are_settled_by_source_and_passage_number_whatever_the_row_
             return [keys[row] for row in rows]
 
     assert [row for row, _ in settle_ties(list(scores.items()), Passages(), k)] == expected
+
+
+# --- scope and collections ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, paths, covered, left_out",
+    [
+        ("", (), ["a.txt", "x/y/z.md"], []),
+        ("reports", ("reports",), ["reports/q3.txt", "reports/2026/a.pdf"], ["reports2/q3.txt", "notes.md"]),
+        (" reports/ , notes/plan.md ", ("reports", "notes/plan.md"), ["notes/plan.md"], ["notes/plan.md.bak"]),
+        ("./, ,", (), ["anything.txt"], []),
+    ],
+)
+def test_a_scope_names_folders_and_files(text, paths, covered, left_out):
+    scope = Scope.of(text)
+    assert scope.paths == paths
+    assert all(scope.covers(s) for s in covered) and not any(scope.covers(s) for s in left_out)
+
+
+@pytest.fixture
+def scoped(make_settings):
+    """Thirty strong passages about the harbour crane in `docks/`, one weaker one in `notes/`."""
+    settings = make_settings(candidates=5)
+    files = {f"docks/crane{n}.txt": f"The harbour crane lifts containers at dock {n} all day." for n in range(30)}
+    files["notes/minutes.txt"] = "At the meeting someone mentioned the harbour crane once, then moved on to parking."
+    files["other.txt"] = "Bakeries open early."
+    write_corpus(settings.corpus, files)
+    fake = FakeEmbedder()
+    build(settings, embedder_factory=lambda name: fake)
+    return settings, Retriever(settings, embedder_factory=lambda name: fake)
+
+
+def test_the_scope_is_applied_inside_the_search_so_the_best_passages_in_scope_come_back(scoped):
+    settings, retriever = scoped
+    everywhere = retriever.search("harbour crane", k=3)
+    assert all(hit.passage.source.startswith("docks/") for hit in everywhere)  # notes/ is far below the cut
+    inside = retriever.search("harbour crane", k=3, scope=Scope.of("notes"))
+    assert [hit.passage.source for hit in inside] == ["notes/minutes.txt"]  # a filter after the top 5 finds none
+    assert retriever.search("harbour crane", k=3, scope=Scope.of("nowhere")) == []
+
+
+def test_an_answer_reads_only_the_collections_it_is_given_and_names_them(scoped, make_settings, monkeypatch):
+    from rag.answer.quotes import answer
+
+    settings, docks = scoped
+    docks.collection = "docks"
+    other = make_settings(corpus=settings.corpus.parent / "hr", index=settings.index.parent / "hr-index", min_score=0.0)
+    write_corpus(other.corpus, {"leave.txt": "Staff get thirty days of paid leave a year."})
+    fake = FakeEmbedder()
+    build(other, embedder_factory=lambda name: fake)
+    hr = Retriever(other, embedder_factory=lambda name: fake, collection="hr")
+    both = answer("How many days of paid leave do staff get?", [docks, hr], settings.replace(min_score=0.0))
+    first = both.citations[0]
+    assert (first.collection, first.source) == ("hr", "leave.txt")
+    assert (other.corpus / first.source).read_text()[first.start : first.end] == first.quote
+    assert first.key == f"hr:{first.passage_id}" and first.key in both.passages
+
+    def untouchable(*args, **kwargs):
+        raise AssertionError("a collection that was not given was read")
+
+    monkeypatch.setattr(hr, "search", untouchable)
+    monkeypatch.setattr(hr, "snapshot", untouchable)
+    alone = answer("How many days of paid leave do staff get?", [docks], settings.replace(min_score=0.0))
+    assert all(c.collection == "docks" for c in alone.citations)
+    assert all("leave" not in hit.passage.text for hit in alone.nearest)

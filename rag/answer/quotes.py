@@ -19,10 +19,11 @@ from rag.config import Settings
 from rag.embed.embedder import BUNDLED_NAMES
 from rag.index.bm25 import terms
 from rag.ingest.chunking import split_sentences
-from rag.search import Retriever
-from rag.types import Answer, Hit, Passage
+from rag.search import Retriever, Scope, search_collections
+from rag.types import Answer, Hit, Passage, passage_key
 
 NO_ANSWER = "The corpus does not seem to answer this question."
+NO_COLLECTION = "There is no collection to ask: this account may read none, or none was chosen."
 NOT_A_QUESTION = "Please type a question in words, for example: What is this document about?"
 STALE_INDEX = (
     "The passages that would answer this have changed on disk since the index was built, so "
@@ -67,21 +68,31 @@ def threshold(settings: Settings) -> float:
     return load_model(mode(settings.sentence_scoring)).threshold
 
 
-def answer(question: str, retriever: Retriever, settings: Settings, history: Sequence[str] = ()) -> Answer:
-    """Quote the sentences of the corpus that answer `question`, each verified at its source offsets."""
+def answer(
+    question: str,
+    retriever: Retriever | Sequence[Retriever],
+    settings: Settings,
+    history: Sequence[str] = (),
+    scope: Scope | None = None,
+) -> Answer:
+    """Quote the sentences of the corpus that answer `question`, each verified at its source offsets. With several
+    retrievers (collections), every one is searched and the best passages of all are quoted; nothing is read from
+    a collection that is not given, so a caller answers a user from the collections the user may read alone."""
     refused = refusal(question, settings)
     if refused is not None:
         return refused
     cleaned = clean_question(question)
     if not any(ch.isalnum() for ch in cleaned):
         return Answer(question, NOT_A_QUESTION, abstained=True)
-    index = retriever.snapshot()  # the one version this question is answered from, start to end
-    embedder = retriever.query_embedder(index)
+    retrievers = [retriever] if isinstance(retriever, Retriever) else list(retriever)
+    if not retrievers:
+        return Answer(question, NO_COLLECTION, True)
+    searches = [(r, r.snapshot()) for r in retrievers]  # the one version each is answered from, start to end
+    embedder = searches[0][0].query_embedder(searches[0][1])  # one server, one model
     searched = contextualize(cleaned, history, embedder)
     query_vector = embedder.encode([searched])[0]
-    hits = retriever.search(
-        searched, k=max(PASSAGES_TO_QUOTE, settings.max_quotes), query_vector=query_vector, index=index
-    )
+    k = max(PASSAGES_TO_QUOTE, settings.max_quotes)
+    hits = search_collections(searches, searched, k, query_vector, scope)
     if not hits:
         return Answer(question, NO_ANSWER + " The index holds no passages yet.", True, searched_for=searched)
     candidates = score_sentences(searched, query_vector, hits[:PASSAGES_TO_QUOTE], embedder, settings)
@@ -93,11 +104,11 @@ def answer(question: str, retriever: Retriever, settings: Settings, history: Seq
     picked = choose_quotes(candidates, settings.max_quotes, floor=floor)
     chosen = [with_context(c, settings.quote_context, settings.quote_chars) for c in picked]
     chosen = distinct_places(mark_answers(chosen, searched, reader_for(embedder)))
-    citations = verify(chosen, Path(settings.corpus), index)
+    citations = verify(chosen, {r.collection: (Path(r.settings.corpus), index) for r, index in searches})
     if not citations:
         return Answer(question, STALE_INDEX, True, nearest=tuple(hits[:3]), searched_for=searched, relevance=relevance)
     text = "\n\n".join(f"“{c.quote}” [{c.n}]" for c in citations)
-    passages = {h.passage.id: h.passage for h in hits}
+    passages = {passage_key(h.collection, h.passage.id): h.passage for h in hits}
     return Answer(
         question, text, False, tuple(citations), searched_for=searched, passages=passages, relevance=relevance
     )
@@ -109,7 +120,8 @@ def _abstain(question: str, searched: str, hits: list[Hit], relevance: float) ->
     for hit in nearest:
         excerpt = " ".join(hit.passage.text.split())
         excerpt = excerpt[:160] + ("…" if len(excerpt) > 160 else "")
-        lines.append(f"- {hit.passage.source}, lines {hit.passage.line_start}–{hit.passage.line_end}: {excerpt}")
+        where = f"{hit.collection}: {hit.passage.source}" if hit.collection else hit.passage.source
+        lines.append(f"- {where}, lines {hit.passage.line_start}–{hit.passage.line_end}: {excerpt}")
     return Answer(question, "\n".join(lines), True, nearest=nearest, searched_for=searched, relevance=relevance)
 
 

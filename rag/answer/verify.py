@@ -5,7 +5,7 @@ published (rag.index.kept)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from rag.answer.candidates import Candidate
@@ -15,22 +15,24 @@ from rag.ingest.corpus import decode, read_record, read_source
 from rag.types import Citation
 
 
-def verify(chosen: Sequence[Candidate], corpus: Path, index=None) -> list[Citation]:
+def verify(chosen: Sequence[Candidate], places: Mapping[str | None, tuple[Path, object]]) -> list[Citation]:
     """Citations for the quotes that stand, character for character, at their offsets in the file now.
 
-    For a converted file (PDF, Word, HTML) the offsets are into its stored text of record, used only
-    while the file on disk still has the sha256 indexed; `index` is the loaded index version.
+    `places` maps each hit's collection (None on a server of one corpus) to its corpus folder and the loaded index
+    version it was answered from. For a converted file (PDF, Word, HTML) the offsets are into its stored text of
+    record, used only while the file on disk still has the sha256 indexed.
     """
-    texts: dict[str, object] = {}
+    texts: dict[tuple, object] = {}
     citations = []
     for candidate in chosen:
-        source = candidate.hit.passage.source
-        if source not in texts:
-            texts[source] = _source_text(corpus, source, index)
-        found = texts[source]
+        source, collection = candidate.hit.passage.source, candidate.hit.collection
+        corpus, index = places[collection]
+        if (collection, source) not in texts:
+            texts[collection, source] = _source_text(corpus, source, index)
+        found = texts[collection, source]
         text = getattr(found, "text", found)
         if text is None or text[candidate.start : candidate.end] != candidate.text:
-            found = texts[source] = _kept_text(source, index) or found
+            found = texts[collection, source] = _kept_text(source, index) or found
             text = getattr(found, "text", found)
             if text is None or text[candidate.start : candidate.end] != candidate.text:
                 continue
@@ -63,6 +65,7 @@ def verify(chosen: Sequence[Candidate], corpus: Path, index=None) -> list[Citati
                 context_after=text[candidate.end : context_end],
                 answer_start=candidate.answer_start,
                 answer_end=candidate.answer_end,
+                collection=collection,
                 **place,
             )
         )

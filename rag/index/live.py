@@ -68,6 +68,23 @@ class Part:
     def postings(self):
         return self.segment.postings
 
+    def bitmap_of(self, sources: frozenset[str]) -> tuple[np.ndarray | None, int]:
+        """The FAISS bit set of this segment's live rows of `sources`, and how many there are (kept for reuse)."""
+        cache = self.__dict__.setdefault("_bitmaps", {})
+        if sources in cache:
+            return cache[sources]
+        if len(cache) > 32:
+            cache.clear()
+        keep = np.zeros(self.segment.info.passages, dtype=bool)
+        for source in sources:
+            if source not in self.deleted:
+                start, end = self.segment.info.files.get(source, (0, 0))
+                keep[start:end] = True
+        if self.dead is not None:
+            keep &= ~self.dead
+        cache[sources] = np.packbits(keep, bitorder="little"), int(keep.sum())
+        return cache[sources]
+
     def global_rows(self, rows: np.ndarray) -> np.ndarray:
         """Version rows of live segment rows."""
         rows = np.asarray(rows, dtype=np.int64)

@@ -78,18 +78,24 @@ class LoadedIndex:
         """BM25 over the live passages of every segment (postings read on first use)."""
         return LexicalIndex(self.parts, len(self.passages))
 
-    def search_dense(self, query_vector: np.ndarray, k: int) -> list[tuple[int, float]]:
-        """Top `k` (row, cosine) pairs for one unit query vector, over every segment's live rows; equal
-        cosines at the cut are settled by `order_keys`, so the result does not depend on segmentation."""
+    def search_dense(
+        self, query_vector: np.ndarray, k: int, sources: frozenset[str] | None = None
+    ) -> list[tuple[int, float]]:
+        """Top `k` (row, cosine) pairs for one unit query vector, over every segment's live rows (of `sources` alone
+        when given: the filter is FAISS's own, so the top rows are the best ones in scope); equal cosines at the
+        cut are settled by `order_keys`, so the result does not depend on segmentation."""
         asked = k + 1  # one more than kept: a tie across the cut shows
         while True:
             found = []
             for part in self.parts:
-                if part.live:
-                    pairs = part.segment.search(query_vector, min(asked, part.live), part.live_bitmap)
+                bitmap, live = part.live_bitmap, part.live
+                if sources is not None:
+                    bitmap, live = part.bitmap_of(sources)
+                if live:
+                    pairs = part.segment.search(query_vector, min(asked, live), bitmap)
                     if pairs:
                         rows = part.global_rows(np.array([r for r, _ in pairs]))
-                        found.append((list(zip(rows.tolist(), (s for _, s in pairs))), len(pairs) < part.live))
+                        found.append((list(zip(rows.tolist(), (s for _, s in pairs))), len(pairs) < live))
             merged = [pair for pairs, _ in found for pair in pairs]
             if len(merged) <= k:
                 break
@@ -99,6 +105,21 @@ class LoadedIndex:
                 break
             asked *= 4  # a part may hold more rows tied with the last one kept
         return settle_ties(merged, self.passages, k)
+
+    def rows_of(self, sources: frozenset[str]) -> np.ndarray:
+        """A mask over this version's rows: True for the passages of `sources` (kept for the next question)."""
+        cache = self.__dict__.setdefault("_rows_of", {})
+        if sources in cache:
+            return cache[sources]
+        if len(cache) > 32:
+            cache.clear()
+        mask = cache[sources] = np.zeros(len(self.passages), dtype=bool)
+        for source in sources:
+            part = self.part_of(source)
+            if part is not None:
+                start, end = part.segment.info.files.get(source, (0, 0))
+                mask[part.global_rows(np.arange(start, end))] = True
+        return mask
 
     def part_of(self, source: str) -> Part | None:
         """The part whose segment holds `source`'s live passages."""

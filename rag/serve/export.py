@@ -16,7 +16,7 @@ FORMATS = ("text", "json", "markdown")
 
 def where(citation: dict) -> str:
     """Where a quote stands, in words: file, page or section when known, and lines."""
-    parts = [citation["source"]]
+    parts = [f"{citation['collection']}: {citation['source']}" if citation.get("collection") else citation["source"]]
     pages = citation.get("pages") or ([citation["page"]] if citation.get("page") else [])
     if pages:
         parts.append(page_phrase(pages, citation.get("page_label")))

@@ -62,7 +62,7 @@ def render_sources(result: Answer, pages=None) -> str:
             f"<span class='rag-context'>{html.escape(c.context_before)}</span><mark data-n='{c.n}'>{_quote_html(c)}</mark>"
             f"<span class='rag-context'>{html.escape(c.context_after)}</span>"
         )
-        passage = result.passages.get(c.passage_id)
+        passage = result.passages.get(c.key)
         a, b = c.start - len(c.context_before), c.end + len(c.context_after)
         if passage is not None and passage.start <= a and b <= passage.end:
             text = passage.text

@@ -47,7 +47,7 @@ class Conversation:
         citation = next((c for c in citations if c.n == n), None)
         if citation is None:
             return f"no citation [{n}] in the last answer" if citations else "no citations yet: ask a question first"
-        passage = self.last.passages.get(citation.passage_id)
+        passage = self.last.passages.get(citation.key)
         if passage is None:
             return f"{marks[0]}{citation.quote}{marks[1]}"
         a, b = citation.start - passage.start, citation.end - passage.start
