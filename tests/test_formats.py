@@ -281,3 +281,23 @@ def test_uploads_of_the_new_types_are_checked_by_their_content(tmp_path, documen
     assert list_documents(corpus, types) == ["kettles.pdf", "otters.htm", "report.docx"]
     delete_document(corpus, "kettles.pdf", types)
     assert list_documents(corpus, types) == ["otters.htm", "report.docx"]
+
+
+def test_texts_of_record_from_an_older_reader_are_read_again_embedding_only_what_changed(corpus, monkeypatch):
+    """A new PDF reader version (READER_VERSION) re-reads the PDFs alone, says why, and reuses every vector
+    whose passage text it did not change; the next build reads nothing."""
+    from rag.ingest.readers import pdf
+
+    _, factory = fake_factory()
+    first = build(corpus, embedder_factory=factory)
+    assert not is_stale(corpus) and store.load(corpus.index).manifest.readers["pdf"] == pdf.READER_VERSION
+    monkeypatch.setattr(pdf, "READER_VERSION", pdf.READER_VERSION + 1)
+    assert is_stale(corpus)
+    again = build(corpus, embedder_factory=factory)
+    assert "texts of record from an older pdf reader" in again.reason and not again.full
+    # every PDF but fake.pdf (not a PDF at all), the ones that failed before too: the new reader may read them
+    assert again.files_converted == 4
+    assert again.passages_embedded == 0 and again.passages == first.passages  # the same text: every vector reused
+    assert set(again.skipped) == set(SKIPS)
+    third = build(corpus, embedder_factory=factory)
+    assert third.files_converted == 0 and not third.version

@@ -219,6 +219,8 @@ def test_manifest_json_is_plain_and_complete():
         "splitter": SPLITTER,
         "skipped": {},
         "unreadable": {},
+        "not_read": {},
+        "readers": {},
         "precision": "float32",
         "arithmetic": "",
         "int8_recipe": "",

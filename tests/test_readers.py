@@ -286,3 +286,13 @@ def test_words_placed_one_by_one_with_wide_justified_gaps_stay_one_line():
 
     record = pdf.read(writers.pdf_bytes(draw))
     assert record.text == "Justified lines have wide gaps. Between the words they grow."
+
+
+def test_every_reader_s_suffixes_are_read_by_default():
+    """A new reader cannot be forgotten in RAG_EXTENSIONS: the default names exactly the types readers read."""
+    from rag.config import Settings
+    from rag.ingest import readers
+    from rag.ingest.corpus import DOCUMENT_SUFFIXES
+
+    read = set(readers.TEXT_SUFFIXES) | {s for m in readers._modules() for s in m.SUFFIXES}
+    assert set(Settings().extensions) == set(DOCUMENT_SUFFIXES) == read

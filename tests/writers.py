@@ -167,3 +167,99 @@ def pdf_bytes(draw) -> bytes:
     pdf.showPage()
     pdf.save()
     return out.getvalue()
+
+
+def running_pdf(
+    pages: list[list[str]],
+    size: tuple[float, float] = (PAGE_W, PAGE_H),
+    header: str = "Annual Report of the Kettle Society",
+    footer: str = "Page {n}",
+) -> tuple[bytes, Drawn]:
+    """One column of prose per page under a running header, over a "Page N" footer; the PDF and where lines went."""
+    from reportlab.pdfgen import canvas
+
+    out, drawn = io.BytesIO(), Drawn()
+    width, height = size
+    pdf = canvas.Canvas(out, pagesize=size)
+    for number, lines in enumerate(pages, start=1):
+        pdf.setFont("Helvetica", 9)
+        pdf.drawString(72, height - 36, header)
+        pdf.drawCentredString(width / 2, 40, footer.format(n=number))
+        pdf.setFont("Helvetica", FONT_SIZE)
+        for i, line in enumerate(lines):
+            y = height - 90 - i * LEADING
+            pdf.drawString(72, y, line)
+            drawn.lines.append((number, 72.0, y, line))
+        pdf.showPage()
+    pdf.save()
+    return out.getvalue(), drawn
+
+
+def _edited(data: bytes, edit) -> bytes:
+    """A copy of a PDF after `edit(writer)` (pypdf)."""
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(data)))
+    edit(writer)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def inherited_boxes(data: bytes, names: tuple[str, ...] = ("/MediaBox", "/CropBox")) -> bytes:
+    """The same PDF with the first page's boxes written once on the page tree (/Pages) and taken off every page,
+    as groff's gropdf writes its MediaBox; pages inherit them (no writer offers this, so pypdf edits the tree)."""
+    from pypdf.generic import NameObject
+
+    def edit(writer):
+        tree = writer.root_object["/Pages"]
+        for name in names:
+            if name in writer.pages[0]:
+                tree[NameObject(name)] = writer.pages[0][name]
+            for page in writer.pages:
+                if name in page:
+                    del page[NameObject(name)]
+
+    return _edited(data, edit)
+
+
+def reshaped(data: bytes, rotate: int = 0, cropbox=None, user_unit: float | None = None) -> bytes:
+    """The same PDF with every page turned by `/Rotate`, cropped to `cropbox` (left, bottom, right, top) or given a
+    `/UserUnit` (pypdf)."""
+    from pypdf.generic import FloatObject, NameObject, RectangleObject
+
+    def edit(writer):
+        for page in writer.pages:
+            if cropbox is not None:
+                page.cropbox = RectangleObject(cropbox)
+            if rotate:
+                page.rotate(rotate)
+            if user_unit is not None:
+                page[NameObject("/UserUnit")] = FloatObject(user_unit)
+
+    return _edited(data, edit)
+
+
+def groff_problem() -> str:
+    """Why `groff -Tpdf` cannot run here ("" when it can): Debian's `groff` package has the PDF device,
+    `groff-base` alone has not."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("groff"):
+        return "groff is not installed (Debian: apt-get install groff)"
+    made = subprocess.run(["groff", "-Tpdf", "-ms"], input=b".LP\nx\n", capture_output=True, timeout=60)
+    if made.returncode or not made.stdout.startswith(b"%PDF-"):
+        return "groff has no PDF device (gropdf); install Debian's `groff`, not only `groff-base`"
+    return ""
+
+
+def groff_pdf(source: str, *options: str) -> bytes:
+    """A PDF typeset by `groff -Tpdf -ms [options]` from ms source; gropdf writes the MediaBox once, on the page
+    tree. With `-P-pa4` alone (Debian's default) troff sets a US Letter length of text on an A4 MediaBox."""
+    import subprocess
+
+    made = subprocess.run(
+        ["groff", "-Tpdf", "-ms", *options], input=source.encode("utf-8"), capture_output=True, timeout=60, check=True
+    )
+    return made.stdout

@@ -24,8 +24,11 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 
 
-def known_unreadable(found: CorpusScan, manifest: Manifest | None) -> tuple[CorpusScan, dict[str, str]]:
-    """Converted files that failed before with the same bytes are skipped again with their reason, not re-read.
+def known_unreadable(
+    found: CorpusScan, manifest: Manifest | None, reread: frozenset[str] = frozenset()
+) -> tuple[CorpusScan, dict[str, str]]:
+    """Converted files that failed before with the same bytes are skipped again with their reason, not re-read
+    (unless their kind's reader changed since: `reread`).
 
     Returns the scan without them and their sha256 → reason, to remember in the next manifest.
     """
@@ -33,25 +36,35 @@ def known_unreadable(found: CorpusScan, manifest: Manifest | None) -> tuple[Corp
         return found, {}
     documents, skipped, still = [], list(found.skipped), {}
     for document in found.documents:
-        reason = manifest.unreadable.get(document.sha256) if document.kind != "text" else None
+        reason = manifest.unreadable.get(document.sha256) if document.kind not in ("text", *reread) else None
         if reason:
             skipped.append(Skipped(document.source, reason))
             still[document.sha256] = reason
         else:
             documents.append(document)
-    return CorpusScan(documents, sorted(skipped, key=lambda s: s.source)), still
+    return CorpusScan(documents, sorted(skipped, key=lambda s: s.source), found.not_read), still
 
 
 READERS_AT_ONCE = max(1, min(2, os.cpu_count() or 1))
 """Files converted side by side, each in its own child process."""
 
 
-def convert(found: CorpusScan, previous, settings: Settings, say: Progress, scratch: Path, converter=None):
+def convert(
+    found: CorpusScan,
+    previous,
+    settings: Settings,
+    say: Progress,
+    scratch: Path,
+    converter=None,
+    reread: frozenset[str] = frozenset(),
+):
     """Give every converted document its text of record: the stored one when its sha256 was indexed
     before, else read now in a child process with a time limit. Files that cannot be read are skipped.
 
     New texts of record are written to `scratch` at once (their character boxes do not stay in
     memory); a document keeps its text, and `record` is set when its text came from `scratch`.
+
+    Files of a kind in `reread` (an older reader wrote their stored texts) are read again.
 
     Returns the scan with texts filled in, sha256 → reason for the unreadable, and (files read, seconds).
     """
@@ -59,10 +72,12 @@ def convert(found: CorpusScan, previous, settings: Settings, say: Progress, scra
     to_read = []
     for document in found.documents:
         entry = previous.manifest.files.get(document.source) if previous else None
-        if document.kind == "text" or (entry is not None and entry.sha256 == document.sha256):
+        if document.kind == "text" or (
+            entry is not None and entry.sha256 == document.sha256 and document.kind not in reread
+        ):
             ready[document.source] = document  # text, or unchanged: passages and stored text are reused
             continue
-        folder = previous.record_folder(document.sha256) if previous else None
+        folder = previous.record_folder(document.sha256) if previous and document.kind not in reread else None
         record = readers.load_record(folder, document.sha256) if folder else None
         if record is None:
             to_read.append(document)
@@ -81,7 +96,11 @@ def convert(found: CorpusScan, previous, settings: Settings, say: Progress, scra
             documents.append(replace(document, text=record.text, record=replace(record, boxes=None)))
         else:
             documents.append(ready[document.source])
-    return CorpusScan(documents, sorted(skipped, key=lambda s: s.source)), unreadable, (len(to_read), seconds)
+    return (
+        CorpusScan(documents, sorted(skipped, key=lambda s: s.source), found.not_read),
+        unreadable,
+        (len(to_read), seconds),
+    )
 
 
 def read_converted(documents: list[Document], settings: Settings, say: Progress) -> tuple[dict, float]:

@@ -11,6 +11,7 @@ from rag.embed.arithmetic import query_arithmetic
 from rag.errors import IndexMismatch, IndexMissing, RagError
 from rag.index import store
 from rag.index.manifest import recipe_hash
+from rag.ingest.corpus import not_read_phrase
 
 
 def index_status(settings: Settings) -> dict:
@@ -30,6 +31,7 @@ def index_status(settings: Settings) -> dict:
         files=len(manifest.files),
         passages=manifest.passages,
         skipped=len(manifest.skipped),
+        **({"not_read": not_read_phrase(manifest.not_read)} if manifest.not_read else {}),
         model=manifest.model,
         dimension=manifest.dimension,
         index_type=manifest.index_type,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from rag.ingest.corpus import not_read_phrase
+
 
 @dataclass(frozen=True)
 class BuildSummary:
@@ -30,6 +32,8 @@ class BuildSummary:
     arithmetic: str = ""
     """Which arithmetic embedded the passages and why (`auto: int8, no native bfloat16 on this CPU`)."""
     skipped: dict[str, str] = field(default_factory=dict)
+    not_read: dict[str, int] = field(default_factory=dict)
+    """Files left out because no reader is set to read their type, by name ending (".key": 2)."""
     segments: int = 0
     """Live segments after the build (and its merges)."""
     merges: int = 0
@@ -54,7 +58,8 @@ class BuildSummary:
         if self.version:
             merged = f", {self.merges} merged" if self.merges else ""
             segments = f"; {self.segments} segment{'s' if self.segments != 1 else ''}{merged}"
-        return f"{kind}; {files}; {passages}{arithmetic}{segments}; {self.seconds:.1f}s"
+        ignored = f"; {not_read_phrase(self.not_read)}" if self.not_read else ""
+        return f"{kind}; {files}; {passages}{arithmetic}{segments}{ignored}; {self.seconds:.1f}s"
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -61,6 +61,11 @@ class Manifest:
     splitter: str = SPLITTER
     skipped: dict[str, str] = field(default_factory=dict)
     unreadable: dict[str, str] = field(default_factory=dict)
+    not_read: dict[str, int] = field(default_factory=dict)
+    """Files of the corpus left out because no reader is set to read their type, by name ending."""
+    readers: dict[str, int] = field(default_factory=dict)
+    """The reader version that wrote each converted kind's texts of record (a kind missing: 0, read again)."""
+    """Files of the corpus left out because no reader is set to read their type, by name ending."""
     """sha256 → reason for converted files that could not be read: not tried again while unchanged."""
     precision: str = "float32"
     """The arithmetic the vectors were computed in (float32, bfloat16, int8); queries use the same."""

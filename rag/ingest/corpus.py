@@ -8,7 +8,7 @@ import logging
 import os
 import stat
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rag.errors import CorpusError
@@ -16,7 +16,23 @@ from rag.ingest import readers
 from rag.ingest.readers.text import decode
 from rag.types import Document, Skipped
 
-DOCUMENT_SUFFIXES = (".txt", ".md", ".pdf", ".docx", ".html", ".htm")
+DOCUMENT_SUFFIXES = (
+    ".txt",
+    ".md",
+    ".pdf",
+    ".docx",
+    ".html",
+    ".htm",
+    ".pptx",
+    ".xlsx",
+    ".csv",
+    ".tsv",
+    ".epub",
+    ".eml",
+    ".mbox",
+    ".srt",
+    ".vtt",
+)
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +43,8 @@ class CorpusScan:
 
     documents: list[Document]
     skipped: list[Skipped]
+    not_read: dict[str, int] = field(default_factory=dict)
+    """File name ending (".key", "" for none) → how many files of that type were left out, not being read."""
 
 
 RACY_NS = 2_000_000_000
@@ -80,10 +98,12 @@ def scan(
         )
     root = corpus.resolve()
     endings = tuple(e.lower() for e in extensions)
-    documents, skipped = [], []
+    documents, skipped, not_read = [], [], {}
     for path, problem in _walk(corpus):
         source = path.relative_to(corpus).as_posix()
         if problem is None and not source.lower().endswith(endings):
+            ending = Path(source).suffix.lower()
+            not_read[ending] = not_read.get(ending, 0) + 1
             continue
         result = (
             Skipped(printable(source), problem)
@@ -95,7 +115,20 @@ def scan(
             skipped.append(result)
         else:
             documents.append(result)
-    return CorpusScan(documents, skipped)
+    return CorpusScan(documents, skipped, dict(sorted(not_read.items())))
+
+
+def not_read_phrase(not_read: dict[str, int], readable: tuple[str, ...] = DOCUMENT_SUFFIXES) -> str:
+    """ "3 files of types not read: .key, .numbers; .csv has a reader: add it to RAG_EXTENSIONS" ("" for none)."""
+    if not not_read:
+        return ""
+    count = sum(not_read.values())
+    kinds = ", ".join(ending or "(no ending)" for ending in not_read)
+    line = f"{count} file{'s' if count != 1 else ''} of types not read: {kinds}"
+    could = [ending for ending in not_read if ending in readable]
+    if could:
+        line += f"; {', '.join(could)} {'has a reader' if len(could) == 1 else 'have readers'}: add to RAG_EXTENSIONS"
+    return line
 
 
 def _walk(corpus: Path):
@@ -154,7 +187,7 @@ def read_file(path: Path, source: str, root: Path, max_bytes: int = 20_000_000) 
     if not data:
         return Skipped(source, "empty file")
     kind = readers.kind_of(source) or "text"
-    problem = readers.content_problem(kind, data)
+    problem = readers.content_problem(kind, data, source)
     if problem:
         return Skipped(source, problem)
     sha = hashlib.sha256(data).hexdigest()

@@ -65,16 +65,13 @@ def _check_content(filename: str, data: bytes) -> None:
     if not data:
         raise UploadRefused(f"{filename} is empty")
     kind = readers.kind_of(filename) or "text"
-    problem = readers.content_problem(kind, data)
+    problem = readers.content_problem(kind, data, filename)
     if problem:
         raise UploadRefused(f"{filename}: {problem}")
-    if kind == "docx":
-        from rag.ingest.readers.docx import check_archive
-
-        try:
-            check_archive(data)
-        except readers.Unreadable as error:
-            raise UploadRefused(f"{filename}: {error}") from None
+    try:
+        readers.check_container(kind, data)
+    except readers.Unreadable as error:
+        raise UploadRefused(f"{filename}: {error}") from None
     if kind != "text":
         return
     decoded = decode(data)

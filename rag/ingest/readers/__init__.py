@@ -18,10 +18,20 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-_MODULES = ("rag.ingest.readers.pdf", "rag.ingest.readers.docx", "rag.ingest.readers.html")
+_MODULES = (
+    "rag.ingest.readers.pdf",
+    "rag.ingest.readers.docx",
+    "rag.ingest.readers.html",
+    "rag.ingest.readers.pptx",
+    "rag.ingest.readers.xlsx",
+    "rag.ingest.readers.csv",
+    "rag.ingest.readers.subtitles",
+    "rag.ingest.readers.epub",
+    "rag.ingest.readers.mail",
+)
 TEXT_SUFFIXES = (".txt", ".md")
 SECTION_SEPARATOR = " › "
-BINARY_KINDS = ("pdf", "docx")
+BINARY_KINDS = ("pdf", "docx", "pptx", "xlsx", "epub")
 """Formats whose content has a signature of its own, so that a file of them under a text name is refused."""
 
 
@@ -45,6 +55,8 @@ class TextRecord:
     page_labels: tuple[str, ...] = ()
     page_frames: tuple[tuple[float, float, float, float], ...] = ()
     sections: tuple[tuple[int, str], ...] = ()
+    reader_version: int = 0
+    """The `READER_VERSION` of the reader that wrote it (0: unrecorded); a stored one of another version is stale."""
     boxes: object = field(default=None, compare=False, repr=False)
 
     def page_of(self, offset: int) -> int | None:
@@ -91,6 +103,7 @@ class TextRecord:
                 "page_labels": list(self.page_labels),
                 "page_frames": [list(f) for f in self.page_frames],
                 "sections": [list(s) for s in self.sections],
+                "reader_version": self.reader_version,
             },
             ensure_ascii=False,
         )
@@ -105,6 +118,7 @@ class TextRecord:
             page_labels=tuple(data["page_labels"]),
             page_frames=tuple(tuple(f) for f in data["page_frames"]),
             sections=tuple((int(a), str(b)) for a, b in data["sections"]),
+            reader_version=int(data.get("reader_version", 0)),
             boxes=boxes,
         )
 
@@ -199,8 +213,9 @@ def sniff(data: bytes) -> str | None:
     return None
 
 
-def content_problem(kind: str, data: bytes) -> str:
-    """Why the content contradicts the name's format ("" when it does not): the type is decided by content."""
+def content_problem(kind: str, data: bytes, name: str = "") -> str:
+    """Why the content contradicts the name's format ("" when it does not): the type is decided by content.
+    `name` is the file's name, whose ending the message repeats."""
     found = sniff(data)
     if kind == "text":
         if found in BINARY_KINDS:
@@ -209,8 +224,16 @@ def content_problem(kind: str, data: bytes) -> str:
     module = _module(kind)
     if found == kind or (found is None and hasattr(module, "plausible") and module.plausible(data)):
         return ""
-    what = f"a {found.upper()} file" if found else "not a " + _module(kind).NAME
-    return f"named .{kind} but its content is {what}; rename it to match its content"
+    what = f"a {found.upper()} file" if found else "not a " + module.NAME
+    ending = Path(name).suffix.lower() if name else f".{kind}"
+    return f"named {ending} but its content is {what}; rename it to match its content"
+
+
+def check_container(kind: str, data: bytes) -> None:
+    """Unreadable when a zip-based format's archive is unsound or a zip bomb (checked before it is inflated)."""
+    module = _module(kind) if kind != "text" else None
+    if module is not None and hasattr(module, "check_archive"):
+        module.check_archive(data)
 
 
 def _module(kind: str):
@@ -220,9 +243,26 @@ def _module(kind: str):
     raise KeyError(kind)
 
 
+def reader_version(kind: str) -> int:
+    """The version of this rag's reader for `kind` (its module's `READER_VERSION`, 0 where it names none)."""
+    return getattr(_module(kind), "READER_VERSION", 0)
+
+
+def reader_versions() -> dict[str, int]:
+    """Kind → this rag's reader version, for every converted format: what an index records beside its texts."""
+    return {module.KIND: getattr(module, "READER_VERSION", 0) for module in _modules()}
+
+
+def stale_kinds(recorded: dict[str, int], kinds) -> list[str]:
+    """The converted kinds among `kinds` whose stored texts of record another reader version wrote (`recorded`:
+    kind → version as an index keeps it, a kind missing from it at 0): their files must be read again."""
+    current = reader_versions()
+    return sorted(kind for kind in set(kinds) if kind in current and recorded.get(kind, 0) != current[kind])
+
+
 def read(kind: str, data: bytes) -> TextRecord:
-    """The text of record of `data` in format `kind`, or Unreadable with the reason."""
+    """The text of record of `data` in format `kind`, stamped with its reader's version, or Unreadable."""
     record = _module(kind).read(data)
     if not record.text.strip():
         raise Unreadable("no text found in it")
-    return record
+    return replace(record, reader_version=reader_version(kind))

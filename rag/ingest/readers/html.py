@@ -59,8 +59,9 @@ def decode(data: bytes) -> str:
 class _MainText(HTMLParser):
     """Collects blocks of visible text with the heading path above each and whether it is main content."""
 
-    def __init__(self):
+    def __init__(self, left_out: frozenset[str] = DROPPED):
         super().__init__(convert_charrefs=True)
+        self.left_out = left_out
         self.stack: list[tuple[str, bool]] = []  # (tag, marks main content)
         self.dropped = 0
         self.pre = 0
@@ -79,7 +80,7 @@ class _MainText(HTMLParser):
             return
         marks_main = tag in ("main", "article") or dict(attrs).get("role") == "main"
         self.stack.append((tag, marks_main))
-        if tag in DROPPED:
+        if tag in self.left_out:
             self.dropped += 1
         elif tag in BLOCKS:
             self._flush()
@@ -93,7 +94,7 @@ class _MainText(HTMLParser):
             return
         while self.stack:
             open_tag, _ = self.stack.pop()
-            if open_tag in DROPPED:
+            if open_tag in self.left_out:
                 self.dropped -= 1
             if open_tag in BLOCKS:
                 self._flush()
@@ -124,16 +125,30 @@ class _MainText(HTMLParser):
         super().close()
         self._flush()
 
+    def main(self) -> list[tuple[str, tuple[str, ...]]]:
+        """The blocks of main content (every block when the page marks none) as (text, heading path) pairs."""
+        blocks = self.blocks
+        if any(main for _, _, main, _ in blocks):
+            blocks = [b for b in blocks if b[2]]
+        return [(text, path) for text, _, _, path in blocks]
+
+
+def main_blocks(page: str, left_out: frozenset[str] = DROPPED) -> list[tuple[str, tuple[str, ...]]]:
+    """The main text of a decoded page as (paragraph, heading path) pairs, for readers of formats made of HTML
+    (e-book chapters, mail bodies); `left_out` names the elements dropped with everything inside them."""
+    parser = _MainText(left_out)
+    parser.feed(page)
+    parser.close()
+    return parser.main()
+
 
 def read(data: bytes) -> TextRecord:
     """The main text of a page as paragraphs, with the heading path of each."""
     parser = _MainText()
     parser.feed(decode(data))
     parser.close()
-    blocks = parser.blocks
-    if any(main for _, _, main, _ in blocks):
-        blocks = [b for b in blocks if b[2]]
-    words = sum(len(text.split()) for text, *_ in blocks if True)
+    blocks = parser.main()
+    words = sum(len(text.split()) for text, _ in blocks)
     if words < MIN_WORDS:
         raise Unreadable(
             "no main text: the page is scripts, styles or navigation only "
@@ -141,7 +156,7 @@ def read(data: bytes) -> TextRecord:
         )
     pieces, sections, length = [], [], 0
     last_path = None
-    for text, _, _, path in blocks:
+    for text, path in blocks:
         if path != last_path:
             sections.append((length, SECTION_SEPARATOR.join(path)))
             last_path = path

@@ -12,6 +12,9 @@ HYPHENS = "-\u00ad\u2010\x02"
 """Characters that may end a line inside a broken word (the soft hyphen, PDFium's \x02 among them)."""
 MARGIN_SHARE = 0.09
 """Top and bottom share of a page where running headers, footers and page numbers are looked for."""
+SET_APART = 1.5
+"""A line nearest the top or bottom edge whose gap to the text beyond it passes this many line heights is set apart
+from the body (a paragraph break leaves under one), so it is looked at as a header or footer too."""
 _TERMINAL = tuple('.!?:;"”’)')
 _PAGE_NUMBER = re.compile(r"^(?:page\s*)?(?:#|[ivxlcdm]+)(?:\s*(?:of|/)\s*#)?$|^[-–—]\s*#\s*[-–—]$")
 
@@ -43,16 +46,42 @@ def _key(fragment: Fragment) -> str:
 
 def page_furniture(pages, frames) -> list[set[int]]:
     """Per page, the ids of fragments that are running headers, footers or page numbers."""
-    candidates = []
-    for fragments, (_, bottom, _, top) in zip(pages, frames):
-        zone = MARGIN_SHARE * (top - bottom)
-        candidates.append([f for f in fragments if f.bottom >= top - zone or f.top <= bottom + zone])
+    candidates = [_margin_lines(fragments, frame) for fragments, frame in zip(pages, frames)]
     seen: dict[str, int] = {}
     for page in candidates:
         for key in {_key(f) for f in page}:
             seen[key] = seen.get(key, 0) + 1
     repeats = 2 if len(pages) > 1 else 10**9
-    return [{id(f) for f in page if _PAGE_NUMBER.match(_key(f)) or seen[_key(f)] >= repeats} for page in candidates]
+    furniture = []
+    for page in candidates:
+        numbers = [f for f in page if _PAGE_NUMBER.match(_key(f))]
+        furniture.append(
+            {
+                id(f)
+                for f in page
+                if seen[_key(f)] >= repeats or any(abs(f.bottom - n.bottom) < 0.5 * n.height for n in numbers)
+            }
+        )
+    return furniture  # a page number, a line seen on two pages, and what shares a margin line with a page number
+
+
+def _margin_lines(fragments: list[Fragment], frame) -> list[Fragment]:
+    """Lines in the page's top or bottom margin: within MARGIN_SHARE of the edge, or the line nearest the edge
+    within twice that when a gap of over SET_APART line heights parts it from the text (a footer an inch up)."""
+    _, bottom, _, top = frame
+    zone = MARGIN_SHARE * (top - bottom)
+    found = {id(f): f for f in fragments if f.bottom >= top - zone or f.top <= bottom + zone}
+    for depth in (lambda y: top - y, lambda y: y - bottom):  # how far in from the top edge; from the bottom edge
+        ordered = sorted(fragments, key=lambda f: depth((f.bottom + f.top) / 2))
+        if not ordered or depth((ordered[0].bottom + ordered[0].top) / 2) > 2 * zone:
+            continue
+        first = ordered[0]
+        line = [f for f in ordered if abs(f.bottom - first.bottom) < 0.5 * first.height]
+        rest = [f for f in ordered if abs(f.bottom - first.bottom) >= 0.5 * first.height]
+        line_depth = max(max(depth(f.bottom), depth(f.top)) for f in line)
+        if rest and min(min(depth(f.bottom), depth(f.top)) for f in rest) - line_depth > SET_APART * first.height:
+            found.update((id(f), f) for f in line)
+    return list(found.values())
 
 
 def reading_order(fragments: list[Fragment], frame, furniture: set[int]) -> list[Fragment]:

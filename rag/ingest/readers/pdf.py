@@ -5,6 +5,11 @@ so two columns drawn line by line across the page still read column by column; r
 headers, footers and page numbers are left out of the text of record (a quote can never be
 made of them); words broken by an end-of-line hyphen are joined; ligatures are expanded; lines
 of one paragraph are joined by a space, so a soft line break never splits a sentence.
+
+A page's geometry is taken as PDFium shows it: the visible box is MediaBox ∩ CropBox, either inherited
+from the page tree (as groff writes them), and `/Rotate` turns the page when shown. Characters outside
+the visible box are not text of record; highlights go through the same box, rotation and scale as the
+rendered image (PDFium ignores `/UserUnit`, and the marks, scaled to the image, follow it).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import re
 import threading
 import unicodedata
+from dataclasses import dataclass
 
 from rag.ingest.readers import TextRecord, Unreadable
 from rag.ingest.readers.layout import Fragment, assemble, page_furniture, reading_order
@@ -19,6 +25,10 @@ from rag.ingest.readers.layout import Fragment, assemble, page_furniture, readin
 KIND = "pdf"
 NAME = "PDF file"
 SUFFIXES = (".pdf",)
+READER_VERSION = 1
+"""Raised whenever this reader writes another text of record for the same bytes, so stored ones are read again
+(0: unrecorded). 1: page frames are the visible box PDFium shows (an inherited MediaBox no longer reads as US
+Letter), headers and footers are looked for on the real margins, and characters cropped away are left out."""
 MAX_PAGE_POINTS = 14_400
 """The PDF specification's largest page side (200 inches); a larger page is a damaged or hostile file."""
 MAX_PAGE_CHARS = 200_000
@@ -46,8 +56,8 @@ def read(data: bytes) -> TextRecord:
             pages, labels, frames = [], [], []
             for number in range(len(document)):
                 page = document[number]
-                frames.append(tuple(float(v) for v in page.get_cropbox()))
-                pages.append(_fragments(page, number))
+                frames.append(page_geometry(page).box)
+                pages.append(_fragments(page, number, frames[-1]))
                 labels.append(document.get_page_label(number) or "")
         finally:
             document.close()
@@ -67,6 +77,7 @@ def read(data: bytes) -> TextRecord:
         page_starts=tuple(page_starts),
         page_labels=tuple(labels) if any(labels) else (),
         page_frames=tuple(frames),
+        reader_version=READER_VERSION,
         boxes=np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
     )
 
@@ -80,8 +91,51 @@ def _open_problem(message: str) -> str:
     return f"damaged or truncated PDF ({message.strip()}); save or export it again"
 
 
-def _fragments(page, number: int) -> list[Fragment]:
-    """The page's characters grouped into line fragments, in PDFium's order."""
+@dataclass(frozen=True)
+class PageGeometry:
+    """How PDFium shows a page: its visible box in page space and its clockwise `/Rotate`."""
+
+    box: tuple[float, float, float, float]
+    """(left, bottom, right, top): MediaBox ∩ CropBox, inherited from the page tree where the page has none."""
+    rotation: int = 0
+
+    @property
+    def shown_size(self) -> tuple[float, float]:
+        """Width and height of the page as shown (turned by its rotation), in page units."""
+        left, bottom, right, top = self.box
+        width, height = right - left, top - bottom
+        return (height, width) if self.rotation in (90, 270) else (width, height)
+
+
+def page_geometry(page) -> PageGeometry:
+    """The visible box and rotation PDFium renders `page` with (its box getters alone ignore inherited boxes)."""
+    import pypdfium2 as pdfium
+
+    try:
+        box = page.get_bbox()
+    except pdfium.PdfiumError:
+        box = page.get_cropbox()
+    return PageGeometry(tuple(float(v) for v in box), page.get_rotation() % 360)
+
+
+def to_pixels(box, geometry: PageGeometry, image_size) -> tuple[float, float, float, float]:
+    """A page-space rectangle (left, bottom, right, top) as (x0, y0, x1, y1) pixels from the top-left corner of
+    the page rendered at `image_size`: moved by the visible box's origin, turned by the page's rotation, scaled."""
+    left, bottom, right, top = geometry.box
+    x0, y0, x1, y1 = box
+    across, down = {  # distances from the shown page's left and top edges, in page units
+        0: ((x0 - left, x1 - left), (top - y1, top - y0)),
+        90: ((y0 - bottom, y1 - bottom), (x0 - left, x1 - left)),
+        180: ((right - x1, right - x0), (y0 - bottom, y1 - bottom)),
+        270: ((top - y1, top - y0), (right - x1, right - x0)),
+    }[geometry.rotation]
+    width, height = geometry.shown_size
+    sx, sy = image_size[0] / max(width, 1e-6), image_size[1] / max(height, 1e-6)
+    return (across[0] * sx, down[0] * sy, across[1] * sx, down[1] * sy)
+
+
+def _fragments(page, number: int, frame) -> list[Fragment]:
+    """The page's visible characters grouped into line fragments, in PDFium's order."""
     import numpy as np
     import pypdfium2.raw as raw
 
@@ -112,11 +166,20 @@ def _fragments(page, number: int) -> list[Fragment]:
     finally:
         textpage.close()
     boxes = np.asarray(flat, dtype=np.float64).reshape(count, 4)
-    return _split_fragments(number, text, boxes)
+    return _split_fragments(number, text, boxes, _outside(boxes, frame))
 
 
-def _split_fragments(number: int, text: str, boxes) -> list[Fragment]:
-    """Cut the page's characters into fragments where the next one is not on the same line of the same column."""
+def _outside(boxes, frame):
+    """Characters drawn with their centre outside the visible box (cropped away: no viewer shows them)."""
+    left, bottom, right, top = frame
+    x, y = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
+    drawn = (boxes[:, 2] > boxes[:, 0]) | (boxes[:, 3] > boxes[:, 1])
+    return drawn & ((x < left) | (x > right) | (y < bottom) | (y > top))
+
+
+def _split_fragments(number: int, text: str, boxes, hidden=None) -> list[Fragment]:
+    """Cut the page's characters into fragments where the next one is not on the same line of the same column;
+    characters marked `hidden` are left out."""
     import numpy as np
 
     text = text.replace("\ufffe", "\x02")  # FPDFText_GetText writes PDFium's line-end hyphen mark as U+FFFE
@@ -126,6 +189,8 @@ def _split_fragments(number: int, text: str, boxes) -> list[Fragment]:
     keep = (codes >= 0x20) | (codes == 0x02) | (codes == 0x09)
     keep &= ~(spaces & (width <= 0.01))  # PDFium's own word breaks: the gaps decide instead
     keep &= codes != 0xFFFF
+    if hidden is not None:
+        keep &= ~hidden
     index = np.nonzero(keep)[0]
     if not len(index):
         return []
@@ -187,7 +252,7 @@ def _check_character_maps(pages) -> None:
 
 
 def render_page(data: bytes, page_number: int, boxes, max_pixels: int = 1400) -> bytes:
-    """PNG of one page (1-based) with `boxes` (PDF units, as stored) highlighted in yellow."""
+    """PNG of one page (1-based) as PDFium shows it, with `boxes` (page space, as stored) highlighted in yellow."""
     import io
 
     import pypdfium2 as pdfium
@@ -197,26 +262,25 @@ def render_page(data: bytes, page_number: int, boxes, max_pixels: int = 1400) ->
         document = pdfium.PdfDocument(data)
         try:
             page = document[page_number - 1]
-            left, bottom, right, top = page.get_cropbox()
-            rotation = page.get_rotation()
-            scale = min(2.0, max_pixels / max(right - left, top - bottom))
+            geometry = page_geometry(page)
+            scale = min(2.0, max_pixels / max(*page.get_size(), 1.0))
             image = page.render(scale=scale).to_pil().convert("RGB")
         finally:
             document.close()
-    if rotation == 0 and boxes:
+    if boxes:
         overlay = Image.new("RGBA", image.size, (0, 0, 0, 0))
         draw = ImageDraw.Draw(overlay)
-        for x0, y0, x1, y1 in line_rectangles(boxes):
-            draw.rectangle(
-                [(x0 - left) * scale, (top - y1) * scale, (x1 - left) * scale, (top - y0) * scale],
-                fill=(255, 214, 0, 110),
-                outline=(230, 140, 0, 255),
-                width=1,
-            )
+        for rectangle in highlight_rectangles(boxes, geometry, image.size):
+            draw.rectangle(rectangle, fill=(255, 214, 0, 110), outline=(230, 140, 0, 255), width=1)
         image = Image.alpha_composite(image.convert("RGBA"), overlay).convert("RGB")
     out = io.BytesIO()
     image.save(out, format="PNG", optimize=False)
     return out.getvalue()
+
+
+def highlight_rectangles(boxes, geometry: PageGeometry, image_size) -> list[tuple[float, float, float, float]]:
+    """The rectangles `render_page` draws for character `boxes`: one per run on a line, in image pixels."""
+    return [to_pixels(rectangle, geometry, image_size) for rectangle in line_rectangles(boxes)]
 
 
 def line_rectangles(boxes) -> list[tuple[float, float, float, float]]:
