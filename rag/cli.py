@@ -31,6 +31,19 @@ def _no_sentence_scoring(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _collections(parser: argparse.ArgumentParser, scope: bool = False) -> None:
+    parser.add_argument(
+        "--collection",
+        action="append",
+        metavar="NAME[=DIR]",
+        help="work on this collection (NAME=DIR names its folder once; repeat for several); default: RAG_CORPUS alone",
+    )
+    if scope:
+        parser.add_argument(
+            "--only", metavar="PATHS", help="answer from these folders or files alone (comma-separated paths)"
+        )
+
+
 def _ray_flag(parser: argparse.ArgumentParser, help_text: str) -> None:
     parser.add_argument(
         "--ray",
@@ -51,6 +64,7 @@ def make_parser() -> argparse.ArgumentParser:
     build = commands.add_parser("build", help="build or update the index (only what changed is embedded)")
     _common(build)
     build.add_argument("--full", action="store_true", help="rebuild from nothing")
+    _collections(build)
     build.add_argument("--json", action="store_true", help="print the summary as JSON")
     _ray_flag(build, "read and embed on the Ray cluster at ADDRESS (`auto`: the one this machine joined)")
 
@@ -63,10 +77,12 @@ def make_parser() -> argparse.ArgumentParser:
         "--server", metavar="URL", help="ask this running `rag serve` (default: the one serving --index, if any)"
     )
     ask.add_argument("--local", action="store_true", help="answer in this process even when a server is running")
+    _collections(ask, scope=True)
     _no_sentence_scoring(ask)
 
     chat = commands.add_parser("chat", help="a conversation in the terminal, with citations and follow-ups")
     _common(chat)
+    _collections(chat, scope=True)
     _no_sentence_scoring(chat)
 
     serve = commands.add_parser("serve", help="open the chat in the browser (builds the index if needed)")
@@ -74,7 +90,8 @@ def make_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to bind (default 7860)")
     serve.add_argument("--watch", action="store_true", help="rebuild when the corpus changes")
-    serve.add_argument("--no-auth", action="store_true", help="allow a non-loopback address without a password")
+    serve.add_argument("--no-auth", action="store_true", help="allow a non-loopback address without accounts")
+    _collections(serve)
     _ray_flag(serve, "answer from replicas on the Ray cluster at ADDRESS (`auto`: the one this machine joined)")
     serve.add_argument("--replicas", type=int, default=2, help="answering replicas with --ray (default 2)")
     serve.add_argument(
@@ -84,9 +101,11 @@ def make_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="what the index holds and whether it is up to date")
     _common(status)
     status.add_argument("--json", action="store_true", help="print as JSON")
+    _collections(status)
 
     watch = commands.add_parser("watch", help="rebuild incrementally whenever the corpus changes")
     _common(watch)
+    _collections(watch)
 
     evaluation = commands.add_parser("eval", help="measure retrieval and quotes on a BEIR folder or SQuAD .json")
     _common(evaluation)
@@ -105,15 +124,53 @@ def make_parser() -> argparse.ArgumentParser:
         "the answer model was fitted on v2.0's train half)",
     )
 
+    _account_commands(commands)
     return parser
+
+
+def _account_commands(commands) -> None:
+    user = commands.add_parser("user", help="accounts of a shared server: add, remove, list, passwd, key, import")
+    user.add_argument("--index", type=Path, help="index folder (env RAG_INDEX); the accounts are RAG_ACCOUNTS")
+    user.add_argument("-v", "--verbose", action="store_true", help=argparse.SUPPRESS)
+    actions = user.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = actions.add_parser("add", help="create an account (the password from standard input, or asked for)")
+    add.add_argument("name")
+    add.add_argument("--role", choices=("reader", "editor", "admin"), default="reader", help="default reader")
+    add.add_argument("--collections", default="", help="collections the user may use, comma-separated (* for all)")
+    add.add_argument("--groups", default="", help="groups the user belongs to, comma-separated")
+    for action, text in (
+        ("remove", "remove an account"),
+        ("passwd", "set a new password"),
+        ("key", "make an API key (shown once)"),
+        ("revoke", "remove every API key of an account"),
+    ):
+        actions.add_parser(action, help=text).add_argument("name")
+    actions.add_parser("list", help="the accounts, without their secrets").add_argument("--json", action="store_true")
+    imported = actions.add_parser("import", help="hash a file of plain-text user:password lines into accounts")
+    imported.add_argument("file", type=Path)
+    imported.add_argument("--role", choices=("reader", "editor", "admin"), default="reader")
+    imported.add_argument("--collections", default="", help="collections the imported users may use")
+    group = commands.add_parser("group", help="a group of users and the collections it may use")
+    group.add_argument("--index", type=Path, help="index folder (env RAG_INDEX)")
+    group.add_argument("-v", "--verbose", action="store_true", help=argparse.SUPPRESS)
+    group.add_argument("name")
+    group.add_argument("--collections", default="", help="the group's collections, comma-separated (empty: remove it)")
+    audit = commands.add_parser("audit", help="print the audit log of a shared server, filtered")
+    audit.add_argument("--index", type=Path, help="index folder (env RAG_INDEX); the log is RAG_AUDIT")
+    audit.add_argument("-v", "--verbose", action="store_true", help=argparse.SUPPRESS)
+    audit.add_argument("--user", default="", help="only this user's events")
+    audit.add_argument("--collection", default="", help="only events of this collection")
+    audit.add_argument("--since", default="", help="from this time on (ISO: 2026-12-05 or 2026-12-05T10:00)")
+    audit.add_argument("--until", default="", help="up to this time (ISO)")
+    audit.add_argument("--json", action="store_true", help="print the events as JSON lines")
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
     """Settings from the environment, with any flags on top."""
     return Settings.from_env(
-        corpus=args.corpus,
-        index=args.index,
-        model=args.model,
+        corpus=getattr(args, "corpus", None),
+        index=getattr(args, "index", None),
+        model=getattr(args, "model", None),
         host=getattr(args, "host", None),
         port=getattr(args, "port", None),
         sentence_scoring=False if getattr(args, "no_sentence_scoring", False) else None,
@@ -143,12 +200,26 @@ def cmd_build(args, settings: Settings) -> int:
     else:
         from rag.build.indexer import build
 
-    summary = build(settings, full=args.full, progress=_stderr if args.verbose or settings.ray_address else None)
-    print(json.dumps(summary.to_dict()) if args.json else summary.line())
-    for source, reason in summary.skipped.items():
-        if not args.json:
-            print(f"  skipped {source}: {reason}", file=sys.stderr)
+    for collection, shelf in _shelves(args, settings):
+        summary = build(shelf, full=args.full, progress=_stderr if args.verbose or settings.ray_address else None)
+        named = f"{collection.name}: " if collection else ""
+        print(
+            json.dumps({**summary.to_dict(), "collection": collection and collection.name})
+            if args.json
+            else named + summary.line()
+        )
+        for source, reason in summary.skipped.items():
+            if not args.json:
+                print(f"  skipped {named}{source}: {reason}", file=sys.stderr)
     return 0
+
+
+def _shelves(args, settings: Settings) -> list[tuple]:
+    """(collection, its settings) for each collection named, or [(None, settings)] for RAG_CORPUS alone."""
+    from rag.collections import resolve
+
+    chosen = resolve(settings, getattr(args, "collection", None))
+    return [(c, c.settings(settings)) for c in chosen] or [(None, settings)]
 
 
 def cmd_ask(args, settings: Settings) -> int:
@@ -169,31 +240,43 @@ def ask_one(args, settings: Settings) -> dict:
     """The answer object, from a running server of this index when there is one, else computed here."""
     from rag.serve import client
 
-    url = args.server or (None if args.local else client.find_server(settings))
+    names = [flag.partition("=")[0] for flag in args.collection or []]
+    url = args.server or (None if args.local or names else client.find_server(settings))
     if url:
         try:
-            return client.ask_server(url, args.question, auth=settings.auth)
+            return client.ask_server(url, args.question, settings.api_key, names, args.only or "")
         except client.ServerUnavailable as error:
             if args.server:
                 raise
             print(f"rag: {error}; answering here instead", file=sys.stderr)
     from rag.answer.quotes import answer
-    from rag.search import Retriever
+    from rag.search import Retriever, Scope
 
-    return answer(args.question, Retriever(settings), settings).to_dict()
+    retrievers = [Retriever(shelf, collection=c.name if c else None) for c, shelf in _shelves(args, settings)]
+    return answer(args.question, retrievers, settings, scope=Scope.of(args.only)).to_dict()
 
 
 def cmd_chat(args, settings: Settings) -> int:
+    from rag.search import Retriever, Scope
     from rag.serve.terminal import chat
 
-    return chat(settings)
+    retrievers = [Retriever(shelf, collection=c.name if c else None) for c, shelf in _shelves(args, settings)]
+    return chat(settings, retriever=retrievers, scope=Scope.of(args.only))
 
 
 def cmd_status(args, settings: Settings) -> int:
     from rag.build.status import index_status
 
-    info = index_status(settings)
-    if args.json:
+    for collection, shelf in _shelves(args, settings):
+        info = index_status(shelf)
+        if collection:
+            info = {"collection": collection.name, **info}
+        _print_status(info, args.json)
+    return 0
+
+
+def _print_status(info: dict, as_json: bool) -> None:
+    if as_json:
         print(json.dumps(info))
     else:
         for key, value in info.items():
@@ -206,7 +289,6 @@ def cmd_status(args, settings: Settings) -> int:
                     )
             else:
                 print(f"{key}: {value:,}" if key in ("bytes_on_disk", "deleted") else f"{key}: {value}")
-    return 0
 
 
 def cmd_serve(args, settings: Settings) -> int:
@@ -219,18 +301,21 @@ def cmd_serve(args, settings: Settings) -> int:
                 "--watch does not combine with --ray; run `rag build --ray` after changing the corpus "
                 "(the replicas pick the new version up by themselves)"
             )
+        if args.collection:
+            raise ConfigError("collections are not served by Ray replicas; serve them without --ray")
         serve_replicated(settings, args.replicas, no_auth=args.no_auth, api_port=args.api_port)
         return 0
+    from rag.collections import resolve
     from rag.serve.chat import serve
 
-    serve(settings, watch=args.watch, no_auth=args.no_auth)
+    serve(settings, watch=args.watch, no_auth=args.no_auth, collections=resolve(settings, args.collection))
     return 0
 
 
 def cmd_watch(args, settings: Settings) -> int:
-    from rag.build.watch import watch_forever
+    from rag.build.watch import watch_all
 
-    watch_forever(settings, report=print)
+    watch_all([(c.name if c else None, shelf) for c, shelf in _shelves(args, settings)], report=print)
     return 0
 
 
@@ -254,6 +339,80 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr)
 
 
+def cmd_user(args, settings: Settings) -> int:
+    from rag.serve import accounts
+
+    path = accounts.accounts_path(settings.index, settings.accounts)
+    if args.action == "add":
+        accounts.add_user(path, args.name, args.role, _names(args.collections), _names(args.groups), _password())
+        print(f"added {args.name} ({args.role}) to {path}")
+    elif args.action == "remove":
+        accounts.remove_user(path, args.name)
+        print(f"removed {args.name}; their sessions and keys no longer work")
+    elif args.action == "passwd":
+        accounts.set_password(path, args.name, _password())
+        print(f"new password for {args.name}; their other sessions have ended")
+    elif args.action == "key":
+        print(accounts.make_key(path, args.name))
+        print("this key is shown once; send it as `Authorization: Bearer KEY` (or set RAG_API_KEY)", file=sys.stderr)
+    elif args.action == "revoke":
+        print(f"removed {accounts.revoke_keys(path, args.name)} API keys of {args.name}")
+    elif args.action == "import":
+        names = accounts.import_plain(path, args.file, args.role, _names(args.collections))
+        print(f"imported {len(names)} accounts into {path}, passwords hashed; now delete {args.file}")
+    else:
+        for row in accounts.listing(path):
+            print(
+                json.dumps(row)
+                if args.json
+                else f"{row['user']}: {row['role']}; collections {', '.join(row['collections']) or '-'}; "
+                f"groups {', '.join(row['groups']) or '-'}; {row['keys']} API keys"
+            )
+    return 0
+
+
+def cmd_group(args, settings: Settings) -> int:
+    from rag.serve import accounts
+
+    path = accounts.accounts_path(settings.index, settings.accounts)
+    accounts.set_group(path, args.name, _names(args.collections))
+    print(f"group {args.name}: {args.collections or 'removed'}")
+    return 0
+
+
+def cmd_audit(args, settings: Settings) -> int:
+    from rag.serve import audit
+
+    path = Path(settings.audit) if settings.audit else Path(settings.index) / audit.FILE
+    for event in audit.read(path, args.user, args.collection, args.since, args.until):
+        if args.json:
+            print(json.dumps(event, ensure_ascii=False))
+        else:
+            facts = ", ".join(f"{k} {v}" for k, v in event.items() if k not in ("time", "event", "user"))
+            print(
+                f"{event.get('time')} {event.get('user') or '-'} {event.get('event')}" + (f": {facts}" if facts else "")
+            )
+    return 0
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in (text or "").split(",") if name.strip()]
+
+
+def _password() -> str:
+    """A password from standard input when it is not a terminal (for scripts), else asked for twice."""
+    import getpass
+
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != first:
+        from rag.errors import ConfigError
+
+        raise ConfigError("the two passwords differ; run the command again")
+    return first
+
+
 COMMANDS = {
     "build": cmd_build,
     "ask": cmd_ask,
@@ -262,4 +421,7 @@ COMMANDS = {
     "status": cmd_status,
     "watch": cmd_watch,
     "eval": cmd_eval,
+    "user": cmd_user,
+    "group": cmd_group,
+    "audit": cmd_audit,
 }

@@ -37,7 +37,7 @@ class Settings:
 
     # ── index: what is read, how it is cut and embedded, where it is kept ──
     corpus: Path = setting(Path("seeds"), "index")
-    """Folder whose documents (.txt, .md, .pdf, .docx, .html, .htm) are indexed, recursively."""
+    """Folder whose documents (of the types RAG_EXTENSIONS names) are indexed, recursively."""
     index: Path = setting(Path("indexes"), "index")
     """Folder that holds the built index versions and the `CURRENT` pointer."""
     model: str = setting(DEFAULT_MODEL, "index")
@@ -53,8 +53,29 @@ class Settings:
     so an interview question stays with the answer that follows it)."""
     max_file_bytes: int = setting(20_000_000, "index", minimum=1)
     """Files larger than this are skipped with a warning."""
-    extensions: tuple[str, ...] = setting((".txt", ".md", ".pdf", ".docx", ".html", ".htm"), "index")
+    extensions: tuple[str, ...] = setting(
+        (
+            ".txt",
+            ".md",
+            ".pdf",
+            ".docx",
+            ".html",
+            ".htm",
+            ".pptx",
+            ".xlsx",
+            ".csv",
+            ".tsv",
+            ".epub",
+            ".eml",
+            ".mbox",
+            ".srt",
+            ".vtt",
+        ),
+        "index",
+    )
     """File name endings that are read as documents (RAG_EXTENSIONS, comma-separated)."""
+    collections_file: str = setting("", "index")
+    """Where named collections are recorded (RAG_COLLECTIONS_FILE; default `<index>/collections.json`)."""
     extract_timeout: float = setting(60.0, "index", minimum=1)
     """Seconds one PDF, Word or HTML file may take to convert; a file that takes longer is skipped
     with its reason (the reader runs in a child process that is then killed)."""
@@ -103,10 +124,26 @@ class Settings:
     """Address `rag serve` binds; anything but loopback needs authentication or --no-auth."""
     port: int = setting(7860, "server", minimum=1, maximum=65535)
     """Port `rag serve` binds."""
+    accounts: str = setting("", "server")
+    """The accounts file (RAG_ACCOUNTS; default `<index>/accounts.json`, managed by `rag user`). Once it exists,
+    every surface asks for a log-in; a server bound beyond loopback needs it (or --no-auth)."""
+    session_hours: float = setting(12.0, "server", minimum=0.01)
+    """Hours a log-in lasts; a password or rights change, or a removed account, ends it at once."""
+    proxy_user_header: str = setting("", "server")
+    """Behind single sign-on: the header a reverse proxy puts the user name in (e.g. X-Remote-User), trusted only
+    from RAG_TRUSTED_PROXIES; the name must be an account."""
+    trusted_proxies: str = setting("", "server")
+    """Addresses of the reverse proxies whose RAG_PROXY_USER_HEADER is believed (comma-separated)."""
+    audit: str = setting("", "server")
+    """The audit log of log-ins, questions, uploads, deletes and rebuilds (default `<index>/audit.jsonl`)."""
+    audit_questions: bool = setting(True, "server")
+    """Whether the audit log records the text of each question (off: who asked which collections, and when)."""
+    api_key: str = setting("", "server")
+    """The API key `rag ask` sends to a server with accounts (`rag user key NAME` makes one)."""
     auth: str = setting("", "server")
-    """`user:password` required by the chat when set (RAG_AUTH); needed to bind a non-loopback host."""
+    """Not read any more: a plain-text `user:password` (RAG_AUTH) is refused with how to make hashed accounts."""
     auth_file: str = setting("", "server")
-    """File of `user:password` lines, one account per line (RAG_AUTH_FILE)."""
+    """Not read any more: a file of plain-text `user:password` lines (RAG_AUTH_FILE) is refused the same way."""
     max_upload_bytes: int = setting(5_000_000, "server", minimum=1)
     """Largest document accepted through the chat UI upload."""
     max_request_bytes: int = setting(6_000_000, "server", minimum=1024)

@@ -193,9 +193,7 @@ class Retriever:
             fused = score_fusion(cosine, bm25, weight)
         depth_to_rerank = max(k, RERANK_DEPTH) if self.settings.cross_encoder else k
         rows = [row for row, _ in store.settle_ties(list(fused.items()), loaded.passages, depth_to_rerank)]
-        hits = [
-            Hit(loaded.passages[r], fused[r], float(cosine[r]), bm25.get(r, 0.0), self.collection) for r in rows
-        ]
+        hits = [Hit(loaded.passages[r], fused[r], float(cosine[r]), bm25.get(r, 0.0), self.collection) for r in rows]
         if self.settings.cross_encoder:
             hits = rerank(query, hits, load_cross_encoder(self.settings.cross_encoder))
         return hits[:k]

@@ -157,7 +157,7 @@ def test_question_the_corpus_cannot_answer_abstains(seed_settings, retriever, qu
 
 def test_quote_that_no_longer_stands_in_the_file_is_never_shown(seed_settings, retriever, tmp_path):
     moved = seed_settings.replace(corpus=tmp_path)  # same index, but the files are not there
-    result = answer(FACTS[0][0], retriever, moved)
+    result = answer(FACTS[0][0], Retriever(moved), moved)
     assert result.abstained and result.citations == ()
     assert "rag build" in result.text
 

@@ -452,3 +452,25 @@ def test_a_new_splitter_cuts_every_file_again_and_embeds_only_passages_whose_tex
     assert again.passages_embedded == len(transcript)  # the other files' passages are as they were
     assert again.passages_reused == first.passages - 1
     assert index.manifest.splitter != "sentences-v2" and not is_stale(corpus_settings)
+
+
+def test_files_of_types_not_read_are_counted_and_named_not_ignored(corpus_settings):
+    """A build, its JSON, `rag status` and the chat's status line name the types left out, and the setting that
+    would take a type in when a reader for it exists."""
+    from rag.build.status import index_status
+    from rag.search import Retriever
+    from rag.serve.library import Shelf
+    from rag.serve.render import status_line
+
+    for name in ("photo.png", "scan.jpg", "talk.key", "more/slides.key", "Makefile", "table.csv"):
+        path = corpus_settings.corpus / name
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"\x89PNG not read here" if name.endswith("png") else b"a,b\n1,2\n")
+    settings = corpus_settings.replace(extensions=(".txt",))
+    summary = build(settings, embedder_factory=lambda name: FakeEmbedder())
+    assert summary.not_read == {"": 1, ".csv": 1, ".jpg": 1, ".key": 2, ".png": 1}
+    line = "6 files of types not read: (no ending), .csv, .jpg, .key, .png; .csv has a reader: add to RAG_EXTENSIONS"
+    assert line in summary.line() and summary.to_dict()["not_read"][".key"] == 2
+    assert index_status(settings)["not_read"] == line
+    retriever = Retriever(settings, embedder_factory=lambda name: FakeEmbedder())
+    assert line in status_line([Shelf(None, settings, retriever)])

@@ -235,6 +235,7 @@ def test_two_replicas_answer_concurrently_and_both_follow_a_rebuild(cluster, tmp
 
     from rag.cluster import replicas as ray_replicas
     from rag.serve.chat import launch, make_app
+    from rag.serve.library import Access, Library, Shelf
 
     settings = ray_settings(tmp_path / "serve", cluster, port=free_port())
     build(settings)
@@ -259,7 +260,8 @@ def test_two_replicas_answer_concurrently_and_both_follow_a_rebuild(cluster, tmp
         old_version = reply["index_version"]
 
         backend = ray_replicas.ReplicaBackend(settings, handle, 2)
-        demo = launch(make_app(settings, None, backend=backend), settings, None, block=False)
+        access = Access(Library({None: Shelf(None, settings)}))
+        demo = launch(make_app(settings, backend, access), settings, None, block=False)
         chat = Client(f"http://127.0.0.1:{settings.port}/", verbose=False).predict(question, api_name="/ask")
         assert_verified(settings, chat)
         assert "2 replicas on Ray" in backend.status()

@@ -62,7 +62,7 @@ def test_non_loopback_bind_without_auth_is_refused(seed_settings):
         env=dict(os.environ, RAG_CORPUS=str(seed_settings.corpus), RAG_INDEX=str(seed_settings.index)),
     )
     assert done.returncode == 2
-    assert "RAG_AUTH" in done.stderr and "--no-auth" in done.stderr
+    assert "rag user add" in done.stderr and "--no-auth" in done.stderr
 
 
 def wait_for_runtime_file(settings, seconds: float = 30.0):

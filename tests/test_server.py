@@ -162,7 +162,7 @@ def test_no_outside_host_is_contacted_and_nothing_of_the_conversation_stays_on_d
     local = ("127.0.0.1", "localhost", "::1", "0.0.0.0")
     outside = [(kind, value) for kind, value in seen if kind != "hook" and value not in local]
     assert not outside, outside
-    assert not any(temp.iterdir()), list(temp.iterdir())  # the private folder went with the server
+    assert not any(temp.iterdir()), [str(p) for p in temp.rglob("*")]  # the private folder went with the server
     for folder in (temp, Path(settings.index)):
         for path in folder.rglob("*"):
             if path.is_file() and path.stat().st_size < 50_000_000:

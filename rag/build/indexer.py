@@ -23,6 +23,7 @@ from rag.errors import IndexMissing, RagError
 from rag.index import merge, store
 from rag.index.manifest import SPLITTER, CorpusChanges, FileEntry, Manifest, SegmentEntry, diff, recipe
 from rag.index.segment import text_keys, write_segment
+from rag.ingest import readers
 from rag.ingest.chunking import passages_of
 from rag.ingest.corpus import CorpusScan, Known, scan
 from rag.types import Document, Passage
@@ -108,14 +109,21 @@ def build(
             known = Known.of(previous.manifest) if previous else None
             found = scanner(settings.corpus, settings.extensions, settings.max_file_bytes, known=known)
             factory = embedder_factory or (lambda name: load_embedder(name, arithmetic.precision))
-            found, still_unreadable = known_unreadable(found, previous.manifest if previous else None)
+            reread = _older_readers(previous, found)
+            if reread and not reason:
+                reason = (
+                    f"texts of record from an older {', '.join(reread)} reader: those files are read again "
+                    "and only passages whose text changed are embedded"
+                )
+            found, still_unreadable = known_unreadable(found, previous.manifest if previous else None, reread)
             changes = diff(previous.manifest.files if previous else {}, found.documents)
-            if previous and not changes.any and not recut:
+            if previous and not changes.any and not recut and not reread:
                 skipped = {s.source: s.reason for s in found.skipped}
                 return BuildSummary(
                     files_unchanged=len(changes.unchanged),
                     files_skipped=len(skipped),
                     skipped=skipped,
+                    not_read=found.not_read,
                     passages=len(previous.passages),
                     seconds=time.perf_counter() - started,
                 )
@@ -134,6 +142,7 @@ def build(
                     scanned_ns,
                     converter or read_converted,
                     recut,
+                    reread,
                 )
                 summary = _build_changed(run, found, still_unreadable)
             finally:
@@ -170,6 +179,8 @@ class _Run:
     converter: Callable[..., tuple[dict, float]]
     recut: bool = False
     """Every file is cut again (the splitter changed): nothing counts as unchanged or renamed."""
+    reread: frozenset[str] = frozenset()
+    """Converted kinds whose stored texts an older reader wrote: their files are read and cut again."""
 
     @property
     def root(self) -> Path:
@@ -182,16 +193,21 @@ class _Run:
 
 def _build_changed(run: _Run, found: CorpusScan, still_unreadable: dict[str, str]) -> BuildSummary:
     """Convert what changed, embed what is new, write it as one segment and publish a version that lists it."""
-    found, unreadable, conversion = convert(found, run.previous, run.settings, run.say, run.scratch, run.converter)
+    found, unreadable, conversion = convert(
+        found, run.previous, run.settings, run.say, run.scratch, run.converter, run.reread
+    )
     unreadable.update(still_unreadable)
     changes = diff(run.old_files, found.documents)
-    if run.recut:
+    if run.recut or run.reread:
+        kinds = {d.source: d.kind for d in found.documents}
+        again = {s for s in [*changes.unchanged, *changes.renamed] if run.recut or kinds.get(s) in run.reread}
+        renamed = {new: old for new, old in changes.renamed.items() if new not in again}
         changes = CorpusChanges(
-            added=sorted([*changes.added, *changes.renamed]),
-            changed=sorted([*changes.changed, *changes.unchanged]),
-            removed=sorted([*changes.removed, *changes.renamed.values()]),
-            unchanged=[],
-            renamed={},
+            added=sorted({*changes.added, *(new for new in changes.renamed if new in again)}),
+            changed=sorted({*changes.changed, *(s for s in changes.unchanged if s in again)}),
+            removed=sorted({*changes.removed, *(old for new, old in changes.renamed.items() if new in again)}),
+            unchanged=[s for s in changes.unchanged if s not in again],
+            renamed=renamed,
         )
     written = _written(run, changes, found)
     to_write = [d for d in found.documents if d.source in written]
@@ -211,6 +227,7 @@ def _build_changed(run: _Run, found: CorpusScan, still_unreadable: dict[str, str
         files_unchanged=len(changes.unchanged),
         files_skipped=len(manifest.skipped),
         skipped=manifest.skipped,
+        not_read=manifest.not_read,
         files_converted=conversion[0],
         conversion_seconds=round(conversion[1], 3),
         passages=manifest.passages,
@@ -223,6 +240,13 @@ def _build_changed(run: _Run, found: CorpusScan, still_unreadable: dict[str, str
         precision=manifest.precision,
         arithmetic=manifest.arithmetic,
     )
+
+
+def _older_readers(previous, found: CorpusScan) -> frozenset[str]:
+    """The converted kinds among the corpus's files whose stored texts of record an older reader wrote."""
+    if previous is None:
+        return frozenset()
+    return frozenset(readers.stale_kinds(previous.manifest.readers, {d.kind for d in found.documents}))
 
 
 def _written(run: _Run, changes: CorpusChanges, found: CorpusScan) -> set[str]:
@@ -293,6 +317,8 @@ def _manifest(
         index_type="+".join(sorted(kinds | ({segment.index_type} if segment else set()))) or "flat-fp16",
         skipped={s.source: s.reason for s in found.skipped},
         unreadable=unreadable,
+        not_read=found.not_read,
+        readers=readers.reader_versions(),
         tokenizer=recipe(settings)["tokenizer"],
         precision=precision,
         arithmetic=why,
@@ -388,6 +414,8 @@ def is_stale(settings: Settings) -> bool:
     except (RagError, TypeError):
         return True
     if _arithmetic(settings, manifest)[1]:
+        return True
+    if readers.stale_kinds(manifest.readers, {entry.kind for entry in manifest.files.values()}):
         return True
     found = scan(settings.corpus, settings.extensions, settings.max_file_bytes, known=Known.of(manifest))
     found, _ = known_unreadable(found, manifest)

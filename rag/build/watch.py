@@ -64,3 +64,28 @@ def start_watch_thread(settings: Settings, on_build=None) -> threading.Event:
     )
     thread.start()
     return stop
+
+
+def watch_all(shelves: list[tuple[str | None, Settings]], report: Callable[[str], None] = print) -> None:
+    """Watch several collections' folders at once, each rebuilt on its own; one failing never stops another."""
+    if len(shelves) == 1:
+        watch_forever(shelves[0][1], report=report)
+        return
+    stop = threading.Event()
+    threads = [
+        threading.Thread(
+            target=watch_forever,
+            args=(settings, lambda message, name=name: report(f"{name}: {message}"), stop),
+            name=f"rag-watch-{name}",
+            daemon=True,
+        )
+        for name, settings in shelves
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        while any(thread.is_alive() for thread in threads):
+            for thread in threads:
+                thread.join(0.5)
+    except KeyboardInterrupt:
+        stop.set()

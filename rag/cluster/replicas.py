@@ -18,6 +18,7 @@ import socket
 import sys
 from dataclasses import dataclass
 
+from rag.answer.quotes import NO_COLLECTION
 from rag.cluster.connect import connect
 from rag.config import Settings
 from rag.errors import ClusterError, RagError
@@ -135,8 +136,12 @@ class ReplicaBackend:
     def __init__(self, settings: Settings, handle, replicas: int):
         self.settings, self.handle, self.replicas = settings, handle, replicas
 
-    def answer(self, question: str, history: list[str] = ()) -> Answer:
-        """The answer of whichever replica Ray Serve routes the question to."""
+    def answer(self, question: str, history: list[str] = (), names=(None,), scope=None) -> Answer:
+        """The answer of whichever replica Ray Serve routes the question to (one corpus: `names` is its own)."""
+        if scope is not None and scope.paths:
+            raise ClusterError("narrowing a question to folders is not served by Ray replicas; ask without it")
+        if None not in names:
+            return Answer(question, NO_COLLECTION, True)
         return self.ask(question, history).answer
 
     def ask(self, question: str, history: list[str] = ()) -> Replicated:
@@ -164,7 +169,10 @@ class ReplicaBackend:
         finally:
             live.release()
 
-    def status(self) -> str:
+    def settings_of(self, name=None) -> Settings:
+        return self.settings
+
+    def status(self, names=(None,)) -> str:
         """The status line one replica reports, and how many replicas answer."""
         try:
             status = self.handle.status.remote().result(timeout_s=30)
@@ -172,13 +180,13 @@ class ReplicaBackend:
             return f"replicas unavailable: {str(error).strip().splitlines()[-1]}"
         return f"{status['line']} · {self.replicas} replicas on Ray"
 
-    def build(self, progress):
+    def build(self, progress, name=None):
         """An incremental build on the cluster; the replicas pick the new version up by themselves."""
         from rag.cluster.build import build_on_cluster
 
         return build_on_cluster(self.settings, progress=progress)
 
-    def refresh(self) -> None:
+    def refresh(self, name=None) -> None:
         """Nothing to do here: each replica checks the live version on every question."""
 
 
@@ -187,17 +195,29 @@ def serve_replicated(
 ):
     """`rag serve --ray`: build on the cluster if needed, start the replicas, and serve the chat page here."""
     from rag.cluster.build import build_on_cluster
-    from rag.serve.chat import accounts_for, build_if_stale, launch, make_app
+    from rag.serve.chat import accounts_for, audit_of, build_if_stale, launch, make_app
+    from rag.serve.library import Access, Library, Shelf
 
     accounts = accounts_for(settings, no_auth)
+    access = Access(Library({None: Shelf(None, settings)}), accounts)
     build_if_stale(settings, build_on_cluster, " on the Ray cluster")
     handle = start_replicas(settings, replicas, api_port=api_port)
     print(f"rag: {replicas} replicas answer on Ray; HTTP API at http://127.0.0.1:{api_port}{ROUTE}", file=sys.stderr)
     backend = ReplicaBackend(settings, handle, replicas)
     if not block:
-        return launch(make_app(settings, None, backend=backend), settings, accounts, block=False)
+        return launch(
+            make_app(settings, backend, access, audit_of(settings) if accounts else None),
+            settings,
+            accounts,
+            block=False,
+        )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # so a plain `kill` also removes the replicas
     try:
-        return launch(make_app(settings, None, backend=backend), settings, accounts, block=True)
+        return launch(
+            make_app(settings, backend, access, audit_of(settings) if accounts else None),
+            settings,
+            accounts,
+            block=True,
+        )
     finally:
         stop_replicas()

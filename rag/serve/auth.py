@@ -1,49 +1,30 @@
-"""Who may use the chat: the accounts of RAG_AUTH / RAG_AUTH_FILE, required before the server leaves loopback."""
+"""Whether `rag serve` asks for a log-in: once an accounts file exists, on every surface; without one only on
+loopback, unless --no-auth. Plain-text passwords (the former RAG_AUTH, RAG_AUTH_FILE) are refused."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from rag.config import Settings, is_loopback
 from rag.errors import ConfigError
+from rag.serve.accounts import accounts_path, load
+from rag.serve.login import AccountsFile
 
 
-def credentials(settings: Settings, no_auth: bool = False) -> list[tuple[str, str]] | None:
-    """Accounts the chat asks for, or None; refuses a network-facing server without any."""
-    accounts = [_account(settings.auth, "RAG_AUTH")] if settings.auth.strip() else []
-    if settings.auth_file:
-        from_file = _accounts_in_file(Path(settings.auth_file))
-        if not from_file:
-            raise ConfigError(
-                f"RAG_AUTH_FILE {settings.auth_file} holds no account; add `user:password` lines or unset it"
-            )
-        accounts += from_file
-    if accounts or is_loopback(settings.host) or no_auth:
-        return accounts or None
+def accounts_file(settings: Settings, no_auth: bool = False) -> AccountsFile | None:
+    """The accounts file to check log-ins against, or None; refuses plain-text passwords and a network-facing
+    server without accounts (unless `no_auth`)."""
+    if settings.auth.strip() or settings.auth_file.strip():
+        source = f"RAG_AUTH_FILE={settings.auth_file}" if settings.auth_file.strip() else "RAG_AUTH"
+        convert = f"`rag user import {settings.auth_file}`" if settings.auth_file.strip() else "`rag user add NAME`"
+        raise ConfigError(
+            f"{source} holds passwords in plain text, which rag no longer reads; create hashed accounts with "
+            f"{convert} (it asks for or reads each password and stores only a salted hash), then unset it"
+        )
+    path = accounts_path(settings.index, settings.accounts)
+    if load(path) is not None:
+        return AccountsFile(path)
+    if is_loopback(settings.host) or no_auth:
+        return None
     raise ConfigError(
-        f"binding {settings.host} opens the chat to the network; set RAG_AUTH=user:password or "
-        f"RAG_AUTH_FILE=path, or pass --no-auth if that is really what you want"
+        f"binding {settings.host} opens the chat to the network; create an account first with "
+        f"`rag user add NAME --role admin` (accounts in {path}), or pass --no-auth if that is really what you want"
     )
-
-
-def _accounts_in_file(path: Path) -> list[tuple[str, str]]:
-    """The `user:password` lines of an account file; blank lines and `#` comments are passed over."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as error:
-        raise ConfigError(f"cannot read RAG_AUTH_FILE {path} ({error.strerror or error}); fix the path") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"RAG_AUTH_FILE {path} is not UTF-8 text; save it as UTF-8") from None
-    return [
-        _account(line, f"line {number} of RAG_AUTH_FILE {path}")
-        for number, line in enumerate(text.splitlines(), start=1)
-        if line.strip() and not line.strip().startswith("#")
-    ]
-
-
-def _account(line: str, where: str) -> tuple[str, str]:
-    """(user, password) from `user:password`; the message names the place, never the password."""
-    user, sep, password = line.strip().partition(":")
-    if not sep or not user.strip() or not password:
-        raise ConfigError(f"{where} is not an account: write it as `user:password` (the password may hold `:`)")
-    return user.strip(), password

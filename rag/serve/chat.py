@@ -1,7 +1,5 @@
 """The browser chat. The only module that imports gradio: callbacks call the library and render."""
 
-from __future__ import annotations
-
 import html
 import logging
 import os
@@ -18,9 +16,13 @@ from rag.build.summary import BuildSummary
 from rag.config import Settings, is_loopback
 from rag.errors import IndexDamaged, RagError
 from rag.index import kept
-from rag.search import Retriever
+from rag.search import Scope
 from rag.serve import client, export, server
-from rag.serve.auth import credentials
+from rag.serve.audit import FILE as AUDIT_FILE
+from rag.serve.audit import Audit
+from rag.serve.auth import accounts_file
+from rag.serve.library import Access, Library
+from rag.serve.login import AccountsFile, Login, Sessions
 from rag.serve.page_images import cited_pages
 from rag.serve.render import CSS, chat_html, render_sources, status_line
 from rag.serve.uploads import add_document, delete_document, list_documents
@@ -28,7 +30,7 @@ from rag.types import Answer, Citation
 
 log = logging.getLogger(__name__)
 
-os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # gradio (imported later) would call home on start and on use
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # gradio (imported when the page is made) would call home
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 LOCAL_FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]
@@ -45,49 +47,66 @@ def _message_text(message: dict) -> str:
 
 
 class LocalBackend:
-    """Where the chat's questions are answered and its rebuilds run: this process, from the live index.
+    """Where the chat's questions are answered and its rebuilds run: this process, from the live index of each
+    collection in `library`.
 
     `rag serve --ray` swaps in rag.cluster.replicas.ReplicaBackend, whose answers come from Ray Serve replicas.
     """
 
-    def __init__(self, settings: Settings, retriever: Retriever):
-        self.settings, self.retriever = settings, retriever
+    def __init__(self, settings: Settings, library: Library):
+        self.settings, self.library = settings, library
 
-    def answer(self, question: str, history: list[str] = ()) -> Answer:
-        """A verified, cited answer (or the corpus-does-not-answer one)."""
-        return answer(question, self.retriever, self.settings, history=history)
+    def answer(self, question: str, history=(), names=(None,), scope: Scope | None = None) -> Answer:
+        """A verified, cited answer from the collections `names` alone (or the corpus-does-not-answer one)."""
+        return answer(question, self.library.retrievers(names), self.settings, history=history, scope=scope)
 
     def pages(self, citation: Citation) -> list:
         """The rendered PDF pages of a citation, its quote highlighted ([] for other formats)."""
-        return cited_pages(self.settings.corpus, self.retriever.index, citation)
+        shelf = self.library.shelves.get(citation.collection)
+        if shelf is None or shelf.retriever is None:
+            return []
+        return cited_pages(shelf.settings.corpus, shelf.retriever.index, citation)
 
-    def status(self) -> str:
-        """The status line of the index being served."""
-        return status_line(self.retriever)
+    def status(self, names=(None,)) -> str:
+        """The status line of the collections `names` (a user's own)."""
+        return status_line([self.library.shelves[n] for n in names if n in self.library.shelves])
 
-    def build(self, progress) -> BuildSummary:
-        """An incremental build of the corpus."""
-        return build(self.settings, progress=progress)
+    def settings_of(self, name: str | None) -> Settings:
+        return self.library.shelves[name].settings
 
-    def refresh(self) -> None:
-        """Start serving a version a build just published."""
-        self.retriever.refresh()
+    def build(self, progress, name: str | None = None) -> BuildSummary:
+        """An incremental build of one collection."""
+        return build(self.settings_of(name), progress=progress)
+
+    def refresh(self, name: str | None = None) -> None:
+        """Start serving a version a build of `name` just published."""
+        self.library.reload(name)
 
 
-def make_app(settings: Settings, retriever: Retriever | None, backend: LocalBackend | None = None, folder=None):
-    """The Blocks app: chat, sources panel, status line, documents, exports, and the `/ask` API. Exports are
+def make_app(settings: Settings, backend, access: Access, audit: Audit | None = None, folder=None):
+    """The Blocks app: chat, sources panel, status line, documents, exports, and the `/ask` API, each showing a
+    user the collections they may read alone (`access`) and letting editors change only theirs. Exports are
     written into `folder`, the server's private folder."""
-    import gradio as gr
+    import gradio as gr  # here, after the server's private folder is Gradio's (annotations below are evaluated)
 
     folder = Path(folder) if folder is not None else server.private_folder()
+    audit = audit or Audit(None)
+    several = access.library.names != [None]
 
-    backend = backend or LocalBackend(settings, retriever)
+    def user_of(request) -> str | None:
+        return getattr(request, "username", None) if request is not None else None
 
-    def respond(message: str, history: list[dict], answers: list[dict]):
-        history, answers = list(history or []), list(answers or [])
+    def ask_for(user, question, history=(), picked=None, scope_text=""):
+        names = access.chosen(user, picked)
+        result = backend.answer(question, history, names=names, scope=Scope.of(scope_text))
+        audit.write("question", user, collections=[n for n in names if n], question=str(question)[:2000])
+        return result
+
+    def respond(message: str, history: list[dict], answers: list[dict], picked, scope_text, request: gr.Request):
+        history, answers, user = list(history or []), list(answers or []), user_of(request)
         asked = [_message_text(m) for m in history if m.get("role") == "user"]
         try:
-            result = backend.answer(message, asked)
+            result = ask_for(user, message, asked, picked, scope_text)
             reply = chat_html(result)
             sources = render_sources(result, pages=backend.pages)
             searched = f"Searched for: {result.searched_for}" if result.searched_for else ""
@@ -100,7 +119,8 @@ def make_app(settings: Settings, retriever: Retriever | None, backend: LocalBack
             {"role": "assistant", "content": reply},  # already escaped: chat_html
         ]
         hidden = gr.update(value=None, visible=False)  # an export is written only when asked for
-        return history, sources, searched, backend.status(), "", answers, gr.update(interactive=True), hidden, hidden
+        status = backend.status(access.readable(user))
+        return history, sources, searched, status, "", answers, gr.update(interactive=True), hidden, hidden
 
     def start_over():
         hidden = gr.update(value=None, visible=False)
@@ -110,58 +130,111 @@ def make_app(settings: Settings, retriever: Retriever | None, backend: LocalBack
         markdown, json_file = write_exports(answers, folder)
         return gr.update(value=markdown, visible=True), gr.update(value=json_file, visible=True)
 
-    def ask(question: str) -> dict:
-        """Answer one question with verified, cited quotes (the `rag ask --json` object)."""
-        return backend.answer(question).to_dict()
+    def ask(question: str, collections: str = "", scope: str = "", request: gr.Request = None) -> dict:
+        """Answer one question with verified, cited quotes (the `rag ask --json` object); `collections` narrows it
+        to some of the caller's collections (comma-separated), `scope` to folders or files in them."""
+        picked = [name.strip() for name in collections.split(",") if name.strip()]
+        return ask_for(user_of(request), question, (), picked, scope).to_dict()
 
-    def rebuild():
-        yield from _rebuild_with_progress(backend)
+    def editable(user) -> list[str | None]:
+        return [name for name in access.readable(user) if access.may_edit(user, name)]
 
-    def upload(files):
+    def documents(user) -> list[tuple[str, str]]:
+        """(label, value) of the documents `user` may delete."""
+        found = []
+        for name in editable(user):
+            for source in list_documents(backend.settings_of(name).corpus, settings.extensions):
+                found.append((f"{name}: {source}" if name else source, f"{name}{PLACE}{source}" if name else source))
+        return found
+
+    def place_of(value: str) -> tuple[str | None, str]:
+        name, sep, source = (value or "").partition(PLACE)
+        return (name, source) if sep else (None, value)
+
+    def refused(user, name, what: str) -> str:
+        if access.may_edit(user, name):
+            return ""
+        audit.write(f"{what} refused", user, collection=name)
+        return f"refused: {what} needs an editor of {'collection ' + repr(name) if name else 'this corpus'}"
+
+    def rebuild(target, request: gr.Request):
+        user = user_of(request)
+        name = target or None
+        problem = refused(user, name, "rebuild")
+        if problem:
+            yield problem
+            return
+        audit.write("rebuild", user, collection=name)
+        yield from _rebuild_with_progress(backend, name)
+
+    def upload(files, target, request: gr.Request):
+        user, name = user_of(request), target or None
+        problem = refused(user, name, "upload")
+        if problem:
+            yield problem, gr.update()
+            return
+        index = backend.settings_of(name).index
         notes = []
         for path in files or []:
             path = Path(path)
             try:
                 added, replaced = add_document(
-                    settings.corpus,
+                    backend.settings_of(name).corpus,
                     path.name,
                     path.read_bytes(),
                     settings.extensions,
                     settings.max_upload_bytes,
-                    keep=lambda earlier: kept.keep(settings.index, earlier),
+                    keep=lambda earlier: kept.keep(index, earlier),
                 )
                 notes.append(
                     f"replaced {added.name} (its earlier version answers until the new one is indexed)"
                     if replaced
                     else f"added {added.name}"
                 )
+                audit.write("upload", user, collection=name, document=added.name, replaced=replaced)
             except RagError as error:
                 notes.append(f"refused: {error}")
-        yield (
-            "; ".join(notes) or "nothing uploaded",
-            gr.update(choices=list_documents(settings.corpus, settings.extensions)),
-        )
-        for progress in _rebuild_with_progress(backend):
+        yield "; ".join(notes) or "nothing uploaded", gr.update(choices=documents(user))
+        for progress in _rebuild_with_progress(backend, name):
             yield "; ".join(notes) + "\n" + progress, gr.update()
 
-    def delete(source: str | None):
-        if not source:
+    def delete(value: str | None, request: gr.Request):
+        user = user_of(request)
+        if not value:
             return "choose a document to delete", gr.update()
+        name, source = place_of(value)
+        problem = refused(user, name, "delete")
+        if problem:
+            return problem, gr.update()
         try:
-            delete_document(settings.corpus, source, settings.extensions)
+            delete_document(backend.settings_of(name).corpus, source, settings.extensions)
         except RagError as error:
             return f"refused: {error}", gr.update()
+        audit.write("delete", user, collection=name, document=source)
         note = f"deleted {source}"
-        for progress in _rebuild_with_progress(backend):
+        for progress in _rebuild_with_progress(backend, name):
             note = f"deleted {source}\n{progress}"
-        return note, gr.update(choices=list_documents(settings.corpus, settings.extensions), value=None)
+        return note, gr.update(choices=documents(user), value=None)
 
-    examples = [q.strip() for q in settings.examples.split("|") if q.strip()]
+    def opened(request: gr.Request):
+        """What a page opened now shows its user: their collections, documents and status."""
+        user = user_of(request)
+        mine = [n for n in access.readable(user) if n]
+        targets = [n or "" for n in editable(user)]
+        return (
+            backend.status(access.readable(user)),
+            gr.update(choices=mine, value=mine, visible=bool(mine)),
+            gr.update(choices=documents(user)),
+            gr.update(choices=targets, value=targets[0] if targets else None, visible=several and bool(targets)),
+            gr.update(visible=bool(targets)),
+        )
+
+    examples = [q.strip() for q in settings.examples.split("|") if q.strip()] if not several else []
     with gr.Blocks(title="rag — ask your documents", analytics_enabled=False) as demo:
         gr.Markdown(
             "## Ask your documents\nEvery answer is made of verbatim quotes, each checked against its source file."
         )
-        status = gr.Markdown(backend.status(), elem_id="rag-status")
+        status = gr.Markdown("", elem_id="rag-status")
         with gr.Row():
             with gr.Column(scale=3):
                 chatbot = gr.Chatbot(
@@ -177,6 +250,13 @@ def make_app(settings: Settings, retriever: Retriever | None, backend: LocalBack
                 with gr.Row():
                     send = gr.Button("Ask", variant="primary", elem_id="rag-ask")
                     new_chat = gr.ClearButton([chatbot, question], value="New chat", elem_id="rag-new-chat")
+                with gr.Accordion("Where to look", open=False):
+                    picked = gr.CheckboxGroup([], label="Collections", visible=False, elem_id="rag-collections")
+                    scope = gr.Textbox(
+                        label="Only in these folders or files (comma-separated, empty: everywhere)",
+                        placeholder="reports/2026, notes/plan.md",
+                        elem_id="rag-scope",
+                    )
                 with gr.Row():
                     export_button = gr.Button("Export conversation", interactive=False, size="sm", elem_id="rag-export")
                     save_markdown = gr.DownloadButton(
@@ -193,7 +273,8 @@ def make_app(settings: Settings, retriever: Retriever | None, backend: LocalBack
                 sources = gr.HTML(
                     "<p class='rag-note'>Citations appear here; open one to see its passage.</p>", elem_id="rag-sources"
                 )
-        with gr.Accordion("Documents and index", open=False):
+        with gr.Accordion("Documents and index", open=False, visible=True) as documents_panel:
+            target = gr.Dropdown([], label="Collection", visible=False, elem_id="rag-target")
             with gr.Row():
                 files = gr.File(
                     label="Add documents (" + ", ".join(settings.extensions) + ")",
@@ -202,33 +283,33 @@ def make_app(settings: Settings, retriever: Retriever | None, backend: LocalBack
                     elem_id="rag-upload",
                 )
                 with gr.Column():
-                    chosen = gr.Dropdown(
-                        list_documents(settings.corpus, settings.extensions), label="Document", elem_id="rag-doc"
-                    )
+                    chosen = gr.Dropdown([], label="Document", elem_id="rag-doc")
                     remove = gr.Button("Delete document", variant="stop", elem_id="rag-delete")
                     rebuild_button = gr.Button("Rebuild index", elem_id="rag-rebuild")
             build_log = gr.Textbox(label="Index", lines=3, interactive=False, elem_id="rag-build-log")
 
         answers = gr.State([])
+        inputs = [question, chatbot, answers, picked, scope]
         outputs = [chatbot, sources, searched, status, question, answers, export_button, save_markdown, save_json]
-        question.submit(respond, [question, chatbot, answers], outputs, api_visibility="private")
-        send.click(respond, [question, chatbot, answers], outputs, api_visibility="private")
+        question.submit(respond, inputs, outputs, api_visibility="private")
+        send.click(respond, inputs, outputs, api_visibility="private")
         new_chat.click(
             start_over, None, [chatbot, answers, export_button, save_markdown, save_json], api_visibility="private"
         )
         export_button.click(export_conversation, answers, [save_markdown, save_json], api_visibility="private")
-        rebuild_button.click(rebuild, None, build_log, api_name="rebuild", concurrency_limit=1)
-        files.upload(upload, files, [build_log, chosen], api_visibility="private", concurrency_limit=1)
+        rebuild_button.click(rebuild, target, build_log, api_visibility="private", concurrency_limit=1)
+        files.upload(upload, [files, target], [build_log, chosen], api_visibility="private", concurrency_limit=1)
         remove.click(delete, chosen, [build_log, chosen], api_visibility="private", concurrency_limit=1)
-        gr.Timer(5).tick(lambda: backend.status(), None, status, api_visibility="private")
-        demo.load(  # a page opened later must list the documents as they are now
-            lambda: (backend.status(), gr.update(choices=list_documents(settings.corpus, settings.extensions))),
-            None,
-            [status, chosen],
-            api_visibility="private",
+        gr.Timer(5).tick(
+            lambda request: backend.status(access.readable(user_of(request))), None, status, api_visibility="private"
         )
+        demo.load(opened, None, [status, picked, chosen, target, documents_panel], api_visibility="private")
         gr.api(ask, api_name="ask")
     return demo
+
+
+PLACE = "\x1f"
+"""Between a collection's name and a document's path in the delete list's values (no path holds it)."""
 
 
 def write_exports(answers: list[dict], folder: Path) -> tuple[str | None, str | None]:
@@ -246,14 +327,14 @@ def write_exports(answers: list[dict], folder: Path) -> tuple[str | None, str | 
     return str(markdown), str(json_file)
 
 
-def _rebuild_with_progress(backend: LocalBackend):
-    """Run an incremental build in a thread, yielding its progress lines and then its summary."""
+def _rebuild_with_progress(backend: LocalBackend, name: str | None = None):
+    """Run an incremental build of collection `name` in a thread, yielding its progress lines and then its summary."""
     messages: queue.Queue = queue.Queue()
     outcome: dict = {}
 
     def work():
         try:
-            outcome["summary"] = backend.build(progress=messages.put)
+            outcome["summary"] = backend.build(messages.put, name)
         except RagError as error:
             outcome["error"] = error
         finally:
@@ -268,35 +349,55 @@ def _rebuild_with_progress(backend: LocalBackend):
     if "error" in outcome:
         yield f"build failed, the index in use is unchanged: {outcome['error']}"
         return
-    backend.refresh()
+    backend.refresh(name)
     yield outcome["summary"].line()
 
 
-def serve(settings: Settings, watch: bool = False, no_auth: bool = False, block: bool = True):
-    """Build the index if missing or stale, then serve the chat; returns the running server when not blocking."""
+def serve(settings: Settings, watch: bool = False, no_auth: bool = False, block: bool = True, collections=None):
+    """Build each missing or stale index, then serve the chat over the collections named (or RAG_CORPUS alone);
+    returns the running server when not blocking."""
     accounts = accounts_for(settings, no_auth)
-    build_if_stale(settings, build)
+    for collection in collections or [None]:
+        shelf = collection.settings(settings) if collection else settings
+        try:
+            build_if_stale(shelf, build, f" ({collection.name})" if collection else "")
+        except RagError as error:
+            if collection is None:
+                raise
+            print(f"rag: collection {collection.name} not built: {error}", file=sys.stderr)
     try:
-        retriever = Retriever(settings)
+        library = Library.open(settings, collections or [])
     except IndexDamaged as error:  # a build replaces an unusable index in full
         print(f"rag: {error}; rebuilding it now …", file=sys.stderr)
         print("rag: " + build(settings).line(), file=sys.stderr)
-        retriever = Retriever(settings)
+        library = Library.open(settings, [])
     if watch:
         from rag.build.watch import start_watch_thread
 
-        start_watch_thread(settings, on_build=lambda summary: retriever.refresh())
+        for name, shelf in library.shelves.items():
+            start_watch_thread(shelf.settings, on_build=lambda summary, name=name: library.reload(name))
     folder = server.private_folder()
-    return launch(make_app(settings, retriever, folder=folder), settings, accounts, block, folder)
+    access = Access(library, accounts)
+    audit = audit_of(settings) if accounts is not None else Audit(None)  # one person's questions stay theirs
+    demo = make_app(settings, LocalBackend(settings, library), access, audit, folder)
+    return launch(demo, settings, accounts, block, folder)
 
 
-def accounts_for(settings: Settings, no_auth: bool) -> list[tuple[str, str]] | None:
-    """The accounts the page asks for (refusing a network-facing page without any, unless --no-auth,
-    which is then said loudly)."""
-    accounts = credentials(settings, no_auth)
-    if not is_loopback(settings.host) and accounts is None:
+def accounts_for(settings: Settings, no_auth: bool) -> AccountsFile | None:
+    """The accounts every surface asks a log-in of, or None (loopback without an accounts file); a network-facing
+    server without accounts is refused unless --no-auth, which is then said loudly."""
+    found = accounts_file(settings, no_auth)
+    if not is_loopback(settings.host) and found is None:
         print(f"rag: WARNING: serving {settings.host} without authentication (--no-auth)", file=sys.stderr)
-    return accounts
+    return found
+
+
+def audit_of(settings: Settings) -> Audit:
+    """The audit log of a shared server, one with accounts (RAG_AUDIT, default `<index>/audit.jsonl`); a server of one
+    person on loopback writes none, so no question of theirs is kept on disk."""
+    return Audit(
+        Path(settings.audit) if settings.audit else Path(settings.index) / AUDIT_FILE, settings.audit_questions
+    )
 
 
 def build_if_stale(settings: Settings, builder, where: str = "") -> None:
@@ -306,18 +407,29 @@ def build_if_stale(settings: Settings, builder, where: str = "") -> None:
         print("rag: " + builder(settings).line(), file=sys.stderr)
 
 
-def launch(demo, settings: Settings, accounts: list[tuple[str, str]] | None, block: bool = True, folder=None):
-    """Serve the Blocks app behind the server's guards on settings.host:settings.port, announced to `rag ask`;
-    returns the running server when not blocking."""
+def launch(demo, settings: Settings, accounts: AccountsFile | None, block: bool = True, folder=None):
+    """Serve the Blocks app behind the server's guards (and, with accounts, its log-in) on settings.host:port,
+    announced to `rag ask`; returns the running server when not blocking."""
     import gradio as gr
 
     demo.queue(default_concurrency_limit=16)
     app = server.guarded_app(settings)
+    if accounts is not None:
+        proxies = frozenset(a.strip() for a in settings.trusted_proxies.split(",") if a.strip())
+        sessions = Sessions(settings.session_hours)
+        app.add_middleware(
+            Login,
+            accounts=accounts,
+            sessions=sessions,
+            audit=audit_of(settings),
+            proxy_header=settings.proxy_user_header,
+            trusted_proxies=proxies,
+        )
     gr.mount_gradio_app(
         app,
         demo,
         path="",
-        auth=accounts,
+        auth_dependency=(lambda request: request.scope.get("rag_user")) if accounts is not None else None,
         max_file_size=settings.max_upload_bytes,
         css=CSS,
         theme=gr.themes.Default(font=LOCAL_FONTS, font_mono=LOCAL_MONO_FONTS),

@@ -11,7 +11,6 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from http.cookiejar import CookieJar
 from pathlib import Path
 
 from rag.config import Settings
@@ -82,39 +81,25 @@ def _alive(pid) -> bool:
     return True
 
 
-def ask_server(url: str, question: str, auth: str = "", timeout: float = 120.0) -> dict:
-    """The `rag ask --json` object for `question`, answered by the server at `url`."""
+def ask_server(url: str, question: str, key: str = "", collections=(), scope: str = "", timeout: float = 120.0) -> dict:
+    """The `rag ask --json` object for `question`, answered by the server at `url` from `collections` (all the
+    caller may read when empty) inside `scope`; `key` is an API key for a server with accounts (RAG_API_KEY)."""
     base = url if url.endswith("/") else url + "/"
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
-    body = json.dumps({"data": [question]}).encode("utf-8")
+    headers = {"content-type": "application/json", **({"authorization": f"Bearer {key}"} if key else {})}
+    body = json.dumps({"data": [question, ",".join(collections), scope or ""]}).encode("utf-8")
     try:
-        try:
-            event = _post_json(opener, base + "gradio_api/call/ask", body, timeout)
-        except urllib.error.HTTPError as error:
-            if error.code not in (401, 403) or not auth:
-                raise
-            _login(opener, base, auth, timeout)
-            event = _post_json(opener, base + "gradio_api/call/ask", body, timeout)
-        with opener.open(base + f"gradio_api/call/ask/{event['event_id']}", timeout=timeout) as response:
+        request = urllib.request.Request(base + "gradio_api/call/ask", data=body, headers=headers)
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            event = json.loads(response.read().decode("utf-8"))
+        request = urllib.request.Request(base + f"gradio_api/call/ask/{event['event_id']}", headers=headers)
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             stream = response.read().decode("utf-8")
     except urllib.error.HTTPError as error:
-        hint = "; set RAG_AUTH=user:password for it" if error.code in (401, 403) else ""
+        hint = "; set RAG_API_KEY to a key of yours (`rag user key NAME`)" if error.code in (401, 403) else ""
         raise ServerUnavailable(f"the server at {base} refused the question (HTTP {error.code}){hint}") from None
     except (OSError, ValueError, KeyError) as error:
         raise ServerUnavailable(f"the server at {base} did not answer ({error}); is `rag serve` running?") from None
     return _completed(stream, base)
-
-
-def _post_json(opener, url: str, body: bytes, timeout: float) -> dict:
-    request = urllib.request.Request(url, data=body, headers={"content-type": "application/json"})
-    with opener.open(request, timeout=timeout) as response:
-        return json.loads(response.read().decode("utf-8"))
-
-
-def _login(opener, base: str, auth: str, timeout: float) -> None:
-    user, _, password = auth.partition(":")
-    form = urllib.parse.urlencode({"username": user.strip(), "password": password}).encode("utf-8")
-    opener.open(urllib.request.Request(base + "login", data=form), timeout=timeout).close()
 
 
 def _completed(stream: str, base: str) -> dict:

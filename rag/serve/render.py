@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import html
 
+from rag.ingest.corpus import not_read_phrase
 from rag.search import Retriever
 from rag.serve import export
 from rag.types import Answer, Citation
@@ -104,7 +105,28 @@ def chat_html(result: Answer) -> str:
     return f"{quotes}\n\n{sources}"
 
 
-def status_line(retriever: Retriever) -> str:
+def status_line(shelves) -> str:
+    """Files, passages, model and build time of the collections a user may read (rag.serve.library.Shelf), and
+    nothing of any other."""
+    if not shelves:
+        return "no collection to ask: this account may read none"
+    if len(shelves) == 1 and shelves[0].name is None:
+        return _index_line(shelves[0].retriever)
+    parts = []
+    for shelf in shelves:
+        if shelf.retriever is None:
+            parts.append(f"{shelf.name}: not served ({shelf.problem})")
+            continue
+        manifest = shelf.retriever.index.manifest
+        parts.append(
+            f"{shelf.name}: {export.plural(len(manifest.files), 'file', 'files')}, "
+            f"{export.plural(manifest.passages, 'passage', 'passages')}"
+            + (f", newest build not served: {shelf.retriever.reload_error}" if shelf.retriever.reload_error else "")
+        )
+    return " · ".join(parts)
+
+
+def _index_line(retriever: Retriever) -> str:
     """Files, passages, model and build time of the index being served."""
     manifest = retriever.index.manifest
     line = (
@@ -113,6 +135,8 @@ def status_line(retriever: Retriever) -> str:
     )
     if manifest.skipped:
         line += f" · {len(manifest.skipped)} skipped"
+    if manifest.not_read:
+        line += f" · {not_read_phrase(manifest.not_read)}"
     if retriever.reload_error:
         line += f" · newest build not served: {retriever.reload_error}"
     return line

@@ -26,8 +26,8 @@ HISTORY_FILE = Path("~/.rag_history")
 class Conversation:
     """The questions asked so far and their answers, as `rag ask --json` objects and Answer records."""
 
-    def __init__(self, settings: Settings, retriever):
-        self.settings, self.retriever = settings, retriever
+    def __init__(self, settings: Settings, retriever, scope=None):
+        self.settings, self.retriever, self.scope = settings, retriever, scope
         self.answers: list[dict] = []
         self.last = None
         self.follows_from = 0  # answers before this index are not followed up on (after /new)
@@ -37,7 +37,7 @@ class Conversation:
         from rag.answer.quotes import answer
 
         earlier = [a["question"] for a in self.answers[self.follows_from :]]
-        self.last = answer(question, self.retriever, self.settings, history=earlier)
+        self.last = answer(question, self.retriever, self.settings, history=earlier, scope=self.scope)
         self.answers.append(self.last.to_dict())
         return self.last
 
@@ -65,19 +65,24 @@ class Conversation:
         return f"saved {export.plural(len(self.answers), 'answer', 'answers')} to {path}"
 
 
-def chat(settings: Settings, read: Callable[[str], str] = input, out: TextIO = sys.stdout, retriever=None) -> int:
-    """Run the conversation until /quit or end of input; returns the exit code."""
+def chat(
+    settings: Settings, read: Callable[[str], str] = input, out: TextIO = sys.stdout, retriever=None, scope=None
+) -> int:
+    """Run the conversation until /quit or end of input; returns the exit code. `retriever` may be a list, one
+    per collection; `scope` narrows every question to folders or files."""
     from rag.search import Retriever
 
-    retriever = retriever or Retriever(settings)
-    _ = retriever.embedder  # load the model now, not at the first question
-    conversation = Conversation(settings, retriever)
+    retrievers = list(retriever) if isinstance(retriever, list | tuple) else [retriever or Retriever(settings)]
+    _ = retrievers[0].embedder  # load the model now, not at the first question
+    conversation = Conversation(settings, retrievers, scope)
     marks = ("\033[1;4m", "\033[0m") if out.isatty() else ("»", "«")
     history = _start_history() if sys.stdin.isatty() else None
-    manifest = retriever.index.manifest
+    files = sum(len(r.index.manifest.files) for r in retrievers)
+    passages = sum(r.index.manifest.passages for r in retrievers)
+    where = ", ".join(r.collection for r in retrievers if r.collection) or str(settings.corpus)
     print(
-        f"rag chat: {export.plural(len(manifest.files), 'file', 'files')}, "
-        f"{export.plural(manifest.passages, 'passage', 'passages')} in {settings.corpus}. "
+        f"rag chat: {export.plural(files, 'file', 'files')}, "
+        f"{export.plural(passages, 'passage', 'passages')} in {where}. "
         f"Ask a question; /help lists the commands.",
         file=out,
     )

@@ -1,0 +1,111 @@
+"""What one server answers from, and who may see what: a retriever per collection, loaded and rebuilt
+independently (one collection's failure never stops another's answers), and each user's collections.
+
+Every door asks `Access` for the collections a user may read and hands `answer` those retrievers alone, so a
+collection a user may not read is never searched for them: nothing of it can reach an answer, a nearest passage,
+a page image, an export or a status line, and it costs no time that could tell whether a document is there.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from rag.collections import Collection
+from rag.config import Settings
+from rag.errors import RagError
+from rag.search import Retriever
+from rag.serve.login import AccountsFile
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Shelf:
+    """One collection as served: its settings, and its retriever or why it could not be loaded."""
+
+    name: str | None
+    settings: Settings
+    retriever: Retriever | None = None
+    problem: str = ""
+
+
+@dataclass
+class Library:
+    """The collections of a server by name; a server of one corpus has one, named None."""
+
+    shelves: dict[str | None, Shelf] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, settings: Settings, collections: list[Collection], embedder_factory=None) -> Library:
+        """Load every collection's index; a collection that cannot be loaded is served as unavailable, saying why."""
+        shelves = {}
+        for collection in collections or [None]:
+            name = collection.name if collection else None
+            shelf_settings = collection.settings(settings) if collection else settings
+            shelf = Shelf(name, shelf_settings)
+            try:
+                shelf.retriever = Retriever(shelf_settings, embedder_factory, collection=name)
+            except RagError as error:
+                if collection is None:
+                    raise
+                shelf.problem = str(error)
+                log.error("collection %s is not served: %s", name, error)
+            shelves[name] = shelf
+        return cls(shelves)
+
+    @property
+    def names(self) -> list[str | None]:
+        return list(self.shelves)
+
+    def retrievers(self, names) -> list[Retriever]:
+        """The loaded retrievers of `names` (a collection that failed to load gives none)."""
+        return [self.shelves[n].retriever for n in names if n in self.shelves and self.shelves[n].retriever]
+
+    def reload(self, name: str | None) -> None:
+        """Serve the version a build of collection `name` just published (or load it, if it had failed)."""
+        shelf = self.shelves[name]
+        if shelf.retriever is not None:
+            shelf.retriever.refresh()
+            return
+        try:
+            shelf.retriever, shelf.problem = Retriever(shelf.settings, collection=name), ""
+        except RagError as error:
+            shelf.problem = str(error)
+
+
+@dataclass
+class Access:
+    """Who may read and edit which of a library's collections. Without an accounts file, everyone everything."""
+
+    library: Library
+    accounts: AccountsFile | None = None
+
+    def readable(self, user: str | None) -> list[str | None]:
+        """The collections `user` may read, in the library's order."""
+        known = self._accounts()
+        if known is None:
+            return self.library.names
+        if user not in known.users:
+            return []
+        if self.library.names == [None]:
+            return [None]
+        return known.collections_of(user, [n for n in self.library.names if n is not None])
+
+    def may_edit(self, user: str | None, name: str | None) -> bool:
+        """Editors and admins may upload, delete and rebuild in the collections they may read."""
+        known = self._accounts()
+        if known is None:
+            return name in self.library.shelves
+        account = known.users.get(user or "")
+        return account is not None and account.role in ("editor", "admin") and name in self.readable(user)
+
+    def chosen(self, user: str | None, asked) -> list[str | None]:
+        """The collections a question goes to: those asked for that `user` may read (all they may read when none
+        is asked for); a name they may not read is passed over exactly as one that does not exist."""
+        readable = self.readable(user)
+        wanted = [n for n in (asked or []) if n]
+        return [n for n in readable if n in wanted] if wanted else readable
+
+    def _accounts(self):
+        return self.accounts.get() if self.accounts is not None else None
