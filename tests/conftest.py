@@ -22,9 +22,19 @@ ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT / "seeds" / "000_46ad57352320fbef.txt"
 
 
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
 REAL_PATH_FIXTURES = {"real_embedder", "seed_settings"}
 """Fixtures that load the packaged model: a test that uses one, directly or not, is `slow`."""
-REAL_PATH_MODULES = {"test_serve", "test_browser", "test_watch", "test_embedder"}
+REAL_PATH_MODULES = {"test_serve", "test_browser", "test_watch", "test_embedder", "test_team"}
 """Modules whose tests start real servers, watchers or browsers, or measure the model itself."""
 
 

@@ -3,27 +3,16 @@
 from __future__ import annotations
 
 import json
-import shutil
 import urllib.parse
 from pathlib import Path
 
 import pytest
 import writers
-from conftest import copy_index, start_server, write_corpus
+from conftest import CHROMIUM, CHROMIUM_FLAGS, copy_index, start_server, write_corpus
 from test_readers import LEFT_1, LEFT_2, PAGE_2_LEFT, PAGE_2_RIGHT, RIGHT_1
 
 from rag.build.indexer import build
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-sync",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
 HOSTILE = (
     "Evil markup notes.\n\n"
     "The hostile widget manual says <script>window.__pwned = 1</script> is printed on the box. "

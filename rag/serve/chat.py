@@ -151,40 +151,41 @@ def make_app(settings: Settings, backend, access: Access, audit: Audit | None = 
         name, sep, source = (value or "").partition(PLACE)
         return (name, source) if sep else (None, value)
 
-    def refused(user, name, what: str) -> str:
-        if access.may_edit(user, name):
-            return ""
-        audit.write(f"{what} refused", user, collection=name)
-        return f"refused: {what} needs an editor of {'collection ' + repr(name) if name else 'this corpus'}"
+    def editing(user, name, what: str) -> Settings:
+        try:
+            return access.for_editing(user, name, what)
+        except RagError:
+            audit.write(f"{what} refused", user, collection=name)
+            raise
 
     def rebuild(target, request: gr.Request):
-        user = user_of(request)
-        name = target or None
-        problem = refused(user, name, "rebuild")
-        if problem:
-            yield problem
+        user, name = user_of(request), target or None
+        try:
+            editing(user, name, "rebuild")
+        except RagError as error:
+            yield str(error)
             return
         audit.write("rebuild", user, collection=name)
         yield from _rebuild_with_progress(backend, name)
 
     def upload(files, target, request: gr.Request):
         user, name = user_of(request), target or None
-        problem = refused(user, name, "upload")
-        if problem:
-            yield problem, gr.update()
+        try:
+            shelf = editing(user, name, "upload")
+        except RagError as error:
+            yield str(error), gr.update()
             return
-        index = backend.settings_of(name).index
         notes = []
         for path in files or []:
             path = Path(path)
             try:
                 added, replaced = add_document(
-                    backend.settings_of(name).corpus,
+                    shelf.corpus,
                     path.name,
                     path.read_bytes(),
                     settings.extensions,
                     settings.max_upload_bytes,
-                    keep=lambda earlier: kept.keep(index, earlier),
+                    keep=lambda earlier: kept.keep(shelf.index, earlier),
                 )
                 notes.append(
                     f"replaced {added.name} (its earlier version answers until the new one is indexed)"
@@ -203,13 +204,10 @@ def make_app(settings: Settings, backend, access: Access, audit: Audit | None = 
         if not value:
             return "choose a document to delete", gr.update()
         name, source = place_of(value)
-        problem = refused(user, name, "delete")
-        if problem:
-            return problem, gr.update()
         try:
-            delete_document(backend.settings_of(name).corpus, source, settings.extensions)
+            delete_document(editing(user, name, "delete").corpus, source, settings.extensions)
         except RagError as error:
-            return f"refused: {error}", gr.update()
+            return str(error) if str(error).startswith("refused") else f"refused: {error}", gr.update()
         audit.write("delete", user, collection=name, document=source)
         note = f"deleted {source}"
         for progress in _rebuild_with_progress(backend, name):

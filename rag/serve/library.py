@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from rag.collections import Collection
 from rag.config import Settings
-from rag.errors import RagError
+from rag.errors import RagError, UploadRefused
 from rag.search import Retriever
 from rag.serve.login import AccountsFile
 
@@ -99,6 +99,14 @@ class Access:
             return name in self.library.shelves
         account = known.users.get(user or "")
         return account is not None and account.role in ("editor", "admin") and name in self.readable(user)
+
+    def for_editing(self, user: str | None, name: str | None, what: str) -> Settings:
+        """The settings of collection `name` when `user` may change it, else UploadRefused naming the right needed
+        (the same words whether the collection exists or not)."""
+        if not self.may_edit(user, name):
+            where = f"collection {name!r}" if name else "this corpus"
+            raise UploadRefused(f"refused: {what} needs an editor of {where}")
+        return self.library.shelves[name].settings
 
     def chosen(self, user: str | None, asked) -> list[str | None]:
         """The collections a question goes to: those asked for that `user` may read (all they may read when none
