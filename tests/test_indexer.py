@@ -420,7 +420,7 @@ def test_a_new_splitter_cuts_every_file_again_and_embeds_only_passages_whose_tex
     re-cut file by file, saying why; unchanged passages keep their vectors."""
     import json
 
-    import rag.build.indexer as indexer
+    from rag.build import reuse
     from rag.ingest.chunking import MAX_PASSAGE_CHARS, passages_of
     from rag.types import Passage
 
@@ -433,7 +433,7 @@ def test_a_new_splitter_cuts_every_file_again_and_embeds_only_passages_whose_tex
         text = document.text
         return [Passage("transcript.txt#1", "transcript.txt", 0, len(text), 1, text.count("\n") + 1, text)]
 
-    monkeypatch.setattr(indexer, "passages_of", old_cutter)
+    monkeypatch.setattr(reuse, "passages_of", old_cutter)
     fake = FakeEmbedder()
     first = build(corpus_settings, embedder_factory=lambda name: fake)
     live = store.current_version(corpus_settings.index) / store.MANIFEST
