@@ -34,7 +34,7 @@ CHROMIUM_FLAGS = [
 ]
 REAL_PATH_FIXTURES = {"real_embedder", "seed_settings"}
 """Fixtures that load the packaged model: a test that uses one, directly or not, is `slow`."""
-REAL_PATH_MODULES = {"test_serve", "test_browser", "test_watch", "test_embedder", "test_team"}
+REAL_PATH_MODULES = {"test_serve", "test_browser", "test_watch", "test_embedder", "test_team", "test_doors"}
 """Modules whose tests start real servers, watchers or browsers, or measure the model itself."""
 
 

@@ -18,7 +18,7 @@ DEFAULT_PATH = textwrap.dedent(
     """
     import sys, contextlib, io
     from pathlib import Path
-    import rag, rag.cli, rag.build.indexer, rag.search, rag.answer.quotes, rag.serve.chat, rag.build.status
+    import rag, rag.cli, rag.build.indexer, rag.search, rag.answer.quotes, rag.serve.chat, rag.serve.launch, rag.build.status
     from fakes import FakeEmbedder
     from rag.config import Settings
     from rag.build.indexer import build

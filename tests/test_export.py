@@ -64,15 +64,15 @@ def test_markdown_quotes_verbatim_and_cites_each_place():
     tricky = citation(2, quote="A *starred* line\nand a [bracket] <b>", start=50, end=86, line_end=4)
     text = as_markdown(
         [
-            answer(citations=(citation(), tricky)),
+            answer(citations=(citation(answer_start=34, answer_end=38), tricky)),
             answer("Why?", (), True, "The corpus does not seem to answer this question."),
         ]
     )
     assert text.startswith("# Conversation with rag\n\n## When was the dam finished?\n")
-    assert "> The dam was finished in 1936. [1]" in text
-    assert "> A *starred* line\n> and a [bracket] <b> [2]" in text  # the quote itself is never rewritten
-    assert "- **[1]** notes/report.txt, line 3, characters 10–42 (passage `notes/report.txt#2`)" in text
-    assert "- **[2]** notes/report.txt, lines 3–4, characters 50–86" in text
+    assert "> The dam was finished in **1936**. [^1]" in text  # the answer in bold
+    assert "> A *starred* line\n> and a [bracket] <b> [^2]" in text  # the quote itself is never rewritten
+    assert "[^1]: notes/report.txt, line 3, characters 10–42 (passage `notes/report.txt#2`)" in text
+    assert "[^2]: notes/report.txt, lines 3–4, characters 50–86" in text
     assert "## Why?\n\n> The corpus does not seem to answer this question." in text
 
 

@@ -140,7 +140,9 @@ def test_ray_build_equals_local_build_and_increments_by_what_changed(cluster, tm
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "embedded " in done.stderr and "embedded " not in done.stdout  # progress goes to stderr
-    ray_summary = BuildSummary(**json.loads(done.stdout.strip().splitlines()[-1]))
+    printed = json.loads(done.stdout.strip().splitlines()[-1])
+    assert printed.pop("collection") is None  # RAG_CORPUS alone, no collection named
+    ray_summary = BuildSummary(**printed)
     assert not ray_summary.full
     assert 0 < ray_summary.passages_embedded == local_summary.passages_embedded < ray_summary.passages // 4
     assert ray_summary.passages_reused == local_summary.passages_reused
@@ -234,7 +236,8 @@ def test_two_replicas_answer_concurrently_and_both_follow_a_rebuild(cluster, tmp
     from test_serve import free_port
 
     from rag.cluster import replicas as ray_replicas
-    from rag.serve.chat import launch, make_app
+    from rag.serve.chat import make_app
+    from rag.serve.launch import launch
     from rag.serve.library import Access, Library, Shelf
 
     settings = ray_settings(tmp_path / "serve", cluster, port=free_port())

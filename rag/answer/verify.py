@@ -90,3 +90,26 @@ def _kept_text(source: str, index):
         return readers.load_record(index.texts_folder(source), entry.sha256)
     decoded = decode(kept.kept_bytes(index.root, entry.sha256))
     return decoded[0] if isinstance(decoded, tuple) else None
+
+
+def verified_passage(passage, corpus: Path, index) -> dict | None:
+    """Where a passage stands (page, pages, page label and section where its format has them) when its text is
+    its file's (or stored text of record's) at its offsets now, else None: a passage shown whole is checked as a
+    quote is."""
+    found = _source_text(corpus, passage.source, index)
+    text = getattr(found, "text", found)
+    if text is None or text[passage.start : passage.end] != passage.text:
+        found = _kept_text(passage.source, index)
+        text = getattr(found, "text", found)
+        if text is None or text[passage.start : passage.end] != passage.text:
+            return None
+    if not hasattr(found, "pages_of"):
+        return {}
+    pages = found.pages_of(passage.start, passage.end)
+    page = pages[0] if pages else None
+    return {
+        "page": page,
+        "page_label": found.label_of(page),
+        "pages": pages,
+        "section": found.section_of(passage.start),
+    }

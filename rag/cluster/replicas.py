@@ -65,10 +65,10 @@ class AnswerReplica:
 
     def status(self) -> dict:
         """The status line of the version this replica serves, the version, and the replica."""
-        from rag.serve.chat import status_line
+        from rag.serve.render import index_line
 
         self.retriever.refresh()
-        return {"line": status_line(self.retriever), "version": self.retriever.index.folder.name, "replica": self.name}
+        return {"line": index_line(self.retriever), "version": self.retriever.index.folder.name, "replica": self.name}
 
     async def __call__(self, request) -> dict:
         """HTTP: `POST /ask {"question": ..., "history": [...]}` → the `rag ask --json` object."""
@@ -195,7 +195,8 @@ def serve_replicated(
 ):
     """`rag serve --ray`: build on the cluster if needed, start the replicas, and serve the chat page here."""
     from rag.cluster.build import build_on_cluster
-    from rag.serve.chat import accounts_for, audit_of, build_if_stale, launch, make_app
+    from rag.serve.chat import make_app
+    from rag.serve.launch import accounts_for, audit_of, build_if_stale, launch
     from rag.serve.library import Access, Library, Shelf
 
     accounts = accounts_for(settings, no_auth)

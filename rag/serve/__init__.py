@@ -1,1 +1,2 @@
-"""The doors people use: the browser chat, the terminal, exports, uploads and the HTTP client."""
+"""The doors people use: the browser chat, the OpenAI-compatible endpoint and MCP, the terminal, exports,
+uploads, and a shared server's accounts, log-in and audit log."""

@@ -4,29 +4,18 @@ import html
 import logging
 import os
 import queue
-import signal
-import sys
 import threading
 import uuid
 from pathlib import Path
 
-from rag.answer.quotes import answer
-from rag.build.indexer import build, is_stale
-from rag.build.summary import BuildSummary
-from rag.config import Settings, is_loopback
-from rag.errors import IndexDamaged, RagError
+from rag.config import Settings
+from rag.errors import RagError
 from rag.index import kept
-from rag.search import Scope
-from rag.serve import client, export, server
-from rag.serve.audit import FILE as AUDIT_FILE
+from rag.serve import export, server
 from rag.serve.audit import Audit
-from rag.serve.auth import accounts_file
-from rag.serve.library import Access, Library
-from rag.serve.login import AccountsFile, Login, Sessions
-from rag.serve.page_images import cited_pages
-from rag.serve.render import CSS, chat_html, render_sources, status_line
+from rag.serve.library import Access, Answerer, LocalBackend
+from rag.serve.render import CSS, chat_html, render_sources
 from rag.serve.uploads import add_document, delete_document, list_documents
-from rag.types import Answer, Citation
 
 log = logging.getLogger(__name__)
 
@@ -46,43 +35,6 @@ def _message_text(message: dict) -> str:
     return html.unescape(str(content))
 
 
-class LocalBackend:
-    """Where the chat's questions are answered and its rebuilds run: this process, from the live index of each
-    collection in `library`.
-
-    `rag serve --ray` swaps in rag.cluster.replicas.ReplicaBackend, whose answers come from Ray Serve replicas.
-    """
-
-    def __init__(self, settings: Settings, library: Library):
-        self.settings, self.library = settings, library
-
-    def answer(self, question: str, history=(), names=(None,), scope: Scope | None = None) -> Answer:
-        """A verified, cited answer from the collections `names` alone (or the corpus-does-not-answer one)."""
-        return answer(question, self.library.retrievers(names), self.settings, history=history, scope=scope)
-
-    def pages(self, citation: Citation) -> list:
-        """The rendered PDF pages of a citation, its quote highlighted ([] for other formats)."""
-        shelf = self.library.shelves.get(citation.collection)
-        if shelf is None or shelf.retriever is None:
-            return []
-        return cited_pages(shelf.settings.corpus, shelf.retriever.index, citation)
-
-    def status(self, names=(None,)) -> str:
-        """The status line of the collections `names` (a user's own)."""
-        return status_line([self.library.shelves[n] for n in names if n in self.library.shelves])
-
-    def settings_of(self, name: str | None) -> Settings:
-        return self.library.shelves[name].settings
-
-    def build(self, progress, name: str | None = None) -> BuildSummary:
-        """An incremental build of one collection."""
-        return build(self.settings_of(name), progress=progress)
-
-    def refresh(self, name: str | None = None) -> None:
-        """Start serving a version a build of `name` just published."""
-        self.library.reload(name)
-
-
 def make_app(settings: Settings, backend, access: Access, audit: Audit | None = None, folder=None):
     """The Blocks app: chat, sources panel, status line, documents, exports, and the `/ask` API, each showing a
     user the collections they may read alone (`access`) and letting editors change only theirs. Exports are
@@ -96,11 +48,8 @@ def make_app(settings: Settings, backend, access: Access, audit: Audit | None = 
     def user_of(request) -> str | None:
         return getattr(request, "username", None) if request is not None else None
 
-    def ask_for(user, question, history=(), picked=None, scope_text=""):
-        names = access.chosen(user, picked)
-        result = backend.answer(question, history, names=names, scope=Scope.of(scope_text))
-        audit.write("question", user, collections=[n for n in names if n], question=str(question)[:2000])
-        return result
+    answerer = Answerer(backend, access, audit)
+    ask_for = answerer.ask
 
     def respond(message: str, history: list[dict], answers: list[dict], picked, scope_text, request: gr.Request):
         history, answers, user = list(history or []), list(answers or []), user_of(request)
@@ -351,78 +300,12 @@ def _rebuild_with_progress(backend: LocalBackend, name: str | None = None):
     yield outcome["summary"].line()
 
 
-def serve(settings: Settings, watch: bool = False, no_auth: bool = False, block: bool = True, collections=None):
-    """Build each missing or stale index, then serve the chat over the collections named (or RAG_CORPUS alone);
-    returns the running server when not blocking."""
-    accounts = accounts_for(settings, no_auth)
-    for collection in collections or [None]:
-        shelf = collection.settings(settings) if collection else settings
-        try:
-            build_if_stale(shelf, build, f" ({collection.name})" if collection else "")
-        except RagError as error:
-            if collection is None:
-                raise
-            print(f"rag: collection {collection.name} not built: {error}", file=sys.stderr)
-    try:
-        library = Library.open(settings, collections or [])
-    except IndexDamaged as error:  # a build replaces an unusable index in full
-        print(f"rag: {error}; rebuilding it now …", file=sys.stderr)
-        print("rag: " + build(settings).line(), file=sys.stderr)
-        library = Library.open(settings, [])
-    if watch:
-        from rag.build.watch import start_watch_thread
-
-        for name, shelf in library.shelves.items():
-            start_watch_thread(shelf.settings, on_build=lambda summary, name=name: library.reload(name))
-    folder = server.private_folder()
-    access = Access(library, accounts)
-    audit = audit_of(settings) if accounts is not None else Audit(None)  # one person's questions stay theirs
-    demo = make_app(settings, LocalBackend(settings, library), access, audit, folder)
-    return launch(demo, settings, accounts, block, folder)
-
-
-def accounts_for(settings: Settings, no_auth: bool) -> AccountsFile | None:
-    """The accounts every surface asks a log-in of, or None (loopback without an accounts file); a network-facing
-    server without accounts is refused unless --no-auth, which is then said loudly."""
-    found = accounts_file(settings, no_auth)
-    if not is_loopback(settings.host) and found is None:
-        print(f"rag: WARNING: serving {settings.host} without authentication (--no-auth)", file=sys.stderr)
-    return found
-
-
-def audit_of(settings: Settings) -> Audit:
-    """The audit log of a shared server, one with accounts (RAG_AUDIT, default `<index>/audit.jsonl`); a server of one
-    person on loopback writes none, so no question of theirs is kept on disk."""
-    return Audit(
-        Path(settings.audit) if settings.audit else Path(settings.index) / AUDIT_FILE, settings.audit_questions
-    )
-
-
-def build_if_stale(settings: Settings, builder, where: str = "") -> None:
-    """Bring a missing or stale index up to date before serving it, saying so."""
-    if is_stale(settings):
-        print(f"rag: building the index of {settings.corpus}{where} …", file=sys.stderr)
-        print("rag: " + builder(settings).line(), file=sys.stderr)
-
-
-def launch(demo, settings: Settings, accounts: AccountsFile | None, block: bool = True, folder=None):
-    """Serve the Blocks app behind the server's guards (and, with accounts, its log-in) on settings.host:port,
-    announced to `rag ask`; returns the running server when not blocking."""
+def mount(app, demo, settings: Settings, accounts) -> None:
+    """Serve the Blocks app `demo` at the root of `app` (the server's guarded app), behind its log-in when there are
+    accounts, with the browser's own fonts and no outside links."""
     import gradio as gr
 
     demo.queue(default_concurrency_limit=16)
-    app = server.guarded_app(settings)
-    if accounts is not None:
-        proxies = frozenset(a.strip() for a in settings.trusted_proxies.split(",") if a.strip())
-        sessions = Sessions(settings.session_hours)
-        app.add_middleware(
-            Login,
-            accounts=accounts,
-            sessions=sessions,
-            audit=audit_of(settings),
-            proxy_header=settings.proxy_user_header,
-            trusted_proxies=proxies,
-        )
     gr.mount_gradio_app(
         app,
         demo,
@@ -434,18 +317,3 @@ def launch(demo, settings: Settings, accounts: AccountsFile | None, block: bool 
         show_error=False,
         footer_links=[],
     )
-    running = server.start(app, settings, folder)
-    running.on_close.append(demo.close)
-    running.on_close.append(lambda: client.withdraw(settings))
-    print(f"* Running on local URL:  {running.url}", flush=True)
-    client.announce(settings, running.url)
-    if not block:
-        return running
-    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=running.close, daemon=True).start())
-    try:
-        running.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        running.close()
-    return running

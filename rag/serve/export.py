@@ -41,21 +41,39 @@ def as_text(answer: dict) -> str:
 
 
 def as_markdown(answers: Sequence[dict], title: str = "Conversation with rag") -> str:
-    """A conversation as Markdown: each question, its quotes as block quotes, each citation's place."""
+    """A conversation as Markdown: each question as a heading, then its answer as `answer_markdown` writes it."""
     out = [f"# {title}", ""]
     for answer in answers:
-        out += [f"## {_inline(answer['question'])}", ""]
-        if not answer.get("citations"):
-            out += [_blockquote(answer["answer"]) if answer.get("abstained") else answer["answer"], ""]
-            continue
-        for c in answer["citations"]:
-            out += [_blockquote(c["quote"]) + f" [{c['n']}]", ""]
-        out += [
-            f"- **[{c['n']}]** {_inline(where(c))}, characters {c['start']}–{c['end']} (passage `{c['passage_id']}`)"
-            for c in answer["citations"]
-        ]
-        out.append("")
+        out += [f"## {_inline(answer['question'])}", "", answer_markdown(answer)]
     return "\n".join(out).rstrip() + "\n"
+
+
+def answer_markdown(answer: dict) -> str:
+    """One answer as Markdown (`rag ask --format markdown`, the OpenAI-compatible door): each quote a block quote,
+    verbatim but for the marked answer in bold, and a numbered footnote naming the file, its page, section or
+    lines, and the character span."""
+    if not answer.get("citations"):
+        return (_blockquote(answer["answer"]) if answer.get("abstained") else answer["answer"]) + "\n"
+    quotes = [_blockquote(_quote_markdown(c)) + f" [^{c['n']}]" for c in answer["citations"]]
+    notes = [
+        f"[^{c['n']}]: {_inline(where(c))}, characters {c['start']}–{c['end']} (passage `{c['passage_id']}`)"
+        for c in answer["citations"]
+    ]
+    return "\n\n".join(quotes) + "\n\n" + "\n".join(notes) + "\n"
+
+
+def _quote_markdown(citation: dict) -> str:
+    """The quote with its marked answer in bold, every other character as it stands (a quote is never rewritten:
+    take out the bold markers and it is the cited text)."""
+    quote, start = citation["quote"], citation["start"]
+    a, b = citation.get("answer_start"), citation.get("answer_end")
+    if a is None or b is None or not start <= a < b <= citation["end"]:
+        return quote
+    return quote[: a - start] + "**" + quote[a - start : b - start] + "**" + quote[b - start :]
+
+
+def _escaped(text: str) -> str:
+    return "".join("\\" + ch if ch in "\\`*_[]<>#|" else ch for ch in str(text))
 
 
 def as_json(answers: Sequence[dict]) -> str:
@@ -69,8 +87,7 @@ def _blockquote(text: str) -> str:
 
 def _inline(text: str) -> str:
     """One line of Markdown text: line breaks folded, characters that would start markup escaped."""
-    folded = " ".join(str(text).split())
-    return "".join("\\" + ch if ch in "\\`*_[]<>#|" else ch for ch in folded)
+    return _escaped(" ".join(str(text).split()))
 
 
 def plural(count: int, one: str, many: str) -> str:

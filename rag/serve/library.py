@@ -8,14 +8,24 @@ a page image, an export or a status line, and it costs no time that could tell w
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
+import threading
 from dataclasses import dataclass, field
 
+from rag.answer.quotes import answer
+from rag.build.indexer import build
+from rag.build.summary import BuildSummary
 from rag.collections import Collection
 from rag.config import Settings
 from rag.errors import RagError, UploadRefused
-from rag.search import Retriever
+from rag.search import Retriever, Scope
+from rag.serve.audit import Audit
 from rag.serve.login import AccountsFile
+from rag.serve.page_images import cited_pages
+from rag.serve.render import status_line
+from rag.types import Answer, Citation
 
 log = logging.getLogger(__name__)
 
@@ -117,3 +127,79 @@ class Access:
 
     def _accounts(self):
         return self.accounts.get() if self.accounts is not None else None
+
+
+@dataclass
+class Answerer:
+    """Every door's way to an answer (the chat, its API, the OpenAI-compatible endpoint, MCP): the collections of
+    those asked that the user may read, the question and who asked it written to the audit log."""
+
+    backend: object
+    access: Access
+    audit: Audit = field(default_factory=lambda: Audit(None))
+
+    _busy: list = field(default_factory=lambda: [0, threading.Lock()])
+
+    def ask(self, user: str | None, question: str, history=(), collections=None, scope: str = "") -> Answer:
+        names = self.access.chosen(user, collections)
+        with self._one_thread_when_crowded():
+            result = self.backend.answer(question, history, names=names, scope=Scope.of(scope))
+        self.audit.write("question", user, collections=[n for n in names if n], question=str(question)[:2000])
+        return result
+
+    @contextlib.contextmanager
+    def _one_thread_when_crowded(self):
+        """While other questions are being answered, answer this one on one torch thread: questions then share the
+        cores side by side instead of each spreading over all of them and waiting on the others."""
+        count, lock = self._busy
+        with lock:
+            self._busy[0] += 1
+            crowded = self._busy[0] > 1
+        torch = sys.modules.get("torch") if crowded else None
+        before = torch.get_num_threads() if torch is not None else 0
+        try:
+            if torch is not None:
+                torch.set_num_threads(1)  # this thread's own pools
+            yield
+        finally:
+            if torch is not None:
+                torch.set_num_threads(before)
+            with lock:
+                self._busy[0] -= 1
+
+
+class LocalBackend:
+    """Where the chat's questions are answered and its rebuilds run: this process, from the live index of each
+    collection in `library`.
+
+    `rag serve --ray` swaps in rag.cluster.replicas.ReplicaBackend, whose answers come from Ray Serve replicas.
+    """
+
+    def __init__(self, settings: Settings, library: Library):
+        self.settings, self.library = settings, library
+
+    def answer(self, question: str, history=(), names=(None,), scope: Scope | None = None) -> Answer:
+        """A verified, cited answer from the collections `names` alone (or the corpus-does-not-answer one)."""
+        return answer(question, self.library.retrievers(names), self.settings, history=history, scope=scope)
+
+    def pages(self, citation: Citation) -> list:
+        """The rendered PDF pages of a citation, its quote highlighted ([] for other formats)."""
+        shelf = self.library.shelves.get(citation.collection)
+        if shelf is None or shelf.retriever is None:
+            return []
+        return cited_pages(shelf.settings.corpus, shelf.retriever.index, citation)
+
+    def status(self, names=(None,)) -> str:
+        """The status line of the collections `names` (a user's own)."""
+        return status_line([self.library.shelves[n] for n in names if n in self.library.shelves])
+
+    def settings_of(self, name: str | None) -> Settings:
+        return self.library.shelves[name].settings
+
+    def build(self, progress, name: str | None = None) -> BuildSummary:
+        """An incremental build of one collection."""
+        return build(self.settings_of(name), progress=progress)
+
+    def refresh(self, name: str | None = None) -> None:
+        """Start serving a version a build of `name` just published."""
+        self.library.reload(name)

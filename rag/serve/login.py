@@ -23,6 +23,7 @@ import urllib.parse
 from pathlib import Path
 
 from rag.serve import accounts as store
+from rag.serve.server import refusal
 
 FAILURES_BEFORE_LOCK = 5
 LOCK_SECONDS = 15 * 60
@@ -261,10 +262,12 @@ async def _ask_to_log_in(scope, send) -> None:
         await _json(
             send,
             401,
-            {
-                "error": "log in first: POST /login with username and password, or send an API key "
-                "as `Authorization: Bearer rag_…` (`rag user key NAME` makes one)"
-            },
+            refusal(
+                scope.get("path", ""),
+                "log in first: POST /login with username and password, or send an API key "
+                "as `Authorization: Bearer rag_…` (`rag user key NAME` makes one)",
+                "invalid_api_key",
+            ),
         )
 
 

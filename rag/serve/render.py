@@ -111,7 +111,7 @@ def status_line(shelves) -> str:
     if not shelves:
         return "no collection to ask: this account may read none"
     if len(shelves) == 1 and shelves[0].name is None:
-        return _index_line(shelves[0].retriever)
+        return index_line(shelves[0].retriever)
     parts = []
     for shelf in shelves:
         if shelf.retriever is None:
@@ -126,7 +126,7 @@ def status_line(shelves) -> str:
     return " · ".join(parts)
 
 
-def _index_line(retriever: Retriever) -> str:
+def index_line(retriever: Retriever) -> str:
     """Files, passages, model and build time of the index being served."""
     manifest = retriever.index.manifest
     line = (

@@ -131,11 +131,18 @@ def _with_headers(send):
     return sending
 
 
+def refusal(path: str, message: str, code: str = "refused") -> dict:
+    """The body of a refusal: `{"error": message}`, or an OpenAI-style error object on the OpenAI-compatible door."""
+    if path.startswith("/v1/"):
+        return {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}}
+    return {"error": message}
+
+
 async def _refuse(send, scope, status: int, message: str) -> None:
     if scope["type"] == "websocket":
         await send({"type": "websocket.close", "code": 1008})
         return
-    body = json.dumps({"error": message}).encode("utf-8")
+    body = json.dumps(refusal(scope.get("path", ""), message, str(status))).encode("utf-8")
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers + SECURITY_HEADERS})
     await send({"type": "http.response.body", "body": body})
