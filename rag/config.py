@@ -70,6 +70,11 @@ class Settings:
             ".mbox",
             ".srt",
             ".vtt",
+            ".png",
+            ".jpg",
+            ".jpeg",
+            ".tif",
+            ".tiff",
         ),
         "index",
     )
@@ -77,8 +82,13 @@ class Settings:
     collections_file: str = setting("", "index")
     """Where named collections are recorded (RAG_COLLECTIONS_FILE; default `<index>/collections.json`)."""
     extract_timeout: float = setting(60.0, "index", minimum=1)
-    """Seconds one PDF, Word or HTML file may take to convert; a file that takes longer is skipped
-    with its reason (the reader runs in a child process that is then killed)."""
+    """Seconds one converted file may take to read (for a scan, one page of OCR); a file that takes longer is
+    skipped with its reason (the reader runs in a child process that is then killed)."""
+    ocr: str = setting("rapidocr", "index", choices=("rapidocr", "tesseract", "off"))
+    """How scanned PDF pages and images are read: `rapidocr` (PP-OCR models in the `ocr` extra that `make chat`
+    installs), `tesseract` (Debian's tesseract-ocr 5, installed by hand), or `off` (they are skipped, named)."""
+    ocr_pages: int = setting(500, "index", minimum=0)
+    """Most pages of one file that OCR may read (a page takes about a second); a larger scan is skipped, named."""
     exact_up_to: int = setting(200_000, "index", minimum=0)
     """Segments with up to this many passages are searched exactly; larger ones get an IVF-SQ8
     index (a quarter of the memory, recall@10 about 0.97). Applies to segments written from now on."""

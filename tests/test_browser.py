@@ -30,7 +30,7 @@ LONG_NAMED = "The northern distribution centre shipped forty thousand parcels in
 def page_url(seed_settings, tmp_path_factory):
     if not Path(CHROMIUM).exists():
         pytest.fail(
-            "Debian's chromium is not installed; run `make test` (it installs it) or `scripts/install-chromium`"
+            "Debian's chromium is not installed; run `make test` (it installs it) or `scripts/install-test-tools`"
         )
     root = tmp_path_factory.mktemp("browser")
     settings = copy_index(seed_settings, root)

@@ -51,8 +51,15 @@ DEFAULTS = {
         ".mbox",
         ".srt",
         ".vtt",
+        ".png",
+        ".jpg",
+        ".jpeg",
+        ".tif",
+        ".tiff",
     ),
     "extract_timeout": 60.0,
+    "ocr": "rapidocr",
+    "ocr_pages": 500,
 }
 FIELDS = [f.name for f in dataclasses.fields(Settings)]
 

@@ -48,14 +48,14 @@ def documents(tmp_path_factory):
 
 @pytest.fixture
 def corpus(make_settings, documents):
-    """Settings for a private copy of the documents."""
-    settings = make_settings(min_score=0.0)
+    """Settings for a private copy of the documents (OCR off: tests/test_ocr.py reads scans for real)."""
+    settings = make_settings(min_score=0.0, ocr="off")
     shutil.copytree(documents, settings.corpus, dirs_exist_ok=True)
     return settings
 
 
 SKIPS = {
-    "scan.pdf": "no text layer; scanned pages need OCR",
+    "scan.pdf": "its pages are scanned images and OCR is off (RAG_OCR=off)",
     "locked.pdf": "encrypted (password-protected) PDF",
     "truncated.pdf": "damaged or truncated PDF",
     "fake.pdf": "named .pdf but its content is not a PDF file",
@@ -224,7 +224,7 @@ def test_a_file_that_hangs_its_reader_is_skipped_and_the_build_goes_on(corpus, m
     (corpus.corpus / "hang.pdf").write_bytes(b"%PDF-1.4 hang-me")
     summary = build(corpus.replace(extract_timeout=3.0), embedder_factory=fake_factory()[1])
     assert "took longer than 3 s" in summary.skipped["hang.pdf"]
-    assert "no text layer" in summary.skipped["scan.pdf"]  # the next file got a fresh reader
+    assert "OCR is off" in summary.skipped["scan.pdf"]  # the next file got a fresh reader
     assert "papers/kettles.pdf" in store.load(corpus.index).manifest.files
 
 

@@ -469,7 +469,10 @@ def test_files_of_types_not_read_are_counted_and_named_not_ignored(corpus_settin
     settings = corpus_settings.replace(extensions=(".txt",))
     summary = build(settings, embedder_factory=lambda name: FakeEmbedder())
     assert summary.not_read == {"": 1, ".csv": 1, ".jpg": 1, ".key": 2, ".png": 1}
-    line = "6 files of types not read: (no ending), .csv, .jpg, .key, .png; .csv has a reader: add to RAG_EXTENSIONS"
+    line = (
+        "6 files of types not read: (no ending), .csv, .jpg, .key, .png; .csv, .jpg, .png have readers: "
+        "add to RAG_EXTENSIONS"
+    )
     assert line in summary.line() and summary.to_dict()["not_read"][".key"] == 2
     assert index_status(settings)["not_read"] == line
     retriever = Retriever(settings, embedder_factory=lambda name: FakeEmbedder())

@@ -16,7 +16,7 @@ import writers
 from PIL import Image
 
 from rag.ingest import readers
-from rag.ingest.readers import TextRecord, pdf
+from rag.ingest.readers import TextRecord, marks, pdf
 
 PAGE_1 = [
     "Kettles were first made of cast iron in the",
@@ -132,7 +132,7 @@ def text_under_marks(data: bytes, page_number: int, record: TextRecord, quote: s
         geometry = pdf.page_geometry(document[page_number - 1])
     finally:
         document.close()
-    rectangles = pdf.highlight_rectangles(boxes, geometry, image.size)
+    rectangles = marks.highlight_rectangles(boxes, geometry, image.size)
     chars = pdfminer_chars(data, page_number)
     pieces = []
     for rectangle in rectangles:
@@ -218,8 +218,8 @@ def test_characters_cropped_away_are_not_in_the_text_of_record():
     ],
 )
 def test_to_pixels_moves_turns_and_scales_a_box(rotation, image_size, expected):
-    geometry = pdf.PageGeometry((10.0, 20.0, 110.0, 220.0), rotation)  # 100 × 200, origin away from (0, 0)
-    assert pdf.to_pixels((30.0, 50.0, 40.0, 60.0), geometry, image_size) == pytest.approx(expected)
+    geometry = marks.PageGeometry((10.0, 20.0, 110.0, 220.0), rotation)  # 100 × 200, origin away from (0, 0)
+    assert marks.to_pixels((30.0, 50.0, 40.0, 60.0), geometry, image_size) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -231,7 +231,7 @@ def test_to_pixels_agrees_with_pdfiums_own_page_to_device(case):
         fine = 64
         size = tuple(round(v * 2) for v in page.get_size())  # the image at scale 2
         for box in [(100.0, 300.0, 130.0, 320.0), (55.5, 700.25, 60.0, 790.0)]:
-            mine = pdf.to_pixels(box, geometry, size)
+            mine = marks.to_pixels(box, geometry, size)
             corners = []
             for x, y in ((box[0], box[1]), (box[2], box[3])):
                 dx, dy = ctypes.c_int(), ctypes.c_int()

@@ -9,7 +9,7 @@ import pytest
 import writers
 
 from rag.ingest import readers
-from rag.ingest.readers import Unreadable, docx, html, pdf
+from rag.ingest.readers import Unreadable, docx, html, marks, pdf
 from rag.ingest.readers.worker import Extractor
 
 LEFT_1 = [
@@ -93,7 +93,7 @@ def test_highlight_rectangles_cover_only_the_quoted_lines(typeset):
     _, drawn, record = typeset
     quote = "The first automatic switch was sold in 1955"
     start = record.text.index(quote)
-    rectangles = pdf.line_rectangles(record.quote_boxes(start, start + len(quote))[1])
+    rectangles = marks.line_rectangles(record.quote_boxes(start, start + len(quote))[1])
     assert len(rectangles) == 2  # the quote runs over two drawn lines
     first_line, second_line = drawn.find("tury. The ﬁrst"), drawn.find("sold in 1955")
     (l1, b1, r1, t1), (l2, b2, r2, t2) = rectangles
@@ -133,7 +133,10 @@ def test_page_labels_come_from_the_pdf(tmp_path, typeset):
 @pytest.mark.parametrize(
     "make, reason",
     [
-        (lambda p, src: writers.image_only_pdf(p), "no text layer; scanned pages need OCR"),
+        (
+            lambda p, src: p.write_bytes(writers.pdf_bytes(lambda c: c.rect(100, 100, 200, 200, fill=1))),
+            "no text in it: its pages hold neither a text layer nor pictures of text",
+        ),
         (lambda p, src: writers.encrypted(src, p), "encrypted (password-protected) PDF"),
         (lambda p, src: p.write_bytes(src.read_bytes()[: len(src.read_bytes()) // 2]), "damaged or truncated PDF"),
         (

@@ -89,18 +89,55 @@ def text_pdf(path: Path, pages: list[list[str]], size: float = FONT_SIZE) -> Non
     pdf.save()
 
 
-def image_only_pdf(path: Path) -> None:
-    """A 'scanned' page: a picture of text, no text layer."""
-    from PIL import Image, ImageDraw
+SCAN_DPI = 200
+SCAN_SIZE, SCAN_LEADING, SCAN_X = 14, 22, 72.0
+
+
+def scanned_pages(pages: list[list[str]], dpi: int = SCAN_DPI) -> list:
+    """Pictures of typeset pages, as a scanner makes them: each list of lines set in Vera by reportlab (line i's
+    baseline at TOP_Y - i * SCAN_LEADING, from x = SCAN_X), rendered to an RGB image at `dpi` by PDFium."""
+    import pypdfium2 as pdfium
+    from reportlab.pdfgen import canvas
+
+    _register_font()
+    out = io.BytesIO()
+    pdf = canvas.Canvas(out, pagesize=(PAGE_W, PAGE_H))
+    for lines in pages:
+        pdf.setFont(BODY_FONT, SCAN_SIZE)
+        for i, line in enumerate(lines):
+            pdf.drawString(SCAN_X, TOP_Y - i * SCAN_LEADING, line)
+        pdf.showPage()
+    pdf.save()
+    document = pdfium.PdfDocument(out.getvalue())
+    try:
+        return [page.render(scale=dpi / 72).to_pil().convert("RGB") for page in document]
+    finally:
+        document.close()
+
+
+def scanned_pdf(path: Path, pictures: list, typeset: dict[int, list[str]] | None = None) -> None:
+    """A PDF of A4 pages each showing one picture over the whole page and no text layer (what a scanner writes),
+    except the pages in `typeset` (0-based number → lines), which are typeset text: a PDF mixing both."""
     from reportlab.lib.utils import ImageReader
     from reportlab.pdfgen import canvas
 
-    picture = Image.new("RGB", (600, 200), "white")
-    ImageDraw.Draw(picture).text((20, 80), "This page was scanned; its words are pixels.", fill="black")
+    typeset = typeset or {}
     pdf = canvas.Canvas(str(path), pagesize=(PAGE_W, PAGE_H))
-    pdf.drawImage(ImageReader(picture), 50, 500, width=500, height=166)
-    pdf.showPage()
+    for number in range(len(pictures) + len(typeset)):
+        if number in typeset:
+            pdf.setFont("Helvetica", FONT_SIZE)
+            for i, line in enumerate(typeset[number]):
+                pdf.drawString(72, TOP_Y - i * (FONT_SIZE + 3), line)
+        else:
+            picture = pictures[number - sum(1 for t in typeset if t < number)]
+            pdf.drawImage(ImageReader(picture), 0, 0, width=PAGE_W, height=PAGE_H)
+        pdf.showPage()
     pdf.save()
+
+
+def image_only_pdf(path: Path, lines: tuple[str, ...] = ("This page was scanned; its words are pixels.",)) -> None:
+    """A scanned page: a picture of typeset text, no text layer."""
+    scanned_pdf(path, scanned_pages([list(lines)]))
 
 
 def with_page_labels(source: Path, target: Path, roman_first: int) -> None:

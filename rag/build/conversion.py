@@ -16,6 +16,7 @@ from rag.config import Settings
 from rag.index.manifest import Manifest
 from rag.ingest import readers
 from rag.ingest.corpus import CorpusScan
+from rag.ingest.readers.ocr import Options as OcrOptions
 from rag.ingest.readers.worker import Extractor
 from rag.types import Document, Skipped
 
@@ -113,10 +114,11 @@ def read_converted(documents: list[Document], settings: Settings, say: Progress)
 
     def work(document: Document):
         if not hasattr(local, "extractor"):
-            local.extractor = Extractor(settings.extract_timeout)
+            local.extractor = Extractor(settings.extract_timeout, ocr=ocr_options(settings))
             extractors.append(local.extractor)
         say(f"reading {document.source}")
-        return document.source, read_one(local.extractor, document.path, document.sha256, document.kind)
+        heard = lambda message: say(f"reading {document.source}: {message}")  # noqa: E731
+        return document.source, read_one(local.extractor, document.path, document.sha256, document.kind, heard)
 
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=min(READERS_AT_ONCE, len(documents)), thread_name_prefix="rag-convert") as pool:
@@ -128,7 +130,12 @@ def read_converted(documents: list[Document], settings: Settings, say: Progress)
     return results, time.perf_counter() - started
 
 
-def read_one(extractor: Extractor, path: Path, sha256: str, kind: str):
+def ocr_options(settings: Settings) -> OcrOptions:
+    """How the readers recognise scanned pages under `settings`."""
+    return OcrOptions(settings.ocr, settings.ocr_pages)
+
+
+def read_one(extractor: Extractor, path: Path, sha256: str, kind: str, on_progress=None):
     """The text of record of one file, or the reason; the bytes read must be the bytes hashed."""
     try:
         data = Path(path).read_bytes()
@@ -136,4 +143,4 @@ def read_one(extractor: Extractor, path: Path, sha256: str, kind: str):
         return f"cannot be read ({error.strerror or error}); check its permissions"
     if hashlib.sha256(data).hexdigest() != sha256:
         return "it changed while the build read it; run `rag build` again"
-    return extractor.read(kind, data)
+    return extractor.read(kind, data, on_progress)

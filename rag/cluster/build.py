@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rag.build.conversion import ocr_options
 from rag.build.indexer import Progress, build, planned_arithmetic
 from rag.build.summary import BuildSummary
 from rag.cluster.connect import check_nodes, connect, cpus, gpus
@@ -257,10 +258,10 @@ def convert_on_cluster(ray, documents: list[Document], settings: Settings, say: 
     converter = ray.remote(num_cpus=1, max_retries=3)(convert_files)
     listed = [(str(d.path), d.sha256, d.kind, d.source) for d in documents]
     refs = [
-        converter.remote(listed[i : i + FILES_PER_CONVERSION], settings.extract_timeout)
+        converter.remote(listed[i : i + FILES_PER_CONVERSION], settings.extract_timeout, ocr_options(settings))
         for i in range(0, len(listed), FILES_PER_CONVERSION)
     ]
-    say(f"converting {len(listed)} PDF, Word and HTML files on the cluster")
+    say(f"converting {len(listed)} documents on the cluster")
     results = dict(_gathered(ray, refs, "converted no files", "converting documents"))
     return results, time.monotonic() - started
 
@@ -281,12 +282,12 @@ def _gathered(ray, refs, stalled: str, stage: str) -> list:
         raise ClusterError(_lost(stage, error)) from None
 
 
-def convert_files(listed: list[tuple[str, str, str, str]], timeout: float) -> list[tuple[str, object]]:
+def convert_files(listed: list[tuple[str, str, str, str]], timeout: float, ocr=None) -> list[tuple[str, object]]:
     """On a node: (source, text of record or reason) for each (path, sha256, kind, source) listed."""
     from rag.build.conversion import read_one
     from rag.ingest.readers.worker import Extractor
 
-    extractor = Extractor(timeout)
+    extractor = Extractor(timeout, ocr=ocr)
     try:
         return [(source, read_one(extractor, Path(path), sha256, kind)) for path, sha256, kind, source in listed]
     finally:

@@ -32,6 +32,11 @@ DOCUMENT_SUFFIXES = (
     ".mbox",
     ".srt",
     ".vtt",
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".tif",
+    ".tiff",
 )
 
 log = logging.getLogger(__name__)

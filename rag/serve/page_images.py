@@ -1,4 +1,4 @@
-"""The page a PDF citation points at, rendered on the server with the quoted characters highlighted."""
+"""The page a citation points at (a PDF page, a scanned image), rendered on the server with the quote highlighted."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ MAX_PAGES_SHOWN = 2
 
 @dataclass(frozen=True)
 class PageImage:
-    """One rendered page of a cited PDF: PNG bytes with the quote's character boxes drawn over it."""
+    """One rendered page of a cited document: PNG bytes with the quote's character boxes drawn over it."""
 
     page: int
     label: str | None
@@ -25,13 +25,15 @@ class PageImage:
 
 
 def cited_pages(corpus: Path, index, citation: Citation, max_pixels: int = 1200) -> list[PageImage]:
-    """The pages of a PDF citation with its quote highlighted; [] for other formats or a file that changed.
+    """The pages of a citation with its quote highlighted; [] for formats without pages to show, or a file that
+    changed.
 
     `index` is the loaded index version the citation was checked against: the rendered file must
     still be the one indexed (same sha256) and the quote must still stand in its text of record.
     """
     entry = index.manifest.files.get(citation.source) if index is not None else None
-    if entry is None or entry.kind != "pdf" or not citation.pages:
+    render_page = readers.renderer(entry.kind) if entry is not None else None
+    if render_page is None or not citation.pages:
         return []
     try:
         data = read_at_most(Path(corpus) / citation.source)
@@ -44,13 +46,11 @@ def cited_pages(corpus: Path, index, citation: Citation, max_pixels: int = 1200)
     record = readers.load_record(index.texts_folder(citation.source), entry.sha256, boxes=True)
     if record is None or record.text[citation.start : citation.end] != citation.quote:
         return []
-    from rag.ingest.readers.pdf import render_page
-
     boxes = record.quote_boxes(citation.start, citation.end)
     try:
         return [
             PageImage(page, record.label_of(page), render_page(data, page, boxes.get(page, []), max_pixels))
             for page in citation.pages[:MAX_PAGES_SHOWN]
         ]
-    except Exception:  # PDFium failing on a file it read at build time: show the passage text alone
+    except Exception:  # PDFium or Pillow failing on a file read at build time: show the passage text alone
         return []

@@ -28,6 +28,7 @@ _MODULES = (
     "rag.ingest.readers.subtitles",
     "rag.ingest.readers.epub",
     "rag.ingest.readers.mail",
+    "rag.ingest.readers.image",
 )
 TEXT_SUFFIXES = (".txt", ".md")
 SECTION_SEPARATOR = " › "
@@ -37,6 +38,16 @@ BINARY_KINDS = ("pdf", "docx", "pptx", "xlsx", "epub")
 
 class Unreadable(Exception):
     """A file a reader cannot turn into text; `str(error)` says why and what to do."""
+
+
+progress_sink = None
+"""Where `report` sends a long read's progress: set in the reader process to pass it on to the build."""
+
+
+def report(message: str) -> None:
+    """Tell the build how a long read goes ("OCR page 3 of 40"); each report also restarts its time limit."""
+    if progress_sink is not None:
+        progress_sink(message)
 
 
 @dataclass(frozen=True)
@@ -243,6 +254,12 @@ def _module(kind: str):
     raise KeyError(kind)
 
 
+def renderer(kind: str):
+    """The `render_page(data, page, boxes, max_pixels)` of a format whose pages can be shown with a quote marked
+    (PDF, images), or None."""
+    return getattr(_module(kind), "render_page", None) if kind != "text" else None
+
+
 def reader_version(kind: str) -> int:
     """The version of this rag's reader for `kind` (its module's `READER_VERSION`, 0 where it names none)."""
     return getattr(_module(kind), "READER_VERSION", 0)
@@ -260,9 +277,11 @@ def stale_kinds(recorded: dict[str, int], kinds) -> list[str]:
     return sorted(kind for kind in set(kinds) if kind in current and recorded.get(kind, 0) != current[kind])
 
 
-def read(kind: str, data: bytes) -> TextRecord:
-    """The text of record of `data` in format `kind`, stamped with its reader's version, or Unreadable."""
-    record = _module(kind).read(data)
+def read(kind: str, data: bytes, ocr=None) -> TextRecord:
+    """The text of record of `data` in format `kind`, stamped with its reader's version, or Unreadable.
+    `ocr` (`rag.ingest.readers.ocr.Options`) says how scanned pages are read, for the formats that have them."""
+    module = _module(kind)
+    record = module.read(data, ocr=ocr) if getattr(module, "USES_OCR", False) else module.read(data)
     if not record.text.strip():
         raise Unreadable("no text found in it")
     return replace(record, reader_version=reader_version(kind))

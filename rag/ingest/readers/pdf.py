@@ -10,6 +10,10 @@ A page's geometry is taken as PDFium shows it: the visible box is MediaBox ∩ C
 from the page tree (as groff writes them), and `/Rotate` turns the page when shown. Characters outside
 the visible box are not text of record; highlights go through the same box, rotation and scale as the
 rendered image (PDFium ignores `/UserUnit`, and the marks, scaled to the image, follow it).
+
+A page that draws a picture and has no text layer (a scan) is rendered at 300 dpi and read by OCR
+(`rag.ingest.readers.ocr`), upright as shown; its characters' boxes are turned back into page space, so its
+quotes are marked like typeset ones. A PDF that mixes typeset and scanned pages reads both.
 """
 
 from __future__ import annotations
@@ -17,18 +21,20 @@ from __future__ import annotations
 import re
 import threading
 import unicodedata
-from dataclasses import dataclass
 
-from rag.ingest.readers import TextRecord, Unreadable
+from rag.ingest.readers import TextRecord, Unreadable, report
 from rag.ingest.readers.layout import Fragment, assemble, page_furniture, reading_order
+from rag.ingest.readers.marks import PageGeometry, draw_marks, from_pixels, to_pixels
 
 KIND = "pdf"
 NAME = "PDF file"
 SUFFIXES = (".pdf",)
-READER_VERSION = 1
+READER_VERSION = 2
 """Raised whenever this reader writes another text of record for the same bytes, so stored ones are read again
 (0: unrecorded). 1: page frames are the visible box PDFium shows (an inherited MediaBox no longer reads as US
-Letter), headers and footers are looked for on the real margins, and characters cropped away are left out."""
+Letter), headers and footers are looked for on the real margins, and characters cropped away are left out.
+2: pages without a text layer are read by OCR (files skipped as scans before are read again)."""
+USES_OCR = True
 MAX_PAGE_POINTS = 14_400
 """The PDF specification's largest page side (200 inches); a larger page is a damaged or hostile file."""
 MAX_PAGE_CHARS = 200_000
@@ -43,8 +49,9 @@ def sniff(data: bytes) -> bool:
     return b"%PDF-" in data[:1024]
 
 
-def read(data: bytes) -> TextRecord:
-    """The text of record of a PDF, or Unreadable naming why (encrypted, damaged, no text layer…)."""
+def read(data: bytes, ocr=None) -> TextRecord:
+    """The text of record of a PDF, or Unreadable naming why (encrypted, damaged, no text…); pages without a text
+    layer (scans) are recognised by OCR under `ocr` (`rag.ingest.readers.ocr.Options`)."""
     import pypdfium2 as pdfium
 
     with _PDFIUM:
@@ -53,33 +60,80 @@ def read(data: bytes) -> TextRecord:
         except pdfium.PdfiumError as error:
             raise Unreadable(_open_problem(str(error))) from None
         try:
-            pages, labels, frames = [], [], []
+            pages, labels, geometries = [], [], []
             for number in range(len(document)):
                 page = document[number]
-                frames.append(page_geometry(page).box)
-                pages.append(_fragments(page, number, frames[-1]))
+                geometries.append(page_geometry(page))
+                pages.append(_fragments(page, number, geometries[-1].box))
                 labels.append(document.get_page_label(number) or "")
+            scanned = [number for number, fragments in enumerate(pages) if _scanned(document[number], fragments)]
+            layout_frames = [g.box for g in geometries]
+            if scanned:
+                from rag.ingest.readers import ocr as engine
+
+                options = ocr or engine.Options()
+                engine.check_budget(len(scanned), options)
+            for count, number in enumerate(scanned):
+                report(f"OCR page {count + 1} of {len(scanned)}")
+                shown = _shown(geometries[number])
+                image = document[number].render(scale=engine.OCR_DPI / 72).to_pil()
+                pages[number] = engine.fragments(image, number, shown, options)
+                layout_frames[number] = shown.box
         finally:
             document.close()
     if not any(f.text.strip() for page in pages for f in page):
-        raise Unreadable("no text layer; scanned pages need OCR (run an OCR tool such as ocrmypdf on it first)")
-    _check_character_maps(pages)
+        raise Unreadable("no text in it: its pages hold neither a text layer nor pictures of text")
+    _check_character_maps([page for number, page in enumerate(pages) if number not in scanned])
     body = [
         reading_order(fragments, frame, furniture)
-        for fragments, frame, furniture in zip(pages, frames, page_furniture(pages, frames))
+        for fragments, frame, furniture in zip(pages, layout_frames, page_furniture(pages, layout_frames))
     ]
     text, boxes, page_starts = assemble(body)
     import numpy as np
 
+    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    for number in scanned:  # recognised in the page as shown: back into page space, where stored boxes live
+        end = page_starts[number + 1] if number + 1 < len(page_starts) else len(text)
+        boxes[page_starts[number] : end] = _to_page_space(boxes[page_starts[number] : end], geometries[number])
     return TextRecord(
         kind=KIND,
         text=text,
         page_starts=tuple(page_starts),
         page_labels=tuple(labels) if any(labels) else (),
-        page_frames=tuple(frames),
+        page_frames=tuple(g.box for g in geometries),
         reader_version=READER_VERSION,
-        boxes=np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
+        boxes=boxes,
     )
+
+
+MIN_LAYER_CHARS = 10
+"""A page with a picture and fewer characters of text than this is a scan (a stamped page number is no text
+layer); it is read by OCR."""
+
+
+def _scanned(page, fragments) -> bool:
+    """Whether a page is a picture of text: it draws an image and has no text layer to speak of."""
+    import pypdfium2.raw as raw
+
+    if sum(len(f.text.replace(" ", "")) for f in fragments) >= MIN_LAYER_CHARS:
+        return False
+    return next(page.get_objects(filter=[raw.FPDF_PAGEOBJ_IMAGE], max_depth=4), None) is not None
+
+
+def _shown(geometry: PageGeometry) -> PageGeometry:
+    """The page as shown, upright, its top-left corner at the origin: where a scan's lines run left to right."""
+    width, height = geometry.shown_size
+    return PageGeometry((0.0, 0.0, width, height))
+
+
+def _to_page_space(boxes, geometry: PageGeometry):
+    """Character boxes of the upright shown page (`_shown`) as boxes in the page's own space."""
+    shown = _shown(geometry)
+    size = shown.shown_size
+    for row in boxes:
+        if not row[0] != row[0]:  # NaN: a space the reader put in
+            row[:] = from_pixels(to_pixels(tuple(row), shown, size), geometry, size)
+    return boxes
 
 
 def _open_problem(message: str) -> str:
@@ -91,22 +145,6 @@ def _open_problem(message: str) -> str:
     return f"damaged or truncated PDF ({message.strip()}); save or export it again"
 
 
-@dataclass(frozen=True)
-class PageGeometry:
-    """How PDFium shows a page: its visible box in page space and its clockwise `/Rotate`."""
-
-    box: tuple[float, float, float, float]
-    """(left, bottom, right, top): MediaBox ∩ CropBox, inherited from the page tree where the page has none."""
-    rotation: int = 0
-
-    @property
-    def shown_size(self) -> tuple[float, float]:
-        """Width and height of the page as shown (turned by its rotation), in page units."""
-        left, bottom, right, top = self.box
-        width, height = right - left, top - bottom
-        return (height, width) if self.rotation in (90, 270) else (width, height)
-
-
 def page_geometry(page) -> PageGeometry:
     """The visible box and rotation PDFium renders `page` with (its box getters alone ignore inherited boxes)."""
     import pypdfium2 as pdfium
@@ -116,22 +154,6 @@ def page_geometry(page) -> PageGeometry:
     except pdfium.PdfiumError:
         box = page.get_cropbox()
     return PageGeometry(tuple(float(v) for v in box), page.get_rotation() % 360)
-
-
-def to_pixels(box, geometry: PageGeometry, image_size) -> tuple[float, float, float, float]:
-    """A page-space rectangle (left, bottom, right, top) as (x0, y0, x1, y1) pixels from the top-left corner of
-    the page rendered at `image_size`: moved by the visible box's origin, turned by the page's rotation, scaled."""
-    left, bottom, right, top = geometry.box
-    x0, y0, x1, y1 = box
-    across, down = {  # distances from the shown page's left and top edges, in page units
-        0: ((x0 - left, x1 - left), (top - y1, top - y0)),
-        90: ((y0 - bottom, y1 - bottom), (x0 - left, x1 - left)),
-        180: ((right - x1, right - x0), (y0 - bottom, y1 - bottom)),
-        270: ((top - y1, top - y0), (right - x1, right - x0)),
-    }[geometry.rotation]
-    width, height = geometry.shown_size
-    sx, sy = image_size[0] / max(width, 1e-6), image_size[1] / max(height, 1e-6)
-    return (across[0] * sx, down[0] * sy, across[1] * sx, down[1] * sy)
 
 
 def _fragments(page, number: int, frame) -> list[Fragment]:
@@ -253,10 +275,7 @@ def _check_character_maps(pages) -> None:
 
 def render_page(data: bytes, page_number: int, boxes, max_pixels: int = 1400) -> bytes:
     """PNG of one page (1-based) as PDFium shows it, with `boxes` (page space, as stored) highlighted in yellow."""
-    import io
-
     import pypdfium2 as pdfium
-    from PIL import Image, ImageDraw
 
     with _PDFIUM:
         document = pdfium.PdfDocument(data)
@@ -264,32 +283,7 @@ def render_page(data: bytes, page_number: int, boxes, max_pixels: int = 1400) ->
             page = document[page_number - 1]
             geometry = page_geometry(page)
             scale = min(2.0, max_pixels / max(*page.get_size(), 1.0))
-            image = page.render(scale=scale).to_pil().convert("RGB")
+            image = page.render(scale=scale).to_pil()
         finally:
             document.close()
-    if boxes:
-        overlay = Image.new("RGBA", image.size, (0, 0, 0, 0))
-        draw = ImageDraw.Draw(overlay)
-        for rectangle in highlight_rectangles(boxes, geometry, image.size):
-            draw.rectangle(rectangle, fill=(255, 214, 0, 110), outline=(230, 140, 0, 255), width=1)
-        image = Image.alpha_composite(image.convert("RGBA"), overlay).convert("RGB")
-    out = io.BytesIO()
-    image.save(out, format="PNG", optimize=False)
-    return out.getvalue()
-
-
-def highlight_rectangles(boxes, geometry: PageGeometry, image_size) -> list[tuple[float, float, float, float]]:
-    """The rectangles `render_page` draws for character `boxes`: one per run on a line, in image pixels."""
-    return [to_pixels(rectangle, geometry, image_size) for rectangle in line_rectangles(boxes)]
-
-
-def line_rectangles(boxes) -> list[tuple[float, float, float, float]]:
-    """Character boxes merged into one rectangle per run on a line, in reading order."""
-    rectangles: list[list[float]] = []
-    for x0, y0, x1, y1 in boxes:
-        last = rectangles[-1] if rectangles else None
-        if last and abs(y0 - last[1]) < 0.5 * (y1 - y0) and x0 >= last[0] - 0.5 and x0 - last[2] < 1.2 * (y1 - y0):
-            last[0], last[1], last[2], last[3] = min(last[0], x0), min(last[1], y0), max(last[2], x1), max(last[3], y1)
-        else:
-            rectangles.append([x0, y0, x1, y1])
-    return [tuple(r) for r in rectangles]
+    return draw_marks(image, boxes, geometry)

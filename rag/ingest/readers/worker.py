@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 
+from rag.ingest import readers
 from rag.ingest.readers import TextRecord, Unreadable
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ def _serve(reader: str) -> None:
     read = getattr(importlib.import_module(module), name)
     source, sink = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # a library that prints must not corrupt the answers
+    readers.progress_sink = lambda message: _send(sink, ("progress", message))
     _send(sink, ("ready", None))  # the time limit counts from here: starting up is not reading a file
     while True:
         try:
@@ -72,9 +74,9 @@ def _serve(reader: str) -> None:
             return
         if job is None:
             return
-        kind, data = job
+        kind, data, options = job
         try:
-            answer = ("ok", read(kind, data))
+            answer = ("ok", read(kind, data, **options))
         except Unreadable as error:
             answer = ("unreadable", str(error))
         except MemoryError:
@@ -85,25 +87,29 @@ def _serve(reader: str) -> None:
 
 
 class Extractor:
-    """Converts documents in a child process with a time limit per file."""
+    """Converts documents in a child process with a time limit per file, restarted by each report of progress
+    (a scan's page), so a long OCR goes on while a hung reader is still stopped."""
 
-    def __init__(self, timeout: float, reader: str = "rag.ingest.readers:read"):
+    def __init__(self, timeout: float, reader: str = "rag.ingest.readers:read", ocr=None):
         self.timeout = timeout
+        self.options = {"ocr": ocr} if ocr is not None else {}
+        """Keywords the child's reader is called with besides (kind, data): how scanned pages are read."""
         self.reader = reader
         """`module:function` the child calls with (kind, data); tests put a hanging one here."""
         self.seconds = 0.0
         """Wall time spent converting, for the build summary and bench/."""
         self._process: subprocess.Popen | None = None
 
-    def read(self, kind: str, data: bytes) -> TextRecord | str:
-        """The text of record of `data`, or the reason it cannot be had."""
+    def read(self, kind: str, data: bytes, on_progress=None) -> TextRecord | str:
+        """The text of record of `data`, or the reason it cannot be had; `on_progress(message)` hears the reader's
+        reports of progress."""
         started = time.perf_counter()
         try:
-            return self._read(kind, data)
+            return self._read(kind, data, on_progress)
         finally:
             self.seconds += time.perf_counter() - started
 
-    def _read(self, kind: str, data: bytes) -> TextRecord | str:
+    def _read(self, kind: str, data: bytes, on_progress) -> TextRecord | str:
         if self._process is None or self._process.poll() is not None:
             try:
                 self._start()
@@ -111,22 +117,31 @@ class Extractor:
                 return f"the {kind} reader could not be started ({error}); build again"
         answer: list = []
         process = self._process
+        heard = [time.monotonic()]
 
         def exchange():
             try:
-                _send(process.stdin, (kind, data))
-                answer.append(_receive(process.stdout))
+                _send(process.stdin, (kind, data, self.options))
+                while not answer:
+                    status, value = _receive(process.stdout)
+                    if status != "progress":
+                        answer.append((status, value))
+                    else:
+                        heard[0] = time.monotonic()
+                        if on_progress is not None:
+                            on_progress(value)
             except (EOFError, OSError, pickle.UnpicklingError) as error:
                 answer.append(("crashed", str(error)))
 
         talk = threading.Thread(target=exchange, name="rag-reader-io", daemon=True)
         talk.start()
-        talk.join(self.timeout)
+        while talk.is_alive() and time.monotonic() - heard[0] < self.timeout:
+            talk.join(max(0.01, heard[0] + self.timeout - time.monotonic()))
         if talk.is_alive():
             self._kill()
             talk.join(5)
             return (
-                f"reading it took longer than {self.timeout:g} s (RAG_EXTRACT_TIMEOUT), so it was "
+                f"reading it took longer than {self.timeout:g} s (RAG_EXTRACT_TIMEOUT; for a scan, a page), so it was "
                 f"stopped; the file may be damaged, or raise the limit"
             )
         status, value = answer[0]

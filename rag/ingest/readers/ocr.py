@@ -1,0 +1,186 @@
+"""Optical character recognition: the text of a picture of a page, with a box for every character.
+
+Two engines stand behind one call, `recognise(image, options)`:
+- `rapidocr` (the default): RapidOCR's PP-OCR detection and recognition models, run by ONNX Runtime from the
+  wheel's own files (the `ocr` extra, which `make chat` installs); it gives a box per character.
+- `tesseract`: Debian's `tesseract-ocr` 5 through its TSV output (apt install tesseract-ocr); it gives a box per
+  word, which is shared among the word's characters by their count.
+bench/ocr_quality.py measured both (character error rate and pages per second); docs/decisions.md says why the
+default is the default. An engine is loaded once per reader process, when the first scanned page needs it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+import numpy as np
+
+from rag.ingest.readers import Unreadable
+from rag.ingest.readers.layout import Fragment
+from rag.ingest.readers.marks import PageGeometry, from_pixels
+
+ENGINES = ("rapidocr", "tesseract", "off")
+OCR_DPI = 300
+"""Resolution a PDF page without a text layer is rendered at for recognition."""
+MIN_SCORE = 0.5
+"""Lines the engine recognises with less confidence than this are left out (noise, stains, pictures)."""
+
+
+@dataclass(frozen=True)
+class Options:
+    """How scanned pages are read: the engine (RAG_OCR) and the most pages one file may have recognised
+    (RAG_OCR_PAGES: a budget, since a page takes seconds)."""
+
+    engine: str = "rapidocr"
+    max_pages: int = 500
+
+
+def problem(options: Options) -> str:
+    """Why scanned pages cannot be read with `options` ("" when they can), naming the fix."""
+    if options.engine == "off":
+        return "its pages are scanned images and OCR is off (RAG_OCR=off); set RAG_OCR=rapidocr to read them"
+    if options.engine == "tesseract" and shutil.which("tesseract") is None:
+        return (
+            "its pages are scanned images and RAG_OCR=tesseract, but tesseract is not installed; "
+            "apt install tesseract-ocr, or set RAG_OCR=rapidocr"
+        )
+    if options.engine == "rapidocr":
+        try:
+            import rapidocr  # noqa: F401
+        except ImportError:
+            return (
+                "its pages are scanned images and the OCR engine is not installed; "
+                "pip install 'rag[ocr]' (make chat installs it)"
+            )
+    return ""
+
+
+def check_budget(pages: int, options: Options) -> None:
+    """Unreadable when a file needs more pages recognised than the budget allows (or OCR cannot run)."""
+    reason = problem(options)
+    if reason:
+        raise Unreadable(reason)
+    if pages > options.max_pages:
+        raise Unreadable(
+            f"{pages:,} of its pages are scanned images, over the OCR budget of {options.max_pages:,} pages a file "
+            f"(RAG_OCR_PAGES); raise it to read this file"
+        )
+
+
+def fragments(image, page: int, geometry: PageGeometry, options: Options) -> list[Fragment]:
+    """The lines recognised in a PIL `image` of page `page` (0-based), shown with `geometry`, as fragments with
+    their characters' boxes in page space."""
+    found = []
+    for text, pixel_boxes in recognise(image, options):
+        boxes = np.full((len(text), 4), np.nan, dtype=np.float64)
+        for at, box in enumerate(pixel_boxes):
+            if box is not None:
+                boxes[at] = from_pixels(box, geometry, image.size)
+        if not np.isnan(boxes[:, 0]).all():
+            found.append(Fragment(page, text, boxes))
+    return found
+
+
+def recognise(image, options: Options) -> list[tuple[str, list]]:
+    """Each line the engine reads in `image`, top to bottom: its text and, per character, its pixel box
+    (x0, y0, x1, y1) or None for a space."""
+    image = image.convert("RGB")
+    lines = _rapidocr(image) if options.engine == "rapidocr" else _tesseract(image)
+    return [(text, _character_boxes(text, pieces, line_box)) for text, pieces, line_box in lines if text.strip()]
+
+
+def _character_boxes(text: str, pieces, line_box) -> list:
+    """Per character of `text`, its box: each piece (a character or a word, in order) found in the text gets its
+    box shared among its characters; when the pieces do not spell the text, the line's box is shared instead."""
+    boxes: list = [None] * len(text)
+    at = 0
+    for piece, box in pieces:
+        while at < len(text) and text[at] == " ":
+            at += 1
+        if not piece or text[at : at + len(piece)] != piece:
+            return _shared(text, range(len(text)), line_box)
+        for i, share in zip(range(at, at + len(piece)), _split(box, len(piece))):
+            boxes[i] = share
+        at += len(piece)
+    if any(box is None and ch != " " for ch, box in zip(text, boxes)):
+        return _shared(text, range(len(text)), line_box)
+    return boxes
+
+
+def _shared(text: str, span, box) -> list:
+    shares = iter(_split(box, len(span)))
+    return [None if text[i] == " " else next(shares) for i in span] if box is not None else [None] * len(text)
+
+
+def _split(box, count: int) -> list[tuple[float, float, float, float]]:
+    x0, y0, x1, y1 = box
+    step = (x1 - x0) / max(count, 1)
+    return [(x0 + i * step, y0, x0 + (i + 1) * step, y1) for i in range(count)]
+
+
+def _corners(points) -> tuple[float, float, float, float]:
+    """The upright rectangle around a four-corner box [[x, y], …] (a skewed scan's lines lean a little)."""
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    return (float(min(xs)), float(min(ys)), float(max(xs)), float(max(ys)))
+
+
+_ENGINE = None
+
+
+def _rapidocr(image) -> list[tuple[str, list, tuple]]:
+    global _ENGINE
+    if _ENGINE is None:
+        from rapidocr import RapidOCR
+
+        _ENGINE = RapidOCR(
+            params={
+                "Global.log_level": "error",
+                "Global.return_word_box": True,
+                "Global.return_single_char_box": True,
+                "Global.text_score": MIN_SCORE,
+            }
+        )
+    result = _ENGINE(np.asarray(image))
+    if result.txts is None:
+        return []
+    words = result.word_results or [()] * len(result.txts)
+    return [
+        (text, [(piece, _corners(points)) for piece, _, points in line], _corners(box))
+        for text, line, box in zip(result.txts, words, result.boxes)
+    ]
+
+
+def _tesseract(image) -> list[tuple[str, list, tuple]]:
+    import io
+
+    png = io.BytesIO()
+    image.save(png, format="PNG")
+    try:
+        done = subprocess.run(
+            ["tesseract", "stdin", "stdout", "--psm", "3", "tsv"],
+            input=png.getvalue(),
+            capture_output=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError) as error:
+        raise Unreadable(f"tesseract failed on a page ({error}); check the tesseract installation") from None
+    lines: dict[tuple, list] = {}
+    for row in done.stdout.decode("utf-8", "replace").splitlines()[1:]:
+        cells = row.split("\t")
+        if len(cells) < 12 or cells[0] != "5" or not cells[11].strip() or float(cells[10]) < 0:
+            continue
+        left, top, width, height = (int(v) for v in cells[6:10])
+        lines.setdefault(tuple(cells[1:5]), []).append((cells[11].strip(), (left, top, left + width, top + height)))
+    found = []
+    for words in lines.values():
+        boxes = [box for _, box in words]
+        line_box = (
+            min(b[0] for b in boxes),
+            min(b[1] for b in boxes),
+            max(b[2] for b in boxes),
+            max(b[3] for b in boxes),
+        )
+        found.append((" ".join(word for word, _ in words), words, line_box))
+    return found
