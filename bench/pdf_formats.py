@@ -38,7 +38,7 @@ from rag.eval import metrics
 
 def corpora(articles: int, folder: Path):
     """The chosen articles as .txt and .pdf corpora under `folder`, and their questions."""
-    from rag.eval.evaluate import load_squad
+    from rag.eval.datasets import load_squad
 
     dataset = load_squad(SQUAD)
     names = list(dataset.files)[:articles]

@@ -8,6 +8,8 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
+from rag.ingest.readers.rows import ROW_SEPARATOR
+
 HYPHENS = "-\u00ad\u2010\x02"
 """Characters that may end a line inside a broken word (the soft hyphen, PDFium's \x02 among them)."""
 MARGIN_SHARE = 0.09
@@ -23,13 +25,15 @@ _PAGE_NUMBER = re.compile(r"^(?:page\s*)?(?:#|[ivxlcdm]+)(?:\s*(?:of|/)\s*#)?$|^
 class Fragment:
     """Characters drawn one after another on one baseline: a line of one column.
 
-    `boxes[i]` is the box of `text[i]` (NaN for a space the reader put in).
+    `boxes[i]` is the box of `text[i]` (NaN for a space the reader put in). A table's `row` is a paragraph of its
+    own (`rag.ingest.readers.tables`).
     """
 
     page: int
     text: str
     boxes: object
     column: str = "S"
+    row: bool = False
 
     def __post_init__(self):
         import numpy as np
@@ -204,6 +208,8 @@ def _joint(previous: Fragment, current: Fragment, edges, tail: str, words, compo
     full = previous.right >= right - 2.5 * h
     indented = current.left > c_left + 0.8 * h
     same_flow = previous.page == current.page and previous.column == current.column
+    if previous.row or current.row:
+        return ROW_SEPARATOR  # a table's row is read whole, alone
     if abs(current.height - h) > 0.15 * h:
         return "\n\n"  # a size change: heading or caption
     if same_flow and abs(current.bottom - previous.bottom) < 0.3 * h and current.left >= previous.right:

@@ -4,13 +4,15 @@ Two engines stand behind one call, `recognise(image, options)`:
 - `rapidocr` (the default): RapidOCR's PP-OCR detection and recognition models, run by ONNX Runtime from the
   wheel's own files (the `ocr` extra, which `make chat` installs); it gives a box per character.
 - `tesseract`: Debian's `tesseract-ocr` 5 through its TSV output (apt install tesseract-ocr); it gives a box per
-  word, which is shared among the word's characters by their count.
+  word, which is shared among the word's characters by their count. It runs on one thread: its OpenMP threads
+  beside the build's two readers made a page six times slower on 2 cores.
 bench/ocr_quality.py measured both (character error rate and pages per second); docs/decisions.md says why the
 default is the default. An engine is loaded once per reader process, when the first scanned page needs it.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -163,6 +165,7 @@ def _tesseract(image) -> list[tuple[str, list, tuple]]:
             input=png.getvalue(),
             capture_output=True,
             check=True,
+            env=dict(os.environ, OMP_THREAD_LIMIT="1"),  # its own threads on top of two readers: 6x slower
         )
     except (OSError, subprocess.CalledProcessError) as error:
         raise Unreadable(f"tesseract failed on a page ({error}); check the tesseract installation") from None

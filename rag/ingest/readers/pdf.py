@@ -4,7 +4,8 @@ PDFium gives each character's code and box in content order. Lines are rebuilt f
 so two columns drawn line by line across the page still read column by column; running
 headers, footers and page numbers are left out of the text of record (a quote can never be
 made of them); words broken by an end-of-line hyphen are joined; ligatures are expanded; lines
-of one paragraph are joined by a space, so a soft line break never splits a sentence.
+of one paragraph are joined by a space, so a soft line break never splits a sentence. A table's rows (three
+columns or more, ruled or not) become lines `| cell | cell | cell |` of their own (`rag.ingest.readers.tables`).
 
 A page's geometry is taken as PDFium shows it: the visible box is MediaBox ∩ CropBox, either inherited
 from the page tree (as groff writes them), and `/Rotate` turns the page when shown. Characters outside
@@ -25,6 +26,7 @@ import unicodedata
 from rag.ingest.readers import TextRecord, Unreadable, report
 from rag.ingest.readers.layout import Fragment, assemble, page_furniture, reading_order
 from rag.ingest.readers.marks import PageGeometry, draw_marks, from_pixels, to_pixels
+from rag.ingest.readers.tables import with_rows
 
 KIND = "pdf"
 NAME = "PDF file"
@@ -33,7 +35,8 @@ READER_VERSION = 2
 """Raised whenever this reader writes another text of record for the same bytes, so stored ones are read again
 (0: unrecorded). 1: page frames are the visible box PDFium shows (an inherited MediaBox no longer reads as US
 Letter), headers and footers are looked for on the real margins, and characters cropped away are left out.
-2: pages without a text layer are read by OCR (files skipped as scans before are read again)."""
+2: pages without a text layer are read by OCR (files skipped as scans before are read again), and a table's rows
+are lines of their own."""
 USES_OCR = True
 MAX_PAGE_POINTS = 14_400
 """The PDF specification's largest page side (200 inches); a larger page is a damaged or hostile file."""
@@ -64,7 +67,7 @@ def read(data: bytes, ocr=None) -> TextRecord:
             for number in range(len(document)):
                 page = document[number]
                 geometries.append(page_geometry(page))
-                pages.append(_fragments(page, number, geometries[-1].box))
+                pages.append(with_rows(_fragments(page, number, geometries[-1].box)))
                 labels.append(document.get_page_label(number) or "")
             scanned = [number for number, fragments in enumerate(pages) if _scanned(document[number], fragments)]
             layout_frames = [g.box for g in geometries]
