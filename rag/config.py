@@ -84,9 +84,10 @@ class Settings:
     extract_timeout: float = setting(60.0, "index", minimum=1)
     """Seconds one converted file may take to read (for a scan, one page of OCR); a file that takes longer is
     skipped with its reason (the reader runs in a child process that is then killed)."""
-    ocr: str = setting("rapidocr", "index", choices=("rapidocr", "tesseract", "off"))
-    """How scanned PDF pages and images are read: `rapidocr` (PP-OCR models in the `ocr` extra that `make chat`
-    installs), `tesseract` (Debian's tesseract-ocr 5, installed by hand), or `off` (they are skipped, named)."""
+    ocr: str = setting("auto", "index", choices=("auto", "tesseract", "rapidocr", "off"))
+    """How scanned PDF pages and images are read: `tesseract` (Debian's tesseract-ocr 5, installed by hand; fewer
+    errors, measured), `rapidocr` (PP-OCR models in the `ocr` extra that `make chat` installs), `auto` (tesseract
+    where installed, else RapidOCR), or `off` (they are skipped, named)."""
     ocr_pages: int = setting(500, "index", minimum=0)
     """Most pages of one file that OCR may read (a page takes about a second); a larger scan is skipped, named."""
     exact_up_to: int = setting(200_000, "index", minimum=0)

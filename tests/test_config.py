@@ -58,7 +58,7 @@ DEFAULTS = {
         ".tiff",
     ),
     "extract_timeout": 60.0,
-    "ocr": "rapidocr",
+    "ocr": "auto",
     "ocr_pages": 500,
 }
 FIELDS = [f.name for f in dataclasses.fields(Settings)]

@@ -55,7 +55,7 @@ def corpus(make_settings, documents):
 
 
 SKIPS = {
-    "scan.pdf": "its pages are scanned images and OCR is off (RAG_OCR=off)",
+    "scan.pdf": "its pages are scanned images and OCR is off (RAG_OCR=off); set RAG_OCR=auto",
     "locked.pdf": "encrypted (password-protected) PDF",
     "truncated.pdf": "damaged or truncated PDF",
     "fake.pdf": "named .pdf but its content is not a PDF file",

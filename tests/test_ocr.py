@@ -160,11 +160,14 @@ def test_scans_beyond_the_budget_or_without_an_engine_are_skipped_with_the_fix(p
         Unreadable, match=r"2 of its pages are scanned images, over the OCR budget of 1 .*RAG_OCR_PAGES"
     ):
         readers.read("image", out.getvalue(), ocr=ocr.Options("rapidocr", max_pages=1))
-    with pytest.raises(Unreadable, match=r"OCR is off \(RAG_OCR=off\); set RAG_OCR=rapidocr"):
+    with pytest.raises(Unreadable, match=r"OCR is off \(RAG_OCR=off\); set RAG_OCR=auto"):
         readers.read("image", out.getvalue(), ocr=ocr.Options("off"))
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(Unreadable, match="tesseract is not installed; apt install tesseract-ocr"):
         readers.read("image", out.getvalue(), ocr=ocr.Options("tesseract"))
+    assert ocr.Options("auto").chosen == "rapidocr"  # auto: RapidOCR where tesseract is not installed
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
+    assert ocr.Options("auto").chosen == "tesseract" and ocr.Options("rapidocr").chosen == "rapidocr"
     with pytest.raises(Unreadable, match="damaged or truncated image"):
         readers.read("image", out.getvalue()[:300], ocr=RAPID)
 
@@ -236,3 +239,25 @@ def test_facts_in_a_scan_and_an_image_are_answered_with_verified_quotes_and_mark
     (settings.corpus / "ferry.png").write_bytes(png(pictures[1].rotate(0.5, fillcolor="white")))
     summary = build(settings, embedder_factory=lambda name: real_embedder)
     assert (summary.files_changed, summary.files_converted, summary.files_unchanged) == (1, 1, 2)  # the rescan alone
+
+
+@pytest.mark.parametrize("angle", [1.5, -2.0])
+def test_a_crooked_scan_is_straightened_for_reading_and_marked_where_the_words_lean(pictures, angle):
+    import math
+
+    crooked = pictures[0].rotate(angle, resample=Image.Resampling.BICUBIC, fillcolor="white")
+    assert ocr.skew(crooked) == pytest.approx(angle, abs=0.2)
+    record = readers.read("image", png(crooked), ocr=RAPID)
+    assert all(line in record.text for line in LINES)
+    start = record.text.index("seven years")
+    found = union(record.quote_boxes(start, start + len("seven years"))[1])
+    x0, y0, x1, y1 = drawn_box(2, "seven years")  # y upwards: turn about the picture's centre, counter-clockwise
+    width, height = crooked.size
+    cx, cy = (x0 + x1) / 2 - width / 2, (y0 + y1) / 2 - height / 2
+    turn = math.radians(angle)
+    expected = (
+        width / 2 + cx * math.cos(turn) - cy * math.sin(turn),
+        height / 2 + cx * math.sin(turn) + cy * math.cos(turn),
+    )
+    centre = ((found[0] + found[2]) / 2, (found[1] + found[3]) / 2)
+    assert centre == pytest.approx(expected, abs=0.5 * (y1 - y0))

@@ -36,27 +36,33 @@ def read(data: bytes, ocr=None) -> TextRecord:
     options = ocr or engine.Options()
     frames = _frames(data)
     engine.check_budget(len(frames), options)
-    pages, frames_boxes = [], []
+    pages, frames_boxes, layout_frames, places = [], [], [], []
     for number in frames:
         report(f"OCR page {number + 1} of {len(frames)}")
         image = _page(data, number)
         geometry = PageGeometry((0.0, 0.0, float(image.width), float(image.height)))
-        pages.append(engine.fragments(image, number, geometry, options))
+        fragments, frame, place = engine.read_page(image, number, geometry, options)
+        pages.append(fragments)
+        layout_frames.append(frame)
+        places.append(place)
         frames_boxes.append(geometry.box)
     body = [
         reading_order(fragments, frame, furniture)
-        for fragments, frame, furniture in zip(pages, frames_boxes, page_furniture(pages, frames_boxes))
+        for fragments, frame, furniture in zip(pages, layout_frames, page_furniture(pages, layout_frames))
     ]
     if not any(body):
         raise Unreadable("no text recognised in it; it is a picture without words, or too blurred to read")
     text, boxes, page_starts = assemble(body)
+    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    for number, place in enumerate(places):  # read straightened: back onto the picture as it is
+        place(boxes[page_starts[number] : page_starts[number + 1] if number + 1 < len(places) else len(text)])
     return TextRecord(
         kind=KIND,
         text=text,
         page_starts=tuple(page_starts),
         page_frames=tuple(frames_boxes),
         reader_version=READER_VERSION,
-        boxes=np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
+        boxes=boxes,
     )
 
 

@@ -93,7 +93,7 @@ def reading_order(fragments: list[Fragment], frame, furniture: set[int]) -> list
     body = [f for f in fragments if id(f) not in furniture]
     quantum = max(_median([f.height for f in body]) * 0.5, 0.1)  # one row height for the whole page
     by_row = sorted(body, key=lambda f: (-round(f.bottom / quantum), f.left))
-    gutter = _gutter(body, frame)
+    gutter = find_gutter(body, frame)
     if gutter is None:
         return by_row
     ordered, band = [], []
@@ -118,7 +118,7 @@ def _band(fragments: list[Fragment], gutter: float) -> list[Fragment]:
     return left + right
 
 
-def _gutter(body: list[Fragment], frame) -> float | None:
+def find_gutter(body: list[Fragment], frame) -> float | None:
     """The x of an empty vertical band near the middle with lines on both sides, or None (one column)."""
     if len(body) < 4:
         return None

@@ -13,8 +13,8 @@ the visible box are not text of record; highlights go through the same box, rota
 rendered image (PDFium ignores `/UserUnit`, and the marks, scaled to the image, follow it).
 
 A page that draws a picture and has no text layer (a scan) is rendered at 300 dpi and read by OCR
-(`rag.ingest.readers.ocr`), upright as shown; its characters' boxes are turned back into page space, so its
-quotes are marked like typeset ones. A PDF that mixes typeset and scanned pages reads both.
+(`rag.ingest.readers.ocr`), upright as shown and straightened; its characters' boxes are turned back into page
+space, so its quotes are marked like typeset ones. A PDF that mixes typeset and scanned pages reads both.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import unicodedata
 
 from rag.ingest.readers import TextRecord, Unreadable, report
 from rag.ingest.readers.layout import Fragment, assemble, page_furniture, reading_order
-from rag.ingest.readers.marks import PageGeometry, draw_marks, from_pixels, to_pixels
+from rag.ingest.readers.marks import PageGeometry, draw_marks
 from rag.ingest.readers.tables import with_rows
 
 KIND = "pdf"
@@ -67,7 +67,7 @@ def read(data: bytes, ocr=None) -> TextRecord:
             for number in range(len(document)):
                 page = document[number]
                 geometries.append(page_geometry(page))
-                pages.append(with_rows(_fragments(page, number, geometries[-1].box)))
+                pages.append(with_rows(_fragments(page, number, geometries[-1].box), geometries[-1].box))
                 labels.append(document.get_page_label(number) or "")
             scanned = [number for number, fragments in enumerate(pages) if _scanned(document[number], fragments)]
             layout_frames = [g.box for g in geometries]
@@ -76,12 +76,13 @@ def read(data: bytes, ocr=None) -> TextRecord:
 
                 options = ocr or engine.Options()
                 engine.check_budget(len(scanned), options)
+            places = {}
             for count, number in enumerate(scanned):
                 report(f"OCR page {count + 1} of {len(scanned)}")
-                shown = _shown(geometries[number])
                 image = document[number].render(scale=engine.OCR_DPI / 72).to_pil()
-                pages[number] = engine.fragments(image, number, shown, options)
-                layout_frames[number] = shown.box
+                pages[number], layout_frames[number], places[number] = engine.read_page(
+                    image, number, geometries[number], options
+                )
         finally:
             document.close()
     if not any(f.text.strip() for page in pages for f in page):
@@ -95,9 +96,9 @@ def read(data: bytes, ocr=None) -> TextRecord:
     import numpy as np
 
     boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-    for number in scanned:  # recognised in the page as shown: back into page space, where stored boxes live
+    for number in scanned:  # recognised on the page as shown, straightened: back into page space, where boxes live
         end = page_starts[number + 1] if number + 1 < len(page_starts) else len(text)
-        boxes[page_starts[number] : end] = _to_page_space(boxes[page_starts[number] : end], geometries[number])
+        places[number](boxes[page_starts[number] : end])
     return TextRecord(
         kind=KIND,
         text=text,
@@ -121,22 +122,6 @@ def _scanned(page, fragments) -> bool:
     if sum(len(f.text.replace(" ", "")) for f in fragments) >= MIN_LAYER_CHARS:
         return False
     return next(page.get_objects(filter=[raw.FPDF_PAGEOBJ_IMAGE], max_depth=4), None) is not None
-
-
-def _shown(geometry: PageGeometry) -> PageGeometry:
-    """The page as shown, upright, its top-left corner at the origin: where a scan's lines run left to right."""
-    width, height = geometry.shown_size
-    return PageGeometry((0.0, 0.0, width, height))
-
-
-def _to_page_space(boxes, geometry: PageGeometry):
-    """Character boxes of the upright shown page (`_shown`) as boxes in the page's own space."""
-    shown = _shown(geometry)
-    size = shown.shown_size
-    for row in boxes:
-        if not row[0] != row[0]:  # NaN: a space the reader put in
-            row[:] = from_pixels(to_pixels(tuple(row), shown, size), geometry, size)
-    return boxes
 
 
 def _open_problem(message: str) -> str:

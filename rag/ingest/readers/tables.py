@@ -13,7 +13,7 @@ Two-column tables are left as they are: on a page of two-column prose they canno
 
 from __future__ import annotations
 
-from rag.ingest.readers.layout import Fragment
+from rag.ingest.readers.layout import Fragment, find_gutter
 
 MIN_ROWS = 2
 CHANNEL = 0.8
@@ -22,13 +22,33 @@ LINE_GAP = 2.5
 """Most space between two rows of one table, in line heights (more: a new table, or prose)."""
 
 
-def with_rows(fragments: list[Fragment]) -> list[Fragment]:
-    """The page's fragments with each table row among them merged into one fragment `| a | b | c |` marked `row`."""
+def with_rows(fragments: list[Fragment], frame) -> list[Fragment]:
+    """The page's fragments with each table row among them merged into one fragment `| a | b | c |` marked `row`.
+    On a page of two columns each column is looked at alone (the gutter would be a channel), and so are the lines
+    that cross it."""
     if len(fragments) < MIN_ROWS:
         return fragments
-    lines = [_words(line) for line in _baselines(fragments)]
     rows: dict[int, Fragment] = {}  # id of a line's first fragment → its row; the line's other fragments go
     dropped: set[int] = set()
+    gutter = find_gutter(fragments, frame)
+    if gutter is None:
+        groups = [fragments]
+    else:
+        left = [f for f in fragments if f.right <= gutter]
+        right = [f for f in fragments if f.left >= gutter]
+        groups = [left, right, [f for f in fragments if f.left < gutter < f.right]]
+    for group in groups:
+        _find_rows(group, rows, dropped)
+    if not rows:
+        return fragments
+    return [rows.get(id(f), f) for f in fragments if id(f) not in dropped]
+
+
+def _find_rows(fragments: list[Fragment], rows: dict, dropped: set) -> None:
+    """Record in `rows` and `dropped` the table rows among `fragments` (one column of the page, or all of it)."""
+    if len(fragments) < MIN_ROWS:
+        return
+    lines = [_words(line) for line in _baselines(fragments)]
     start = 0
     while start < len(lines):
         end, channels = start + 1, _channels(lines[start : start + 1])
@@ -51,9 +71,6 @@ def with_rows(fragments: list[Fragment]) -> list[Fragment]:
             start = end
         else:
             start += 1  # the run may begin on the next line (the last line of a paragraph above a table)
-    if not rows:
-        return fragments
-    return [rows.get(id(f), f) for f in fragments if id(f) not in dropped]
 
 
 class _Line:
