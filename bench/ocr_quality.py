@@ -169,10 +169,10 @@ def main() -> int:
                 f"({seconds / len(truths):.1f} s a page)"
             )
         figures["engines"][engine] = rows
-        clean = rows[SCANS[0]]["cer"]
-        print(
-            f"   {engine}: CER on clean 300 dpi pages {clean:.2%} (target ≤ 2 %): {'met' if clean <= 0.02 else 'NOT met'}"
-        )
+        if SCANS[0] in rows:
+            clean = rows[SCANS[0]]["cer"]
+            met = "met" if clean <= 0.02 else "NOT met"
+            print(f"   {engine}: CER on clean 300 dpi pages {clean:.2%} (target ≤ 2 %): {met}")
     if not args.quick and (args.answers_only or args.scans == ",".join(SCANS)):
         figures["answers"] = answers(typeset_dir, scanned_dir, dataset, articles, args.questions)
     return finish("ocr_quality", figures, started)
