@@ -333,7 +333,7 @@ def test_pdf_word_and_html_are_converted_on_the_cluster_as_a_local_build_would(c
     build(local)
     lines: list[str] = []
     summary = build_on_cluster(settings, progress=lines.append)
-    assert summary.files_converted == 3 and "converting 3 PDF, Word and HTML files on the cluster" in lines
+    assert summary.files_converted == 3 and "converting 3 documents on the cluster" in lines
     assert_same_index(local.index, settings.index)
     remote = store.load(settings.index)
     for source in ("manual.pdf", "report.docx", "page.html"):
