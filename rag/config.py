@@ -30,6 +30,31 @@ def setting(
     return field(default=default, metadata={"stage": stage, "min": minimum, "max": maximum, "choices": choices})
 
 
+DOCUMENT_SUFFIXES = (
+    ".txt",
+    ".md",
+    ".pdf",
+    ".docx",
+    ".html",
+    ".htm",
+    ".pptx",
+    ".xlsx",
+    ".csv",
+    ".tsv",
+    ".epub",
+    ".eml",
+    ".mbox",
+    ".srt",
+    ".vtt",
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".tif",
+    ".tiff",
+)
+"""File name endings read as documents by default: plain text and every format a reader in `rag.ingest.readers` reads."""
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the pipeline can be tuned by, grouped by stage. Each field maps to `RAG_<FIELD>`
@@ -53,31 +78,7 @@ class Settings:
     so an interview question stays with the answer that follows it)."""
     max_file_bytes: int = setting(20_000_000, "index", minimum=1)
     """Files larger than this are skipped with a warning."""
-    extensions: tuple[str, ...] = setting(
-        (
-            ".txt",
-            ".md",
-            ".pdf",
-            ".docx",
-            ".html",
-            ".htm",
-            ".pptx",
-            ".xlsx",
-            ".csv",
-            ".tsv",
-            ".epub",
-            ".eml",
-            ".mbox",
-            ".srt",
-            ".vtt",
-            ".png",
-            ".jpg",
-            ".jpeg",
-            ".tif",
-            ".tiff",
-        ),
-        "index",
-    )
+    extensions: tuple[str, ...] = setting(DOCUMENT_SUFFIXES, "index")
     """File name endings that are read as documents (RAG_EXTENSIONS, comma-separated)."""
     collections_file: str = setting("", "index")
     """Where named collections are recorded (RAG_COLLECTIONS_FILE; default `<index>/collections.json`)."""

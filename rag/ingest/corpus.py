@@ -11,33 +11,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rag.config import DOCUMENT_SUFFIXES
 from rag.errors import CorpusError
 from rag.ingest import readers
 from rag.ingest.readers.text import decode
 from rag.types import Document, Skipped
-
-DOCUMENT_SUFFIXES = (
-    ".txt",
-    ".md",
-    ".pdf",
-    ".docx",
-    ".html",
-    ".htm",
-    ".pptx",
-    ".xlsx",
-    ".csv",
-    ".tsv",
-    ".epub",
-    ".eml",
-    ".mbox",
-    ".srt",
-    ".vtt",
-    ".png",
-    ".jpg",
-    ".jpeg",
-    ".tif",
-    ".tiff",
-)
 
 log = logging.getLogger(__name__)
 

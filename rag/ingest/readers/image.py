@@ -36,7 +36,7 @@ def read(data: bytes, ocr=None) -> TextRecord:
     options = ocr or engine.Options()
     frames = _frames(data)
     engine.check_budget(len(frames), options)
-    pages, frames_boxes, layout_frames, places = [], [], [], []
+    pages, frames_boxes, layout_frames, places = [], [], [], {}
     for number in frames:
         report(f"OCR page {number + 1} of {len(frames)}")
         image = _page(data, number)
@@ -44,7 +44,7 @@ def read(data: bytes, ocr=None) -> TextRecord:
         fragments, frame, place = engine.read_page(image, number, geometry, options)
         pages.append(fragments)
         layout_frames.append(frame)
-        places.append(place)
+        places[number] = place
         frames_boxes.append(geometry.box)
     body = [
         reading_order(fragments, frame, furniture)
@@ -54,8 +54,7 @@ def read(data: bytes, ocr=None) -> TextRecord:
         raise Unreadable("no text recognised in it; it is a picture without words, or too blurred to read")
     text, boxes, page_starts = assemble(body)
     boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-    for number, place in enumerate(places):  # read straightened: back onto the picture as it is
-        place(boxes[page_starts[number] : page_starts[number + 1] if number + 1 < len(places) else len(text)])
+    engine.place_pages(boxes, page_starts, places)  # read straightened: back onto the picture as it is
     return TextRecord(
         kind=KIND,
         text=text,

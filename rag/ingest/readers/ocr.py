@@ -6,8 +6,8 @@ Two engines stand behind one call, `recognise(image, options)`:
 - `rapidocr`: RapidOCR's PP-OCR detection and recognition models, run by ONNX Runtime from the wheel's own files
   (the `ocr` extra, which `make chat` installs); it gives a box per character.
 `auto` (the default) takes tesseract where it is installed and RapidOCR elsewhere: tesseract read scanned pages
-with about half RapidOCR's character errors and, on clean pages, faster. It runs on one thread: its OpenMP threads
-  beside the build's two readers made a page six times slower on 2 cores.
+with about half RapidOCR's character errors and, on clean pages, faster. Tesseract runs on one thread: its OpenMP
+threads beside the build's two readers made a page six times slower on 2 cores.
 bench/ocr_quality.py measured both (character error rate and pages per second); docs/decisions.md says why the
 default is the default. An engine is loaded once per reader process, when the first scanned page needs it.
 """
@@ -25,7 +25,6 @@ from rag.ingest.readers import Unreadable
 from rag.ingest.readers.layout import Fragment
 from rag.ingest.readers.marks import PageGeometry, from_pixels, to_pixels
 
-ENGINES = ("auto", "tesseract", "rapidocr", "off")
 OCR_DPI = 300
 """Resolution a PDF page without a text layer is rendered at for recognition."""
 MIN_SCORE = 0.5
@@ -93,8 +92,10 @@ def read_page(image, page: int, geometry: PageGeometry, options: Options):
     top-left corner at the origin, the space the layout reads them in (`frame` is its box); `place(boxes)` turns
     an array of their characters' boxes, in place, into boxes in the page's own space, where they are stored.
     """
+    from PIL import Image
+
     angle = skew(image)
-    straight = image.rotate(-angle, resample=_bicubic(), fillcolor="white") if angle else image
+    straight = image.rotate(-angle, resample=Image.Resampling.BICUBIC, fillcolor="white") if angle else image
     width, height = geometry.shown_size
     shown = PageGeometry((0.0, 0.0, width, height))
     lines = _even(recognise(straight, options))
@@ -117,10 +118,12 @@ def read_page(image, page: int, geometry: PageGeometry, options: Options):
     return found, shown.box, place
 
 
-def _bicubic():
-    from PIL import Image
-
-    return Image.Resampling.BICUBIC
+def place_pages(boxes, page_starts, places: dict) -> None:
+    """Run each recognised page's `place` (from `read_page`, by 0-based page number) over that page's characters in
+    `boxes`, the assembled text of record's boxes: from the straightened page as shown back to the page's space."""
+    ends = [*page_starts[1:], len(boxes)]
+    for number, place in places.items():
+        place(boxes[page_starts[number] : ends[number]])
 
 
 def skew(image) -> float:
@@ -202,18 +205,21 @@ def _character_boxes(text: str, pieces, line_box) -> list:
         while at < len(text) and text[at] == " ":
             at += 1
         if not piece or text[at : at + len(piece)] != piece:
-            return _shared(text, range(len(text)), line_box)
+            return _shared(text, line_box)
         for i, share in zip(range(at, at + len(piece)), _split(box, len(piece))):
             boxes[i] = share
         at += len(piece)
     if any(box is None and ch != " " for ch, box in zip(text, boxes)):
-        return _shared(text, range(len(text)), line_box)
+        return _shared(text, line_box)
     return boxes
 
 
-def _shared(text: str, span, box) -> list:
-    shares = iter(_split(box, len(span)))
-    return [None if text[i] == " " else next(shares) for i in span] if box is not None else [None] * len(text)
+def _shared(text: str, box) -> list:
+    """The line's `box` shared among the characters of `text` (None for its spaces)."""
+    if box is None:
+        return [None] * len(text)
+    shares = iter(_split(box, len(text)))
+    return [None if ch == " " else next(shares) for ch in text]
 
 
 def _split(box, count: int) -> list[tuple[float, float, float, float]]:

@@ -63,13 +63,14 @@ def read(data: bytes, ocr=None) -> TextRecord:
         except pdfium.PdfiumError as error:
             raise Unreadable(_open_problem(str(error))) from None
         try:
-            pages, labels, geometries = [], [], []
+            pages, labels, geometries, scanned = [], [], [], []
             for number in range(len(document)):
                 page = document[number]
                 geometries.append(page_geometry(page))
                 pages.append(with_rows(_fragments(page, number, geometries[-1].box), geometries[-1].box))
                 labels.append(document.get_page_label(number) or "")
-            scanned = [number for number, fragments in enumerate(pages) if _scanned(document[number], fragments)]
+                if _scanned(page, pages[-1]):
+                    scanned.append(number)
             layout_frames = [g.box for g in geometries]
             if scanned:
                 from rag.ingest.readers import ocr as engine
@@ -96,9 +97,8 @@ def read(data: bytes, ocr=None) -> TextRecord:
     import numpy as np
 
     boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-    for number in scanned:  # recognised on the page as shown, straightened: back into page space, where boxes live
-        end = page_starts[number + 1] if number + 1 < len(page_starts) else len(text)
-        places[number](boxes[page_starts[number] : end])
+    if places:
+        engine.place_pages(boxes, page_starts, places)
     return TextRecord(
         kind=KIND,
         text=text,
